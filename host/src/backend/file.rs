@@ -1,0 +1,195 @@
+//! The default backend: one redb file, written through a group-commit writer.
+//!
+//! redb makes a commit durable with an fsync, which costs far more than the
+//! writes themselves. [`GroupCommitWriter`] therefore owns all writing: it
+//! takes every batch that is waiting, applies them in one transaction, makes
+//! that transaction durable with one commit, and only then acknowledges each
+//! batch. Under load many writes share one fsync; a lone write still gets its
+//! own. No batch is acknowledged before it is durable.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::{Backend, BackendError, Batch, BoxFuture};
+
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+
+/// How many batches one transaction takes at most, so that a flood of writes
+/// cannot make one commit (and the latency of its first writer) unbounded.
+const MAX_GROUP_BATCHES: usize = 1024;
+/// How many value bytes one transaction takes at most, for the same reason.
+const MAX_GROUP_BYTES: usize = 64 << 20;
+
+/// A [`Backend`] over a redb database file.
+pub struct FileBackend {
+    db: Arc<Database>,
+    writer: GroupCommitWriter,
+}
+
+impl FileBackend {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, BackendError> {
+        let db = Database::create(path).map_err(|e| {
+            BackendError::Storage(format!("cannot open database {}: {e}", path.display()))
+        })?;
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(RECORDS).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        let db = Arc::new(db);
+        let writer = GroupCommitWriter::start(db.clone())?;
+        Ok(Self { db, writer })
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Storage(e.to_string())
+}
+
+impl Backend for FileBackend {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
+        Box::pin(async move {
+            let txn = self.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(RECORDS).map_err(storage)?;
+            Ok(table.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError>> {
+        Box::pin(async move {
+            let txn = self.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(RECORDS).map_err(storage)?;
+            let range = match after {
+                Some(a) if a >= prefix => table.range::<&[u8]>((
+                    std::ops::Bound::Excluded(a),
+                    std::ops::Bound::Unbounded,
+                )),
+                _ => table.range::<&[u8]>(prefix..),
+            }
+            .map_err(storage)?;
+            let mut out = Vec::new();
+            for item in range {
+                let (k, v) = item.map_err(storage)?;
+                if !k.value().starts_with(prefix) || out.len() >= limit {
+                    break;
+                }
+                out.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.writer.commit(batch))
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), BackendError>>;
+
+/// The single writer of a [`FileBackend`]: a thread that turns whatever
+/// batches are waiting into one durable transaction.
+struct GroupCommitWriter {
+    queue: mpsc::Sender<(Batch, Reply)>,
+}
+
+impl GroupCommitWriter {
+    fn start(db: Arc<Database>) -> Result<Self, BackendError> {
+        let (queue, pending) = mpsc::channel();
+        thread::Builder::new()
+            .name("ostore-group-commit".into())
+            .spawn(move || Self::run(&db, &pending))
+            .map_err(storage)?;
+        Ok(Self { queue })
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<(), BackendError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (reply, done) = oneshot::channel();
+        self.queue
+            .send((batch, reply))
+            .map_err(|_| BackendError::Storage("the database writer has stopped".into()))?;
+        done.await
+            .map_err(|_| BackendError::Storage("the database writer has stopped".into()))?
+    }
+
+    /// Runs until every [`FileBackend`] handle (every queue sender) is gone.
+    fn run(db: &Database, pending: &mpsc::Receiver<(Batch, Reply)>) {
+        while let Ok(first) = pending.recv() {
+            let mut group = vec![first];
+            let mut bytes = batch_bytes(&group[0].0);
+            while group.len() < MAX_GROUP_BATCHES && bytes < MAX_GROUP_BYTES {
+                match pending.try_recv() {
+                    Ok(next) => {
+                        bytes += batch_bytes(&next.0);
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+            match apply_group(db, batches) {
+                Ok(results) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("group commit failed: {e}");
+                    for reply in replies {
+                        let _ = reply.send(Err(BackendError::Storage(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn batch_bytes(batch: &Batch) -> usize {
+    batch
+        .writes
+        .iter()
+        .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len))
+        .sum()
+}
+
+/// Applies `batches` in order in one transaction and commits it durably.
+/// Returns each batch's own outcome (a failed expectation skips only that
+/// batch); an `Err` means the transaction failed and nothing was written.
+fn apply_group(db: &Database, batches: Vec<Batch>) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+    let txn = db.begin_write().map_err(storage)?;
+    let mut results = Vec::with_capacity(batches.len());
+    {
+        let mut table = txn.open_table(RECORDS).map_err(storage)?;
+        for batch in batches {
+            let holds = batch.expectations_hold(|k| {
+                Ok::<_, BackendError>(table.get(k).map_err(storage)?.map(|v| v.value().to_vec()))
+            })?;
+            if !holds {
+                results.push(Err(BackendError::Conflict));
+                continue;
+            }
+            for w in &batch.writes {
+                match &w.value {
+                    Some(v) => table.insert(w.key.as_slice(), v.as_slice()).map(drop),
+                    None => table.remove(w.key.as_slice()).map(drop),
+                }
+                .map_err(storage)?;
+            }
+            results.push(Ok(()));
+        }
+    }
+    // Durability::Immediate is redb's default: commit returns after fsync.
+    txn.commit().map_err(storage)?;
+    Ok(results)
+}

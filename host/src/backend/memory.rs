@@ -1,0 +1,75 @@
+//! An in-memory backend for tests and for embedders that want no files.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::RwLock;
+
+use super::{Backend, BackendError, Batch, BoxFuture};
+
+/// A [`Backend`] over a `BTreeMap`; nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemoryBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+pub(crate) fn scan_map<'m>(
+    map: impl IntoIterator<Item = (&'m Vec<u8>, &'m Vec<u8>)>,
+    prefix: &[u8],
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    map.into_iter()
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+impl Backend for MemoryBackend {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
+        let value = self.map.read().expect("memory backend lock").get(key).cloned();
+        Box::pin(async move { Ok(value) })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError>> {
+        let map = self.map.read().expect("memory backend lock");
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
+            _ => Bound::Included(prefix.to_vec()),
+        };
+        let pairs = scan_map(
+            map.range::<Vec<u8>, _>((start, Bound::Unbounded)),
+            prefix,
+            limit,
+        );
+        Box::pin(async move { Ok(pairs) })
+    }
+
+    fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>> {
+        let mut map = self.map.write().expect("memory backend lock");
+        let result = match batch.expectations_hold(|k| Ok::<_, BackendError>(map.get(k).cloned())) {
+            Ok(true) => {
+                for w in batch.writes {
+                    match w.value {
+                        Some(v) => map.insert(w.key, v),
+                        None => map.remove(&w.key),
+                    };
+                }
+                Ok(())
+            }
+            Ok(false) => Err(BackendError::Conflict),
+            Err(e) => Err(e),
+        };
+        Box::pin(async move { result })
+    }
+}

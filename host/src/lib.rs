@@ -1,0 +1,3 @@
+pub mod backend;
+pub mod encryption;
+pub mod objectstore;

@@ -1,0 +1,1051 @@
+//! The object store itself: applications, stores, partitions, keys, TTL and
+//! limits, over any [`Backend`], with every record sealed.
+//!
+//! Every front end (WIT guests, later Spin guests, REST and the admin UI)
+//! goes through this module, so each rule is written once.
+//!
+//! # Records at rest
+//!
+//! | backend key | record |
+//! |---|---|
+//! | `a` app | the application's name and data keys, sealed by the master key |
+//! | `s` app store | a store's name and default TTL |
+//! | `p` app store partition | a partition's name and TTL |
+//! | `e` app store partition key | a key's name, value and metadata |
+//! | `x` expiry app store partition key | expiry index for the sweep, empty |
+//! | `m` check | proves the master key matches the data |
+//!
+//! Each name is replaced by its 16-byte tag. The expiry index stores the
+//! expiry time (big-endian milliseconds) in clear so the sweep can find due
+//! keys in order without opening every record; it reveals when keys expire,
+//! never what they are.
+
+mod error;
+mod record;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub use error::Error;
+use record::{AppRecord, EntryRecord, PartitionRecord, StoreRecord};
+
+use crate::backend::{Backend, BackendError, Batch, Expect};
+use crate::encryption::{MasterKey, Sealer, TAG_LEN, Tag, random_array};
+
+/// The store every application has; Mule's `_defaultUserObjectStore`.
+pub const DEFAULT_STORE: &str = "_defaultUserObjectStore";
+
+/// OSv2's default TTL: 30 days.
+pub const DEFAULT_TTL_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// The most keys or entries one page may hold. Pages are built in memory,
+/// so a guest-chosen page size is clamped to this.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// How many times a write retries after another host changed the same key
+/// between its read and its commit.
+const MAX_CONFLICT_RETRIES: usize = 64;
+
+/// How long a key lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// Never expires.
+    Never,
+    /// Expires this many seconds after the last write (OSv2 "static").
+    Fixed(u64),
+    /// Expires this many seconds after the last read or write.
+    Rolling(u64),
+}
+
+impl Ttl {
+    fn seconds(self) -> Option<u64> {
+        match self {
+            Ttl::Never => None,
+            Ttl::Fixed(s) | Ttl::Rolling(s) => Some(s),
+        }
+    }
+
+    fn check(self) -> Result<Self, Error> {
+        match self.seconds() {
+            Some(0) => Err(Error::InvalidArgument("a TTL must be at least 1 second".into())),
+            _ => Ok(self),
+        }
+    }
+
+    /// When a key written at `now` expires.
+    fn expiry_from(self, now: u64) -> Option<u64> {
+        self.seconds().map(|s| now.saturating_add(s.saturating_mul(1000)))
+    }
+}
+
+/// What a value holds; kept so that the REST API can show it as OSv2 does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ValueKind {
+    Binary = 0,
+    String = 1,
+    Number = 2,
+}
+
+impl ValueKind {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Binary),
+            1 => Some(Self::String),
+            2 => Some(Self::Number),
+            _ => None,
+        }
+    }
+
+    /// The kind of bytes a guest stored: text if they are UTF-8.
+    fn of(value: &[u8]) -> Self {
+        if std::str::from_utf8(value).is_ok() {
+            Self::String
+        } else {
+            Self::Binary
+        }
+    }
+}
+
+/// Facts about a stored value; times in milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub created: u64,
+    pub updated: u64,
+    pub expires: Option<u64>,
+    pub version: u64,
+    pub size: u64,
+    pub kind: ValueKind,
+}
+
+/// A key with its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub metadata: Metadata,
+}
+
+/// How [`Partition::store`] behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    /// Fail with [`Error::KeyAlreadyExists`] instead of overwriting.
+    pub fail_if_present: bool,
+    /// The key's own TTL; `None` inherits the partition's, then the store's.
+    pub ttl: Option<Ttl>,
+}
+
+/// One page of a listing; `cursor` is `None` on the last page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub cursor: Option<String>,
+}
+
+/// Sizes a guest or client controls, checked on every call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest key, store or partition name in bytes (OSv2: 1024).
+    pub max_key_bytes: usize,
+    /// Largest value in bytes (OSv2: 10 MiB).
+    pub max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 1024,
+            max_value_bytes: 10 << 20,
+        }
+    }
+}
+
+/// Settings of an [`ObjectStore`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub limits: Limits,
+    /// The TTL of a newly created store (OSv2: 30 days, static).
+    pub default_ttl: Ttl,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            default_ttl: Ttl::Fixed(DEFAULT_TTL_SECS),
+        }
+    }
+}
+
+/// The object store service: one per host process, shared by all
+/// applications. Cheap to clone.
+#[derive(Clone)]
+pub struct ObjectStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    master: Sealer,
+    config: Config,
+    apps: Mutex<HashMap<Tag, Arc<AppState>>>,
+    key_locks: KeyLocks,
+}
+
+/// One application's keys and caches.
+struct AppState {
+    name: String,
+    tag: Tag,
+    sealer: Sealer,
+    /// Store settings by store tag. A host caches what it wrote or read;
+    /// settings change only through this host's object store.
+    stores: Mutex<HashMap<Tag, StoreRecord>>,
+    /// Partition settings by (store, partition) tag; absent partitions are
+    /// not cached.
+    partitions: Mutex<HashMap<(Tag, Tag), PartitionRecord>>,
+}
+
+/// Serialises read-modify-write cycles on one key within this host, so that
+/// concurrent increments of a hot counter queue up instead of failing each
+/// other's conditional commits. Conditional commits still guard against
+/// writers on other hosts. Striped: two keys may share a lock, which only
+/// costs a little concurrency.
+struct KeyLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl KeyLocks {
+    fn new() -> Self {
+        Self((0..1024).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    async fn lock(&self, entry_key: &[u8]) -> tokio::sync::MutexGuard<'_, ()> {
+        // Backend keys end in a key tag, which is uniformly distributed.
+        let tail: [u8; 8] = entry_key[entry_key.len() - 8..].try_into().expect("8 bytes");
+        let stripe = u64::from_le_bytes(tail) as usize % self.0.len();
+        self.0[stripe].lock().await
+    }
+}
+
+const MASTER_CHECK_KEY: &[u8] = b"m/master-check";
+const MASTER_CHECK_TEXT: &[u8] = b"ostore master key check v1";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn backend_key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    key.push(kind);
+    for p in parts {
+        key.extend_from_slice(p);
+    }
+    key
+}
+
+fn encode_cursor(tag: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(tag)
+}
+
+fn decode_cursor(cursor: Option<&str>) -> Result<Option<Tag>, Error> {
+    let Some(cursor) = cursor else { return Ok(None) };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| Error::InvalidArgument("malformed cursor".into()))?;
+    Tag::try_from(bytes.as_slice())
+        .map(Some)
+        .map_err(|_| Error::InvalidArgument("malformed cursor".into()))
+}
+
+fn clamp_page_size(page_size: u32) -> usize {
+    page_size.clamp(1, MAX_PAGE_SIZE) as usize
+}
+
+impl ObjectStore {
+    /// Opens the object store kept in `backend`, sealed under `master`.
+    ///
+    /// Fails with [`Error::WrongMasterKey`] when the backend holds data that
+    /// was sealed with another master key.
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        master: &MasterKey,
+        config: Config,
+    ) -> Result<Self, Error> {
+        let master = master.sealer();
+        match backend.get(MASTER_CHECK_KEY).await? {
+            Some(sealed) => match master.open(MASTER_CHECK_KEY, &sealed) {
+                Ok(text) if text == MASTER_CHECK_TEXT => {}
+                _ => return Err(Error::WrongMasterKey),
+            },
+            None => {
+                let mut batch = Batch::new();
+                batch.put(
+                    MASTER_CHECK_KEY.to_vec(),
+                    master.seal(MASTER_CHECK_KEY, MASTER_CHECK_TEXT),
+                    Expect::Absent,
+                );
+                backend.commit(batch).await?;
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                master,
+                config,
+                apps: Mutex::new(HashMap::new()),
+                key_locks: KeyLocks::new(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The application called `name`, created with fresh data keys on first
+    /// use. Applications never see each other's data.
+    pub async fn application(&self, name: &str) -> Result<Application, Error> {
+        self.inner.check_name(name, "application name")?;
+        let tag = self.inner.master.tag(b"app", b"", name.as_bytes());
+        let state = self.inner.app_state(tag, Some(name)).await?;
+        Ok(Application {
+            inner: self.inner.clone(),
+            state,
+        })
+    }
+
+    /// Deletes every key whose expiry has passed and returns how many were
+    /// deleted. Expired keys are already invisible; this reclaims space.
+    pub async fn sweep_expired(&self) -> Result<u64, Error> {
+        let inner = &self.inner;
+        let now = now_ms();
+        let mut deleted = 0;
+        loop {
+            let due = inner.backend.scan(b"x", None, 256).await?;
+            let mut progressed = false;
+            for (index_key, _) in &due {
+                // x | expires(8) | app | store | partition | key
+                let expires = u64::from_be_bytes(index_key[1..9].try_into().expect("8 bytes"));
+                if expires > now {
+                    return Ok(deleted);
+                }
+                progressed = true;
+                let entry_key = backend_key(b'e', &[&index_key[9..]]);
+                let app_tag: Tag = index_key[9..9 + TAG_LEN].try_into().expect("tag");
+                let _guard = inner.key_locks.lock(&entry_key).await;
+                let mut batch = Batch::new();
+                batch.delete(index_key.clone(), Expect::Any);
+                if let Some(sealed) = inner.backend.get(&entry_key).await? {
+                    let app = inner.app_state(app_tag, None).await?;
+                    let record = app.open_entry(&entry_key, &sealed)?;
+                    if record.expires == Some(expires) {
+                        batch.delete(entry_key.clone(), Expect::Value(sealed));
+                        deleted += 1;
+                    }
+                }
+                match inner.backend.commit(batch).await {
+                    Ok(()) | Err(BackendError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !progressed || due.len() < 256 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Runs [`sweep_expired`](Self::sweep_expired) every `interval` until
+    /// the returned task is aborted.
+    pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match store.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "swept expired keys"),
+                    Err(e) => tracing::warn!("expiry sweep failed: {e}"),
+                }
+            }
+        })
+    }
+}
+
+impl Inner {
+    fn check_name(&self, name: &str, what: &str) -> Result<(), Error> {
+        let max = self.config.limits.max_key_bytes;
+        if name.is_empty() {
+            return Err(Error::InvalidKey(format!("{what} is empty")));
+        }
+        if name.len() > max {
+            return Err(Error::InvalidKey(format!(
+                "{what} is {} bytes long; the limit is {max}",
+                name.len()
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Error::InvalidKey(format!("{what} contains a control character")));
+        }
+        Ok(())
+    }
+
+    /// Loads (or, given its name, creates) an application's keys.
+    async fn app_state(&self, tag: Tag, create_as: Option<&str>) -> Result<Arc<AppState>, Error> {
+        if let Some(state) = self.apps.lock().expect("apps lock").get(&tag) {
+            return Ok(state.clone());
+        }
+        let key = backend_key(b'a', &[&tag]);
+        let record = loop {
+            if let Some(sealed) = self.backend.get(&key).await? {
+                let plain = self.master.open(&key, &sealed)?;
+                break AppRecord::decode(&plain).map_err(|_| Error::Integrity)?;
+            }
+            let Some(name) = create_as else {
+                return Err(Error::Unavailable("a record names an unknown application".into()));
+            };
+            let record = AppRecord {
+                name: name.to_string(),
+                seal_key: random_array(),
+                tag_key: random_array(),
+            };
+            let mut batch = Batch::new();
+            batch.put(key.clone(), self.master.seal(&key, &record.encode()), Expect::Absent);
+            match self.backend.commit(batch).await {
+                Ok(()) => break record,
+                // Another request created it first: use theirs.
+                Err(BackendError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let state = Arc::new(AppState {
+            sealer: Sealer::new(&record.seal_key, &record.tag_key),
+            name: record.name,
+            tag,
+            stores: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(HashMap::new()),
+        });
+        Ok(self
+            .apps
+            .lock()
+            .expect("apps lock")
+            .entry(tag)
+            .or_insert(state)
+            .clone())
+    }
+}
+
+impl AppState {
+    fn open_entry(&self, key: &[u8], sealed: &[u8]) -> Result<EntryRecord, Error> {
+        let plain = self.sealer.open(key, sealed)?;
+        EntryRecord::decode(&plain).map_err(|_| Error::Integrity)
+    }
+}
+
+/// One application's view of the object store. Cheap to clone.
+#[derive(Clone)]
+pub struct Application {
+    inner: Arc<Inner>,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Opens the store called `name`, creating it with the configured
+    /// default TTL on first use.
+    pub async fn store(&self, name: &str) -> Result<Store, Error> {
+        self.inner.check_name(name, "store name")?;
+        let app = &self.state;
+        let tag = app.sealer.tag(b"store", b"", name.as_bytes());
+        if let Some(record) = app.stores.lock().expect("stores lock").get(&tag) {
+            return Ok(self.store_handle(tag, record.clone()));
+        }
+        let key = backend_key(b's', &[&app.tag, &tag]);
+        let record = loop {
+            if let Some(sealed) = self.inner.backend.get(&key).await? {
+                let plain = app.sealer.open(&key, &sealed)?;
+                break StoreRecord::decode(&plain).map_err(|_| Error::Integrity)?;
+            }
+            let record = StoreRecord {
+                name: name.to_string(),
+                default_ttl: self.inner.config.default_ttl,
+            };
+            let mut batch = Batch::new();
+            batch.put(key.clone(), app.sealer.seal(&key, &record.encode()), Expect::Absent);
+            match self.inner.backend.commit(batch).await {
+                Ok(()) => break record,
+                Err(BackendError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        app.stores
+            .lock()
+            .expect("stores lock")
+            .insert(tag, record.clone());
+        Ok(self.store_handle(tag, record))
+    }
+
+    /// Opens `_defaultUserObjectStore`.
+    pub async fn default_store(&self) -> Result<Store, Error> {
+        self.store(DEFAULT_STORE).await
+    }
+
+    fn store_handle(&self, tag: Tag, record: StoreRecord) -> Store {
+        Store {
+            app: self.clone(),
+            tag,
+            name: record.name.into(),
+            default_ttl: record.default_ttl,
+        }
+    }
+}
+
+/// A store of one application.
+#[derive(Clone)]
+pub struct Store {
+    app: Application,
+    tag: Tag,
+    name: Arc<str>,
+    default_ttl: Ttl,
+}
+
+impl Store {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The TTL of keys that neither they nor their partition give one.
+    pub fn default_ttl(&self) -> Ttl {
+        self.default_ttl
+    }
+
+    fn partition_prefix(&self) -> Vec<u8> {
+        backend_key(b'p', &[&self.app.state.tag, &self.tag])
+    }
+
+    /// Opens the partition called `name` (it exists once it holds a key or a
+    /// TTL setting).
+    pub async fn partition(&self, name: &str) -> Result<Partition, Error> {
+        let inner = &self.app.inner;
+        inner.check_name(name, "partition name")?;
+        let app = &self.app.state;
+        let tag = app.sealer.tag(b"partition", &self.tag, name.as_bytes());
+        let cached = app
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .get(&(self.tag, tag))
+            .cloned();
+        let key = backend_key(b'p', &[&app.tag, &self.tag, &tag]);
+        let record = match cached {
+            Some(record) => Some(record),
+            None => match inner.backend.get(&key).await? {
+                Some(sealed) => {
+                    let plain = app.sealer.open(&key, &sealed)?;
+                    let record = PartitionRecord::decode(&plain).map_err(|_| Error::Integrity)?;
+                    app.partitions
+                        .lock()
+                        .expect("partitions lock")
+                        .insert((self.tag, tag), record.clone());
+                    Some(record)
+                }
+                None => None,
+            },
+        };
+        Ok(Partition {
+            store: self.clone(),
+            name: name.into(),
+            tag,
+            record_key: key,
+            ttl: record.as_ref().and_then(|r| r.ttl),
+            exists: Arc::new(AtomicBool::new(record.is_some())),
+        })
+    }
+
+    /// One page of the names of this store's partitions.
+    pub async fn list_partitions(
+        &self,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<String>, Error> {
+        let prefix = self.partition_prefix();
+        let sealer = &self.app.state.sealer;
+        let page = scan_page(&*self.app.inner.backend, &prefix, cursor, page_size, |key, sealed| {
+            let plain = sealer.open(key, sealed)?;
+            Ok(Some(PartitionRecord::decode(&plain).map_err(|_| Error::Integrity)?.name))
+        })
+        .await?;
+        Ok(page)
+    }
+
+    /// Deletes the partition `name` with all its keys and settings; returns
+    /// how many live keys it held.
+    pub async fn delete_partition(&self, name: &str) -> Result<u64, Error> {
+        let partition = self.partition(name).await?;
+        let removed = partition.clear().await?;
+        let mut batch = Batch::new();
+        batch.delete(partition.record_key.clone(), Expect::Any);
+        self.app.inner.backend.commit(batch).await?;
+        self.app
+            .state
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .remove(&(self.tag, partition.tag));
+        Ok(removed)
+    }
+}
+
+/// Collects one page from a prefix scan, decoding each record with `decode`
+/// (which returns `None` for records to skip, such as expired keys).
+async fn scan_page<T>(
+    backend: &dyn Backend,
+    prefix: &[u8],
+    cursor: Option<&str>,
+    page_size: u32,
+    mut decode: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, Error>,
+) -> Result<Page<T>, Error> {
+    let want = clamp_page_size(page_size);
+    let mut after = decode_cursor(cursor)?.map(|tag| {
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(&tag);
+        key
+    });
+    let mut items = Vec::with_capacity(want.min(64));
+    loop {
+        // Ask for one more than needed to learn whether another page exists.
+        let ask = want - items.len() + 1;
+        let batch = backend.scan(prefix, after.as_deref(), ask).await?;
+        let exhausted = batch.len() < ask;
+        for (key, sealed) in batch {
+            if items.len() == want {
+                let last = after.as_deref().expect("a full page has a last key");
+                return Ok(Page {
+                    items,
+                    cursor: Some(encode_cursor(&last[last.len() - TAG_LEN..])),
+                });
+            }
+            if let Some(item) = decode(&key, &sealed)? {
+                items.push(item);
+            }
+            after = Some(key);
+        }
+        if exhausted {
+            return Ok(Page {
+                items,
+                cursor: None,
+            });
+        }
+    }
+}
+
+/// A partition of a store: the unit most operations work on.
+#[derive(Clone)]
+pub struct Partition {
+    store: Store,
+    name: Arc<str>,
+    tag: Tag,
+    record_key: Vec<u8>,
+    ttl: Option<Ttl>,
+    /// Whether the partition record exists (else the next write makes it).
+    exists: Arc<AtomicBool>,
+}
+
+impl Partition {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The store this partition belongs to.
+    pub fn parent(&self) -> &Store {
+        &self.store
+    }
+
+    /// The TTL for keys without their own: the partition's or the store's.
+    pub fn effective_ttl(&self) -> Ttl {
+        self.ttl.unwrap_or(self.store.default_ttl)
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.store.app.inner
+    }
+
+    fn app(&self) -> &AppState {
+        &self.store.app.state
+    }
+
+    fn entry_prefix(&self) -> Vec<u8> {
+        backend_key(b'e', &[&self.app().tag, &self.store.tag, &self.tag])
+    }
+
+    fn entry_key(&self, key: &str) -> Result<Vec<u8>, Error> {
+        self.inner().check_name(key, "key")?;
+        let key_tag = self.app().sealer.tag(b"key", &self.tag, key.as_bytes());
+        let mut full = self.entry_prefix();
+        full.extend_from_slice(&key_tag);
+        Ok(full)
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), Error> {
+        let limit = self.inner().config.limits.max_value_bytes;
+        if value.len() > limit {
+            return Err(Error::ValueTooLarge { limit: limit as u64 });
+        }
+        Ok(())
+    }
+
+    /// Sets the TTL for keys stored here without their own (`None`: the
+    /// store's). Applies to later writes.
+    pub async fn set_ttl(&mut self, ttl: Option<Ttl>) -> Result<(), Error> {
+        let ttl = ttl.map(Ttl::check).transpose()?;
+        let record = PartitionRecord {
+            name: self.name.to_string(),
+            ttl,
+        };
+        let app = self.app();
+        let mut batch = Batch::new();
+        batch.put(
+            self.record_key.clone(),
+            app.sealer.seal(&self.record_key, &record.encode()),
+            Expect::Any,
+        );
+        self.inner().backend.commit(batch).await?;
+        app.partitions
+            .lock()
+            .expect("partitions lock")
+            .insert((self.store.tag, self.tag), record);
+        self.ttl = ttl;
+        self.exists.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads what is stored under `entry_key`: the record, its sealed bytes
+    /// (the expectation for a conditional write) and whether it is live
+    /// (not expired).
+    async fn load(&self, entry_key: &[u8]) -> Result<Option<Stored>, Error> {
+        let Some(sealed) = self.inner().backend.get(entry_key).await? else {
+            return Ok(None);
+        };
+        let record = self.app().open_entry(entry_key, &sealed)?;
+        let live = record.expires.is_none_or(|e| e > now_ms());
+        Ok(Some(Stored { record, sealed, live }))
+    }
+
+    /// Writes `record` in place of `previous` (the sealed bytes last read),
+    /// keeping the expiry index in step. Fails with `Conflict` if the key
+    /// changed since it was read.
+    async fn commit_entry(
+        &self,
+        entry_key: &[u8],
+        previous: Option<&Stored>,
+        record: Option<&EntryRecord>,
+    ) -> Result<(), BackendError> {
+        let mut batch = Batch::new();
+        let expect = match previous {
+            Some(stored) => Expect::Value(stored.sealed.clone()),
+            None => Expect::Absent,
+        };
+        let tags = &entry_key[1..];
+        if let Some(expires) = previous.and_then(|p| p.record.expires) {
+            batch.delete(expiry_key(expires, tags), Expect::Any);
+        }
+        match record {
+            Some(record) => {
+                let sealed = self.app().sealer.seal(entry_key, &record.encode());
+                batch.put(entry_key.to_vec(), sealed, expect);
+                if let Some(expires) = record.expires {
+                    batch.put(expiry_key(expires, tags), Vec::new(), Expect::Any);
+                }
+                if !self.exists.load(Ordering::Acquire) {
+                    let partition = PartitionRecord {
+                        name: self.name.to_string(),
+                        ttl: self.ttl,
+                    };
+                    batch.put(
+                        self.record_key.clone(),
+                        self.app().sealer.seal(&self.record_key, &partition.encode()),
+                        Expect::Any,
+                    );
+                }
+            }
+            None => {
+                batch.delete(entry_key.to_vec(), expect);
+            }
+        }
+        self.inner().backend.commit(batch).await?;
+        if record.is_some() && !self.exists.swap(true, Ordering::AcqRel) {
+            self.app()
+                .partitions
+                .lock()
+                .expect("partitions lock")
+                .entry((self.store.tag, self.tag))
+                .or_insert_with(|| PartitionRecord {
+                    name: self.name.to_string(),
+                    ttl: self.ttl,
+                });
+        }
+        Ok(())
+    }
+
+    /// The read-modify-write cycle behind every write: under this host's
+    /// lock for the key, read the current record, let `change` decide the
+    /// new one, and commit it conditionally, retrying if another host got
+    /// there first.
+    async fn modify<T>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(Option<&EntryRecord>, u64) -> Result<(Option<EntryRecord>, T), Error>,
+    ) -> Result<T, Error> {
+        let entry_key = self.entry_key(key)?;
+        let _guard = self.inner().key_locks.lock(&entry_key).await;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let stored = self.load(&entry_key).await?;
+            let live = stored.as_ref().filter(|s| s.live).map(|s| &s.record);
+            let (next, out) = change(live, now_ms())?;
+            if live.is_none() && next.is_none() {
+                return Ok(out);
+            }
+            match self.commit_entry(&entry_key, stored.as_ref(), next.as_ref()).await {
+                Ok(()) => return Ok(out),
+                Err(BackendError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Unavailable(
+            "the key is changing too fast to update; try again".into(),
+        ))
+    }
+
+    /// A new record for `key` holding `value`, succeeding `previous`.
+    fn next_record(
+        &self,
+        key: &str,
+        previous: Option<&EntryRecord>,
+        value: Vec<u8>,
+        kind: ValueKind,
+        ttl: Option<Ttl>,
+        now: u64,
+    ) -> EntryRecord {
+        let ttl = ttl.unwrap_or_else(|| self.effective_ttl());
+        EntryRecord {
+            key: key.to_string(),
+            created: previous.map_or(now, |p| p.created),
+            updated: now,
+            expires: ttl.expiry_from(now),
+            version: previous.map_or(1, |p| p.version + 1),
+            ttl,
+            kind,
+            value,
+        }
+    }
+
+    /// Stores `value` under `key`; returns its metadata once durable.
+    pub async fn store(&self, key: &str, value: Vec<u8>, options: StoreOptions) -> Result<Metadata, Error> {
+        self.check_value(&value)?;
+        let ttl = options.ttl.map(Ttl::check).transpose()?;
+        let kind = ValueKind::of(&value);
+        self.modify(key, |previous, now| {
+            if options.fail_if_present && previous.is_some() {
+                return Err(Error::KeyAlreadyExists);
+            }
+            let record = self.next_record(key, previous, value.clone(), kind, ttl, now);
+            let meta = record.metadata();
+            Ok((Some(record), meta))
+        })
+        .await
+    }
+
+    /// Writes `value` only if the key's version is `expected` (`None`: only
+    /// if the key is absent).
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        options: StoreOptions,
+    ) -> Result<Metadata, Error> {
+        self.check_value(&value)?;
+        let ttl = options.ttl.map(Ttl::check).transpose()?;
+        let kind = ValueKind::of(&value);
+        self.modify(key, |previous, now| {
+            let current = previous.map(|p| p.version);
+            if current != expected {
+                return Err(Error::VersionMismatch { current });
+            }
+            let record = self.next_record(key, previous, value.clone(), kind, ttl, now);
+            let meta = record.metadata();
+            Ok((Some(record), meta))
+        })
+        .await
+    }
+
+    /// Adds `delta` to the decimal counter under `key` (absent counts as 0)
+    /// and returns the new value.
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        self.modify(key, |previous, now| {
+            let current = match previous {
+                None => 0,
+                Some(p) => std::str::from_utf8(&p.value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("the value of {key:?} is not a decimal integer"))
+                    })?,
+            };
+            let next = current.checked_add(delta).ok_or_else(|| {
+                Error::InvalidArgument(format!("incrementing {key:?} by {delta} overflows"))
+            })?;
+            // A counter keeps the TTL it was created with, like any rewrite
+            // without an explicit TTL keeps inheriting.
+            let record = self.next_record(
+                key,
+                previous,
+                next.to_string().into_bytes(),
+                ValueKind::Number,
+                None,
+                now,
+            );
+            Ok((Some(record), next))
+        })
+        .await
+    }
+
+    /// Reads `key`, extending a rolling TTL.
+    pub async fn retrieve(&self, key: &str) -> Result<Entry, Error> {
+        let entry_key = self.entry_key(key)?;
+        let stored = self.load(&entry_key).await?.filter(|s| s.live);
+        let stored = stored.ok_or(Error::KeyNotFound)?;
+        let mut record = stored.record.clone();
+        if let Ttl::Rolling(secs) = record.ttl {
+            let now = now_ms();
+            let window = secs.saturating_mul(1000);
+            let extended_at = record.expires.unwrap_or(now).saturating_sub(window);
+            // Extend only once a quarter of the window has passed, so that a
+            // hot key costs a write per quarter window, not one per read.
+            if now.saturating_sub(extended_at) >= window / 4 {
+                let mut refreshed = record.clone();
+                refreshed.expires = Some(now.saturating_add(window));
+                let _guard = self.inner().key_locks.lock(&entry_key).await;
+                match self.commit_entry(&entry_key, Some(&stored), Some(&refreshed)).await
+                {
+                    Ok(()) => record = refreshed,
+                    // A concurrent write replaced the key and set its expiry.
+                    Err(BackendError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(record.into_entry())
+    }
+
+    /// Whether `key` exists; does not extend a rolling TTL.
+    pub async fn contains(&self, key: &str) -> Result<bool, Error> {
+        let entry_key = self.entry_key(key)?;
+        Ok(self.load(&entry_key).await?.is_some_and(|s| s.live))
+    }
+
+    /// Removes `key` and returns what it held.
+    pub async fn remove(&self, key: &str) -> Result<Entry, Error> {
+        self.modify(key, |previous, _| match previous {
+            Some(p) => Ok((None, p.clone().into_entry())),
+            None => Err(Error::KeyNotFound),
+        })
+        .await
+    }
+
+    /// One page of key names.
+    pub async fn list_keys(&self, cursor: Option<&str>, page_size: u32) -> Result<Page<String>, Error> {
+        self.list(cursor, page_size, |r| r.key).await
+    }
+
+    /// One page of entries.
+    pub async fn list_entries(&self, cursor: Option<&str>, page_size: u32) -> Result<Page<Entry>, Error> {
+        self.list(cursor, page_size, EntryRecord::into_entry).await
+    }
+
+    async fn list<T>(
+        &self,
+        cursor: Option<&str>,
+        page_size: u32,
+        map: impl Fn(EntryRecord) -> T,
+    ) -> Result<Page<T>, Error> {
+        let now = now_ms();
+        let app = self.app();
+        scan_page(&*self.inner().backend, &self.entry_prefix(), cursor, page_size, |key, sealed| {
+            let record = app.open_entry(key, sealed)?;
+            Ok(record.expires.is_none_or(|e| e > now).then(|| map(record)))
+        })
+        .await
+    }
+
+    /// Removes every key; returns how many live keys there were.
+    pub async fn clear(&self) -> Result<u64, Error> {
+        let prefix = self.entry_prefix();
+        let now = now_ms();
+        let mut removed = 0;
+        loop {
+            let chunk = self.inner().backend.scan(&prefix, None, 256).await?;
+            if chunk.is_empty() {
+                return Ok(removed);
+            }
+            let mut batch = Batch::new();
+            for (key, sealed) in &chunk {
+                let record = self.app().open_entry(key, sealed)?;
+                if let Some(expires) = record.expires {
+                    if expires > now {
+                        removed += 1;
+                    }
+                    batch.delete(expiry_key(expires, &key[1..]), Expect::Any);
+                } else {
+                    removed += 1;
+                }
+                batch.delete(key.clone(), Expect::Any);
+            }
+            self.inner().backend.commit(batch).await?;
+        }
+    }
+}
+
+/// A record as read from the backend.
+struct Stored {
+    record: EntryRecord,
+    sealed: Vec<u8>,
+    live: bool,
+}
+
+fn expiry_key(expires: u64, tags: &[u8]) -> Vec<u8> {
+    backend_key(b'x', &[&expires.to_be_bytes(), tags])
+}
+
+impl EntryRecord {
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            created: self.created,
+            updated: self.updated,
+            expires: self.expires,
+            version: self.version,
+            size: self.value.len() as u64,
+            kind: self.kind,
+        }
+    }
+
+    fn into_entry(self) -> Entry {
+        Entry {
+            metadata: self.metadata(),
+            key: self.key,
+            value: self.value,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
