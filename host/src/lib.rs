@@ -1,3 +1,6 @@
 pub mod backend;
+mod bindings;
+pub mod component;
 pub mod encryption;
 pub mod objectstore;
+pub mod runtime;

@@ -1,0 +1,325 @@
+//! The wasmtime side: one engine per host, one pre-instantiated component per
+//! manifest component, and a fresh, limited instance for every request.
+//!
+//! - Instances come from a pooling allocator, so creating one per request
+//!   costs microseconds and a request never sees another's memory.
+//! - Each instance may grow its memory up to a configured limit.
+//! - An epoch ticker interrupts a guest that runs past the request deadline;
+//!   the request gets a 504 and the host carries on.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, Trap,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView};
+use crate::objectstore::Application;
+
+/// The body of every response the host sends.
+pub type ResponseBody = HyperOutgoingBody;
+
+/// How often the epoch advances; the granularity of request deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Sandbox limits of guest instances.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Wall-clock time a request may take before its guest is interrupted.
+    pub request_timeout: Duration,
+    /// Bytes of linear memory one instance may use.
+    pub max_instance_memory: usize,
+    /// Instances that may exist at once; further requests get a 503.
+    pub max_instances: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_instance_memory: 128 << 20,
+            max_instances: 256,
+        }
+    }
+}
+
+/// The wasmtime engine shared by all components of a host.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    config: SandboxConfig,
+}
+
+impl Runtime {
+    /// Makes an engine with the pooling allocator and epoch interruption,
+    /// and starts the thread that advances epochs.
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust wasip2 component instantiates a handful of core modules;
+        // leave room for several memories and tables each.
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 8)
+            .total_memories(config.max_instances * 2)
+            .total_tables(config.max_instances * 4)
+            .max_memory_size(config.max_instance_memory);
+        let mut wasm = Config::new();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true);
+        let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("ostore-epoch".into())
+            .spawn(move || {
+                // Stops when the last engine handle is gone.
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Self { engine, config })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles the component at `path` and links it for `app`; fails if
+    /// it is not an HTTP component or imports what the host does not offer.
+    pub fn load_http_component(
+        &self,
+        path: &Path,
+        app: Application,
+        settings: ComponentSettings,
+    ) -> anyhow::Result<HttpComponent> {
+        let component = Component::from_file(&self.engine, path)
+            .map_err(|e| anyhow::anyhow!("cannot load component {}: {e:#}", path.display()))?;
+        let mut linker = Linker::<InstanceState>::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow_from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow_from)?;
+        crate::component::add_to_linker(&mut linker).map_err(anyhow_from)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(ProxyPre::new)
+            .map_err(|e| anyhow::anyhow!("cannot link component {}: {e:#}", path.display()))?;
+        Ok(HttpComponent {
+            inner: Arc::new(ComponentInner {
+                pre,
+                app,
+                settings,
+                sandbox: self.config.clone(),
+            }),
+        })
+    }
+}
+
+fn anyhow_from(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+/// Per-component settings from the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct ComponentSettings {
+    /// The component's id, for logs and errors.
+    pub id: String,
+    /// Environment variables the guest sees.
+    pub environment: Vec<(String, String)>,
+}
+
+/// A component ready to serve HTTP requests, one fresh instance each.
+#[derive(Clone)]
+pub struct HttpComponent {
+    inner: Arc<ComponentInner>,
+}
+
+struct ComponentInner {
+    pre: ProxyPre<InstanceState>,
+    app: Application,
+    settings: ComponentSettings,
+    sandbox: SandboxConfig,
+}
+
+/// The store data of one instance.
+struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    objectstore: ObjectStoreCtx,
+    limits: StoreLimits,
+    hooks: OutboundPolicy,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl ObjectStoreView for InstanceState {
+    fn objectstore(&mut self) -> ObjectStoreCtxView<'_> {
+        ObjectStoreCtxView {
+            ctx: &mut self.objectstore,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Outgoing HTTP from guests: denied. A guest reaches only its own data.
+struct OutboundPolicy;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// A plain-text response from the host itself.
+pub fn text_response(status: u16, text: impl Into<String>) -> hyper::Response<ResponseBody> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(
+            Full::new(Bytes::from(text.into()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("a valid status and header")
+}
+
+impl HttpComponent {
+    pub fn application(&self) -> &Application {
+        &self.inner.app
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.settings.id
+    }
+
+    /// Serves `req` with a fresh instance. Never fails: guest traps,
+    /// timeouts and exhausted instance pools become 5xx responses.
+    pub async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<ResponseBody> {
+        let inner = &self.inner;
+        let id = &inner.settings.id;
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout().inherit_stderr();
+        for (k, v) in &inner.settings.environment {
+            wasi.env(k, v);
+        }
+        let state = InstanceState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            objectstore: ObjectStoreCtx::new(inner.app.clone()),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(inner.sandbox.max_instance_memory)
+                .build(),
+            hooks: OutboundPolicy,
+        };
+        let mut store = Store::new(inner.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        let timeout = inner.sandbox.request_timeout;
+        let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
+        let (req, out) = match prepared {
+            Ok(pair) => pair,
+            Err(e) => return text_response(400, format!("bad request: {e}")),
+        };
+        let pre = inner.pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+        // The epoch deadline stops a spinning guest; this one stops a guest
+        // stuck waiting on the host, with a margin for the epoch to act first.
+        let response = tokio::time::timeout(timeout + Duration::from_secs(1), receiver).await;
+        match response {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                tracing::warn!(component = %id, "guest answered with an error: {code:?}");
+                text_response(500, format!("the component failed: {code:?}"))
+            }
+            Ok(Err(_)) => match task.await {
+                Ok(Ok(())) => text_response(500, "the component sent no response"),
+                Ok(Err(e)) => guest_failure(id, &e),
+                Err(e) => {
+                    tracing::error!(component = %id, "request task failed: {e}");
+                    text_response(500, "the component failed")
+                }
+            },
+            Err(_) => {
+                task.abort();
+                tracing::warn!(component = %id, "request timed out after {timeout:?}");
+                text_response(504, format!("the component did not answer within {timeout:?}"))
+            }
+        }
+    }
+}
+
+/// The response for a guest that trapped or could not be instantiated.
+fn guest_failure(id: &str, e: &wasmtime::Error) -> hyper::Response<ResponseBody> {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        tracing::warn!(component = %id, "instance pool exhausted: {e:#}");
+        return text_response(503, "the server is at its instance limit; try again");
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            tracing::warn!(component = %id, "guest interrupted at its deadline");
+            text_response(504, "the component did not answer within its deadline")
+        }
+        _ => {
+            tracing::warn!(component = %id, "guest failed: {e:#}");
+            text_response(500, "the component failed")
+        }
+    }
+}
