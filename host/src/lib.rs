@@ -2,5 +2,7 @@ pub mod backend;
 mod bindings;
 pub mod component;
 pub mod encryption;
+pub mod manifest;
 pub mod objectstore;
 pub mod runtime;
+pub mod server;

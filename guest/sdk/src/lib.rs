@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+#[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",

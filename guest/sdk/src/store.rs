@@ -1,0 +1,410 @@
+//! Idiomatic wrappers over the `ostore:objectstore/store` resources.
+
+use std::fmt;
+
+use crate::bindings::ostore::objectstore::{store as raw, types};
+use crate::{Entry, EntryPage, KeyPage, Metadata, PartitionPage, StoreOptions, Ttl};
+
+/// The page size the iterators ask for: the largest the host accepts.
+const ITER_PAGE_SIZE: u32 = 1000;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an object-store operation failed.
+///
+/// The cases are those of the WIT `error` variant; each operation documents
+/// which ones it returns. [`Display`](fmt::Display) gives a short English
+/// sentence suitable for logs or an HTTP error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The key does not exist, or has expired.
+    KeyNotFound,
+    /// `fail_if_present` was set and the key already exists.
+    KeyAlreadyExists,
+    /// A key, store name or partition name is empty, too long or contains a
+    /// control character; the string says which rule was broken.
+    InvalidKey(String),
+    /// The value is larger than the host's limit, given in bytes.
+    ValueTooLarge(u64),
+    /// An argument other than a key is unusable (malformed cursor, zero TTL,
+    /// `increment` on a non-integer value or overflowing it).
+    InvalidArgument(String),
+    /// `compare_and_swap` found another version: the current one, or `None`
+    /// if the key is absent.
+    VersionMismatch(Option<u64>),
+    /// The store cannot serve the request; nothing was changed.
+    StoreNotAvailable(String),
+    /// Too many requests; retry after this many milliseconds.
+    RateLimited(u64),
+    /// A key-count or byte quota would be exceeded; the string names it.
+    QuotaExceeded(String),
+    /// The application may not use this store or partition.
+    AccessDenied,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::KeyNotFound => f.write_str("key not found"),
+            Error::KeyAlreadyExists => f.write_str("key already exists"),
+            Error::InvalidKey(why) => write!(f, "invalid key: {why}"),
+            Error::ValueTooLarge(limit) => {
+                write!(f, "value too large: the limit is {limit} bytes")
+            }
+            Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Error::VersionMismatch(Some(v)) => {
+                write!(f, "version mismatch: the current version is {v}")
+            }
+            Error::VersionMismatch(None) => {
+                f.write_str("version mismatch: the key does not exist")
+            }
+            Error::StoreNotAvailable(why) => write!(f, "store not available: {why}"),
+            Error::RateLimited(ms) => write!(f, "rate limited: retry in {ms} ms"),
+            Error::QuotaExceeded(quota) => write!(f, "quota exceeded: {quota}"),
+            Error::AccessDenied => f.write_str("access denied"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<types::Error> for Error {
+    fn from(e: types::Error) -> Self {
+        match e {
+            types::Error::KeyNotFound => Error::KeyNotFound,
+            types::Error::KeyAlreadyExists => Error::KeyAlreadyExists,
+            types::Error::InvalidKey(s) => Error::InvalidKey(s),
+            types::Error::ValueTooLarge(n) => Error::ValueTooLarge(n),
+            types::Error::InvalidArgument(s) => Error::InvalidArgument(s),
+            types::Error::VersionMismatch(v) => Error::VersionMismatch(v),
+            types::Error::StoreNotAvailable(s) => Error::StoreNotAvailable(s),
+            types::Error::RateLimited(ms) => Error::RateLimited(ms),
+            types::Error::QuotaExceeded(s) => Error::QuotaExceeded(s),
+            types::Error::AccessDenied => Error::AccessDenied,
+        }
+    }
+}
+
+impl Default for StoreOptions {
+    /// Overwrite existing keys; use the partition's (or store's) TTL.
+    fn default() -> Self {
+        StoreOptions {
+            fail_if_present: false,
+            ttl: None,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The default options: overwrite, inherit the TTL.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Give the key its own TTL instead of the partition's.
+    pub fn with_ttl(mut self, ttl: Ttl) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Fail with [`Error::KeyAlreadyExists`] instead of overwriting.
+    pub fn with_fail_if_present(mut self, fail_if_present: bool) -> Self {
+        self.fail_if_present = fail_if_present;
+        self
+    }
+}
+
+/// A named store of the application: a set of partitions with a default TTL.
+#[derive(Debug)]
+pub struct Store {
+    inner: raw::Store,
+}
+
+impl Store {
+    /// Opens the store called `name`, creating it on first use.
+    ///
+    /// Errors: [`Error::InvalidKey`], [`Error::StoreNotAvailable`].
+    pub fn open(name: &str) -> Result<Store> {
+        Ok(Store {
+            inner: raw::Store::open(name)?,
+        })
+    }
+
+    /// Opens `_defaultUserObjectStore`, the store every application has.
+    ///
+    /// Errors: [`Error::StoreNotAvailable`].
+    pub fn open_default() -> Result<Store> {
+        Ok(Store {
+            inner: raw::Store::open_default()?,
+        })
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    /// The TTL keys get when neither they nor their partition set one.
+    pub fn default_ttl(&self) -> Result<Ttl> {
+        Ok(self.inner.default_ttl()?)
+    }
+
+    /// Opens the partition called `name`; it comes into being with its first
+    /// key.
+    ///
+    /// Errors: [`Error::InvalidKey`].
+    pub fn partition(&self, name: &str) -> Result<Partition> {
+        Ok(Partition {
+            inner: self.inner.partition(name)?,
+        })
+    }
+
+    /// One page of partition names; pass the previous page's cursor (or
+    /// `None` for the first page). The host clamps `page_size` to 1..=1000.
+    pub fn list_partitions(&self, cursor: Option<&str>, page_size: u32) -> Result<PartitionPage> {
+        Ok(self.inner.list_partitions(cursor, page_size)?)
+    }
+
+    /// All partition names, fetched page by page as the iterator advances.
+    pub fn partitions(&self) -> Partitions<'_> {
+        Partitions {
+            pages: Pager::new(),
+            store: self,
+        }
+    }
+
+    /// Deletes a partition with all its keys; returns how many keys it held.
+    pub fn delete_partition(&self, name: &str) -> Result<u64> {
+        Ok(self.inner.delete_partition(name)?)
+    }
+
+    /// The underlying generated resource.
+    pub fn as_raw(&self) -> &raw::Store {
+        &self.inner
+    }
+}
+
+/// A named group of keys inside a [`Store`].
+#[derive(Debug)]
+pub struct Partition {
+    inner: raw::Partition,
+}
+
+impl Partition {
+    /// The partition's name.
+    pub fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    /// Sets the TTL of keys stored here without one of their own; `None`
+    /// goes back to the store's default. Applies to later writes.
+    pub fn set_ttl(&self, ttl: Option<Ttl>) -> Result<()> {
+        Ok(self.inner.set_ttl(ttl)?)
+    }
+
+    /// Stores `value` under `key`, overwriting any previous value, with the
+    /// partition's TTL. Returns the new metadata once the write is durable.
+    pub fn store(&self, key: &str, value: impl AsRef<[u8]>) -> Result<Metadata> {
+        self.store_with(key, value, StoreOptions::default())
+    }
+
+    /// Stores `value` under `key` with explicit [`StoreOptions`].
+    pub fn store_with(
+        &self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+        options: StoreOptions,
+    ) -> Result<Metadata> {
+        Ok(self.inner.store(key, value.as_ref(), options)?)
+    }
+
+    /// Reads the entry under `key` (extending a rolling TTL).
+    ///
+    /// Errors: [`Error::KeyNotFound`] among others; see [`Partition::get`]
+    /// for a variant that answers `None` instead.
+    pub fn retrieve(&self, key: &str) -> Result<Entry> {
+        Ok(self.inner.retrieve(key)?)
+    }
+
+    /// Reads the value under `key`, or `None` if there is none.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self.inner.retrieve(key) {
+            Ok(entry) => Ok(Some(entry.value)),
+            Err(types::Error::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `key` exists (without extending a rolling TTL).
+    pub fn contains(&self, key: &str) -> Result<bool> {
+        Ok(self.inner.contains(key)?)
+    }
+
+    /// Removes `key` and returns what it held.
+    ///
+    /// Errors: [`Error::KeyNotFound`] among others.
+    pub fn remove(&self, key: &str) -> Result<Entry> {
+        Ok(self.inner.remove(key)?)
+    }
+
+    /// Removes every key and returns how many there were.
+    pub fn clear(&self) -> Result<u64> {
+        Ok(self.inner.clear()?)
+    }
+
+    /// One page of key names; pass the previous page's cursor (or `None` for
+    /// the first page). The host clamps `page_size` to 1..=1000.
+    pub fn retrieve_all_keys(&self, cursor: Option<&str>, page_size: u32) -> Result<KeyPage> {
+        Ok(self.inner.retrieve_all_keys(cursor, page_size)?)
+    }
+
+    /// One page of entries (keys with values), like
+    /// [`Partition::retrieve_all_keys`].
+    pub fn retrieve_all(&self, cursor: Option<&str>, page_size: u32) -> Result<EntryPage> {
+        Ok(self.inner.retrieve_all(cursor, page_size)?)
+    }
+
+    /// All key names, fetched page by page as the iterator advances. After
+    /// yielding an error the iterator ends.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys {
+            pages: Pager::new(),
+            partition: self,
+        }
+    }
+
+    /// All entries, fetched page by page as the iterator advances. After
+    /// yielding an error the iterator ends.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries {
+            pages: Pager::new(),
+            partition: self,
+        }
+    }
+
+    /// Atomically adds `delta` to the decimal counter under `key` (a missing
+    /// key counts as 0) and returns the new value.
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        Ok(self.inner.increment(key, delta)?)
+    }
+
+    /// Writes `value` only if the key's current version is `expected`
+    /// (`None`: only if the key does not exist).
+    ///
+    /// Errors: [`Error::VersionMismatch`] with the current version, among
+    /// others.
+    pub fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        value: impl AsRef<[u8]>,
+        options: StoreOptions,
+    ) -> Result<Metadata> {
+        Ok(self
+            .inner
+            .compare_and_swap(key, expected, value.as_ref(), options)?)
+    }
+
+    /// The underlying generated resource.
+    pub fn as_raw(&self) -> &raw::Partition {
+        &self.inner
+    }
+}
+
+/// Walks a paginated listing: holds the current page's items and the cursor
+/// of the next one.
+#[derive(Debug)]
+struct Pager<T> {
+    items: std::vec::IntoIter<T>,
+    /// `Some(None)` before the first fetch, `Some(Some(c))` when another page
+    /// follows, `None` once the listing (or an error) ended it.
+    next: Option<Option<String>>,
+}
+
+impl<T> Pager<T> {
+    fn new() -> Self {
+        Pager {
+            items: Vec::new().into_iter(),
+            next: Some(None),
+        }
+    }
+
+    /// The next item, fetching pages with `fetch(cursor)` as needed. Pages
+    /// may be empty without the listing having ended.
+    fn next_with(
+        &mut self,
+        mut fetch: impl FnMut(Option<&str>) -> Result<(Vec<T>, Option<String>)>,
+    ) -> Option<Result<T>> {
+        loop {
+            if let Some(item) = self.items.next() {
+                return Some(Ok(item));
+            }
+            let cursor = self.next.take()?;
+            match fetch(cursor.as_deref()) {
+                Ok((items, next)) => {
+                    self.items = items.into_iter();
+                    self.next = next.map(Some);
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// Iterator over a partition's key names; see [`Partition::keys`].
+#[derive(Debug)]
+pub struct Keys<'a> {
+    pages: Pager<String>,
+    partition: &'a Partition,
+}
+
+impl Iterator for Keys<'_> {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let partition = self.partition;
+        self.pages.next_with(|cursor| {
+            let page = partition.retrieve_all_keys(cursor, ITER_PAGE_SIZE)?;
+            Ok((page.keys, page.cursor))
+        })
+    }
+}
+
+/// Iterator over a partition's entries; see [`Partition::entries`].
+#[derive(Debug)]
+pub struct Entries<'a> {
+    pages: Pager<Entry>,
+    partition: &'a Partition,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let partition = self.partition;
+        self.pages.next_with(|cursor| {
+            let page = partition.retrieve_all(cursor, ITER_PAGE_SIZE)?;
+            Ok((page.entries, page.cursor))
+        })
+    }
+}
+
+/// Iterator over a store's partition names; see [`Store::partitions`].
+#[derive(Debug)]
+pub struct Partitions<'a> {
+    pages: Pager<String>,
+    store: &'a Store,
+}
+
+impl Iterator for Partitions<'_> {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let store = self.store;
+        self.pages.next_with(|cursor| {
+            let page = store.list_partitions(cursor, ITER_PAGE_SIZE)?;
+            Ok((page.partitions, page.cursor))
+        })
+    }
+}

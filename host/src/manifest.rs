@@ -1,0 +1,357 @@
+//! Reading a Spin application manifest (`spin.toml`, manifest version 2).
+//!
+//! What ostore uses is read into typed fields; any other field is kept as a
+//! warning naming it, so that a user learns it is ignored instead of
+//! wondering why it has no effect.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a manifest cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("malformed manifest {path}: {message}")]
+    Malformed { path: String, message: String },
+}
+
+/// An application described by a manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// The application's name: its identity in the object store.
+    pub name: String,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub triggers: Vec<HttpTrigger>,
+    pub components: BTreeMap<String, ComponentSpec>,
+    /// Fields present in the file that ostore does not support.
+    pub warnings: Vec<String>,
+}
+
+/// A route served by a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTrigger {
+    pub route: Route,
+    pub component: String,
+}
+
+/// A route pattern: a path, or a path prefix when written `/prefix/...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Exact(String),
+    /// Matches the prefix itself and everything below it.
+    Wildcard(String),
+}
+
+impl Route {
+    fn parse(text: &str) -> Result<Self, String> {
+        if !text.starts_with('/') {
+            return Err(format!("route {text:?} must start with '/'"));
+        }
+        let (path, wildcard) = match text.strip_suffix("/...") {
+            Some(prefix) => (prefix, true),
+            None => (text, false),
+        };
+        if path.contains("...") {
+            return Err(format!("route {text:?}: '...' may only end a route"));
+        }
+        let path = path.trim_end_matches('/').to_string();
+        Ok(if wildcard {
+            Route::Wildcard(path)
+        } else {
+            Route::Exact(if path.is_empty() { "/".into() } else { path })
+        })
+    }
+
+    /// Whether this route serves `path`; `Some(specificity)` if it does.
+    pub fn matches(&self, path: &str) -> Option<usize> {
+        let path = path.trim_end_matches('/');
+        match self {
+            Route::Exact(p) => {
+                (p == path || (p == "/" && path.is_empty())).then_some(usize::MAX)
+            }
+            Route::Wildcard(prefix) => {
+                let rest = path.strip_prefix(prefix.as_str())?;
+                (rest.is_empty() || rest.starts_with('/')).then_some(prefix.len())
+            }
+        }
+    }
+
+    /// Whether some path is served by both routes.
+    pub fn overlaps(&self, other: &Route) -> bool {
+        match (self, other) {
+            (Route::Exact(a), Route::Exact(b)) => a == b,
+            (Route::Exact(path), wild @ Route::Wildcard(_))
+            | (wild @ Route::Wildcard(_), Route::Exact(path)) => wild.matches(path).is_some(),
+            (Route::Wildcard(a), Route::Wildcard(b)) => {
+                Route::Wildcard(a.clone()).matches(b).is_some()
+                    || Route::Wildcard(b.clone()).matches(a).is_some()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Exact(p) => f.write_str(p),
+            Route::Wildcard(p) => write!(f, "{p}/..."),
+        }
+    }
+}
+
+/// A component of the application.
+#[derive(Debug, Clone)]
+pub struct ComponentSpec {
+    /// The `.wasm` file, resolved against the manifest's directory.
+    pub source: PathBuf,
+    pub build: Option<BuildSpec>,
+    pub environment: BTreeMap<String, String>,
+    pub key_value_stores: Vec<String>,
+}
+
+/// How `ostore up --build` builds a component.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    pub command: String,
+    /// Where to run it, resolved against the manifest's directory.
+    pub workdir: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct RawManifest {
+    spin_manifest_version: Option<toml::Value>,
+    application: Option<RawApplication>,
+    #[serde(default)]
+    trigger: RawTriggers,
+    #[serde(default)]
+    component: BTreeMap<String, RawComponent>,
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawApplication {
+    name: Option<String>,
+    version: Option<String>,
+    description: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTriggers {
+    #[serde(default)]
+    http: Vec<RawHttpTrigger>,
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawHttpTrigger {
+    route: String,
+    component: String,
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawComponent {
+    source: toml::Value,
+    build: Option<RawBuild>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    #[serde(default)]
+    key_value_stores: Vec<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawBuild {
+    command: String,
+    workdir: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+fn warn_unsupported(warnings: &mut Vec<String>, table: &str, other: &BTreeMap<String, toml::Value>) {
+    for field in other.keys() {
+        warnings.push(format!("unsupported field `{table}{field}` is ignored"));
+    }
+}
+
+impl Manifest {
+    /// Reads and checks the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses manifest text; `path` locates relative files and names the
+    /// manifest in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        let malformed = |message: String| ManifestError::Malformed {
+            path: path.display().to_string(),
+            message,
+        };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| malformed(e.message().to_string()))?;
+        match raw.spin_manifest_version.as_ref().and_then(toml::Value::as_integer) {
+            Some(2) => {}
+            _ => return Err(malformed("`spin_manifest_version = 2` is required".into())),
+        }
+        let app = raw
+            .application
+            .ok_or_else(|| malformed("missing [application] table".into()))?;
+        let name = app
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| malformed("missing `application.name`".into()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut warnings = Vec::new();
+        warn_unsupported(&mut warnings, "", &raw.other);
+        warn_unsupported(&mut warnings, "application.", &app.other);
+        warn_unsupported(&mut warnings, "trigger.", &raw.trigger.other);
+
+        let mut components = BTreeMap::new();
+        for (id, c) in raw.component {
+            let source = match &c.source {
+                toml::Value::String(s) => dir.join(s),
+                _ => {
+                    return Err(malformed(format!(
+                        "component `{id}`: only a local file path is supported as `source`"
+                    )));
+                }
+            };
+            warn_unsupported(&mut warnings, &format!("component.{id}."), &c.other);
+            let build = c.build.map(|b| {
+                warn_unsupported(&mut warnings, &format!("component.{id}.build."), &b.other);
+                BuildSpec {
+                    command: b.command,
+                    workdir: dir.join(b.workdir.unwrap_or_default()),
+                }
+            });
+            components.insert(
+                id,
+                ComponentSpec {
+                    source,
+                    build,
+                    environment: c.environment,
+                    key_value_stores: c.key_value_stores,
+                },
+            );
+        }
+
+        let mut triggers: Vec<HttpTrigger> = Vec::new();
+        for t in raw.trigger.http {
+            warn_unsupported(&mut warnings, "trigger.http.", &t.other);
+            if !components.contains_key(&t.component) {
+                return Err(malformed(format!(
+                    "route {:?} names component `{}`, which is not defined",
+                    t.route, t.component
+                )));
+            }
+            let route = Route::parse(&t.route).map_err(malformed)?;
+            if let Some(dup) = triggers.iter().find(|other| other.route == route) {
+                return Err(malformed(format!(
+                    "route {route} is given twice (components `{}` and `{}`)",
+                    dup.component, t.component
+                )));
+            }
+            triggers.push(HttpTrigger {
+                route,
+                component: t.component,
+            });
+        }
+        if triggers.is_empty() {
+            return Err(malformed("no [[trigger.http]] routes".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            name,
+            version: app.version,
+            description: app.description,
+            triggers,
+            components,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "demo"
+[[trigger.http]]
+route = "/store/..."
+component = "flow"
+[component.flow]
+source = "flow.wasm"
+allowed_outbound_hosts = []
+[component.flow.build]
+command = "cargo build"
+workdir = "guest"
+"#;
+
+    #[test]
+    fn reads_routes_components_and_warns_on_unsupported_fields() {
+        let m = Manifest::parse(Path::new("/app/spin.toml"), GOOD).unwrap();
+        assert_eq!(m.name, "demo");
+        assert_eq!(m.triggers[0].route, Route::Wildcard("/store".into()));
+        let c = &m.components["flow"];
+        assert_eq!(c.source, Path::new("/app/flow.wasm"));
+        assert_eq!(c.build.as_ref().unwrap().workdir, Path::new("/app/guest"));
+        assert_eq!(
+            m.warnings,
+            ["unsupported field `component.flow.allowed_outbound_hosts` is ignored"]
+        );
+    }
+
+    #[test]
+    fn rejects_broken_manifests_with_a_reason() {
+        for (text, needle) in [
+            ("spin_manifest_version = 1", "spin_manifest_version = 2"),
+            ("spin_manifest_version = 2", "[application]"),
+            ("not toml [", "malformed"),
+            (
+                "spin_manifest_version = 2\n[application]\nname='a'\n[[trigger.http]]\nroute='/'\ncomponent='x'",
+                "not defined",
+            ),
+        ] {
+            let err = Manifest::parse(Path::new("spin.toml"), text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn routes_match_and_overlap() {
+        let wild = Route::parse("/store/...").unwrap();
+        assert!(wild.matches("/store").is_some());
+        assert!(wild.matches("/store/a/b").is_some());
+        assert!(wild.matches("/storage").is_none());
+        let root = Route::parse("/...").unwrap();
+        assert!(root.matches("/anything").is_some());
+        let exact = Route::parse("/hello").unwrap();
+        assert!(exact.matches("/hello").is_some() && exact.matches("/hello/x").is_none());
+        assert!(root.overlaps(&exact) && exact.overlaps(&root));
+        assert!(wild.overlaps(&Route::parse("/store/x").unwrap()));
+        assert!(!wild.overlaps(&exact));
+        assert!(!Route::parse("/a/...").unwrap().overlaps(&Route::parse("/ab/...").unwrap()));
+    }
+}

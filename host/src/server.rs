@@ -1,0 +1,175 @@
+//! The HTTP front: routes requests to guest components.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::manifest::{Manifest, Route};
+use crate::objectstore::Application;
+use crate::runtime::{ComponentSettings, HttpComponent, ResponseBody, Runtime, text_response};
+
+/// A served route.
+#[derive(Clone)]
+pub struct RouteEntry {
+    pub route: Route,
+    pub application: String,
+    pub component: HttpComponent,
+}
+
+/// Which component serves which path, across all applications of a host.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: Vec<RouteEntry>,
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads every component of `manifest` as application `manifest.name`
+    /// and adds its routes. Fails if a route overlaps one of another
+    /// application (within one application the most specific route wins,
+    /// as in Spin).
+    pub fn add_application(
+        &mut self,
+        runtime: &Runtime,
+        manifest: &Manifest,
+        app: Application,
+    ) -> anyhow::Result<()> {
+        if self.routes.iter().any(|r| r.application == manifest.name) {
+            anyhow::bail!(
+                "two manifests name the application {:?}; each application needs its own name",
+                manifest.name
+            );
+        }
+        let mut loaded = std::collections::BTreeMap::new();
+        for trigger in &manifest.triggers {
+            if let Some(clash) = self
+                .routes
+                .iter()
+                .find(|r| r.route.overlaps(&trigger.route))
+            {
+                anyhow::bail!(
+                    "route {} of application {:?} overlaps route {} of application {:?}",
+                    trigger.route,
+                    manifest.name,
+                    clash.route,
+                    clash.application
+                );
+            }
+            if !loaded.contains_key(&trigger.component) {
+                let spec = &manifest.components[&trigger.component];
+                if !spec.source.is_file() {
+                    anyhow::bail!(
+                        "component `{}`: file {} does not exist (build it first, or pass --build)",
+                        trigger.component,
+                        spec.source.display()
+                    );
+                }
+                let settings = ComponentSettings {
+                    id: trigger.component.clone(),
+                    environment: spec.environment.clone().into_iter().collect(),
+                };
+                let component = runtime
+                    .load_http_component(&spec.source, app.clone(), settings)
+                    .map_err(|e| anyhow::anyhow!("component `{}`: {e:#}", trigger.component))?;
+                loaded.insert(trigger.component.clone(), component);
+            }
+        }
+        for trigger in &manifest.triggers {
+            self.routes.push(RouteEntry {
+                route: trigger.route.clone(),
+                application: manifest.name.clone(),
+                component: loaded[&trigger.component].clone(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn routes(&self) -> &[RouteEntry] {
+        &self.routes
+    }
+
+    /// The most specific route serving `path`.
+    pub fn find(&self, path: &str) -> Option<&RouteEntry> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.route.matches(path).map(|score| (score, r)))
+            .max_by_key(|(score, _)| *score)
+            .map(|(_, r)| r)
+    }
+
+    async fn handle(&self, mut req: hyper::Request<Incoming>, client: SocketAddr) -> hyper::Response<ResponseBody> {
+        let path = req.uri().path().to_string();
+        let Some(entry) = self.find(&path) else {
+            return text_response(404, format!("no route serves {path}"));
+        };
+        // The request headers Spin gives its components, so that Spin apps
+        // that read them work unchanged.
+        let headers = req.headers_mut();
+        let route = entry.route.to_string();
+        let path_info = match &entry.route {
+            Route::Wildcard(prefix) => path.strip_prefix(prefix.as_str()).unwrap_or("").to_string(),
+            Route::Exact(_) => String::new(),
+        };
+        for (name, value) in [
+            ("spin-matched-route", route.as_str()),
+            ("spin-path-info", path_info.as_str()),
+            ("spin-client-addr", &client.to_string()),
+        ] {
+            if let Ok(value) = value.parse() {
+                headers.insert(name, value);
+            }
+        }
+        entry.component.handle(req).await
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes. Requests in
+/// flight when it does are finished; no new connection is accepted.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let router = Arc::new(router);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Running out of file descriptors must not end the server.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        // Small request/response exchanges must not wait for Nagle's
+        // algorithm to meet the client's delayed ACK (40 ms stalls).
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let router = router.clone();
+                async move { Ok::<_, std::convert::Infallible>(router.handle(req, client).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("connection from {client}: {e}");
+            }
+        });
+    }
+}
