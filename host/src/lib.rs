@@ -1,4 +1,5 @@
 pub mod backend;
+pub mod cli;
 mod bindings;
 pub mod component;
 pub mod encryption;

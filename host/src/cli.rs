@@ -1,0 +1,241 @@
+//! The `ostore` command line: flags, then the library's pieces put together.
+//!
+//! It lives in the library (the binary is one line) so that the integration
+//! tests can build the very same command as a binary of their own crate.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::FileBackend;
+use crate::encryption::{MASTER_KEY_ENV, MasterKey};
+use crate::manifest::{Manifest, Route};
+use crate::objectstore::{self, ObjectStore};
+use crate::runtime::{Runtime, SandboxConfig};
+use crate::server::{Router, serve};
+
+/// An encrypted object store for WebAssembly applications.
+#[derive(Parser)]
+#[command(name = "ostore", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the applications described by Spin manifests (like `spin up`).
+    Up(UpArgs),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// A Spin manifest (spin.toml). Give it more than once to serve several
+    /// applications, each with its own isolated data, on one listener.
+    #[arg(short = 'f', long = "from", value_name = "MANIFEST", default_value = "spin.toml")]
+    manifests: Vec<PathBuf>,
+
+    /// Address to listen on. Port 0 picks a free port (the address served
+    /// is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// Run each component's `build.command` before starting.
+    #[arg(long)]
+    build: bool,
+
+    /// Directory of the encrypted database. Default: `.ostore` beside the
+    /// first manifest.
+    #[arg(long, value_name = "DIR", env = "OSTORE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// File holding the master key (64 hex digits); created with mode 0600
+    /// if missing. Ignored when the OSTORE_MASTER_KEY environment variable
+    /// is set. Default: `master.key` in the data directory.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+
+    /// Longest key, store or partition name, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    max_key_bytes: usize,
+
+    /// Largest value, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 << 20)]
+    max_value_bytes: usize,
+
+    /// Seconds a request may run before its guest is stopped with a 504.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    request_timeout: f64,
+
+    /// Linear memory one guest instance may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    max_instance_memory: usize,
+
+    /// Guest instances that may run at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_instances: u32,
+
+    /// Seconds between sweeps that reclaim expired keys.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    sweep_interval: f64,
+}
+
+/// Runs the `ostore` command with the process's arguments.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "ostore=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{flag} must be a positive number of seconds"))
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let manifests = args
+        .manifests
+        .iter()
+        .map(|path| Manifest::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    for m in &manifests {
+        for warning in &m.warnings {
+            eprintln!("warning: {}: {warning}", m.path.display());
+        }
+    }
+    if args.build {
+        for m in &manifests {
+            build(m)?;
+        }
+    }
+
+    let first_dir = manifests[0].path.parent().unwrap_or(Path::new("."));
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| first_dir.join(".ostore"));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let master = match std::env::var(MASTER_KEY_ENV) {
+        Ok(text) => MasterKey::parse(&text).with_context(|| format!("${MASTER_KEY_ENV}"))?,
+        Err(_) => {
+            let path = args.key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
+            let (key, created) = MasterKey::load_or_create(&path)?;
+            if created {
+                eprintln!("created a new master key in {}", path.display());
+            }
+            key
+        }
+    };
+    let db_path = data_dir.join("ostore.redb");
+    let backend = FileBackend::open(&db_path)?;
+    let config = objectstore::Config {
+        limits: objectstore::Limits {
+            max_key_bytes: args.max_key_bytes,
+            max_value_bytes: args.max_value_bytes,
+        },
+        ..Default::default()
+    };
+    let store = ObjectStore::open(Arc::new(backend), &master, config)
+        .await
+        .with_context(|| format!("cannot open {}", db_path.display()))?;
+
+    let runtime = Runtime::new(SandboxConfig {
+        request_timeout: seconds(args.request_timeout, "request-timeout")?,
+        max_instance_memory: args.max_instance_memory << 20,
+        max_instances: args.max_instances,
+    })?;
+    let mut router = Router::new();
+    for m in &manifests {
+        let app = store.application(&m.name).await?;
+        router
+            .add_application(&runtime, m, app)
+            .with_context(|| format!("{}", m.path.display()))?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Serving http://{addr}");
+    println!("Available Routes:");
+    for r in router.routes() {
+        let wildcard = matches!(r.route, Route::Wildcard(_));
+        let path = match &r.route {
+            Route::Wildcard(p) | Route::Exact(p) => p,
+        };
+        println!(
+            "  {}/{}: http://{addr}{path}{}",
+            r.application,
+            r.component.id(),
+            if wildcard { " (wildcard)" } else { "" }
+        );
+    }
+    let sweeper = store.spawn_sweeper(seconds(args.sweep_interval, "sweep-interval")?);
+    serve(listener, router, shutdown_signal()).await?;
+    sweeper.abort();
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Runs each component's build command from the manifest.
+fn build(manifest: &Manifest) -> anyhow::Result<()> {
+    for (id, spec) in &manifest.components {
+        let Some(build) = &spec.build else { continue };
+        eprintln!("building component `{id}`: {}", build.command);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&build.command)
+            .current_dir(&build.workdir)
+            .status()
+            .with_context(|| format!("cannot run the build of component `{id}`"))?;
+        if !status.success() {
+            bail!("the build of component `{id}` failed ({status})");
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
