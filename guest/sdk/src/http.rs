@@ -146,10 +146,7 @@ impl Request {
     /// read as a space). `None` if it is absent; `Some(Err(InvalidEncoding))`
     /// if its value is not valid percent-encoded UTF-8.
     pub fn query_param(&self, name: &str) -> Option<Result<String, InvalidEncoding>> {
-        self.query()?.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode_form(k).as_deref() == Ok(name)).then(|| decode_form(v))
-        })
+        query_param(self.query()?, name)
     }
 
     /// All headers, in order, with lower-case names.
@@ -328,6 +325,14 @@ pub fn percent_decode(s: &str) -> Result<String, InvalidEncoding> {
     decode(s, false)
 }
 
+/// The first value of `name` in a query string, decoded as a form value.
+fn query_param(query: &str, name: &str) -> Option<Result<String, InvalidEncoding>> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_form(k).as_deref() == Ok(name)).then(|| decode_form(v))
+    })
+}
+
 fn decode_form(s: &str) -> Result<String, InvalidEncoding> {
     decode(s, true)
 }
@@ -351,4 +356,54 @@ fn decode(s: &str, plus_is_space: bool) -> Result<String, InvalidEncoding> {
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb%20c+d").unwrap(), "a/b c+d");
+        assert_eq!(percent_decode("caf%C3%A9").unwrap(), "café");
+        assert_eq!(percent_decode("%e2%82%ac").unwrap(), "€");
+        assert_eq!(percent_decode("plain").unwrap(), "plain");
+        assert_eq!(percent_decode("%"), Err(InvalidEncoding));
+        assert_eq!(percent_decode("%4"), Err(InvalidEncoding));
+        assert_eq!(percent_decode("%zz"), Err(InvalidEncoding));
+        assert_eq!(percent_decode("%FF"), Err(InvalidEncoding));
+    }
+
+    #[test]
+    fn query_params() {
+        let q = "a=1&by=-5&by=7&flag&sp=x+y%21";
+        assert_eq!(query_param(q, "by"), Some(Ok("-5".to_owned())));
+        assert_eq!(query_param(q, "a"), Some(Ok("1".to_owned())));
+        assert_eq!(query_param(q, "flag"), Some(Ok(String::new())));
+        assert_eq!(query_param(q, "sp"), Some(Ok("x y!".to_owned())));
+        assert_eq!(query_param(q, "missing"), None);
+        assert_eq!(query_param("by=%ZZ", "by"), Some(Err(InvalidEncoding)));
+        assert_eq!(query_param("", "by"), None);
+    }
+
+    #[test]
+    fn response_builders() {
+        let r = Response::text(201, "made").with_header("x-a", "b");
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.body(), b"made");
+        assert_eq!(
+            r.headers(),
+            [
+                (
+                    "content-type".to_owned(),
+                    b"text/plain; charset=utf-8".to_vec()
+                ),
+                ("x-a".to_owned(), b"b".to_vec()),
+            ]
+        );
+        assert_eq!(
+            Response::bytes(200, vec![0, 1]).headers()[0].1,
+            b"application/octet-stream"
+        );
+    }
 }

@@ -56,9 +56,7 @@ impl fmt::Display for Error {
             Error::VersionMismatch(Some(v)) => {
                 write!(f, "version mismatch: the current version is {v}")
             }
-            Error::VersionMismatch(None) => {
-                f.write_str("version mismatch: the key does not exist")
-            }
+            Error::VersionMismatch(None) => f.write_str("version mismatch: the key does not exist"),
             Error::StoreNotAvailable(why) => write!(f, "store not available: {why}"),
             Error::RateLimited(ms) => write!(f, "rate limited: retry in {ms} ms"),
             Error::QuotaExceeded(quota) => write!(f, "quota exceeded: {quota}"),
@@ -406,5 +404,80 @@ impl Iterator for Partitions<'_> {
             let page = store.list_partitions(cursor, ITER_PAGE_SIZE)?;
             Ok((page.partitions, page.cursor))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pager over fixed pages, counting fetches and recording cursors.
+    fn walk(
+        pages: &[(&[u32], Option<&str>)],
+        fail_at: Option<usize>,
+    ) -> (Vec<Result<u32>>, Vec<Option<String>>) {
+        let mut pager = Pager::new();
+        let mut cursors = Vec::new();
+        let mut out = Vec::new();
+        while let Some(item) = pager.next_with(|cursor| {
+            let n = cursors.len();
+            cursors.push(cursor.map(str::to_owned));
+            if fail_at == Some(n) {
+                return Err(Error::RateLimited(5));
+            }
+            let (items, next) = pages[n];
+            Ok((items.to_vec(), next.map(str::to_owned)))
+        }) {
+            out.push(item);
+        }
+        (out, cursors)
+    }
+
+    #[test]
+    fn pager_follows_cursors_and_skips_empty_pages() {
+        let (items, cursors) = walk(
+            &[(&[1, 2], Some("c1")), (&[], Some("c2")), (&[3], None)],
+            None,
+        );
+        assert_eq!(items, vec![Ok(1), Ok(2), Ok(3)]);
+        assert_eq!(
+            cursors,
+            vec![None, Some("c1".to_owned()), Some("c2".to_owned())]
+        );
+    }
+
+    #[test]
+    fn pager_ends_after_an_error() {
+        let (items, cursors) = walk(&[(&[1], Some("c1"))], Some(1));
+        assert_eq!(items, vec![Ok(1), Err(Error::RateLimited(5))]);
+        assert_eq!(cursors.len(), 2);
+    }
+
+    #[test]
+    fn empty_listing() {
+        let (items, cursors) = walk(&[(&[], None)], None);
+        assert!(items.is_empty());
+        assert_eq!(cursors, vec![None]);
+    }
+
+    #[test]
+    fn errors_convert_and_display() {
+        let e: Error = types::Error::ValueTooLarge(10).into();
+        assert_eq!(e, Error::ValueTooLarge(10));
+        assert_eq!(e.to_string(), "value too large: the limit is 10 bytes");
+        assert_eq!(
+            Error::from(types::Error::KeyNotFound).to_string(),
+            "key not found"
+        );
+    }
+
+    #[test]
+    fn store_options_builder() {
+        let o = StoreOptions::new()
+            .with_ttl(Ttl::Rolling(60))
+            .with_fail_if_present(true);
+        assert!(o.fail_if_present);
+        assert_eq!(o.ttl, Some(Ttl::Rolling(60)));
+        assert_eq!(StoreOptions::default().ttl, None);
     }
 }

@@ -1,0 +1,274 @@
+//! The Object Store tutorial application.
+//!
+//! Keys live in partition `ObjectStoreTutorial` of the default store
+//! (`_defaultUserObjectStore`). Routes (the host sends `/store` and
+//! `/store/...` here; paths arrive whole):
+//!
+//! | Request                              | Success                                           |
+//! |--------------------------------------|---------------------------------------------------|
+//! | `POST /store` `{"key":k,"value":v}`  | 200 `KEY: k AND VALUE: v WERE SAVED OK`           |
+//! | `GET /store`                         | 200, every key followed by a newline (all pages)  |
+//! | `GET /store/<key>`                   | 200, the value's bytes                            |
+//! | `DELETE /store/<key>`                | 200 `KEY: k WAS REMOVED OK`                       |
+//! | `POST /store/<key>/increment?by=N`   | 200, the counter's new value (N defaults to 1)    |
+//!
+//! `<key>` is the rest of the path, percent-decoded as UTF-8; it may contain
+//! `/`. Failures answer a plain-text message:
+//!
+//! * 400: malformed JSON body, bad percent-encoding, bad `by`, invalid key;
+//! * 404: the key does not exist (or the path is not under `/store`);
+//! * 405: the method does not fit the path (with an `allow` header);
+//! * 413: the body exceeds 16 MiB, or the value the store's limit;
+//! * 429: the store's rate limit (with `retry-after`, in whole seconds);
+//! * 503: the store is not available;
+//! * 507: a key-count or byte quota is exhausted. Not 429: waiting does not
+//!   help, the application must first delete data;
+//! * 500: any other store error (e.g. `increment` on a value that is not a
+//!   decimal integer, or an overflowing one).
+
+use ostore_sdk::http::{BodyError, Handler, Method, Request, Response, percent_decode};
+use ostore_sdk::{Error, Partition, Store};
+use serde_json::{Map, Value};
+
+/// The partition the tutorial keeps its keys in.
+const PARTITION: &str = "ObjectStoreTutorial";
+
+struct StoreFlow;
+
+impl Handler for StoreFlow {
+    fn handle(mut request: Request) -> Response {
+        route(&mut request).unwrap_or_else(|failure| failure)
+    }
+}
+
+ostore_sdk::http::export!(StoreFlow);
+
+/// A response either way: `Err` carries the failure to send.
+type Outcome = Result<Response, Response>;
+
+fn route(request: &mut Request) -> Outcome {
+    let path = request.path().to_owned();
+    let Some(rest) = path.strip_prefix("/store") else {
+        return Err(Response::text(404, "no such route"));
+    };
+    match rest {
+        "" | "/" => match request.method() {
+            Method::Get => list_keys(),
+            Method::Post => save(request),
+            _ => Err(method_not_allowed("GET, POST")),
+        },
+        _ => {
+            let Some(raw_key) = rest.strip_prefix('/') else {
+                return Err(Response::text(404, "no such route"));
+            };
+            match request.method() {
+                Method::Get => get(&decode_key(raw_key)?),
+                Method::Delete => remove(&decode_key(raw_key)?),
+                Method::Post => match raw_key.strip_suffix("/increment") {
+                    Some(raw_key) => increment(&decode_key(raw_key)?, request),
+                    None => Err(method_not_allowed("GET, DELETE")),
+                },
+                _ if raw_key.ends_with("/increment") => {
+                    Err(method_not_allowed("GET, DELETE, POST"))
+                }
+                _ => Err(method_not_allowed("GET, DELETE")),
+            }
+        }
+    }
+}
+
+/// `POST /store`: saves the JSON body's value under its key.
+fn save(request: &mut Request) -> Outcome {
+    let body = request.body().map_err(|e| match e {
+        BodyError::TooLarge(_) => Response::text(413, e.to_string()),
+        BodyError::Read(_) => Response::text(400, e.to_string()),
+        BodyError::AlreadyRead => Response::text(500, e.to_string()),
+    })?;
+    let (key, value) = parse_save_body(&body).map_err(|why| Response::text(400, why))?;
+    partition()?.store(&key, &value).map_err(store_error)?;
+    Ok(Response::text(
+        200,
+        format!("KEY: {key} AND VALUE: {value} WERE SAVED OK"),
+    ))
+}
+
+/// Reads `{"key": "...", "value": "..."}`, or says what is wrong with it.
+fn parse_save_body(body: &[u8]) -> Result<(String, String), String> {
+    const EXPECTED: &str = r#"expected a JSON object like {"key": "...", "value": "..."}"#;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!("request body is empty; {EXPECTED}"));
+    }
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("request body is not valid JSON ({e}); {EXPECTED}"))?;
+    let Value::Object(mut object) = json else {
+        return Err(format!(
+            "request body is a JSON {}, not an object; {EXPECTED}",
+            kind(&json)
+        ));
+    };
+    let key = string_field(&mut object, "key")?;
+    let value = string_field(&mut object, "value")?;
+    Ok((key, value))
+}
+
+fn string_field(object: &mut Map<String, Value>, name: &str) -> Result<String, String> {
+    match object.remove(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(format!(
+            "\"{name}\" must be a string, not a JSON {}",
+            kind(&other)
+        )),
+        None => Err(format!("request body has no \"{name}\" field")),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `GET /store`: every key, one per line, across all pages.
+fn list_keys() -> Outcome {
+    let partition = partition()?;
+    let mut text = String::new();
+    for key in partition.keys() {
+        text.push_str(&key.map_err(store_error)?);
+        text.push('\n');
+    }
+    Ok(Response::text(200, text))
+}
+
+/// `GET /store/<key>`: the value's bytes.
+fn get(key: &str) -> Outcome {
+    match partition()?.get(key).map_err(store_error)? {
+        Some(value) => Ok(Response::bytes(200, value)),
+        None => Err(not_found(key)),
+    }
+}
+
+/// `DELETE /store/<key>`.
+fn remove(key: &str) -> Outcome {
+    match partition()?.remove(key) {
+        Ok(_) => Ok(Response::text(200, format!("KEY: {key} WAS REMOVED OK"))),
+        Err(Error::KeyNotFound) => Err(not_found(key)),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// `POST /store/<key>/increment?by=N`: the counter's new value.
+fn increment(key: &str, request: &Request) -> Outcome {
+    let by = match request.query_param("by") {
+        None => 1,
+        Some(Ok(by)) => by.parse::<i64>().map_err(|_| {
+            Response::text(
+                400,
+                format!("query parameter \"by\" must be a decimal integer (an i64), not \"{by}\""),
+            )
+        })?,
+        Some(Err(e)) => {
+            return Err(Response::text(400, format!("query parameter \"by\": {e}")));
+        }
+    };
+    let value = partition()?.increment(key, by).map_err(store_error)?;
+    Ok(Response::text(200, value.to_string()))
+}
+
+fn partition() -> Result<Partition, Response> {
+    Store::open_default()
+        .and_then(|store| store.partition(PARTITION))
+        .map_err(store_error)
+}
+
+fn decode_key(raw: &str) -> Result<String, Response> {
+    percent_decode(raw).map_err(|e| Response::text(400, format!("key in path: {e}")))
+}
+
+fn not_found(key: &str) -> Response {
+    Response::text(404, format!("KEY: {key} NOT FOUND"))
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    Response::text(405, format!("method not allowed; use {allow}")).with_header("allow", allow)
+}
+
+/// The HTTP answer to a store error; see the crate docs for the table.
+fn store_error(e: Error) -> Response {
+    let status = match e {
+        Error::InvalidKey(_) => 400,
+        Error::KeyNotFound => 404,
+        Error::ValueTooLarge(_) => 413,
+        Error::RateLimited(_) => 429,
+        Error::StoreNotAvailable(_) => 503,
+        Error::QuotaExceeded(_) => 507,
+        Error::KeyAlreadyExists
+        | Error::InvalidArgument(_)
+        | Error::VersionMismatch(_)
+        | Error::AccessDenied => 500,
+    };
+    let response = Response::text(status, e.to_string());
+    match e {
+        Error::RateLimited(ms) => {
+            response.with_header("retry-after", ms.div_ceil(1000).max(1).to_string())
+        }
+        _ => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_body_parsing() {
+        assert_eq!(
+            parse_save_body(br#"{"key": "k1", "value": "v1", "extra": 3}"#),
+            Ok(("k1".to_owned(), "v1".to_owned()))
+        );
+        let err = |body: &[u8]| parse_save_body(body).unwrap_err();
+        assert!(err(b"").starts_with("request body is empty"));
+        assert!(err(b"  \n").starts_with("request body is empty"));
+        assert!(err(b"{oops").starts_with("request body is not valid JSON"));
+        assert!(err(b"[1]").starts_with("request body is a JSON array, not an object"));
+        assert_eq!(
+            err(br#"{"value": "v"}"#),
+            r#"request body has no "key" field"#
+        );
+        assert_eq!(
+            err(br#"{"key": "k"}"#),
+            r#"request body has no "value" field"#
+        );
+        assert_eq!(
+            err(br#"{"key": 1, "value": "v"}"#),
+            r#""key" must be a string, not a JSON number"#
+        );
+        assert_eq!(
+            err(br#"{"key": "k", "value": null}"#),
+            r#""value" must be a string, not a JSON null"#
+        );
+    }
+
+    #[test]
+    fn store_error_statuses() {
+        let status = |e| store_error(e).status();
+        assert_eq!(status(Error::InvalidKey("empty".into())), 400);
+        assert_eq!(status(Error::KeyNotFound), 404);
+        assert_eq!(status(Error::ValueTooLarge(1)), 413);
+        assert_eq!(status(Error::RateLimited(1)), 429);
+        assert_eq!(status(Error::QuotaExceeded("keys".into())), 507);
+        assert_eq!(status(Error::StoreNotAvailable("disk".into())), 503);
+        assert_eq!(status(Error::InvalidArgument("not a number".into())), 500);
+        assert_eq!(status(Error::AccessDenied), 500);
+        let limited = store_error(Error::RateLimited(1500));
+        assert!(
+            limited
+                .headers()
+                .contains(&("retry-after".to_owned(), b"2".to_vec()))
+        );
+    }
+}
