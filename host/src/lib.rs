@@ -1,9 +1,91 @@
+//! ostore: an encrypted object store for WebAssembly applications, modelled
+//! on Anypoint Object Store v2.
+//!
+//! Guest components reach their application's data through the WIT
+//! interface `ostore:objectstore/store@1.0.0`; many instances of one
+//! application share it, and no application sees another's.
+//!
+//! # Layout
+//!
+//! Each module is one layer; dependencies point downward only.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`cli`] | the `ostore` command: flags, `ostore up` |
+//! | [`server`] | HTTP: routes requests to guest components, `serve(listener, router, shutdown)` |
+//! | [`manifest`] | reading Spin manifests (`spin.toml`) |
+//! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request |
+//! | [`component`] | the WIT interface's host side and the embedding API |
+//! | [`objectstore`] | applications, stores, partitions, keys, TTL, limits |
+//! | [`encryption`] | AES-256-GCM sealing and HMAC lookup tags |
+//! | [`backend`] | the storage trait; redb file (group commit) and memory backends |
+//!
+//! # Embedding
+//!
+//! Add the object store to your own wasmtime host in a few lines: keep an
+//! [`ObjectStoreCtx`] in your store data, lend it out through
+//! [`ObjectStoreView`], and call [`add_to_linker`]. Components instantiated
+//! with that linker import `ostore:objectstore/store` and see the
+//! application you gave the context.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use ostore::backend::MemoryBackend;
+//! use ostore::encryption::MasterKey;
+//! use ostore::objectstore::{Config, ObjectStore};
+//! use ostore::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView};
+//! use wasmtime::component::{Linker, ResourceTable};
+//! use wasmtime::{Engine, Store};
+//!
+//! struct MyState {
+//!     table: ResourceTable,
+//!     objectstore: ObjectStoreCtx,
+//! }
+//!
+//! impl ObjectStoreView for MyState {
+//!     fn objectstore(&mut self) -> ObjectStoreCtxView<'_> {
+//!         ObjectStoreCtxView { ctx: &mut self.objectstore, table: &mut self.table }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::default();
+//! let mut linker = Linker::<MyState>::new(&engine);
+//! ostore::add_to_linker(&mut linker)?;
+//!
+//! // FileBackend::open(path) for data on disk; memory for this example.
+//! let backend = Arc::new(MemoryBackend::new());
+//! let objectstore = ObjectStore::open(backend, &MasterKey::generate(), Config::default()).await?;
+//! let app = objectstore.application("my-app").await?;
+//! let mut store = Store::new(
+//!     &engine,
+//!     MyState { table: ResourceTable::new(), objectstore: ObjectStoreCtx::new(app.clone()) },
+//! );
+//! // linker.instantiate_async(&mut store, &component).await? runs a guest
+//! // against `app`'s data. The host sees the same data:
+//! let partition = app.default_store().await?.partition("orders").await?;
+//! partition.store("order-1", b"pending".to_vec(), Default::default()).await?;
+//! assert_eq!(partition.retrieve("order-1").await?.value, b"pending");
+//! # let _ = &mut store;
+//! # Ok(())
+//! # }
+//! ```
+
 pub mod backend;
-pub mod cli;
 mod bindings;
+pub mod cli;
 pub mod component;
 pub mod encryption;
 pub mod manifest;
 pub mod objectstore;
 pub mod runtime;
 pub mod server;
+
+pub use component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView, add_to_linker};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
