@@ -221,3 +221,37 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// What a finished `ostore` run printed.
+#[derive(Debug)]
+pub struct Finished {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `ostore` with `args` and `env` to completion (at most two minutes),
+/// for commands that are expected to exit, such as failing starts.
+pub fn run_ostore(args: &[&str], env: &[(&str, &str)]) -> Finished {
+    let mut cmd = Command::new(ostore_bin());
+    cmd.args(args).env_remove("OSTORE_MASTER_KEY");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("starting ostore");
+    let deadline = Instant::now() + START_TIMEOUT;
+    while child.try_wait().expect("polling ostore").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ostore {args:?} did not exit within {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("collecting ostore's output");
+    Finished {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

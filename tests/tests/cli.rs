@@ -1,0 +1,68 @@
+//! The command line: help, and one clear line for each way a start fails.
+
+use ostore_tests::{Host, guest, run_ostore, write_manifest};
+
+#[test]
+fn every_command_has_help() {
+    let top = run_ostore(&["--help"], &[]);
+    assert!(top.success && top.stdout.contains("up"), "{}", top.stdout);
+    let up = run_ostore(&["up", "--help"], &[]);
+    assert!(up.success);
+    for flag in ["--from", "--listen", "--build", "--data-dir", "--key-file", "--max-value-bytes"] {
+        assert!(up.stdout.contains(flag), "`up --help` does not mention {flag}");
+    }
+}
+
+fn error_line(args: &[&str]) -> String {
+    let run = run_ostore(args, &[]);
+    assert!(!run.success, "{args:?} succeeded");
+    let last = run.stderr.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("error: "), "{:?}", run.stderr);
+    last
+}
+
+#[test]
+fn a_missing_or_malformed_manifest_or_component_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let line = error_line(&["up", "-f", missing.to_str().unwrap()]);
+    assert!(line.contains("cannot read manifest") && line.contains("nope.toml"), "{line}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "spin_manifest_version = 2\n[application\n").unwrap();
+    let line = error_line(&["up", "-f", bad.to_str().unwrap()]);
+    assert!(line.contains("malformed manifest"), "{line}");
+
+    let absent_wasm = dir.path().join("absent.wasm");
+    let manifest = write_manifest(dir.path(), "ghost", &[("/x", "ghost", &absent_wasm)]);
+    let line = error_line(&["up", "-f", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(line.contains("absent.wasm") && line.contains("does not exist"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "hello", &[("/hello", "hello", &guest("hello"))]);
+    let host = Host::start(&["-f", manifest.to_str().unwrap()]);
+    let taken = host.addr.to_string();
+    let line = error_line(&["up", "-f", manifest.to_str().unwrap(), "--listen", &taken]);
+    assert!(line.contains("cannot listen on") && line.contains(&taken), "{line}");
+    assert_eq!(host.get("/hello").await.text(), "hello, world");
+}
+
+#[test]
+fn unsupported_manifest_fields_are_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"w\"\n[[trigger.http]]\nroute = \"/x\"\ncomponent = \"c\"\n\
+             [component.c]\nsource = {:?}\nfancy_feature = true\n",
+            dir.path().join("absent.wasm").display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = run_ostore(&["up", "-f", manifest.to_str().unwrap()], &[]);
+    assert!(run.stderr.contains("warning:") && run.stderr.contains("component.c.fancy_feature"), "{}", run.stderr);
+}
