@@ -37,7 +37,12 @@ enum Command {
 struct UpArgs {
     /// A Spin manifest (spin.toml). Give it more than once to serve several
     /// applications, each with its own isolated data, on one listener.
-    #[arg(short = 'f', long = "from", value_name = "MANIFEST", default_value = "spin.toml")]
+    #[arg(
+        short = 'f',
+        long = "from",
+        value_name = "MANIFEST",
+        default_value = "spin.toml"
+    )]
     manifests: Vec<PathBuf>,
 
     /// Address to listen on. Port 0 picks a free port (the address served
@@ -95,7 +100,10 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -140,14 +148,25 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
 
+    // Bind before the slow work, so that a port in use fails at once.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+
     let first_dir = manifests[0].path.parent().unwrap_or(Path::new("."));
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| first_dir.join(".ostore"));
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| first_dir.join(".ostore"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let master = match std::env::var(MASTER_KEY_ENV) {
         Ok(text) => MasterKey::parse(&text).with_context(|| format!("${MASTER_KEY_ENV}"))?,
         Err(_) => {
-            let path = args.key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
+            let path = args
+                .key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join("master.key"));
             let (key, created) = MasterKey::load_or_create(&path)?;
             if created {
                 eprintln!("created a new master key in {}", path.display());
@@ -181,9 +200,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}", m.path.display()))?;
     }
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("Serving http://{addr}");
     println!("Available Routes:");

@@ -202,7 +202,11 @@ impl store::HostStore for ObjectStoreCtxView<'_> {
         })
     }
 
-    async fn delete_partition(&mut self, this: Resource<Store>, name: String) -> Result<u64, HostError> {
+    async fn delete_partition(
+        &mut self,
+        this: Resource<Store>,
+        name: String,
+    ) -> Result<u64, HostError> {
         Ok(self.table.get(&this)?.delete_partition(&name).await?)
     }
 
@@ -217,8 +221,16 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
         Ok(self.table.get(&this)?.name().to_string())
     }
 
-    async fn set_ttl(&mut self, this: Resource<Partition>, ttl: Option<types::Ttl>) -> Result<(), HostError> {
-        Ok(self.table.get_mut(&this)?.set_ttl(ttl.map(Ttl::from)).await?)
+    async fn set_ttl(
+        &mut self,
+        this: Resource<Partition>,
+        ttl: Option<types::Ttl>,
+    ) -> Result<(), HostError> {
+        Ok(self
+            .table
+            .get_mut(&this)?
+            .set_ttl(ttl.map(Ttl::from))
+            .await?)
     }
 
     async fn store(
@@ -232,15 +244,27 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
         Ok(partition.store(&key, value, options.into()).await?.into())
     }
 
-    async fn retrieve(&mut self, this: Resource<Partition>, key: String) -> Result<types::Entry, HostError> {
+    async fn retrieve(
+        &mut self,
+        this: Resource<Partition>,
+        key: String,
+    ) -> Result<types::Entry, HostError> {
         Ok(self.table.get(&this)?.retrieve(&key).await?.into())
     }
 
-    async fn contains(&mut self, this: Resource<Partition>, key: String) -> Result<bool, HostError> {
+    async fn contains(
+        &mut self,
+        this: Resource<Partition>,
+        key: String,
+    ) -> Result<bool, HostError> {
         Ok(self.table.get(&this)?.contains(&key).await?)
     }
 
-    async fn remove(&mut self, this: Resource<Partition>, key: String) -> Result<types::Entry, HostError> {
+    async fn remove(
+        &mut self,
+        this: Resource<Partition>,
+        key: String,
+    ) -> Result<types::Entry, HostError> {
         Ok(self.table.get(&this)?.remove(&key).await?.into())
     }
 
@@ -267,7 +291,11 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
         cursor: Option<String>,
         page_size: u32,
     ) -> Result<types::KeyPage, HostError> {
-        let page = self.table.get(&this)?.list_keys(cursor.as_deref(), page_size).await?;
+        let page = self
+            .table
+            .get(&this)?
+            .list_keys(cursor.as_deref(), page_size)
+            .await?;
         Ok(types::KeyPage {
             keys: page.items,
             cursor: page.cursor,
@@ -278,7 +306,12 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
         Ok(self.table.get(&this)?.clear().await?)
     }
 
-    async fn increment(&mut self, this: Resource<Partition>, key: String, delta: i64) -> Result<i64, HostError> {
+    async fn increment(
+        &mut self,
+        this: Resource<Partition>,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, HostError> {
         Ok(self.table.get(&this)?.increment(&key, delta).await?)
     }
 

@@ -84,9 +84,8 @@ impl MasterKey {
         }
         let mut key = [0u8; 32];
         for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| {
-                EncryptionError::MalformedKey("expected 64 hex digits".to_string())
-            })?;
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| EncryptionError::MalformedKey("expected 64 hex digits".to_string()))?;
         }
         Ok(Self(key))
     }
@@ -220,13 +219,22 @@ mod tests {
         let sealed = sealer.seal(b"key-1", b"secret value");
         assert_eq!(sealer.open(b"key-1", &sealed).unwrap(), b"secret value");
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert!(matches!(sealer.open(b"key-2", &sealed), Err(EncryptionError::Integrity)));
+        assert!(matches!(
+            sealer.open(b"key-2", &sealed),
+            Err(EncryptionError::Integrity)
+        ));
         let other = MasterKey::generate().sealer();
-        assert!(matches!(other.open(b"key-1", &sealed), Err(EncryptionError::Integrity)));
+        assert!(matches!(
+            other.open(b"key-1", &sealed),
+            Err(EncryptionError::Integrity)
+        ));
         for i in 0..sealed.len() {
             let mut flipped = sealed.clone();
             flipped[i] ^= 0x01;
-            assert!(sealer.open(b"key-1", &flipped).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                sealer.open(b"key-1", &flipped).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
     }
 
@@ -243,7 +251,10 @@ mod tests {
         assert_eq!(t, sealer.tag(b"key", b"p", b"name"));
         assert_ne!(t, sealer.tag(b"store", b"p", b"name"));
         assert_ne!(t, sealer.tag(b"key", b"q", b"name"));
-        assert_ne!(sealer.tag(b"key", b"ab", b"c"), sealer.tag(b"key", b"a", b"bc"));
+        assert_ne!(
+            sealer.tag(b"key", b"ab", b"c"),
+            sealer.tag(b"key", b"a", b"bc")
+        );
     }
 
     #[test]

@@ -76,9 +76,7 @@ impl Route {
     pub fn matches(&self, path: &str) -> Option<usize> {
         let path = path.trim_end_matches('/');
         match self {
-            Route::Exact(p) => {
-                (p == path || (p == "/" && path.is_empty())).then_some(usize::MAX)
-            }
+            Route::Exact(p) => (p == path || (p == "/" && path.is_empty())).then_some(usize::MAX),
             Route::Wildcard(prefix) => {
                 let rest = path.strip_prefix(prefix.as_str())?;
                 (rest.is_empty() || rest.starts_with('/')).then_some(prefix.len())
@@ -184,7 +182,11 @@ struct RawBuild {
     other: BTreeMap<String, toml::Value>,
 }
 
-fn warn_unsupported(warnings: &mut Vec<String>, table: &str, other: &BTreeMap<String, toml::Value>) {
+fn warn_unsupported(
+    warnings: &mut Vec<String>,
+    table: &str,
+    other: &BTreeMap<String, toml::Value>,
+) {
     for field in other.keys() {
         warnings.push(format!("unsupported field `{table}{field}` is ignored"));
     }
@@ -207,8 +209,13 @@ impl Manifest {
             path: path.display().to_string(),
             message,
         };
-        let raw: RawManifest = toml::from_str(text).map_err(|e| malformed(e.message().to_string()))?;
-        match raw.spin_manifest_version.as_ref().and_then(toml::Value::as_integer) {
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| malformed(e.message().to_string()))?;
+        match raw
+            .spin_manifest_version
+            .as_ref()
+            .and_then(toml::Value::as_integer)
+        {
             Some(2) => {}
             _ => return Err(malformed("`spin_manifest_version = 2` is required".into())),
         }
@@ -334,7 +341,9 @@ workdir = "guest"
                 "not defined",
             ),
         ] {
-            let err = Manifest::parse(Path::new("spin.toml"), text).unwrap_err().to_string();
+            let err = Manifest::parse(Path::new("spin.toml"), text)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
     }
@@ -352,6 +361,10 @@ workdir = "guest"
         assert!(root.overlaps(&exact) && exact.overlaps(&root));
         assert!(wild.overlaps(&Route::parse("/store/x").unwrap()));
         assert!(!wild.overlaps(&exact));
-        assert!(!Route::parse("/a/...").unwrap().overlaps(&Route::parse("/ab/...").unwrap()));
+        assert!(
+            !Route::parse("/a/...")
+                .unwrap()
+                .overlaps(&Route::parse("/ab/...").unwrap())
+        );
     }
 }

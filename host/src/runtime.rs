@@ -300,7 +300,10 @@ impl HttpComponent {
             Err(_) => {
                 task.abort();
                 tracing::warn!(component = %id, "request timed out after {timeout:?}");
-                text_response(504, format!("the component did not answer within {timeout:?}"))
+                text_response(
+                    504,
+                    format!("the component did not answer within {timeout:?}"),
+                )
             }
         }
     }
@@ -308,7 +311,9 @@ impl HttpComponent {
 
 /// The response for a guest that trapped or could not be instantiated.
 fn guest_failure(id: &str, e: &wasmtime::Error) -> hyper::Response<ResponseBody> {
-    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         tracing::warn!(component = %id, "instance pool exhausted: {e:#}");
         return text_response(503, "the server is at its instance limit; try again");
     }

@@ -106,7 +106,11 @@ impl Router {
             .map(|(_, r)| r)
     }
 
-    async fn handle(&self, mut req: hyper::Request<Incoming>, client: SocketAddr) -> hyper::Response<ResponseBody> {
+    async fn handle(
+        &self,
+        mut req: hyper::Request<Incoming>,
+        client: SocketAddr,
+    ) -> hyper::Response<ResponseBody> {
         let path = req.uri().path().to_string();
         let Some(entry) = self.find(&path) else {
             return text_response(404, format!("no route serves {path}"));

@@ -12,8 +12,8 @@
 //! Defaults: 10 seconds per workload, 1 and 64 connections.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,9 +42,12 @@ impl Workload {
         let value = "v".repeat(100);
         match self {
             Workload::Hello => builder.uri("/hello").body(Full::default()),
-            Workload::Store => builder.method("POST").uri("/store").body(Full::new(Bytes::from(
-                format!(r#"{{"key":"bench-{conn}-{n}","value":"{value}"}}"#),
-            ))),
+            Workload::Store => builder
+                .method("POST")
+                .uri("/store")
+                .body(Full::new(Bytes::from(format!(
+                    r#"{{"key":"bench-{conn}-{n}","value":"{value}"}}"#
+                )))),
             Workload::Retrieve => builder
                 .uri(format!("/store/seed-{}", (conn as u64 * 7919 + n) % SEEDED))
                 .body(Full::default()),
@@ -63,7 +66,12 @@ struct Figures {
     latencies: Vec<Duration>,
 }
 
-async fn drive(addr: SocketAddr, workload: Workload, connections: usize, time: Duration) -> Figures {
+async fn drive(
+    addr: SocketAddr,
+    workload: Workload,
+    connections: usize,
+    time: Duration,
+) -> Figures {
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + time;
@@ -73,11 +81,10 @@ async fn drive(addr: SocketAddr, workload: Workload, connections: usize, time: D
             tokio::spawn(async move {
                 let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 stream.set_nodelay(true).expect("nodelay");
-                let (mut sender, c) = hyper::client::conn::http1::handshake(
-                    hyper_util::rt::TokioIo::new(stream),
-                )
-                .await
-                .expect("handshake");
+                let (mut sender, c) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .expect("handshake");
                 tokio::spawn(c);
                 let mut latencies = Vec::new();
                 let mut n = 0;
@@ -124,7 +131,10 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
     let mut counts: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     if counts.is_empty() {
@@ -162,7 +172,13 @@ async fn main() {
     );
     for &connections in &counts {
         for workload in [Workload::Hello, Workload::Store, Workload::Retrieve] {
-            let f = drive(host.addr, workload, connections, Duration::from_secs(seconds)).await;
+            let f = drive(
+                host.addr,
+                workload,
+                connections,
+                Duration::from_secs(seconds),
+            )
+            .await;
             println!(
                 "| {} | {connections} | {:.0} | {} | {} | {} |",
                 workload.name(),

@@ -13,7 +13,10 @@ use http_body_util::{BodyExt, Full};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The built component of guest crate `name` (e.g. `store-flow`). The guest
@@ -25,7 +28,13 @@ pub fn guest(name: &str) -> PathBuf {
         let root = repo_root();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(root.join("guest/Cargo.toml"))
             // The host's flags and target dir are not the guests'.
             .env_remove("RUSTFLAGS")
@@ -52,7 +61,10 @@ pub fn write_manifest(dir: &Path, name: &str, routes: &[(&str, &str, &Path)]) ->
     for (_, id, wasm) in routes {
         if !seen.contains(id) {
             seen.push(id);
-            text += &format!("[component.{id}]\nsource = {:?}\n", wasm.display().to_string());
+            text += &format!(
+                "[component.{id}]\nsource = {:?}\n",
+                wasm.display().to_string()
+            );
         }
     }
     std::fs::create_dir_all(dir).expect("creating the manifest directory");
@@ -96,7 +108,9 @@ impl Host {
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Host {
         let mut cmd = Command::new(ostore_bin());
         cmd.arg("up").args(args).args(["--listen", "127.0.0.1:0"]);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("OSTORE_MASTER_KEY");
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("OSTORE_MASTER_KEY");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -122,14 +136,26 @@ impl Host {
         let deadline = Instant::now() + START_TIMEOUT;
         let addr = loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
-                break addr.parse().expect("a socket address after 'Serving http://'");
+                break addr
+                    .parse()
+                    .expect("a socket address after 'Serving http://'");
             }
             if let Some(status) = child.try_wait().expect("polling ostore") {
-                panic!("ostore exited ({status}) before serving:\n{}", stderr.lock().unwrap());
+                panic!(
+                    "ostore exited ({status}) before serving:\n{}",
+                    stderr.lock().unwrap()
+                );
             }
-            assert!(Instant::now() < deadline, "ostore did not start within {START_TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "ostore did not start within {START_TIMEOUT:?}"
+            );
         };
-        Host { child, addr, stderr }
+        Host {
+            child,
+            addr,
+            stderr,
+        }
     }
 
     /// What the host wrote to stderr so far.
@@ -150,7 +176,9 @@ impl Host {
 
     /// Stops the host with SIGTERM and waits for a clean exit.
     pub fn stop(mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let status = self.child.wait().expect("waiting for ostore");
         assert!(status.success(), "ostore exited with {status}");
     }
@@ -187,10 +215,13 @@ impl Response {
 
 /// Sends one HTTP/1.1 request on a new connection.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Bytes) -> Response {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connecting to ostore");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .expect("HTTP handshake");
+        .expect("connecting to ostore");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
     tokio::spawn(conn);
     let req = hyper::Request::builder()
         .method(method)
@@ -201,7 +232,13 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Bytes) ->
         .expect("a valid request");
     let res = sender.send_request(req).await.expect("sending the request");
     let status = res.status().as_u16();
-    let body = res.into_body().collect().await.expect("reading the body").to_bytes().to_vec();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("reading the body")
+        .to_bytes()
+        .to_vec();
     Response { status, body }
 }
 
@@ -235,7 +272,9 @@ pub struct Finished {
 pub fn run_ostore(args: &[&str], env: &[(&str, &str)]) -> Finished {
     let mut cmd = Command::new(ostore_bin());
     cmd.args(args).env_remove("OSTORE_MASTER_KEY");
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -248,7 +287,9 @@ pub fn run_ostore(args: &[&str], env: &[(&str, &str)]) -> Finished {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = child.wait_with_output().expect("collecting ostore's output");
+    let out = child
+        .wait_with_output()
+        .expect("collecting ostore's output");
     Finished {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

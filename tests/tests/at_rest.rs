@@ -12,10 +12,18 @@ const VALUE: &str = "SecretValue-9c1e";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest =
-        write_manifest(dir.path(), "plaintext-app", &[("/store/...", "store-flow", &guest("store-flow"))]);
+    let manifest = write_manifest(
+        dir.path(),
+        "plaintext-app",
+        &[("/store/...", "store-flow", &guest("store-flow"))],
+    );
     let data = dir.path().join("data");
-    let args = ["-f", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()];
+    let args = [
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
     let host = Host::start(&args);
     let body = format!(r#"{{"key": "{KEY}", "value": "{VALUE}"}}"#);
     assert_eq!(host.request("POST", "/store", body).await.status, 200);
@@ -23,7 +31,13 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
 
     let files = files_under(&data);
     assert!(files.iter().any(|f| f.ends_with("ostore.redb")));
-    for needle in [KEY, VALUE, "ObjectStoreTutorial", "_defaultUserObjectStore", "plaintext-app"] {
+    for needle in [
+        KEY,
+        VALUE,
+        "ObjectStoreTutorial",
+        "_defaultUserObjectStore",
+        "plaintext-app",
+    ] {
         for file in &files {
             let bytes = std::fs::read(file).unwrap();
             assert!(
@@ -36,7 +50,10 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("master.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the generated key file is private");
     }
 
@@ -59,29 +76,56 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
     assert!(r.text().contains("integrity"), "{}", r.text());
     assert!(!r.text().contains(VALUE));
     // Other keys are unaffected.
-    assert_eq!(host.request("POST", "/store", r#"{"key": "other", "value": "fine"}"#).await.status, 200);
+    assert_eq!(
+        host.request("POST", "/store", r#"{"key": "other", "value": "fine"}"#)
+            .await
+            .status,
+        200
+    );
     assert_eq!(host.get("/store/other").await.text(), "fine");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_master_key_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(dir.path(), "keyed", &[("/store/...", "store-flow", &guest("store-flow"))]);
+    let manifest = write_manifest(
+        dir.path(),
+        "keyed",
+        &[("/store/...", "store-flow", &guest("store-flow"))],
+    );
     let data = dir.path().join("data");
-    let args = ["-f", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()];
+    let args = [
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
     let right = "11".repeat(32);
     let host = Host::start_with_env(&args, &[("OSTORE_MASTER_KEY", &right)]);
-    assert_eq!(host.request("POST", "/store", r#"{"key": "k", "value": "v"}"#).await.status, 200);
+    assert_eq!(
+        host.request("POST", "/store", r#"{"key": "k", "value": "v"}"#)
+            .await
+            .status,
+        200
+    );
     host.stop();
 
     let mut up = vec!["up", "--listen", "127.0.0.1:0"];
     up.extend(args);
     let wrong = run_ostore(&up, &[("OSTORE_MASTER_KEY", &"22".repeat(32))]);
     assert!(!wrong.success);
-    assert!(wrong.stderr.contains("master key does not match"), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("master key does not match"),
+        "{}",
+        wrong.stderr
+    );
     let malformed = run_ostore(&up, &[("OSTORE_MASTER_KEY", "not-hex")]);
     assert!(!malformed.success);
-    assert!(malformed.stderr.contains("malformed master key"), "{}", malformed.stderr);
+    assert!(
+        malformed.stderr.contains("malformed master key"),
+        "{}",
+        malformed.stderr
+    );
 
     let host = Host::start_with_env(&args, &[("OSTORE_MASTER_KEY", &right)]);
     assert_eq!(host.get("/store/k").await.text(), "v");

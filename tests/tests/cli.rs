@@ -8,8 +8,18 @@ fn every_command_has_help() {
     assert!(top.success && top.stdout.contains("up"), "{}", top.stdout);
     let up = run_ostore(&["up", "--help"], &[]);
     assert!(up.success);
-    for flag in ["--from", "--listen", "--build", "--data-dir", "--key-file", "--max-value-bytes"] {
-        assert!(up.stdout.contains(flag), "`up --help` does not mention {flag}");
+    for flag in [
+        "--from",
+        "--listen",
+        "--build",
+        "--data-dir",
+        "--key-file",
+        "--max-value-bytes",
+    ] {
+        assert!(
+            up.stdout.contains(flag),
+            "`up --help` does not mention {flag}"
+        );
     }
 }
 
@@ -26,7 +36,10 @@ fn a_missing_or_malformed_manifest_or_component_is_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.toml");
     let line = error_line(&["up", "-f", missing.to_str().unwrap()]);
-    assert!(line.contains("cannot read manifest") && line.contains("nope.toml"), "{line}");
+    assert!(
+        line.contains("cannot read manifest") && line.contains("nope.toml"),
+        "{line}"
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "spin_manifest_version = 2\n[application\n").unwrap();
@@ -35,8 +48,17 @@ fn a_missing_or_malformed_manifest_or_component_is_one_clear_error() {
 
     let absent_wasm = dir.path().join("absent.wasm");
     let manifest = write_manifest(dir.path(), "ghost", &[("/x", "ghost", &absent_wasm)]);
-    let line = error_line(&["up", "-f", manifest.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
-    assert!(line.contains("absent.wasm") && line.contains("does not exist"), "{line}");
+    let line = error_line(&[
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        line.contains("absent.wasm") && line.contains("does not exist"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +68,10 @@ async fn a_port_in_use_is_one_clear_error() {
     let host = Host::start(&["-f", manifest.to_str().unwrap()]);
     let taken = host.addr.to_string();
     let line = error_line(&["up", "-f", manifest.to_str().unwrap(), "--listen", &taken]);
-    assert!(line.contains("cannot listen on") && line.contains(&taken), "{line}");
+    assert!(
+        line.contains("cannot listen on") && line.contains(&taken),
+        "{line}"
+    );
     assert_eq!(host.get("/hello").await.text(), "hello, world");
 }
 
@@ -64,5 +89,9 @@ fn unsupported_manifest_fields_are_named_in_a_warning() {
     )
     .unwrap();
     let run = run_ostore(&["up", "-f", manifest.to_str().unwrap()], &[]);
-    assert!(run.stderr.contains("warning:") && run.stderr.contains("component.c.fancy_feature"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("warning:") && run.stderr.contains("component.c.fancy_feature"),
+        "{}",
+        run.stderr
+    );
 }

@@ -10,10 +10,18 @@ async fn sixty_four_concurrent_requests_store_every_key_and_count_exactly() {
     let manifest = write_manifest(
         dir.path(),
         "concurrency",
-        &[("/store/...", "store-flow", &flow), ("/misbehave/...", "misbehave", &misbehave)],
+        &[
+            ("/store/...", "store-flow", &flow),
+            ("/misbehave/...", "misbehave", &misbehave),
+        ],
     );
     let data = dir.path().join("data");
-    let host = Host::start(&["-f", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    let host = Host::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
 
     let mut tasks = Vec::new();
     for i in 0..64 {
@@ -23,7 +31,8 @@ async fn sixty_four_concurrent_requests_store_every_key_and_count_exactly() {
             ostore_tests::request(addr, "POST", "/store", body.into()).await
         }));
         tasks.push(tokio::spawn(async move {
-            ostore_tests::request(addr, "POST", "/store/counter/increment", Default::default()).await
+            ostore_tests::request(addr, "POST", "/store/counter/increment", Default::default())
+                .await
         }));
     }
     let mut counts = Vec::new();
@@ -40,8 +49,14 @@ async fn sixty_four_concurrent_requests_store_every_key_and_count_exactly() {
     assert_eq!(host.get("/store/counter").await.text(), "64");
     let listed = host.get("/store").await.text();
     for i in 0..64 {
-        assert!(listed.lines().any(|k| k == format!("key-{i}")), "key-{i} missing");
-        assert_eq!(host.get(&format!("/store/key-{i}")).await.text(), format!("value-{i}"));
+        assert!(
+            listed.lines().any(|k| k == format!("key-{i}")),
+            "key-{i} missing"
+        );
+        assert_eq!(
+            host.get(&format!("/store/key-{i}")).await.text(),
+            format!("value-{i}")
+        );
     }
     assert_eq!(listed.lines().count(), 65, "64 keys and the counter");
 

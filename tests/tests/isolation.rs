@@ -17,12 +17,19 @@ async fn two_applications_on_one_host_do_not_share_keys() {
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    let r = host.request("POST", "/a", r#"{"key": "shared", "value": "from a"}"#).await;
+    let r = host
+        .request("POST", "/a", r#"{"key": "shared", "value": "from a"}"#)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(host.get("/a/shared").await.text(), "from a");
-    assert_eq!(host.get("/b/shared").await.status, 404, "b must not see a's key");
+    assert_eq!(
+        host.get("/b/shared").await.status,
+        404,
+        "b must not see a's key"
+    );
 
-    host.request("POST", "/b", r#"{"key": "shared", "value": "from b"}"#).await;
+    host.request("POST", "/b", r#"{"key": "shared", "value": "from b"}"#)
+        .await;
     assert_eq!(host.get("/a/shared").await.text(), "from a");
     assert_eq!(host.get("/b/shared").await.text(), "from b");
     assert_eq!(host.get("/b").await.text(), "shared\n");
@@ -38,8 +45,15 @@ fn overlapping_routes_across_applications_and_duplicate_names_are_refused() {
     let run = |m1: &std::path::Path, m2: &std::path::Path| {
         run_ostore(
             &[
-                "up", "--listen", "127.0.0.1:0", "-f", m1.to_str().unwrap(), "-f", m2.to_str().unwrap(),
-                "--data-dir", data.to_str().unwrap(),
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "-f",
+                m1.to_str().unwrap(),
+                "-f",
+                m2.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
             ],
             &[],
         )

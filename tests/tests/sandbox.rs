@@ -10,7 +10,10 @@ fn start(dir: &std::path::Path) -> Host {
     let manifest = write_manifest(
         dir,
         "sandbox",
-        &[("/misbehave/...", "misbehave", &misbehave), ("/hello", "hello", &hello)],
+        &[
+            ("/misbehave/...", "misbehave", &misbehave),
+            ("/hello", "hello", &hello),
+        ],
     );
     let data = dir.join("data");
     Host::start(&[
@@ -44,8 +47,14 @@ async fn an_endless_guest_gets_a_5xx_at_its_deadline_while_others_are_served() {
     }
     let (r, took) = looping.await.unwrap();
     assert!((500..600).contains(&r.status), "status {}", r.status);
-    assert!(took >= Duration::from_secs(2), "interrupted after {took:?}, before the deadline");
-    assert!(took < Duration::from_secs(10), "interrupted only after {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "interrupted after {took:?}, before the deadline"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "interrupted only after {took:?}"
+    );
 
     assert_eq!(host.get("/misbehave/ok").await.status, 200);
     assert!(host.is_running());

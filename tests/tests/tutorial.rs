@@ -6,9 +6,18 @@ use ostore_tests::{Host, guest, write_manifest};
 const TUTORIAL_BODY: &str = r#"{ "key": "TestKey01", "value": "This is an object store test" }"#;
 
 fn start(dir: &std::path::Path) -> Host {
-    let manifest = write_manifest(dir, "tutorial", &[("/store/...", "store-flow", &guest("store-flow"))]);
+    let manifest = write_manifest(
+        dir,
+        "tutorial",
+        &[("/store/...", "store-flow", &guest("store-flow"))],
+    );
     let data = dir.join("data");
-    Host::start(&["-f", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+    Host::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,19 +26,34 @@ async fn the_tutorial_call_saves_and_the_value_survives_a_restart() {
     let host = start(dir.path());
     let r = host.request("POST", "/store", TUTORIAL_BODY).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.text(), "KEY: TestKey01 AND VALUE: This is an object store test WERE SAVED OK");
+    assert_eq!(
+        r.text(),
+        "KEY: TestKey01 AND VALUE: This is an object store test WERE SAVED OK"
+    );
     let r = host.get("/store/TestKey01").await;
-    assert_eq!((r.status, r.text().as_str()), (200, "This is an object store test"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "This is an object store test")
+    );
 
     // A clean stop and start keeps the value...
     host.stop();
     let host = start(dir.path());
     let r = host.get("/store/TestKey01").await;
-    assert_eq!((r.status, r.text().as_str()), (200, "This is an object store test"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "This is an object store test")
+    );
 
     // ...and so does a kill right after an acknowledged write: it was
     // durable before it was acknowledged.
-    let r = host.request("POST", "/store", r#"{"key": "after-kill", "value": "durable"}"#).await;
+    let r = host
+        .request(
+            "POST",
+            "/store",
+            r#"{"key": "after-kill", "value": "durable"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200);
     host.kill();
     let host = start(dir.path());
@@ -43,7 +67,8 @@ async fn missing_keys_deletes_and_malformed_bodies_are_answered_clearly() {
     let host = start(dir.path());
     assert_eq!(host.get("/store/nope").await.status, 404);
 
-    host.request("POST", "/store", r#"{"key": "k", "value": "v"}"#).await;
+    host.request("POST", "/store", r#"{"key": "k", "value": "v"}"#)
+        .await;
     let r = host.request("DELETE", "/store/k", "").await;
     assert_eq!(r.status, 200);
     assert_eq!(host.get("/store/k").await.status, 404);
@@ -61,7 +86,11 @@ async fn missing_keys_deletes_and_malformed_bodies_are_answered_clearly() {
         assert_eq!(r.status, 400, "{body:?}");
         assert!(r.text().contains(says), "{body:?} answered {:?}", r.text());
     }
-    assert_eq!(host.get("/store").await.text(), "", "nothing was stored by bad requests");
+    assert_eq!(
+        host.get("/store").await.text(),
+        "",
+        "nothing was stored by bad requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,20 +99,32 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_stored() {
     let host = start(dir.path());
     let long_key = "k".repeat(1025);
     let r = host
-        .request("POST", "/store", format!(r#"{{"key": "{long_key}", "value": "v"}}"#))
+        .request(
+            "POST",
+            "/store",
+            format!(r#"{{"key": "{long_key}", "value": "v"}}"#),
+        )
         .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("1024"), "{}", r.text());
 
     let ok_key = "k".repeat(1024);
     let r = host
-        .request("POST", "/store", format!(r#"{{"key": "{ok_key}", "value": "v"}}"#))
+        .request(
+            "POST",
+            "/store",
+            format!(r#"{{"key": "{ok_key}", "value": "v"}}"#),
+        )
         .await;
     assert_eq!(r.status, 200, "a 1024-byte key is allowed");
 
     let big = "x".repeat((10 << 20) + 1);
     let r = host
-        .request("POST", "/store", format!(r#"{{"key": "big", "value": "{big}"}}"#))
+        .request(
+            "POST",
+            "/store",
+            format!(r#"{{"key": "big", "value": "{big}"}}"#),
+        )
         .await;
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(host.get("/store/big").await.status, 404);

@@ -3,10 +3,14 @@
 //! * `GET /misbehave/loop` spins forever; the host must interrupt it.
 //! * `GET /misbehave/trap` panics, which traps the instance.
 //! * `GET /misbehave/ok` answers 200 `ok`, to show the host still serves.
+//! * `GET /misbehave/instance-requests` answers how many requests this
+//!   instance has served, counting this one: always `1` when the host gives
+//!   every request a fresh instance.
 //!
 //! Other paths answer 404, other methods on these paths 405.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ostore_sdk::http::{Handler, Method, Request, Response};
 
@@ -18,6 +22,7 @@ impl Handler for Misbehave {
             "/misbehave/loop" => spin,
             "/misbehave/trap" => trap,
             "/misbehave/ok" => ok,
+            "/misbehave/instance-requests" => instance_requests,
             _ => return Response::text(404, "no such route\n"),
         };
         if !matches!(request.method(), Method::Get) {
@@ -38,6 +43,15 @@ fn spin() -> Response {
 
 fn trap() -> Response {
     panic!("misbehave: deliberate trap");
+}
+
+/// Requests served by this instance; a global, so it would carry over if
+/// the host reused instances.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
+fn instance_requests() -> Response {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+    Response::text(200, served.to_string())
 }
 
 fn ok() -> Response {

@@ -2,7 +2,7 @@
 //!
 //! Keys live in partition `ObjectStoreTutorial` of the default store
 //! (`_defaultUserObjectStore`). Routes (the host sends `/store` and
-//! `/store/...` here; paths arrive whole):
+//! `/store/...` here; at another mount point the paths are relative to it):
 //!
 //! | Request                              | Success                                           |
 //! |--------------------------------------|---------------------------------------------------|
@@ -15,16 +15,18 @@
 //! `<key>` is the rest of the path, percent-decoded as UTF-8; it may contain
 //! `/`. Failures answer a plain-text message:
 //!
-//! * 400: malformed JSON body, bad percent-encoding, bad `by`, invalid key;
-//! * 404: the key does not exist (or the path is not under `/store`);
+//! * 400: malformed JSON body, bad percent-encoding, bad `by`, invalid key,
+//!   or an invalid argument (`increment` on a value that is not a decimal
+//!   integer, or one that would overflow);
+//! * 403: the application may not use the store;
+//! * 404: the key does not exist (or the path is not under the route);
 //! * 405: the method does not fit the path (with an `allow` header);
+//! * 409: the key already exists, or changed version, where that matters;
 //! * 413: the body exceeds 16 MiB, or the value the store's limit;
 //! * 429: the store's rate limit (with `retry-after`, in whole seconds);
 //! * 503: the store is not available;
 //! * 507: a key-count or byte quota is exhausted. Not 429: waiting does not
-//!   help, the application must first delete data;
-//! * 500: any other store error (e.g. `increment` on a value that is not a
-//!   decimal integer, or an overflowing one).
+//!   help, the application must first delete data.
 
 use ostore_sdk::http::{BodyError, Handler, Method, Request, Response, percent_decode};
 use ostore_sdk::{Error, Partition, Store};
@@ -47,11 +49,8 @@ ostore_sdk::http::export!(StoreFlow);
 type Outcome = Result<Response, Response>;
 
 fn route(request: &mut Request) -> Outcome {
-    let path = request.path().to_owned();
-    let Some(rest) = path.strip_prefix("/store") else {
-        return Err(Response::text(404, "no such route"));
-    };
-    match rest {
+    let rest = path_below_route(request)?;
+    match rest.as_str() {
         "" | "/" => match request.method() {
             Method::Get => list_keys(),
             Method::Post => save(request),
@@ -75,6 +74,22 @@ fn route(request: &mut Request) -> Outcome {
             }
         }
     }
+}
+
+/// The path below the route this component is mounted at: `""` for the
+/// route itself, `/<key>` below it. The host says which part matched in the
+/// `spin-path-info` header (as Spin does), so the flow works at any mount
+/// point; without the header it is assumed to be mounted at `/store`.
+fn path_below_route(request: &Request) -> Result<String, Response> {
+    if let Some(info) = request.header("spin-path-info") {
+        return String::from_utf8(info.to_vec())
+            .map_err(|_| Response::text(400, "spin-path-info is not UTF-8"));
+    }
+    request
+        .path()
+        .strip_prefix("/store")
+        .map(str::to_owned)
+        .ok_or_else(|| Response::text(404, "no such route"))
 }
 
 /// `POST /store`: saves the JSON body's value under its key.
@@ -200,16 +215,14 @@ fn method_not_allowed(allow: &'static str) -> Response {
 /// The HTTP answer to a store error; see the crate docs for the table.
 fn store_error(e: Error) -> Response {
     let status = match e {
-        Error::InvalidKey(_) => 400,
+        Error::InvalidKey(_) | Error::InvalidArgument(_) => 400,
         Error::KeyNotFound => 404,
         Error::ValueTooLarge(_) => 413,
         Error::RateLimited(_) => 429,
         Error::StoreNotAvailable(_) => 503,
         Error::QuotaExceeded(_) => 507,
-        Error::KeyAlreadyExists
-        | Error::InvalidArgument(_)
-        | Error::VersionMismatch(_)
-        | Error::AccessDenied => 500,
+        Error::KeyAlreadyExists | Error::VersionMismatch(_) => 409,
+        Error::AccessDenied => 403,
     };
     let response = Response::text(status, e.to_string());
     match e {
@@ -262,8 +275,9 @@ mod tests {
         assert_eq!(status(Error::RateLimited(1)), 429);
         assert_eq!(status(Error::QuotaExceeded("keys".into())), 507);
         assert_eq!(status(Error::StoreNotAvailable("disk".into())), 503);
-        assert_eq!(status(Error::InvalidArgument("not a number".into())), 500);
-        assert_eq!(status(Error::AccessDenied), 500);
+        assert_eq!(status(Error::InvalidArgument("not a number".into())), 400);
+        assert_eq!(status(Error::KeyAlreadyExists), 409);
+        assert_eq!(status(Error::AccessDenied), 403);
         let limited = store_error(Error::RateLimited(1500));
         assert!(
             limited

@@ -15,7 +15,7 @@ use std::thread;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{Backend, BackendError, Batch, BoxFuture};
+use super::{Backend, BackendError, Batch, BoxFuture, Pair};
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 
@@ -35,7 +35,16 @@ impl FileBackend {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
         let db = Database::create(path).map_err(|e| {
-            BackendError::Storage(format!("cannot open database {}: {e}", path.display()))
+            let hint = match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    " (is another ostore using this data directory?)"
+                }
+                _ => "",
+            };
+            BackendError::Storage(format!(
+                "cannot open database {}: {e}{hint}",
+                path.display()
+            ))
         })?;
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(RECORDS).map_err(storage)?;
@@ -64,15 +73,14 @@ impl Backend for FileBackend {
         prefix: &'a [u8],
         after: Option<&'a [u8]>,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>> {
         Box::pin(async move {
             let txn = self.db.begin_read().map_err(storage)?;
             let table = txn.open_table(RECORDS).map_err(storage)?;
             let range = match after {
-                Some(a) if a >= prefix => table.range::<&[u8]>((
-                    std::ops::Bound::Excluded(a),
-                    std::ops::Bound::Unbounded,
-                )),
+                Some(a) if a >= prefix => {
+                    table.range::<&[u8]>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                }
                 _ => table.range::<&[u8]>(prefix..),
             }
             .map_err(storage)?;
@@ -166,7 +174,10 @@ fn batch_bytes(batch: &Batch) -> usize {
 /// Applies `batches` in order in one transaction and commits it durably.
 /// Returns each batch's own outcome (a failed expectation skips only that
 /// batch); an `Err` means the transaction failed and nothing was written.
-fn apply_group(db: &Database, batches: Vec<Batch>) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+fn apply_group(
+    db: &Database,
+    batches: Vec<Batch>,
+) -> Result<Vec<Result<(), BackendError>>, BackendError> {
     let txn = db.begin_write().map_err(storage)?;
     let mut results = Vec::with_capacity(batches.len());
     {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
 
-use super::{Backend, BackendError, Batch, BoxFuture};
+use super::{Backend, BackendError, Batch, BoxFuture, Pair};
 
 /// A [`Backend`] over a `BTreeMap`; nothing survives the process.
 #[derive(Debug, Default)]
@@ -22,7 +22,7 @@ pub(crate) fn scan_map<'m>(
     map: impl IntoIterator<Item = (&'m Vec<u8>, &'m Vec<u8>)>,
     prefix: &[u8],
     limit: usize,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
+) -> Vec<Pair> {
     map.into_iter()
         .take_while(|(k, _)| k.starts_with(prefix))
         .take(limit)
@@ -32,7 +32,12 @@ pub(crate) fn scan_map<'m>(
 
 impl Backend for MemoryBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
-        let value = self.map.read().expect("memory backend lock").get(key).cloned();
+        let value = self
+            .map
+            .read()
+            .expect("memory backend lock")
+            .get(key)
+            .cloned();
         Box::pin(async move { Ok(value) })
     }
 
@@ -41,7 +46,7 @@ impl Backend for MemoryBackend {
         prefix: &'a [u8],
         after: Option<&'a [u8]>,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>> {
         let map = self.map.read().expect("memory backend lock");
         let start = match after {
             Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),

@@ -15,6 +15,9 @@ use std::pin::Pin;
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
 
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// A boxed future, so that [`Backend`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -36,7 +39,7 @@ pub trait Backend: Send + Sync + 'static {
         prefix: &'a [u8],
         after: Option<&'a [u8]>,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError>>;
+    ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>>;
 
     /// Applies every write of `batch`, or none of them.
     ///

@@ -72,14 +72,17 @@ impl Ttl {
 
     fn check(self) -> Result<Self, Error> {
         match self.seconds() {
-            Some(0) => Err(Error::InvalidArgument("a TTL must be at least 1 second".into())),
+            Some(0) => Err(Error::InvalidArgument(
+                "a TTL must be at least 1 second".into(),
+            )),
             _ => Ok(self),
         }
     }
 
     /// When a key written at `now` expires.
     fn expiry_from(self, now: u64) -> Option<u64> {
-        self.seconds().map(|s| now.saturating_add(s.saturating_mul(1000)))
+        self.seconds()
+            .map(|s| now.saturating_add(s.saturating_mul(1000)))
     }
 }
 
@@ -224,7 +227,9 @@ impl KeyLocks {
 
     async fn lock(&self, entry_key: &[u8]) -> tokio::sync::MutexGuard<'_, ()> {
         // Backend keys end in a key tag, which is uniformly distributed.
-        let tail: [u8; 8] = entry_key[entry_key.len() - 8..].try_into().expect("8 bytes");
+        let tail: [u8; 8] = entry_key[entry_key.len() - 8..]
+            .try_into()
+            .expect("8 bytes");
         let stripe = u64::from_le_bytes(tail) as usize % self.0.len();
         self.0[stripe].lock().await
     }
@@ -253,7 +258,9 @@ fn encode_cursor(tag: &[u8]) -> String {
 }
 
 fn decode_cursor(cursor: Option<&str>) -> Result<Option<Tag>, Error> {
-    let Some(cursor) = cursor else { return Ok(None) };
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| Error::InvalidArgument("malformed cursor".into()))?;
@@ -391,7 +398,9 @@ impl Inner {
             )));
         }
         if name.chars().any(char::is_control) {
-            return Err(Error::InvalidKey(format!("{what} contains a control character")));
+            return Err(Error::InvalidKey(format!(
+                "{what} contains a control character"
+            )));
         }
         Ok(())
     }
@@ -408,7 +417,9 @@ impl Inner {
                 break AppRecord::decode(&plain).map_err(|_| Error::Integrity)?;
             }
             let Some(name) = create_as else {
-                return Err(Error::Unavailable("a record names an unknown application".into()));
+                return Err(Error::Unavailable(
+                    "a record names an unknown application".into(),
+                ));
             };
             let record = AppRecord {
                 name: name.to_string(),
@@ -416,7 +427,11 @@ impl Inner {
                 tag_key: random_array(),
             };
             let mut batch = Batch::new();
-            batch.put(key.clone(), self.master.seal(&key, &record.encode()), Expect::Absent);
+            batch.put(
+                key.clone(),
+                self.master.seal(&key, &record.encode()),
+                Expect::Absent,
+            );
             match self.backend.commit(batch).await {
                 Ok(()) => break record,
                 // Another request created it first: use theirs.
@@ -480,7 +495,11 @@ impl Application {
                 default_ttl: self.inner.config.default_ttl,
             };
             let mut batch = Batch::new();
-            batch.put(key.clone(), app.sealer.seal(&key, &record.encode()), Expect::Absent);
+            batch.put(
+                key.clone(),
+                app.sealer.seal(&key, &record.encode()),
+                Expect::Absent,
+            );
             match self.inner.backend.commit(batch).await {
                 Ok(()) => break record,
                 Err(BackendError::Conflict) => continue,
@@ -579,10 +598,20 @@ impl Store {
     ) -> Result<Page<String>, Error> {
         let prefix = self.partition_prefix();
         let sealer = &self.app.state.sealer;
-        let page = scan_page(&*self.app.inner.backend, &prefix, cursor, page_size, |key, sealed| {
-            let plain = sealer.open(key, sealed)?;
-            Ok(Some(PartitionRecord::decode(&plain).map_err(|_| Error::Integrity)?.name))
-        })
+        let page = scan_page(
+            &*self.app.inner.backend,
+            &prefix,
+            cursor,
+            page_size,
+            |key, sealed| {
+                let plain = sealer.open(key, sealed)?;
+                Ok(Some(
+                    PartitionRecord::decode(&plain)
+                        .map_err(|_| Error::Integrity)?
+                        .name,
+                ))
+            },
+        )
         .await?;
         Ok(page)
     }
@@ -698,7 +727,9 @@ impl Partition {
     fn check_value(&self, value: &[u8]) -> Result<(), Error> {
         let limit = self.inner().config.limits.max_value_bytes;
         if value.len() > limit {
-            return Err(Error::ValueTooLarge { limit: limit as u64 });
+            return Err(Error::ValueTooLarge {
+                limit: limit as u64,
+            });
         }
         Ok(())
     }
@@ -737,7 +768,11 @@ impl Partition {
         };
         let record = self.app().open_entry(entry_key, &sealed)?;
         let live = record.expires.is_none_or(|e| e > now_ms());
-        Ok(Some(Stored { record, sealed, live }))
+        Ok(Some(Stored {
+            record,
+            sealed,
+            live,
+        }))
     }
 
     /// Writes `record` in place of `previous` (the sealed bytes last read),
@@ -772,7 +807,9 @@ impl Partition {
                     };
                     batch.put(
                         self.record_key.clone(),
-                        self.app().sealer.seal(&self.record_key, &partition.encode()),
+                        self.app()
+                            .sealer
+                            .seal(&self.record_key, &partition.encode()),
                         Expect::Any,
                     );
                 }
@@ -814,7 +851,10 @@ impl Partition {
             if live.is_none() && next.is_none() {
                 return Ok(out);
             }
-            match self.commit_entry(&entry_key, stored.as_ref(), next.as_ref()).await {
+            match self
+                .commit_entry(&entry_key, stored.as_ref(), next.as_ref())
+                .await
+            {
                 Ok(()) => return Ok(out),
                 Err(BackendError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
@@ -849,7 +889,12 @@ impl Partition {
     }
 
     /// Stores `value` under `key`; returns its metadata once durable.
-    pub async fn store(&self, key: &str, value: Vec<u8>, options: StoreOptions) -> Result<Metadata, Error> {
+    pub async fn store(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        options: StoreOptions,
+    ) -> Result<Metadata, Error> {
         self.check_value(&value)?;
         let ttl = options.ttl.map(Ttl::check).transpose()?;
         let kind = ValueKind::of(&value);
@@ -898,7 +943,9 @@ impl Partition {
                     .ok()
                     .and_then(|s| s.trim().parse::<i64>().ok())
                     .ok_or_else(|| {
-                        Error::InvalidArgument(format!("the value of {key:?} is not a decimal integer"))
+                        Error::InvalidArgument(format!(
+                            "the value of {key:?} is not a decimal integer"
+                        ))
                     })?,
             };
             let next = current.checked_add(delta).ok_or_else(|| {
@@ -935,7 +982,9 @@ impl Partition {
                 let mut refreshed = record.clone();
                 refreshed.expires = Some(now.saturating_add(window));
                 let _guard = self.inner().key_locks.lock(&entry_key).await;
-                match self.commit_entry(&entry_key, Some(&stored), Some(&refreshed)).await
+                match self
+                    .commit_entry(&entry_key, Some(&stored), Some(&refreshed))
+                    .await
                 {
                     Ok(()) => record = refreshed,
                     // A concurrent write replaced the key and set its expiry.
@@ -963,12 +1012,20 @@ impl Partition {
     }
 
     /// One page of key names.
-    pub async fn list_keys(&self, cursor: Option<&str>, page_size: u32) -> Result<Page<String>, Error> {
+    pub async fn list_keys(
+        &self,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<String>, Error> {
         self.list(cursor, page_size, |r| r.key).await
     }
 
     /// One page of entries.
-    pub async fn list_entries(&self, cursor: Option<&str>, page_size: u32) -> Result<Page<Entry>, Error> {
+    pub async fn list_entries(
+        &self,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<Entry>, Error> {
         self.list(cursor, page_size, EntryRecord::into_entry).await
     }
 
@@ -980,10 +1037,16 @@ impl Partition {
     ) -> Result<Page<T>, Error> {
         let now = now_ms();
         let app = self.app();
-        scan_page(&*self.inner().backend, &self.entry_prefix(), cursor, page_size, |key, sealed| {
-            let record = app.open_entry(key, sealed)?;
-            Ok(record.expires.is_none_or(|e| e > now).then(|| map(record)))
-        })
+        scan_page(
+            &*self.inner().backend,
+            &self.entry_prefix(),
+            cursor,
+            page_size,
+            |key, sealed| {
+                let record = app.open_entry(key, sealed)?;
+                Ok(record.expires.is_none_or(|e| e > now).then(|| map(record)))
+            },
+        )
         .await
     }
 

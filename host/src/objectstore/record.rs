@@ -101,7 +101,9 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u64(&mut self) -> Result<u64, Malformed> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
         let len = usize::try_from(self.u64()?).map_err(|_| Malformed)?;
@@ -125,7 +127,11 @@ impl<'a> Reader<'a> {
         })
     }
     fn finish(self) -> Result<(), Malformed> {
-        if self.0.is_empty() { Ok(()) } else { Err(Malformed) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
     }
 }
 
@@ -238,9 +244,15 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(EntryRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        let part = PartitionRecord { name: "p".into(), ttl: None };
+        let part = PartitionRecord {
+            name: "p".into(),
+            ttl: None,
+        };
         assert_eq!(PartitionRecord::decode(&part.encode()).unwrap(), part);
-        let store = StoreRecord { name: "s".into(), default_ttl: Ttl::Fixed(9) };
+        let store = StoreRecord {
+            name: "s".into(),
+            default_ttl: Ttl::Fixed(9),
+        };
         assert_eq!(StoreRecord::decode(&store.encode()).unwrap(), store);
     }
 }

@@ -5,12 +5,19 @@ use super::*;
 use crate::backend::MemoryBackend;
 
 async fn open_with(backend: Arc<dyn Backend>, master: &MasterKey) -> ObjectStore {
-    ObjectStore::open(backend, master, Config::default()).await.unwrap()
+    ObjectStore::open(backend, master, Config::default())
+        .await
+        .unwrap()
 }
 
 async fn partition(os: &ObjectStore, app: &str, name: &str) -> Partition {
     let app = os.application(app).await.unwrap();
-    app.default_store().await.unwrap().partition(name).await.unwrap()
+    app.default_store()
+        .await
+        .unwrap()
+        .partition(name)
+        .await
+        .unwrap()
 }
 
 fn fresh() -> (Arc<MemoryBackend>, MasterKey) {
@@ -22,17 +29,33 @@ async fn store_retrieve_remove_with_metadata() {
     let (backend, master) = fresh();
     let os = open_with(backend, &master).await;
     let p = partition(&os, "app", "P1").await;
-    let m1 = p.store("k", b"v1".to_vec(), StoreOptions::default()).await.unwrap();
+    let m1 = p
+        .store("k", b"v1".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
     assert_eq!(m1.version, 1);
-    let m2 = p.store("k", b"v2".to_vec(), StoreOptions::default()).await.unwrap();
+    let m2 = p
+        .store("k", b"v2".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
     assert_eq!((m2.version, m2.created), (2, m1.created));
     assert!(m2.expires.unwrap() >= m2.updated + DEFAULT_TTL_SECS * 1000);
     let entry = p.retrieve("k").await.unwrap();
     assert_eq!(entry.value, b"v2");
     assert!(p.contains("k").await.unwrap());
-    let fail = StoreOptions { fail_if_present: true, ..Default::default() };
-    assert!(matches!(p.store("k", b"x".to_vec(), fail).await, Err(Error::KeyAlreadyExists)));
-    assert_eq!(p.retrieve("k").await.unwrap().value, b"v2", "a failed store changes nothing");
+    let fail = StoreOptions {
+        fail_if_present: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        p.store("k", b"x".to_vec(), fail).await,
+        Err(Error::KeyAlreadyExists)
+    ));
+    assert_eq!(
+        p.retrieve("k").await.unwrap().value,
+        b"v2",
+        "a failed store changes nothing"
+    );
     assert_eq!(p.remove("k").await.unwrap().value, b"v2");
     assert!(matches!(p.retrieve("k").await, Err(Error::KeyNotFound)));
     assert!(matches!(p.remove("k").await, Err(Error::KeyNotFound)));
@@ -46,16 +69,32 @@ async fn keys_and_values_are_checked_against_the_limits() {
     let p = partition(&os, "app", "P").await;
     let long = "k".repeat(1025);
     for bad in ["", long.as_str(), "line\nbreak", "nul\0"] {
-        let err = p.store(bad, b"v".to_vec(), StoreOptions::default()).await.unwrap_err();
+        let err = p
+            .store(bad, b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidKey(_)), "{bad:?} gave {err:?}");
     }
-    assert!(p.store(&"k".repeat(1024), b"v".to_vec(), StoreOptions::default()).await.is_ok());
+    assert!(
+        p.store(&"k".repeat(1024), b"v".to_vec(), StoreOptions::default())
+            .await
+            .is_ok()
+    );
     let big = vec![0u8; (10 << 20) + 1];
-    let err = p.store("big", big, StoreOptions::default()).await.unwrap_err();
+    let err = p
+        .store("big", big, StoreOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::ValueTooLarge { limit } if limit == 10 << 20));
     assert!(!p.contains("big").await.unwrap());
-    let zero = StoreOptions { ttl: Some(Ttl::Fixed(0)), ..Default::default() };
-    assert!(matches!(p.store("z", b"v".to_vec(), zero).await, Err(Error::InvalidArgument(_))));
+    let zero = StoreOptions {
+        ttl: Some(Ttl::Fixed(0)),
+        ..Default::default()
+    };
+    assert!(matches!(
+        p.store("z", b"v".to_vec(), zero).await,
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[tokio::test]
@@ -64,11 +103,22 @@ async fn applications_stores_and_partitions_are_isolated() {
     let os = open_with(backend, &master).await;
     let a = partition(&os, "app-a", "P").await;
     let b = partition(&os, "app-b", "P").await;
-    a.store("shared-name", b"a's".to_vec(), StoreOptions::default()).await.unwrap();
-    assert!(matches!(b.retrieve("shared-name").await, Err(Error::KeyNotFound)));
+    a.store("shared-name", b"a's".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.retrieve("shared-name").await,
+        Err(Error::KeyNotFound)
+    ));
     let other_partition = partition(&os, "app-a", "Q").await;
     assert!(!other_partition.contains("shared-name").await.unwrap());
-    let other_store = os.application("app-a").await.unwrap().store("S2").await.unwrap();
+    let other_store = os
+        .application("app-a")
+        .await
+        .unwrap()
+        .store("S2")
+        .await
+        .unwrap();
     let p = other_store.partition("P").await.unwrap();
     assert!(!p.contains("shared-name").await.unwrap());
 }
@@ -79,10 +129,20 @@ async fn data_survives_reopening_and_a_wrong_master_key_is_refused() {
     {
         let os = open_with(backend.clone(), &master).await;
         let p = partition(&os, "app", "P").await;
-        p.store("k", b"v".to_vec(), StoreOptions::default()).await.unwrap();
+        p.store("k", b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
     }
     let os = open_with(backend.clone(), &master).await;
-    assert_eq!(partition(&os, "app", "P").await.retrieve("k").await.unwrap().value, b"v");
+    assert_eq!(
+        partition(&os, "app", "P")
+            .await
+            .retrieve("k")
+            .await
+            .unwrap()
+            .value,
+        b"v"
+    );
     let wrong = ObjectStore::open(backend, &MasterKey::generate(), Config::default()).await;
     assert!(matches!(wrong, Err(Error::WrongMasterKey)));
 }
@@ -92,9 +152,17 @@ async fn nothing_is_plaintext_in_the_backend_and_a_flipped_byte_is_an_integrity_
     let (backend, master) = fresh();
     let os = open_with(backend.clone(), &master).await;
     let p = partition(&os, "plaintext-app", "PlainPartition").await;
-    p.store("PlainKey", b"PlainValue".to_vec(), StoreOptions::default()).await.unwrap();
+    p.store("PlainKey", b"PlainValue".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
     let all = backend.scan(b"", None, usize::MAX).await.unwrap();
-    for needle in [&b"plaintext-app"[..], b"PlainPartition", b"PlainKey", b"PlainValue", DEFAULT_STORE.as_bytes()] {
+    for needle in [
+        &b"plaintext-app"[..],
+        b"PlainPartition",
+        b"PlainKey",
+        b"PlainValue",
+        DEFAULT_STORE.as_bytes(),
+    ] {
         for (k, v) in &all {
             assert!(!k.windows(needle.len()).any(|w| w == needle));
             assert!(!v.windows(needle.len()).any(|w| w == needle));
@@ -106,7 +174,10 @@ async fn nothing_is_plaintext_in_the_backend_and_a_flipped_byte_is_an_integrity_
     let mut batch = Batch::new();
     batch.put(key, sealed, Expect::Any);
     backend.commit(batch).await.unwrap();
-    assert!(matches!(p.retrieve("PlainKey").await, Err(Error::Integrity)));
+    assert!(matches!(
+        p.retrieve("PlainKey").await,
+        Err(Error::Integrity)
+    ));
 }
 
 #[tokio::test]
@@ -115,7 +186,9 @@ async fn paging_returns_every_key_once() {
     let os = open_with(backend, &master).await;
     let p = partition(&os, "app", "P").await;
     for i in 0..57 {
-        p.store(&format!("key-{i}"), vec![b'v'], StoreOptions::default()).await.unwrap();
+        p.store(&format!("key-{i}"), vec![b'v'], StoreOptions::default())
+            .await
+            .unwrap();
     }
     for page_size in [1, 10, 56, 57, 1000, 0] {
         let mut seen = Vec::new();
@@ -134,25 +207,49 @@ async fn paging_returns_every_key_once() {
         want.sort();
         assert_eq!(seen, want, "page size {page_size}");
     }
-    assert!(matches!(p.list_keys(Some("not a cursor!"), 10).await, Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        p.list_keys(Some("not a cursor!"), 10).await,
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[tokio::test]
 async fn partitions_are_listed_cleared_and_deleted() {
     let (backend, master) = fresh();
     let os = open_with(backend, &master).await;
-    let store = os.application("app").await.unwrap().default_store().await.unwrap();
+    let store = os
+        .application("app")
+        .await
+        .unwrap()
+        .default_store()
+        .await
+        .unwrap();
     for name in ["A", "B"] {
         let p = store.partition(name).await.unwrap();
         for i in 0..3 {
-            p.store(&i.to_string(), b"v".to_vec(), StoreOptions::default()).await.unwrap();
+            p.store(&i.to_string(), b"v".to_vec(), StoreOptions::default())
+                .await
+                .unwrap();
         }
     }
     let mut names = store.list_partitions(None, 10).await.unwrap().items;
     names.sort();
     assert_eq!(names, ["A", "B"]);
-    assert_eq!(store.partition("A").await.unwrap().clear().await.unwrap(), 3);
-    assert!(store.partition("A").await.unwrap().list_keys(None, 10).await.unwrap().items.is_empty());
+    assert_eq!(
+        store.partition("A").await.unwrap().clear().await.unwrap(),
+        3
+    );
+    assert!(
+        store
+            .partition("A")
+            .await
+            .unwrap()
+            .list_keys(None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(store.delete_partition("B").await.unwrap(), 3);
     assert_eq!(store.list_partitions(None, 10).await.unwrap().items, ["A"]);
 }
@@ -165,18 +262,43 @@ async fn increment_and_compare_and_swap() {
     assert_eq!(p.increment("c", 5).await.unwrap(), 5);
     assert_eq!(p.increment("c", -2).await.unwrap(), 3);
     assert_eq!(p.retrieve("c").await.unwrap().value, b"3");
-    p.store("text", b"abc".to_vec(), StoreOptions::default()).await.unwrap();
-    assert!(matches!(p.increment("text", 1).await, Err(Error::InvalidArgument(_))));
-    p.store("max", i64::MAX.to_string().into_bytes(), StoreOptions::default()).await.unwrap();
-    assert!(matches!(p.increment("max", 1).await, Err(Error::InvalidArgument(_))));
+    p.store("text", b"abc".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        p.increment("text", 1).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    p.store(
+        "max",
+        i64::MAX.to_string().into_bytes(),
+        StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        p.increment("max", 1).await,
+        Err(Error::InvalidArgument(_))
+    ));
 
     let opts = StoreOptions::default();
-    let m = p.compare_and_swap("cas", None, b"1".to_vec(), opts).await.unwrap();
+    let m = p
+        .compare_and_swap("cas", None, b"1".to_vec(), opts)
+        .await
+        .unwrap();
     assert_eq!(m.version, 1);
-    let err = p.compare_and_swap("cas", None, b"x".to_vec(), opts).await.unwrap_err();
+    let err = p
+        .compare_and_swap("cas", None, b"x".to_vec(), opts)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::VersionMismatch { current: Some(1) }));
-    p.compare_and_swap("cas", Some(1), b"2".to_vec(), opts).await.unwrap();
-    let err = p.compare_and_swap("cas", Some(1), b"x".to_vec(), opts).await.unwrap_err();
+    p.compare_and_swap("cas", Some(1), b"2".to_vec(), opts)
+        .await
+        .unwrap();
+    let err = p
+        .compare_and_swap("cas", Some(1), b"x".to_vec(), opts)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::VersionMismatch { current: Some(2) }));
     assert_eq!(p.retrieve("cas").await.unwrap().value, b"2");
 }
@@ -203,9 +325,14 @@ async fn expired_keys_vanish_and_are_swept() {
     let (backend, master) = fresh();
     let os = open_with(backend.clone(), &master).await;
     let p = partition(&os, "app", "P").await;
-    let one_second = StoreOptions { ttl: Some(Ttl::Fixed(1)), ..Default::default() };
+    let one_second = StoreOptions {
+        ttl: Some(Ttl::Fixed(1)),
+        ..Default::default()
+    };
     p.store("short", b"v".to_vec(), one_second).await.unwrap();
-    p.store("long", b"v".to_vec(), StoreOptions::default()).await.unwrap();
+    p.store("long", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
     assert!(p.contains("short").await.unwrap());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(!p.contains("short").await.unwrap());
@@ -215,9 +342,16 @@ async fn expired_keys_vanish_and_are_swept() {
     assert_eq!(backend.scan(b"e", None, 10).await.unwrap().len(), 2);
     assert_eq!(os.sweep_expired().await.unwrap(), 1);
     assert_eq!(backend.scan(b"e", None, 10).await.unwrap().len(), 1);
-    assert_eq!(backend.scan(b"x", None, 10).await.unwrap().len(), 1, "only long's index entry is left");
+    assert_eq!(
+        backend.scan(b"x", None, 10).await.unwrap().len(),
+        1,
+        "only long's index entry is left"
+    );
     // An expired key can be stored again as a new key.
-    let fail = StoreOptions { fail_if_present: true, ..one_second };
+    let fail = StoreOptions {
+        fail_if_present: true,
+        ..one_second
+    };
     p.store("short", b"again".to_vec(), fail).await.unwrap();
 }
 
@@ -226,8 +360,14 @@ async fn static_ttl_ignores_reads_and_rolling_ttl_is_extended_by_them() {
     let (backend, master) = fresh();
     let os = open_with(backend, &master).await;
     let p = partition(&os, "app", "P").await;
-    let fixed = StoreOptions { ttl: Some(Ttl::Fixed(2)), ..Default::default() };
-    let rolling = StoreOptions { ttl: Some(Ttl::Rolling(2)), ..Default::default() };
+    let fixed = StoreOptions {
+        ttl: Some(Ttl::Fixed(2)),
+        ..Default::default()
+    };
+    let rolling = StoreOptions {
+        ttl: Some(Ttl::Rolling(2)),
+        ..Default::default()
+    };
     p.store("fixed", b"v".to_vec(), fixed).await.unwrap();
     p.store("rolling", b"v".to_vec(), rolling).await.unwrap();
     for _ in 0..3 {
@@ -240,7 +380,10 @@ async fn static_ttl_ignores_reads_and_rolling_ttl_is_extended_by_them() {
     assert!(!p.contains("fixed").await.unwrap());
     assert!(p.contains("rolling").await.unwrap());
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(!p.contains("rolling").await.unwrap(), "unread, the rolling key expires");
+    assert!(
+        !p.contains("rolling").await.unwrap(),
+        "unread, the rolling key expires"
+    );
 }
 
 #[tokio::test]
@@ -249,10 +392,23 @@ async fn partition_ttl_applies_to_keys_without_their_own() {
     let os = open_with(backend, &master).await;
     let mut p = partition(&os, "app", "P").await;
     p.set_ttl(Some(Ttl::Never)).await.unwrap();
-    let m = p.store("forever", b"v".to_vec(), StoreOptions::default()).await.unwrap();
+    let m = p
+        .store("forever", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
     assert_eq!(m.expires, None);
     let reopened = partition(&os, "app", "P").await;
     assert_eq!(reopened.effective_ttl(), Ttl::Never);
-    let own = StoreOptions { ttl: Some(Ttl::Fixed(60)), ..Default::default() };
-    assert!(reopened.store("own", b"v".to_vec(), own).await.unwrap().expires.is_some());
+    let own = StoreOptions {
+        ttl: Some(Ttl::Fixed(60)),
+        ..Default::default()
+    };
+    assert!(
+        reopened
+            .store("own", b"v".to_vec(), own)
+            .await
+            .unwrap()
+            .expires
+            .is_some()
+    );
 }
