@@ -130,3 +130,39 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_stored() {
     assert_eq!(host.get("/store/big").await.status, 404);
     assert_eq!(host.get("/store").await.text(), format!("{ok_key}\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_a_one_second_ttl_is_gone_once_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(dir.path());
+    let body = r#"{"key": "brief", "value": "v", "ttlSeconds": 1}"#;
+    assert_eq!(host.request("POST", "/store", body).await.status, 200);
+    let rolling = r#"{"key": "kept-alive", "value": "v", "ttlSeconds": 2, "rollingTtl": true}"#;
+    assert_eq!(host.request("POST", "/store", rolling).await.status, 200);
+    assert_eq!(
+        host.request("POST", "/store", r#"{"key": "lasting", "value": "v"}"#)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(host.get("/store/brief").await.status, 200);
+    // Reads keep the rolling key alive past its first window of 2 s.
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        assert_eq!(host.get("/store/kept-alive").await.status, 200);
+    }
+    assert_eq!(host.get("/store/brief").await.status, 404);
+    let mut listed: Vec<String> = host
+        .get("/store")
+        .await
+        .text()
+        .lines()
+        .map(String::from)
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        ["kept-alive", "lasting"],
+        "the expired key is not listed"
+    );
+}

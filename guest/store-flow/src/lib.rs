@@ -12,6 +12,11 @@
 //! | `DELETE /store/<key>`                | 200 `KEY: k WAS REMOVED OK`                       |
 //! | `POST /store/<key>/increment?by=N`   | 200, the counter's new value (N defaults to 1)    |
 //!
+//! The `POST /store` body may also carry `"ttlSeconds": N` (the key expires
+//! N seconds after this write) and `"rollingTtl": true` (N seconds after its
+//! last read or write); without them the partition's TTL applies (the
+//! store's default: 30 days).
+//!
 //! `<key>` is the rest of the path, percent-decoded as UTF-8; it may contain
 //! `/`. Failures answer a plain-text message:
 //!
@@ -29,7 +34,7 @@
 //!   help, the application must first delete data.
 
 use ostore_sdk::http::{BodyError, Handler, Method, Request, Response, percent_decode};
-use ostore_sdk::{Error, Partition, Store};
+use ostore_sdk::{Error, Partition, Store, StoreOptions, Ttl};
 use serde_json::{Map, Value};
 
 /// The partition the tutorial keeps its keys in.
@@ -99,16 +104,34 @@ fn save(request: &mut Request) -> Outcome {
         BodyError::Read(_) => Response::text(400, e.to_string()),
         BodyError::AlreadyRead => Response::text(500, e.to_string()),
     })?;
-    let (key, value) = parse_save_body(&body).map_err(|why| Response::text(400, why))?;
-    partition()?.store(&key, &value).map_err(store_error)?;
+    let Save { key, value, ttl } =
+        parse_save_body(&body).map_err(|why| Response::text(400, why))?;
+    let options = match ttl {
+        Some(ttl) => StoreOptions::new().with_ttl(ttl),
+        None => StoreOptions::new(),
+    };
+    partition()?
+        .store_with(&key, &value, options)
+        .map_err(store_error)?;
     Ok(Response::text(
         200,
         format!("KEY: {key} AND VALUE: {value} WERE SAVED OK"),
     ))
 }
 
-/// Reads `{"key": "...", "value": "..."}`, or says what is wrong with it.
-fn parse_save_body(body: &[u8]) -> Result<(String, String), String> {
+/// What `POST /store` asks for.
+#[derive(Debug, PartialEq)]
+struct Save {
+    key: String,
+    value: String,
+    /// From the optional `"ttlSeconds"` (and `"rollingTtl": true`); none
+    /// keeps the partition's TTL.
+    ttl: Option<Ttl>,
+}
+
+/// Reads `{"key": "...", "value": "..."}` (with an optional
+/// `"ttlSeconds": N` and `"rollingTtl": true|false`), or says what is wrong.
+fn parse_save_body(body: &[u8]) -> Result<Save, String> {
     const EXPECTED: &str = r#"expected a JSON object like {"key": "...", "value": "..."}"#;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("request body is empty; {EXPECTED}"));
@@ -123,7 +146,33 @@ fn parse_save_body(body: &[u8]) -> Result<(String, String), String> {
     };
     let key = string_field(&mut object, "key")?;
     let value = string_field(&mut object, "value")?;
-    Ok((key, value))
+    let rolling = match object.remove("rollingTtl") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(format!(
+                "\"rollingTtl\" must be true or false, not a JSON {}",
+                kind(&other)
+            ));
+        }
+    };
+    let ttl = match object.remove("ttlSeconds") {
+        None => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s > 0) => {
+            let seconds = n.as_u64().expect("checked");
+            Some(if rolling {
+                Ttl::Rolling(seconds)
+            } else {
+                Ttl::Fixed(seconds)
+            })
+        }
+        Some(other) => {
+            return Err(format!(
+                "\"ttlSeconds\" must be a whole number of seconds above 0, not {other}"
+            ));
+        }
+    };
+    Ok(Save { key, value, ttl })
 }
 
 fn string_field(object: &mut Map<String, Value>, name: &str) -> Result<String, String> {
@@ -241,8 +290,23 @@ mod tests {
     fn save_body_parsing() {
         assert_eq!(
             parse_save_body(br#"{"key": "k1", "value": "v1", "extra": 3}"#),
-            Ok(("k1".to_owned(), "v1".to_owned()))
+            Ok(Save {
+                key: "k1".to_owned(),
+                value: "v1".to_owned(),
+                ttl: None
+            })
         );
+        assert_eq!(
+            parse_save_body(br#"{"key": "k", "value": "v", "ttlSeconds": 5}"#).map(|s| s.ttl),
+            Ok(Some(Ttl::Fixed(5)))
+        );
+        assert_eq!(
+            parse_save_body(br#"{"key": "k", "value": "v", "ttlSeconds": 5, "rollingTtl": true}"#)
+                .map(|s| s.ttl),
+            Ok(Some(Ttl::Rolling(5)))
+        );
+        assert!(parse_save_body(br#"{"key": "k", "value": "v", "ttlSeconds": 0}"#).is_err());
+        assert!(parse_save_body(br#"{"key": "k", "value": "v", "ttlSeconds": "5"}"#).is_err());
         let err = |body: &[u8]| parse_save_body(body).unwrap_err();
         assert!(err(b"").starts_with("request body is empty"));
         assert!(err(b"  \n").starts_with("request body is empty"));

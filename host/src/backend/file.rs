@@ -106,17 +106,34 @@ type Reply = oneshot::Sender<Result<(), BackendError>>;
 /// The single writer of a [`FileBackend`]: a thread that turns whatever
 /// batches are waiting into one durable transaction.
 struct GroupCommitWriter {
-    queue: mpsc::Sender<(Batch, Reply)>,
+    /// `None` only while dropping.
+    queue: Option<mpsc::Sender<(Batch, Reply)>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for GroupCommitWriter {
+    /// Closes the queue and waits for the writer to finish what it holds,
+    /// so that the database is closed (and may be reopened) once the
+    /// backend is dropped.
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl GroupCommitWriter {
     fn start(db: Arc<Database>) -> Result<Self, BackendError> {
         let (queue, pending) = mpsc::channel();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("ostore-group-commit".into())
             .spawn(move || Self::run(&db, &pending))
             .map_err(storage)?;
-        Ok(Self { queue })
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), BackendError> {
@@ -125,6 +142,8 @@ impl GroupCommitWriter {
         }
         let (reply, done) = oneshot::channel();
         self.queue
+            .as_ref()
+            .expect("the queue is open until drop")
             .send((batch, reply))
             .map_err(|_| BackendError::Storage("the database writer has stopped".into()))?;
         done.await

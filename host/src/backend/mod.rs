@@ -140,3 +140,110 @@ pub enum BackendError {
     #[error("storage failed: {0}")]
     Storage(String),
 }
+
+/// The contract every backend must keep, run against each of them.
+#[cfg(test)]
+mod contract {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn put(b: &dyn Backend, k: &[u8], v: &[u8], expect: Expect) -> Result<(), BackendError> {
+        let mut batch = Batch::new();
+        batch.put(k.to_vec(), v.to_vec(), expect);
+        b.commit(batch).await
+    }
+
+    async fn keeps_the_contract(b: Arc<dyn Backend>) {
+        assert_eq!(b.get(b"a").await.unwrap(), None);
+        put(&*b, b"a", b"1", Expect::Absent).await.unwrap();
+        assert_eq!(b.get(b"a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        // A failed expectation writes nothing of its batch.
+        let mut batch = Batch::new();
+        batch.put(b"b".to_vec(), b"2".to_vec(), Expect::Any);
+        batch.put(b"a".to_vec(), b"x".to_vec(), Expect::Absent);
+        assert!(matches!(b.commit(batch).await, Err(BackendError::Conflict)));
+        assert_eq!(b.get(b"b").await.unwrap(), None);
+        assert_eq!(b.get(b"a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        put(&*b, b"a", b"2", Expect::Value(b"1".to_vec()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            put(&*b, b"a", b"3", Expect::Value(b"1".to_vec())).await,
+            Err(BackendError::Conflict)
+        ));
+        // Scans are ordered, bounded by prefix, limit and `after`.
+        for k in [&b"p/2"[..], b"p/1", b"p/3", b"q/1", b"o/9"] {
+            put(&*b, k, k, Expect::Any).await.unwrap();
+        }
+        let keys = |pairs: Vec<Pair>| pairs.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            keys(b.scan(b"p/", None, 10).await.unwrap()),
+            [b"p/1", b"p/2", b"p/3"]
+        );
+        assert_eq!(
+            keys(b.scan(b"p/", None, 2).await.unwrap()),
+            [b"p/1", b"p/2"]
+        );
+        assert_eq!(
+            keys(b.scan(b"p/", Some(b"p/1"), 10).await.unwrap()),
+            [b"p/2", b"p/3"]
+        );
+        assert!(b.scan(b"p/", Some(b"p/3"), 10).await.unwrap().is_empty());
+        let mut delete = Batch::new();
+        delete.delete(b"p/2".to_vec(), Expect::Any);
+        b.commit(delete).await.unwrap();
+        assert_eq!(
+            keys(b.scan(b"p/", None, 10).await.unwrap()),
+            [b"p/1", b"p/3"]
+        );
+        // Concurrent conditional creates of one key: exactly one wins.
+        let racers: Vec<_> = (0..50u8)
+            .map(|i| {
+                let b = b.clone();
+                tokio::spawn(async move { put(&*b, b"race", &[i], Expect::Absent).await.is_ok() })
+            })
+            .collect();
+        let mut winners = 0;
+        for r in racers {
+            winners += usize::from(r.await.unwrap());
+        }
+        assert_eq!(winners, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_backend_keeps_the_contract() {
+        keeps_the_contract(Arc::new(MemoryBackend::new())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn file_backend_keeps_the_contract_and_its_data() {
+        let dir = std::env::temp_dir().join(format!("ostore-contract-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.redb");
+        let _ = std::fs::remove_file(&path);
+        keeps_the_contract(Arc::new(FileBackend::open(&path).unwrap())).await;
+        // Many concurrent writers, grouped into shared commits, all land.
+        {
+            let b: Arc<dyn Backend> = Arc::new(FileBackend::open(&path).unwrap());
+            let writers: Vec<_> = (0..200u32)
+                .map(|i| {
+                    let b = b.clone();
+                    tokio::spawn(async move {
+                        put(&*b, format!("w/{i:03}").as_bytes(), b"v", Expect::Absent).await
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.await.unwrap().unwrap();
+            }
+        }
+        let reopened = FileBackend::open(&path).unwrap();
+        assert_eq!(reopened.scan(b"w/", None, 1000).await.unwrap().len(), 200);
+        assert_eq!(
+            reopened.get(b"a").await.unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
