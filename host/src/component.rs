@@ -151,6 +151,7 @@ impl From<types::StoreOptions> for StoreOptions {
         Self {
             fail_if_present: o.fail_if_present,
             ttl: o.ttl.map(Ttl::from),
+            kind: None,
         }
     }
 }

@@ -141,6 +141,8 @@ pub struct StoreOptions {
     pub fail_if_present: bool,
     /// The key's own TTL; `None` inherits the partition's, then the store's.
     pub ttl: Option<Ttl>,
+    /// What the value holds; `None`: text if it is UTF-8, else binary.
+    pub kind: Option<ValueKind>,
 }
 
 /// One page of a listing; `cursor` is `None` on the last page.
@@ -478,11 +480,113 @@ impl Application {
     /// Opens the store called `name`, creating it with the configured
     /// default TTL on first use.
     pub async fn store(&self, name: &str) -> Result<Store, Error> {
+        let created = StoreRecord {
+            name: name.to_string(),
+            default_ttl: self.inner.config.default_ttl,
+        };
+        Ok(self
+            .load_store(name, Some(created))
+            .await?
+            .expect("created if absent"))
+    }
+
+    /// The store called `name` if it exists; never creates it.
+    pub async fn find_store(&self, name: &str) -> Result<Option<Store>, Error> {
+        self.load_store(name, None).await
+    }
+
+    /// Creates the store `name`, or changes its default TTL. Keys already
+    /// stored keep their expiry; later writes get the new TTL.
+    pub async fn configure_store(&self, name: &str, default_ttl: Ttl) -> Result<Store, Error> {
+        self.inner.check_name(name, "store name")?;
+        let default_ttl = default_ttl.check()?;
+        let app = &self.state;
+        let tag = app.sealer.tag(b"store", b"", name.as_bytes());
+        let key = backend_key(b's', &[&app.tag, &tag]);
+        let record = StoreRecord {
+            name: name.to_string(),
+            default_ttl,
+        };
+        let mut batch = Batch::new();
+        batch.put(
+            key.clone(),
+            app.sealer.seal(&key, &record.encode()),
+            Expect::Any,
+        );
+        self.inner.backend.commit(batch).await?;
+        app.stores
+            .lock()
+            .expect("stores lock")
+            .insert(tag, record.clone());
+        Ok(self.store_handle(tag, record))
+    }
+
+    /// One page of the application's stores.
+    pub async fn list_stores(
+        &self,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<Store>, Error> {
+        let app = &self.state;
+        let prefix = backend_key(b's', &[&app.tag]);
+        scan_page(
+            &*self.inner.backend,
+            &prefix,
+            cursor,
+            page_size,
+            |key, sealed| {
+                let plain = app.sealer.open(key, sealed)?;
+                let record = StoreRecord::decode(&plain).map_err(|_| Error::Integrity)?;
+                let tag: Tag = key[key.len() - TAG_LEN..].try_into().expect("tag");
+                Ok(Some(self.store_handle(tag, record)))
+            },
+        )
+        .await
+    }
+
+    /// Deletes the store `name` with all its partitions and keys. Returns
+    /// whether it existed.
+    pub async fn delete_store(&self, name: &str) -> Result<bool, Error> {
+        let Some(store) = self.find_store(name).await? else {
+            return Ok(false);
+        };
+        let app = &self.state;
+        let entries = backend_key(b'e', &[&app.tag, &store.tag]);
+        delete_entries(&*self.inner.backend, app, &entries).await?;
+        let partitions = store.partition_prefix();
+        loop {
+            let chunk = self.inner.backend.scan(&partitions, None, 256).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut batch = Batch::new();
+            for (key, _) in chunk {
+                batch.delete(key, Expect::Any);
+            }
+            self.inner.backend.commit(batch).await?;
+        }
+        let mut batch = Batch::new();
+        batch.delete(backend_key(b's', &[&app.tag, &store.tag]), Expect::Any);
+        self.inner.backend.commit(batch).await?;
+        app.stores.lock().expect("stores lock").remove(&store.tag);
+        app.partitions
+            .lock()
+            .expect("partitions lock")
+            .retain(|(s, _), _| *s != store.tag);
+        Ok(true)
+    }
+
+    /// Loads the store record of `name`, creating it as `create` if absent.
+    async fn load_store(
+        &self,
+        name: &str,
+        create: Option<StoreRecord>,
+    ) -> Result<Option<Store>, Error> {
         self.inner.check_name(name, "store name")?;
         let app = &self.state;
         let tag = app.sealer.tag(b"store", b"", name.as_bytes());
         if let Some(record) = app.stores.lock().expect("stores lock").get(&tag) {
-            return Ok(self.store_handle(tag, record.clone()));
+            return Ok(Some(self.store_handle(tag, record.clone())));
         }
         let key = backend_key(b's', &[&app.tag, &tag]);
         let record = loop {
@@ -490,9 +594,8 @@ impl Application {
                 let plain = app.sealer.open(&key, &sealed)?;
                 break StoreRecord::decode(&plain).map_err(|_| Error::Integrity)?;
             }
-            let record = StoreRecord {
-                name: name.to_string(),
-                default_ttl: self.inner.config.default_ttl,
+            let Some(record) = &create else {
+                return Ok(None);
             };
             let mut batch = Batch::new();
             batch.put(
@@ -501,7 +604,7 @@ impl Application {
                 Expect::Absent,
             );
             match self.inner.backend.commit(batch).await {
-                Ok(()) => break record,
+                Ok(()) => break record.clone(),
                 Err(BackendError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -510,7 +613,7 @@ impl Application {
             .lock()
             .expect("stores lock")
             .insert(tag, record.clone());
-        Ok(self.store_handle(tag, record))
+        Ok(Some(self.store_handle(tag, record)))
     }
 
     /// Opens `_defaultUserObjectStore`.
@@ -897,7 +1000,7 @@ impl Partition {
     ) -> Result<Metadata, Error> {
         self.check_value(&value)?;
         let ttl = options.ttl.map(Ttl::check).transpose()?;
-        let kind = ValueKind::of(&value);
+        let kind = options.kind.unwrap_or_else(|| ValueKind::of(&value));
         self.modify(key, |previous, now| {
             if options.fail_if_present && previous.is_some() {
                 return Err(Error::KeyAlreadyExists);
@@ -920,7 +1023,7 @@ impl Partition {
     ) -> Result<Metadata, Error> {
         self.check_value(&value)?;
         let ttl = options.ttl.map(Ttl::check).transpose()?;
-        let kind = ValueKind::of(&value);
+        let kind = options.kind.unwrap_or_else(|| ValueKind::of(&value));
         self.modify(key, |previous, now| {
             let current = previous.map(|p| p.version);
             if current != expected {
@@ -1017,7 +1120,21 @@ impl Partition {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page<String>, Error> {
-        self.list(cursor, page_size, |r| r.key).await
+        self.list(cursor, page_size, |r| Some(r.key)).await
+    }
+
+    /// One page of the key names that start with `prefix`. Keys are not
+    /// stored in name order, so this reads past non-matching keys.
+    pub async fn list_keys_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<String>, Error> {
+        self.list(cursor, page_size, |r| {
+            r.key.starts_with(prefix).then_some(r.key)
+        })
+        .await
     }
 
     /// One page of entries.
@@ -1026,14 +1143,14 @@ impl Partition {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page<Entry>, Error> {
-        self.list(cursor, page_size, EntryRecord::into_entry).await
+        self.list(cursor, page_size, |r| Some(r.into_entry())).await
     }
 
     async fn list<T>(
         &self,
         cursor: Option<&str>,
         page_size: u32,
-        map: impl Fn(EntryRecord) -> T,
+        map: impl Fn(EntryRecord) -> Option<T>,
     ) -> Result<Page<T>, Error> {
         let now = now_ms();
         let app = self.app();
@@ -1044,7 +1161,11 @@ impl Partition {
             page_size,
             |key, sealed| {
                 let record = app.open_entry(key, sealed)?;
-                Ok(record.expires.is_none_or(|e| e > now).then(|| map(record)))
+                Ok(record
+                    .expires
+                    .is_none_or(|e| e > now)
+                    .then(|| map(record))
+                    .flatten())
             },
         )
         .await
@@ -1052,29 +1173,36 @@ impl Partition {
 
     /// Removes every key; returns how many live keys there were.
     pub async fn clear(&self) -> Result<u64, Error> {
-        let prefix = self.entry_prefix();
-        let now = now_ms();
-        let mut removed = 0;
-        loop {
-            let chunk = self.inner().backend.scan(&prefix, None, 256).await?;
-            if chunk.is_empty() {
-                return Ok(removed);
-            }
-            let mut batch = Batch::new();
-            for (key, sealed) in &chunk {
-                let record = self.app().open_entry(key, sealed)?;
-                if let Some(expires) = record.expires {
-                    if expires > now {
-                        removed += 1;
-                    }
-                    batch.delete(expiry_key(expires, &key[1..]), Expect::Any);
-                } else {
-                    removed += 1;
-                }
-                batch.delete(key.clone(), Expect::Any);
-            }
-            self.inner().backend.commit(batch).await?;
+        delete_entries(&*self.inner().backend, self.app(), &self.entry_prefix()).await
+    }
+}
+
+/// Deletes every entry under `prefix` with its expiry index entry; returns
+/// how many were live. Writes racing with it may survive or not.
+async fn delete_entries(
+    backend: &dyn Backend,
+    app: &AppState,
+    prefix: &[u8],
+) -> Result<u64, Error> {
+    let now = now_ms();
+    let mut removed = 0;
+    loop {
+        let chunk = backend.scan(prefix, None, 256).await?;
+        if chunk.is_empty() {
+            return Ok(removed);
         }
+        let mut batch = Batch::new();
+        for (key, sealed) in &chunk {
+            let record = app.open_entry(key, sealed)?;
+            if record.expires.is_none_or(|e| e > now) {
+                removed += 1;
+            }
+            if let Some(expires) = record.expires {
+                batch.delete(expiry_key(expires, &key[1..]), Expect::Any);
+            }
+            batch.delete(key.clone(), Expect::Any);
+        }
+        backend.commit(batch).await?;
     }
 }
 

@@ -412,3 +412,74 @@ async fn partition_ttl_applies_to_keys_without_their_own() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn stores_are_listed_configured_and_deleted_with_their_data() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    let app = os.application("app").await.unwrap();
+    assert!(
+        app.find_store("S").await.unwrap().is_none(),
+        "finding does not create"
+    );
+    let s = app.configure_store("S", Ttl::Rolling(60)).await.unwrap();
+    assert_eq!(s.default_ttl(), Ttl::Rolling(60));
+    let p = s.partition("P").await.unwrap();
+    p.store("k", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    app.default_store().await.unwrap();
+    let mut names: Vec<_> = app
+        .list_stores(None, 10)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["S", DEFAULT_STORE]);
+
+    let other = os.application("other").await.unwrap();
+    assert!(
+        !other.delete_store("S").await.unwrap(),
+        "another application's store is not found"
+    );
+    assert!(app.delete_store("S").await.unwrap());
+    assert!(app.find_store("S").await.unwrap().is_none());
+    assert_eq!(app.list_stores(None, 10).await.unwrap().items.len(), 1);
+    // Nothing of the store is left in the backend but the default store,
+    // the application and the master check.
+    assert!(backend.scan(b"e", None, 10).await.unwrap().is_empty());
+    assert!(backend.scan(b"p", None, 10).await.unwrap().is_empty());
+    assert!(backend.scan(b"x", None, 10).await.unwrap().is_empty());
+    let recreated = app.store("S").await.unwrap().partition("P").await.unwrap();
+    assert!(!recreated.contains("k").await.unwrap());
+}
+
+#[tokio::test]
+async fn keys_are_listed_by_prefix() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let p = partition(&os, "app", "P").await;
+    for k in ["order-1", "order-2", "user-1", "order-3"] {
+        p.store(k, b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = p
+            .list_keys_with_prefix("order-", cursor.as_deref(), 1)
+            .await
+            .unwrap();
+        seen.extend(page.items);
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["order-1", "order-2", "order-3"]);
+}
