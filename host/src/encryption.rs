@@ -126,12 +126,18 @@ impl MasterKey {
     /// The keys derived from the master key: one wraps application keys and
     /// seals host records, one makes application tags.
     pub(crate) fn sealer(&self) -> Sealer {
-        let derive = |label: &[u8]| -> [u8; 32] {
-            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("any key size");
-            mac.update(label);
-            mac.finalize().into_bytes().into()
-        };
-        Sealer::new(&derive(b"ostore/v1/seal"), &derive(b"ostore/v1/tag"))
+        Sealer::new(
+            &self.derive(b"ostore/v1/seal"),
+            &self.derive(b"ostore/v1/tag"),
+        )
+    }
+
+    /// A key for one purpose, named by `label`; keys of different labels
+    /// are independent.
+    pub(crate) fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("any key size");
+        mac.update(label);
+        mac.finalize().into_bytes().into()
     }
 }
 

@@ -73,6 +73,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod backend;
 mod bindings;
 pub mod cli;
