@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::{Api, Environments};
+use crate::auth::{Credentials, Principal, Scope};
 use crate::backend::FileBackend;
 use crate::encryption::{MASTER_KEY_ENV, MasterKey};
 use crate::manifest::{Manifest, Route};
@@ -31,6 +33,73 @@ struct Cli {
 enum Command {
     /// Run the applications described by Spin manifests (like `spin up`).
     Up(UpArgs),
+    /// Manage the client credentials of the REST and Stats APIs.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+#[derive(Subcommand)]
+enum CredentialsCommand {
+    /// Make a credential; its secret is printed once and stored only hashed.
+    Create(CreateCredentialArgs),
+    /// List credentials (never their secrets).
+    List(KeyArgs),
+    /// Delete a credential; tokens issued for it stop working at once.
+    Delete {
+        /// The credential's client id.
+        client_id: String,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+}
+
+/// Where the data and its master key are.
+#[derive(Args)]
+struct KeyArgs {
+    /// Directory of the encrypted database (as given to `ostore up`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "OSTORE_DATA_DIR",
+        default_value = ".ostore"
+    )]
+    data_dir: PathBuf,
+
+    /// File holding the master key; ignored when OSTORE_MASTER_KEY is set.
+    /// Default: `master.key` in the data directory.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CreateCredentialArgs {
+    /// The application the credential may use.
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "admin",
+        conflicts_with = "admin"
+    )]
+    app: Option<String>,
+
+    /// Make an admin credential, for every application.
+    #[arg(long)]
+    admin: bool,
+
+    /// A scope to grant (read:store, manage:store_data, manage:store,
+    /// read:store_metrics); repeatable. Default: all four.
+    #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
+    scopes: Vec<Scope>,
+
+    #[command(flatten)]
+    keys: KeyArgs,
+}
+
+fn parse_scope(text: &str) -> Result<Scope, String> {
+    Scope::parse(text).ok_or_else(|| {
+        let all: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown scope; use one of {}", all.join(", "))
+    })
 }
 
 #[derive(Args)]
@@ -88,6 +157,26 @@ struct UpArgs {
     /// Seconds between sweeps that reclaim expired keys.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     sweep_interval: f64,
+
+    /// The organization every application belongs to in the REST API.
+    #[arg(long, value_name = "ORG", default_value = "default")]
+    organization: String,
+
+    /// The REST API environment of an application, as APP=ENV; repeatable.
+    /// Default: the application's name.
+    #[arg(long = "environment", value_name = "APP=ENV", value_parser = parse_environment)]
+    environments: Vec<(String, String)>,
+
+    /// Seconds a REST API bearer token stays valid.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    token_lifetime: u64,
+}
+
+fn parse_environment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((app, env)) if !app.is_empty() && !env.is_empty() => Ok((app.into(), env.into())),
+        _ => Err("expected APP=ENV".into()),
+    }
 }
 
 /// Runs the `ostore` command with the process's arguments.
@@ -113,6 +202,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up(args).await,
+            Command::Credentials(command) => credentials(command),
         }
     });
     match result {
@@ -160,20 +250,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| first_dir.join(".ostore"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let master = match std::env::var(MASTER_KEY_ENV) {
-        Ok(text) => MasterKey::parse(&text).with_context(|| format!("${MASTER_KEY_ENV}"))?,
-        Err(_) => {
-            let path = args
-                .key_file
-                .clone()
-                .unwrap_or_else(|| data_dir.join("master.key"));
-            let (key, created) = MasterKey::load_or_create(&path)?;
-            if created {
-                eprintln!("created a new master key in {}", path.display());
-            }
-            key
-        }
-    };
+    let master = load_master_key(&data_dir, args.key_file.as_deref())?;
     let db_path = data_dir.join("ostore.redb");
     let backend = FileBackend::open(&db_path)?;
     let config = objectstore::Config {
@@ -192,7 +269,29 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_instance_memory: args.max_instance_memory << 20,
         max_instances: args.max_instances,
     })?;
-    let mut router = Router::new();
+    let mut environments = Environments::new();
+    for m in &manifests {
+        let env = args
+            .environments
+            .iter()
+            .find(|(app, _)| *app == m.name)
+            .map_or(m.name.as_str(), |(_, env)| env.as_str());
+        environments
+            .add(&args.organization, env, &m.name)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    for (app, _) in &args.environments {
+        if !manifests.iter().any(|m| &m.name == app) {
+            bail!("--environment names {app:?}, which no manifest defines");
+        }
+    }
+    let credentials = Credentials::open(
+        &credentials_file(&data_dir),
+        &master,
+        Duration::from_secs(args.token_lifetime),
+    )?;
+    let api = Api::new(store.clone(), Arc::new(credentials), environments.clone());
+    let mut router = Router::new().with_api(api);
     for m in &manifests {
         let app = store.application(&m.name).await?;
         router
@@ -215,10 +314,78 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             if wildcard { " (wildcard)" } else { "" }
         );
     }
+    for (org, env, app) in environments.iter() {
+        println!(
+            "  {app}: REST API http://{addr}/api/v1/organizations/{org}/environments/{env}/stores"
+        );
+    }
     let sweeper = store.spawn_sweeper(seconds(args.sweep_interval, "sweep-interval")?);
     serve(listener, router, shutdown_signal()).await?;
     sweeper.abort();
     eprintln!("stopped");
+    Ok(())
+}
+
+/// The master key: from the environment, else from the key file (made if
+/// missing).
+fn load_master_key(data_dir: &Path, key_file: Option<&Path>) -> anyhow::Result<MasterKey> {
+    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
+        return MasterKey::parse(&text).with_context(|| format!("${MASTER_KEY_ENV}"));
+    }
+    let path = key_file.map_or_else(|| data_dir.join("master.key"), Path::to_path_buf);
+    let (key, created) = MasterKey::load_or_create(&path)?;
+    if created {
+        eprintln!("created a new master key in {}", path.display());
+    }
+    Ok(key)
+}
+
+fn credentials_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("credentials.sealed")
+}
+
+fn credentials(command: CredentialsCommand) -> anyhow::Result<()> {
+    let keys = match &command {
+        CredentialsCommand::Create(args) => &args.keys,
+        CredentialsCommand::List(keys) | CredentialsCommand::Delete { keys, .. } => keys,
+    };
+    std::fs::create_dir_all(&keys.data_dir)
+        .with_context(|| format!("cannot create data directory {}", keys.data_dir.display()))?;
+    let master = load_master_key(&keys.data_dir, keys.key_file.as_deref())?;
+    let store = Credentials::open(&credentials_file(&keys.data_dir), &master, Duration::ZERO)?;
+    match command {
+        CredentialsCommand::Create(args) => {
+            let principal = match args.app {
+                Some(app) => Principal::Application(app),
+                None => Principal::Admin,
+            };
+            let scopes = if args.scopes.is_empty() {
+                Scope::ALL.to_vec()
+            } else {
+                args.scopes
+            };
+            let new = store.create(principal, scopes)?;
+            println!("client_id: {}", new.client_id);
+            println!("client_secret: {}", new.client_secret);
+            eprintln!("The secret is shown only now; ostore keeps only a hash of it.");
+        }
+        CredentialsCommand::List(_) => {
+            for c in store.list()? {
+                let who = match &c.principal {
+                    Principal::Admin => "admin (all applications)".to_string(),
+                    Principal::Application(app) => format!("application {app}"),
+                };
+                let scopes: Vec<_> = c.scopes.iter().map(|s| s.as_str()).collect();
+                println!("{}  {who}  {}", c.client_id, scopes.join(" "));
+            }
+        }
+        CredentialsCommand::Delete { client_id, .. } => {
+            if !store.delete(&client_id)? {
+                bail!("no credential {client_id}");
+            }
+            println!("deleted {client_id}");
+        }
+    }
     Ok(())
 }
 

@@ -73,6 +73,7 @@
 //! # }
 //! ```
 
+pub mod api;
 pub mod auth;
 pub mod backend;
 mod bindings;

@@ -10,6 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::api::Api;
 use crate::manifest::{Manifest, Route};
 use crate::objectstore::Application;
 use crate::runtime::{ComponentSettings, HttpComponent, ResponseBody, Runtime, text_response};
@@ -22,15 +23,23 @@ pub struct RouteEntry {
     pub component: HttpComponent,
 }
 
-/// Which component serves which path, across all applications of a host.
+/// Which component serves which path, across all applications of a host,
+/// and the REST API beside them.
 #[derive(Clone, Default)]
 pub struct Router {
     routes: Vec<RouteEntry>,
+    api: Option<Arc<Api>>,
 }
 
 impl Router {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Serves the REST API (and its token endpoint) ahead of guest routes.
+    pub fn with_api(mut self, api: Api) -> Self {
+        self.api = Some(Arc::new(api));
+        self
     }
 
     /// Loads every component of `manifest` as application `manifest.name`
@@ -112,6 +121,9 @@ impl Router {
         client: SocketAddr,
     ) -> hyper::Response<ResponseBody> {
         let path = req.uri().path().to_string();
+        if let Some(api) = self.api.as_ref().filter(|_| Api::serves(&path)) {
+            return api.handle(req).await;
+        }
         let Some(entry) = self.find(&path) else {
             return text_response(404, format!("no route serves {path}"));
         };

@@ -191,6 +191,17 @@ impl Host {
     pub async fn get(&self, path: &str) -> Response {
         self.request("GET", path, Bytes::new()).await
     }
+
+    /// Sends one request with extra headers (such as `authorization`).
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Response {
+        request_with(self.addr, method, path, headers, body.into()).await
+    }
 }
 
 impl Drop for Host {
@@ -204,6 +215,7 @@ impl Drop for Host {
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    pub headers: hyper::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -211,10 +223,25 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 /// Sends one HTTP/1.1 request on a new connection.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Bytes) -> Response {
+    request_with(addr, method, path, &[], body).await
+}
+
+/// Sends one HTTP/1.1 request with extra headers on a new connection.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Response {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connecting to ostore");
@@ -223,15 +250,18 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Bytes) ->
             .await
             .expect("HTTP handshake");
     tokio::spawn(conn);
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .body(Full::new(body))
-        .expect("a valid request");
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(body)).expect("a valid request");
     let res = sender.send_request(req).await.expect("sending the request");
     let status = res.status().as_u16();
+    let headers = res.headers().clone();
     let body = res
         .into_body()
         .collect()
@@ -239,7 +269,11 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Bytes) ->
         .expect("reading the body")
         .to_bytes()
         .to_vec();
-    Response { status, body }
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Every file under `dir`, recursively.

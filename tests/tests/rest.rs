@@ -1,0 +1,548 @@
+//! The OSv2-shaped REST API against a real `ostore up`: tokens, scopes,
+//! values in each type, paging, conditional writes, and the data the guests
+//! see.
+
+use std::path::{Path, PathBuf};
+
+use ostore_tests::{Host, guest, run_ostore, write_manifest};
+
+const BASE: &str = "/api/v1/organizations/default/environments/rest-app/stores";
+const TUTORIAL: &str = "/_defaultUserObjectStore/partitions/ObjectStoreTutorial";
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    args: Vec<String>,
+}
+
+fn setup(extra: &[&str]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = guest("store-flow");
+    let a = write_manifest(dir.path(), "rest-app", &[("/store/...", "flow", &flow)]);
+    let b = write_manifest(dir.path(), "other-app", &[("/other/...", "flow", &flow)]);
+    let data = dir.path().join("data");
+    let mut args: Vec<String> = [
+        "-f",
+        a.to_str().unwrap(),
+        "-f",
+        b.to_str().unwrap(),
+        "--data-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(data.to_str().unwrap().into());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Setup {
+        _dir: dir,
+        data,
+        args,
+    }
+}
+
+impl Setup {
+    fn start(&self) -> Host {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Host::start(&args)
+    }
+
+    /// Makes a credential with `ostore credentials create` and returns its
+    /// id and secret.
+    fn credential(&self, who: &[&str], scopes: &[&str]) -> (String, String) {
+        credential(&self.data, who, scopes)
+    }
+}
+
+fn credential(data: &Path, who: &[&str], scopes: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "credentials",
+        "create",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend(who);
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    let run = run_ostore(&args, &[]);
+    assert!(run.success, "{}", run.stderr);
+    let field = |name: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {}", run.stdout))
+    };
+    (field("client_id:"), field("client_secret:"))
+}
+
+async fn token(host: &Host, (id, secret): &(String, String)) -> String {
+    let body = format!(
+        r#"{{"client_id":"{id}","client_secret":"{secret}","grant_type":"client_credentials"}}"#
+    );
+    let r = host
+        .request("POST", "/accounts/api/v2/oauth2/token", body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["token_type"], "bearer");
+    json["access_token"].as_str().unwrap().to_string()
+}
+
+fn json(r: &ostore_tests::Response) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+}
+
+async fn call(
+    host: &Host,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> ostore_tests::Response {
+    let auth = format!("Bearer {token}");
+    host.request_with(method, path, &[("authorization", &auth)], body.to_string())
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_and_rest_see_the_same_values() {
+    let s = setup(&[]);
+    let creds = s.credential(&["--app", "rest-app"], &[]);
+    let host = s.start();
+    let t = token(&host, &creds).await;
+
+    let saved = r#"{"key": "TestKey01", "value": "This is an object store test"}"#;
+    assert_eq!(host.request("POST", "/store", saved).await.status, 200);
+
+    let stores = json(&call(&host, &t, "GET", BASE, "").await);
+    assert_eq!(stores["values"][0]["storeId"], "_defaultUserObjectStore");
+    assert_eq!(stores["values"][0]["defaultTtlSeconds"], 2_592_000);
+    assert_eq!(stores["values"][0]["encrypted"], true);
+    let partitions = json(
+        &call(
+            &host,
+            &t,
+            "GET",
+            &format!("{BASE}/_defaultUserObjectStore/partitions"),
+            "",
+        )
+        .await,
+    );
+    assert_eq!(
+        partitions["values"],
+        serde_json::json!(["ObjectStoreTutorial"])
+    );
+    let keys = json(&call(&host, &t, "GET", &format!("{BASE}{TUTORIAL}/keys"), "").await);
+    assert_eq!(keys["values"], serde_json::json!([{"keyId": "TestKey01"}]));
+    assert_eq!(keys["nextPageToken"], serde_json::Value::Null);
+
+    let r = call(
+        &host,
+        &t,
+        "GET",
+        &format!("{BASE}{TUTORIAL}/keys/TestKey01"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        json(&r),
+        serde_json::json!({"keyId": "TestKey01", "valueType": "STRING", "stringValue": "This is an object store test"})
+    );
+    assert_eq!(r.header("etag"), Some("\"1\""));
+
+    let r = call(
+        &host,
+        &t,
+        "DELETE",
+        &format!("{BASE}{TUTORIAL}/keys/TestKey01"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        host.get("/store/TestKey01").await.status,
+        404,
+        "the guest no longer sees it"
+    );
+    let r = call(
+        &host,
+        &t,
+        "GET",
+        &format!("{BASE}{TUTORIAL}/keys/TestKey01"),
+        "",
+    )
+    .await;
+    assert_eq!((r.status, json(&r)["status"].as_u64()), (404, Some(404)));
+
+    // Written through REST, read by the guest; every value type.
+    let put = |key: &str, body: String| {
+        let path = format!("{BASE}{TUTORIAL}/keys/{key}");
+        let t = t.clone();
+        let host = &host;
+        async move { call(host, &t, "PUT", &path, &body).await }
+    };
+    let r = put(
+        "greeting",
+        r#"{"keyId":"greeting","valueType":"STRING","stringValue":"hello from REST"}"#.into(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(host.get("/store/greeting").await.text(), "hello from REST");
+    let r = put(
+        "bytes",
+        r#"{"valueType":"BINARY","binaryValue":"AP8B"}"#.into(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(host.get("/store/bytes").await.body, [0x00, 0xff, 0x01]);
+    let r = put("count", r#"{"valueType":"NUMBER","numberValue":41}"#.into()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        host.request("POST", "/store/count/increment", "")
+            .await
+            .text(),
+        "42"
+    );
+    let r = call(
+        &host,
+        &t,
+        "GET",
+        &format!("{BASE}{TUTORIAL}/keys/count"),
+        "",
+    )
+    .await;
+    assert_eq!(json(&r)["valueType"], "NUMBER");
+    assert_eq!(json(&r)["numberValue"], 42);
+    let r = call(
+        &host,
+        &t,
+        "GET",
+        &format!("{BASE}{TUTORIAL}/keys/bytes"),
+        "",
+    )
+    .await;
+    assert_eq!(json(&r)["binaryValue"], "AP8B");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etags_make_writes_conditional() {
+    let s = setup(&[]);
+    let creds = s.credential(&["--app", "rest-app"], &[]);
+    let host = s.start();
+    let t = token(&host, &creds).await;
+    let path = format!("{BASE}{TUTORIAL}/keys/doc");
+    let auth = format!("Bearer {t}");
+    let put = |etag: Option<(&'static str, String)>, value: &'static str| {
+        let mut headers = vec![("authorization", auth.clone())];
+        if let Some((name, v)) = etag {
+            headers.push((name, v));
+        }
+        let body = format!(r#"{{"valueType":"STRING","stringValue":"{value}"}}"#);
+        let host = &host;
+        let path = path.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            host.request_with("PUT", &path, &headers, body).await
+        }
+    };
+    let r = put(Some(("if-none-match", "*".into())), "v1").await;
+    assert_eq!((r.status, r.header("etag")), (200, Some("\"1\"")));
+    assert_eq!(
+        put(Some(("if-none-match", "*".into())), "again")
+            .await
+            .status,
+        412
+    );
+    assert_eq!(
+        put(Some(("if-match", "\"1\"".into())), "v2").await.status,
+        200
+    );
+    let stale = put(Some(("if-match", "\"1\"".into())), "lost update").await;
+    assert_eq!(stale.status, 412);
+    let r = call(&host, &t, "GET", &path, "").await;
+    assert_eq!(
+        (json(&r)["stringValue"].as_str(), r.header("etag")),
+        (Some("v2"), Some("\"2\""))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_through_2600_keys_returns_each_exactly_once() {
+    let s = setup(&[]);
+    let creds = s.credential(&["--app", "rest-app"], &[]);
+    let host = s.start();
+    let t = token(&host, &creds).await;
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let (addr, auth) = (host.addr, format!("Bearer {t}"));
+        tasks.push(tokio::spawn(async move {
+            for i in (worker..2600).step_by(16) {
+                let path =
+                    format!("{BASE}/_defaultUserObjectStore/partitions/many/keys/key-{i:04}");
+                let body = format!(r#"{{"valueType":"STRING","stringValue":"{i}"}}"#);
+                let r = ostore_tests::request_with(
+                    addr,
+                    "PUT",
+                    &path,
+                    &[("authorization", &auth)],
+                    body.into(),
+                )
+                .await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for page_size in [25, 1000] {
+        let mut seen = Vec::new();
+        let mut token_param = String::new();
+        loop {
+            let path = format!(
+                "{BASE}/_defaultUserObjectStore/partitions/many/keys?pageSize={page_size}{token_param}"
+            );
+            let page = json(&call(&host, &t, "GET", &path, "").await);
+            let values = page["values"].as_array().unwrap();
+            assert!(values.len() <= page_size);
+            seen.extend(
+                values
+                    .iter()
+                    .map(|v| v["keyId"].as_str().unwrap().to_string()),
+            );
+            match page["nextPageToken"].as_str() {
+                Some(next) => token_param = format!("&nextPageToken={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 2600, "page size {page_size}");
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 2600, "page size {page_size}: a key came twice");
+    }
+    let prefixed = json(
+        &call(
+            &host,
+            &t,
+            "GET",
+            &format!(
+                "{BASE}/_defaultUserObjectStore/partitions/many/keys?prefix=key-25&pageSize=1000"
+            ),
+            "",
+        )
+        .await,
+    );
+    assert_eq!(prefixed["values"].as_array().unwrap().len(), 100);
+    let bad = call(
+        &host,
+        &t,
+        "GET",
+        &format!("{BASE}/_defaultUserObjectStore/partitions/many/keys?pageSize=5000"),
+        "",
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    let bad = call(
+        &host,
+        &t,
+        "GET",
+        &format!("{BASE}/_defaultUserObjectStore/partitions/many/keys?nextPageToken=garbage!"),
+        "",
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_scopes_and_applications_are_checked() {
+    let s = setup(&["--token-lifetime", "1"]);
+    let reader = s.credential(&["--app", "rest-app"], &["read:store"]);
+    let other = s.credential(&["--app", "other-app"], &[]);
+    let admin = s.credential(&["--admin"], &[]);
+    let host = s.start();
+    let keys = format!("{BASE}{TUTORIAL}/keys");
+
+    assert_eq!(host.get(&keys).await.status, 401, "no token");
+    let r = call(&host, "forged.token", "GET", &keys, "").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(json(&r)["status"], 401);
+    let wrong = format!(
+        r#"{{"client_id":"{}","client_secret":"nope","grant_type":"client_credentials"}}"#,
+        reader.0
+    );
+    assert_eq!(
+        host.request("POST", "/accounts/api/v2/oauth2/token", wrong)
+            .await
+            .status,
+        401
+    );
+
+    let t = token(&host, &reader).await;
+    assert_eq!(call(&host, &t, "GET", &keys, "").await.status, 200);
+    let write = call(
+        &host,
+        &t,
+        "PUT",
+        &format!("{keys}/k"),
+        r#"{"valueType":"STRING","stringValue":"x"}"#,
+    )
+    .await;
+    assert_eq!(write.status, 403, "read:store cannot write");
+    assert_eq!(
+        call(
+            &host,
+            &t,
+            "DELETE",
+            &format!("{BASE}/_defaultUserObjectStore"),
+            ""
+        )
+        .await
+        .status,
+        403
+    );
+
+    // Another application's credential finds nothing here, exactly as if
+    // the environment did not exist; an admin reaches both.
+    let t_other = token(&host, &other).await;
+    let foreign = call(&host, &t_other, "GET", &keys, "").await;
+    let missing = call(
+        &host,
+        &t_other,
+        "GET",
+        "/api/v1/organizations/default/environments/no-such-env/stores",
+        "",
+    )
+    .await;
+    assert_eq!((foreign.status, missing.status), (404, 404));
+    assert_eq!(
+        json(&foreign)["message"]
+            .as_str()
+            .unwrap()
+            .replace("rest-app", "X"),
+        json(&missing)["message"]
+            .as_str()
+            .unwrap()
+            .replace("no-such-env", "X")
+    );
+    let t_admin = token(&host, &admin).await;
+    assert_eq!(call(&host, &t_admin, "GET", &keys, "").await.status, 200);
+    assert_eq!(
+        call(
+            &host,
+            &t_admin,
+            "GET",
+            "/api/v1/organizations/default/environments/other-app/stores",
+            ""
+        )
+        .await
+        .status,
+        200
+    );
+
+    // Tokens expire (lifetime 1 s here).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = call(&host, &t, "GET", &keys, "").await;
+    assert_eq!(r.status, 401);
+    assert!(json(&r)["message"].as_str().unwrap().contains("expired"));
+
+    // Deleting a credential revokes its tokens at once.
+    let fresh = token(&host, &admin).await;
+    let run = run_ostore(
+        &[
+            "credentials",
+            "delete",
+            &admin.0,
+            "--data-dir",
+            s.data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(run.success, "{}", run.stderr);
+    assert_eq!(call(&host, &fresh, "GET", &keys, "").await.status, 401);
+    // No secret or token reached the log.
+    assert!(!host.stderr().contains(&reader.1) && !host.stderr().contains(&fresh));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_are_created_configured_and_deleted() {
+    let s = setup(&[]);
+    let creds = s.credential(&["--app", "rest-app"], &[]);
+    let host = s.start();
+    let t = token(&host, &creds).await;
+    let orders = format!("{BASE}/orders");
+    assert_eq!(call(&host, &t, "GET", &orders, "").await.status, 404);
+    assert_eq!(
+        call(
+            &host,
+            &t,
+            "PUT",
+            &format!("{orders}/partitions/p/keys/k"),
+            r#"{"valueType":"STRING","stringValue":"v"}"#
+        )
+        .await
+        .status,
+        404,
+        "a store must be created first"
+    );
+    let r = call(
+        &host,
+        &t,
+        "PUT",
+        &orders,
+        r#"{"defaultTtlSeconds": 60, "isFixedTtl": false}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(json(&r)["defaultTtlSeconds"], 60);
+    assert_eq!(json(&r)["isFixedTtl"], false);
+    assert_eq!(
+        call(
+            &host,
+            &t,
+            "PUT",
+            &format!("{orders}/partitions/p/keys/k"),
+            r#"{"valueType":"STRING","stringValue":"v"}"#
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        call(&host, &t, "PUT", &orders, r#"{"defaultTtlSeconds": 0}"#)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        call(&host, &t, "PUT", &orders, "not json").await.status,
+        400
+    );
+
+    let r = call(
+        &host,
+        &t,
+        "DELETE",
+        &format!("{orders}/partitions/p/keys"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 204, "clear");
+    assert_eq!(
+        call(
+            &host,
+            &t,
+            "GET",
+            &format!("{orders}/partitions/p/keys/k"),
+            ""
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(call(&host, &t, "DELETE", &orders, "").await.status, 204);
+    assert_eq!(call(&host, &t, "GET", &orders, "").await.status, 404);
+    assert_eq!(call(&host, &t, "DELETE", &orders, "").await.status, 404);
+}
