@@ -142,6 +142,21 @@ struct UpArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 10 << 20)]
     max_value_bytes: usize,
 
+    /// Object-store requests per second one application may make (guest
+    /// calls and REST requests alike); over it, requests get rate-limited /
+    /// 429. Default: unlimited.
+    #[arg(long, value_name = "N")]
+    max_requests_per_second: Option<u32>,
+
+    /// Keys one application may hold. Default: unlimited.
+    #[arg(long, value_name = "N")]
+    max_keys: Option<u64>,
+
+    /// Bytes one application may store (as encrypted at rest). Default:
+    /// unlimited.
+    #[arg(long, value_name = "BYTES")]
+    max_bytes: Option<u64>,
+
     /// Seconds a request may run before its guest is stopped with a 504.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     request_timeout: f64,
@@ -257,6 +272,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         limits: objectstore::Limits {
             max_key_bytes: args.max_key_bytes,
             max_value_bytes: args.max_value_bytes,
+            requests_per_second: args.max_requests_per_second,
+            max_keys: args.max_keys,
+            max_bytes: args.max_bytes,
         },
         ..Default::default()
     };
@@ -320,8 +338,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     let sweeper = store.spawn_sweeper(seconds(args.sweep_interval, "sweep-interval")?);
+    let flusher = store.spawn_stats_flusher(Duration::from_secs(1));
     serve(listener, router, shutdown_signal()).await?;
     sweeper.abort();
+    flusher.abort();
+    store
+        .flush_stats()
+        .await
+        .context("saving the last request counts")?;
     eprintln!("stopped");
     Ok(())
 }

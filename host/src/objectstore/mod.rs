@@ -13,6 +13,7 @@
 //! | `p` app store partition | a partition's name and TTL |
 //! | `e` app store partition key | a key's name, value and metadata |
 //! | `x` expiry app store partition key | expiry index for the sweep, empty |
+//! | `c` app store day | requests to a store on a day, and its size then |
 //! | `m` check | proves the master key matches the data |
 //!
 //! Each name is replaced by its 16-byte tag. The expiry index stores the
@@ -22,6 +23,7 @@
 
 mod error;
 mod record;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +34,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 pub use error::Error;
-use record::{AppRecord, EntryRecord, PartitionRecord, StoreRecord};
+use record::{AppRecord, EntryRecord, PartitionRecord, StatsRecord, StoreRecord};
+pub use usage::Footprint;
+use usage::{AppUsage, day_of};
 
 use crate::backend::{Backend, BackendError, Batch, Expect};
 use crate::encryption::{MasterKey, Sealer, TAG_LEN, Tag, random_array};
@@ -145,6 +149,14 @@ pub struct StoreOptions {
     pub kind: Option<ValueKind>,
 }
 
+/// Requests made on one day, and the size of what was stored then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayStats {
+    pub requests: u64,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
 /// One page of a listing; `cursor` is `None` on the last page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
@@ -159,6 +171,13 @@ pub struct Limits {
     pub max_key_bytes: usize,
     /// Largest value in bytes (OSv2: 10 MiB).
     pub max_value_bytes: usize,
+    /// Object-store requests one application may make per second (OSv2
+    /// base: 10); `None`: unlimited.
+    pub requests_per_second: Option<u32>,
+    /// Keys one application may hold; `None`: unlimited.
+    pub max_keys: Option<u64>,
+    /// Bytes one application may store at rest; `None`: unlimited.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -166,6 +185,9 @@ impl Default for Limits {
         Self {
             max_key_bytes: 1024,
             max_value_bytes: 10 << 20,
+            requests_per_second: None,
+            max_keys: None,
+            max_bytes: None,
         }
     }
 }
@@ -213,6 +235,7 @@ struct AppState {
     /// Partition settings by (store, partition) tag; absent partitions are
     /// not cached.
     partitions: Mutex<HashMap<(Tag, Tag), PartitionRecord>>,
+    usage: AppUsage,
 }
 
 /// Serialises read-modify-write cycles on one key within this host, so that
@@ -349,16 +372,23 @@ impl ObjectStore {
                 let _guard = inner.key_locks.lock(&entry_key).await;
                 let mut batch = Batch::new();
                 batch.delete(index_key.clone(), Expect::Any);
+                let mut freed = None;
                 if let Some(sealed) = inner.backend.get(&entry_key).await? {
                     let app = inner.app_state(app_tag, None).await?;
                     let record = app.open_entry(&entry_key, &sealed)?;
                     if record.expires == Some(expires) {
+                        freed = Some((app, (entry_key.len() + sealed.len()) as i64));
                         batch.delete(entry_key.clone(), Expect::Value(sealed));
-                        deleted += 1;
                     }
                 }
                 match inner.backend.commit(batch).await {
-                    Ok(()) | Err(BackendError::Conflict) => {}
+                    Ok(()) => {
+                        if let Some((app, bytes)) = freed {
+                            app.usage.apply(store_tag_of(&entry_key), -1, -bytes);
+                            deleted += 1;
+                        }
+                    }
+                    Err(BackendError::Conflict) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -366,6 +396,56 @@ impl ObjectStore {
                 return Ok(deleted);
             }
         }
+    }
+
+    /// Adds the request counts gathered since the last flush to the stored
+    /// per-day counts, with each store's current size. Counts whose write
+    /// fails are kept for the next flush.
+    pub async fn flush_stats(&self) -> Result<(), Error> {
+        let apps: Vec<Arc<AppState>> = self
+            .inner
+            .apps
+            .lock()
+            .expect("apps lock")
+            .values()
+            .cloned()
+            .collect();
+        for app in apps {
+            let pending = app.usage.take_pending();
+            let mut unflushed = HashMap::new();
+            let mut failure = None;
+            for ((store, day), requests) in pending {
+                if failure.is_some() {
+                    unflushed.insert((store, day), requests);
+                    continue;
+                }
+                if let Err(e) = self.inner.add_requests(&app, store, day, requests).await {
+                    unflushed.insert((store, day), requests);
+                    failure = Some(e);
+                }
+            }
+            app.usage.restore_pending(unflushed);
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`flush_stats`](Self::flush_stats) every `interval` until the
+    /// returned task is aborted.
+    pub fn spawn_stats_flusher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = store.flush_stats().await {
+                    tracing::warn!("flushing request counts failed: {e}");
+                }
+            }
+        })
     }
 
     /// Runs [`sweep_expired`](Self::sweep_expired) every `interval` until
@@ -447,7 +527,9 @@ impl Inner {
             tag,
             stores: Mutex::new(HashMap::new()),
             partitions: Mutex::new(HashMap::new()),
+            usage: AppUsage::default(),
         });
+        state.usage.reset(self.measure(&tag).await?);
         Ok(self
             .apps
             .lock()
@@ -456,6 +538,69 @@ impl Inner {
             .or_insert(state)
             .clone())
     }
+}
+
+impl Inner {
+    /// Adds `requests` to the count of `store` on `day`.
+    async fn add_requests(
+        &self,
+        app: &AppState,
+        store: Tag,
+        day: u32,
+        requests: u64,
+    ) -> Result<(), Error> {
+        let key = backend_key(b'c', &[&app.tag, &store, &day.to_be_bytes()]);
+        let size = app.usage.footprint(store);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let current = self.backend.get(&key).await?;
+            let mut record = match &current {
+                Some(sealed) => StatsRecord::decode(&app.sealer.open(&key, sealed)?)
+                    .map_err(|_| Error::Integrity)?,
+                None => StatsRecord::default(),
+            };
+            record.requests += requests;
+            record.keys = size.keys;
+            record.bytes = size.bytes;
+            let mut batch = Batch::new();
+            let expect = current.map_or(Expect::Absent, Expect::Value);
+            batch.put(key.clone(), app.sealer.seal(&key, &record.encode()), expect);
+            match self.backend.commit(batch).await {
+                Ok(()) => return Ok(()),
+                Err(BackendError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Unavailable(
+            "request counts are changing too fast to update".into(),
+        ))
+    }
+
+    /// Counts the keys and bytes of every store of an application.
+    async fn measure(&self, app: &Tag) -> Result<HashMap<Tag, Footprint>, Error> {
+        let prefix = backend_key(b'e', &[app]);
+        let mut footprints: HashMap<Tag, Footprint> = HashMap::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let chunk = self.backend.scan(&prefix, after.as_deref(), 1024).await?;
+            let done = chunk.len() < 1024;
+            for (key, sealed) in &chunk {
+                let f = footprints.entry(store_tag_of(key)).or_default();
+                f.keys += 1;
+                f.bytes += (key.len() + sealed.len()) as u64;
+            }
+            after = chunk.into_iter().last().map(|(k, _)| k);
+            if done {
+                return Ok(footprints);
+            }
+        }
+    }
+}
+
+/// The store tag inside an entry's backend key (`e` app store ...).
+fn store_tag_of(entry_key: &[u8]) -> Tag {
+    entry_key[1 + TAG_LEN..1 + 2 * TAG_LEN]
+        .try_into()
+        .expect("tag")
 }
 
 impl AppState {
@@ -502,6 +647,7 @@ impl Application {
         let default_ttl = default_ttl.check()?;
         let app = &self.state;
         let tag = app.sealer.tag(b"store", b"", name.as_bytes());
+        self.admit(tag)?;
         let key = backend_key(b's', &[&app.tag, &tag]);
         let record = StoreRecord {
             name: name.to_string(),
@@ -527,6 +673,7 @@ impl Application {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page<Store>, Error> {
+        self.admit([0; TAG_LEN])?;
         let app = &self.state;
         let prefix = backend_key(b's', &[&app.tag]);
         scan_page(
@@ -550,6 +697,7 @@ impl Application {
         let Some(store) = self.find_store(name).await? else {
             return Ok(false);
         };
+        self.admit(store.tag)?;
         let app = &self.state;
         let entries = backend_key(b'e', &[&app.tag, &store.tag]);
         delete_entries(&*self.inner.backend, app, &entries).await?;
@@ -569,6 +717,7 @@ impl Application {
         batch.delete(backend_key(b's', &[&app.tag, &store.tag]), Expect::Any);
         self.inner.backend.commit(batch).await?;
         app.stores.lock().expect("stores lock").remove(&store.tag);
+        app.usage.forget_store(store.tag);
         app.partitions
             .lock()
             .expect("partitions lock")
@@ -614,6 +763,83 @@ impl Application {
             .expect("stores lock")
             .insert(tag, record.clone());
         Ok(Some(self.store_handle(tag, record)))
+    }
+
+    /// Counts one request against `store`, or refuses it when the
+    /// application is over its request rate.
+    fn admit(&self, store: Tag) -> Result<(), Error> {
+        self.state
+            .usage
+            .admit(store, &self.inner.config.limits, now_ms())
+    }
+
+    /// Requests per day from `first_day` to `last_day` (days since the
+    /// epoch), of one store or (`None`) of all the application's stores,
+    /// with the size at each day's last count. Includes requests not yet
+    /// flushed; today's size is the current one.
+    pub async fn daily_stats(
+        &self,
+        store: Option<&str>,
+        first_day: u32,
+        last_day: u32,
+    ) -> Result<std::collections::BTreeMap<u32, DayStats>, Error> {
+        let app = &self.state;
+        let store_tag = match store {
+            Some(name) => {
+                self.inner.check_name(name, "store name")?;
+                Some(app.sealer.tag(b"store", b"", name.as_bytes()))
+            }
+            None => None,
+        };
+        let prefix = match &store_tag {
+            Some(tag) => backend_key(b'c', &[&app.tag, tag]),
+            None => backend_key(b'c', &[&app.tag]),
+        };
+        let mut days: std::collections::BTreeMap<u32, DayStats> = Default::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let chunk = self
+                .inner
+                .backend
+                .scan(&prefix, after.as_deref(), 1024)
+                .await?;
+            let done = chunk.len() < 1024;
+            for (key, sealed) in &chunk {
+                let day = u32::from_be_bytes(key[key.len() - 4..].try_into().expect("4 bytes"));
+                if !(first_day..=last_day).contains(&day) {
+                    continue;
+                }
+                let record = StatsRecord::decode(&app.sealer.open(key, sealed)?)
+                    .map_err(|_| Error::Integrity)?;
+                let d = days.entry(day).or_default();
+                d.requests += record.requests;
+                d.keys += record.keys;
+                d.bytes += record.bytes;
+            }
+            after = chunk.into_iter().last().map(|(k, _)| k);
+            if done {
+                break;
+            }
+        }
+        for ((tag, day), n) in app.usage.pending() {
+            if store_tag.is_none_or(|s| s == tag) && (first_day..=last_day).contains(&day) {
+                days.entry(day).or_default().requests += n;
+            }
+        }
+        let today = day_of(now_ms());
+        if let Some(d) = days.get_mut(&today) {
+            let now = match store_tag {
+                Some(tag) => app.usage.footprint(tag),
+                None => app.usage.total(),
+            };
+            (d.keys, d.bytes) = (now.keys, now.bytes);
+        }
+        Ok(days)
+    }
+
+    /// How much the application holds, in all its stores.
+    pub fn footprint(&self) -> Footprint {
+        self.state.usage.total()
     }
 
     /// Opens `_defaultUserObjectStore`.
@@ -699,6 +925,7 @@ impl Store {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page<String>, Error> {
+        self.app.admit(self.tag)?;
         let prefix = self.partition_prefix();
         let sealer = &self.app.state.sealer;
         let page = scan_page(
@@ -723,7 +950,13 @@ impl Store {
     /// how many live keys it held.
     pub async fn delete_partition(&self, name: &str) -> Result<u64, Error> {
         let partition = self.partition(name).await?;
-        let removed = partition.clear().await?;
+        self.app.admit(self.tag)?;
+        let removed = delete_entries(
+            &*self.app.inner.backend,
+            &self.app.state,
+            &partition.entry_prefix(),
+        )
+        .await?;
         let mut batch = Batch::new();
         batch.delete(partition.record_key.clone(), Expect::Any);
         self.app.inner.backend.commit(batch).await?;
@@ -840,6 +1073,7 @@ impl Partition {
     /// Sets the TTL for keys stored here without their own (`None`: the
     /// store's). Applies to later writes.
     pub async fn set_ttl(&mut self, ttl: Option<Ttl>) -> Result<(), Error> {
+        self.store.app.admit(self.store.tag)?;
         let ttl = ttl.map(Ttl::check).transpose()?;
         let record = PartitionRecord {
             name: self.name.to_string(),
@@ -878,15 +1112,18 @@ impl Partition {
         }))
     }
 
-    /// Writes `record` in place of `previous` (the sealed bytes last read),
-    /// keeping the expiry index in step. Fails with `Conflict` if the key
-    /// changed since it was read.
+    /// Writes `record` in place of `previous` (what was last read),
+    /// keeping the expiry index and the usage counts in step. Returns
+    /// `false`, writing nothing, if the key changed since it was read; fails
+    /// with `QuotaExceeded` if the write would grow the application past a
+    /// quota.
     async fn commit_entry(
         &self,
         entry_key: &[u8],
         previous: Option<&Stored>,
         record: Option<&EntryRecord>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, Error> {
+        let app = self.app();
         let mut batch = Batch::new();
         let expect = match previous {
             Some(stored) => Expect::Value(stored.sealed.clone()),
@@ -896,9 +1133,15 @@ impl Partition {
         if let Some(expires) = previous.and_then(|p| p.record.expires) {
             batch.delete(expiry_key(expires, tags), Expect::Any);
         }
-        match record {
+        let footprint = |sealed: &[u8]| (entry_key.len() + sealed.len()) as i64;
+        let old_bytes = previous.map_or(0, |p| footprint(&p.sealed));
+        let (keys, bytes) = match record {
             Some(record) => {
-                let sealed = self.app().sealer.seal(entry_key, &record.encode());
+                let sealed = app.sealer.seal(entry_key, &record.encode());
+                let delta = (
+                    i64::from(previous.is_none()),
+                    footprint(&sealed) - old_bytes,
+                );
                 batch.put(entry_key.to_vec(), sealed, expect);
                 if let Some(expires) = record.expires {
                     batch.put(expiry_key(expires, tags), Vec::new(), Expect::Any);
@@ -910,21 +1153,27 @@ impl Partition {
                     };
                     batch.put(
                         self.record_key.clone(),
-                        self.app()
-                            .sealer
-                            .seal(&self.record_key, &partition.encode()),
+                        app.sealer.seal(&self.record_key, &partition.encode()),
                         Expect::Any,
                     );
                 }
+                delta
             }
             None => {
                 batch.delete(entry_key.to_vec(), expect);
+                (-1, -old_bytes)
             }
+        };
+        app.usage
+            .check_quota(keys, bytes, &self.inner().config.limits)?;
+        match self.inner().backend.commit(batch).await {
+            Ok(()) => {}
+            Err(BackendError::Conflict) => return Ok(false),
+            Err(e) => return Err(e.into()),
         }
-        self.inner().backend.commit(batch).await?;
+        app.usage.apply(self.store.tag, keys, bytes);
         if record.is_some() && !self.exists.swap(true, Ordering::AcqRel) {
-            self.app()
-                .partitions
+            app.partitions
                 .lock()
                 .expect("partitions lock")
                 .entry((self.store.tag, self.tag))
@@ -933,7 +1182,7 @@ impl Partition {
                     ttl: self.ttl,
                 });
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The read-modify-write cycle behind every write: under this host's
@@ -945,6 +1194,7 @@ impl Partition {
         key: &str,
         mut change: impl FnMut(Option<&EntryRecord>, u64) -> Result<(Option<EntryRecord>, T), Error>,
     ) -> Result<T, Error> {
+        self.store.app.admit(self.store.tag)?;
         let entry_key = self.entry_key(key)?;
         let _guard = self.inner().key_locks.lock(&entry_key).await;
         for _ in 0..MAX_CONFLICT_RETRIES {
@@ -954,13 +1204,11 @@ impl Partition {
             if live.is_none() && next.is_none() {
                 return Ok(out);
             }
-            match self
+            if self
                 .commit_entry(&entry_key, stored.as_ref(), next.as_ref())
-                .await
+                .await?
             {
-                Ok(()) => return Ok(out),
-                Err(BackendError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+                return Ok(out);
             }
         }
         Err(Error::Unavailable(
@@ -1071,6 +1319,7 @@ impl Partition {
 
     /// Reads `key`, extending a rolling TTL.
     pub async fn retrieve(&self, key: &str) -> Result<Entry, Error> {
+        self.store.app.admit(self.store.tag)?;
         let entry_key = self.entry_key(key)?;
         let stored = self.load(&entry_key).await?.filter(|s| s.live);
         let stored = stored.ok_or(Error::KeyNotFound)?;
@@ -1089,10 +1338,12 @@ impl Partition {
                     .commit_entry(&entry_key, Some(&stored), Some(&refreshed))
                     .await
                 {
-                    Ok(()) => record = refreshed,
-                    // A concurrent write replaced the key and set its expiry.
-                    Err(BackendError::Conflict) => {}
-                    Err(e) => return Err(e.into()),
+                    Ok(true) => record = refreshed,
+                    // A concurrent write replaced the key and set its
+                    // expiry; or the store is at its byte quota, which must
+                    // not make reads fail.
+                    Ok(false) | Err(Error::QuotaExceeded(_)) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -1101,6 +1352,7 @@ impl Partition {
 
     /// Whether `key` exists; does not extend a rolling TTL.
     pub async fn contains(&self, key: &str) -> Result<bool, Error> {
+        self.store.app.admit(self.store.tag)?;
         let entry_key = self.entry_key(key)?;
         Ok(self.load(&entry_key).await?.is_some_and(|s| s.live))
     }
@@ -1152,6 +1404,7 @@ impl Partition {
         page_size: u32,
         map: impl Fn(EntryRecord) -> Option<T>,
     ) -> Result<Page<T>, Error> {
+        self.store.app.admit(self.store.tag)?;
         let now = now_ms();
         let app = self.app();
         scan_page(
@@ -1173,6 +1426,7 @@ impl Partition {
 
     /// Removes every key; returns how many live keys there were.
     pub async fn clear(&self) -> Result<u64, Error> {
+        self.store.app.admit(self.store.tag)?;
         delete_entries(&*self.inner().backend, self.app(), &self.entry_prefix()).await
     }
 }
@@ -1192,6 +1446,7 @@ async fn delete_entries(
             return Ok(removed);
         }
         let mut batch = Batch::new();
+        let mut freed: HashMap<Tag, (i64, i64)> = HashMap::new();
         for (key, sealed) in &chunk {
             let record = app.open_entry(key, sealed)?;
             if record.expires.is_none_or(|e| e > now) {
@@ -1201,8 +1456,14 @@ async fn delete_entries(
                 batch.delete(expiry_key(expires, &key[1..]), Expect::Any);
             }
             batch.delete(key.clone(), Expect::Any);
+            let f = freed.entry(store_tag_of(key)).or_default();
+            f.0 -= 1;
+            f.1 -= (key.len() + sealed.len()) as i64;
         }
         backend.commit(batch).await?;
+        for (store, (keys, bytes)) in freed {
+            app.usage.apply(store, keys, bytes);
+        }
     }
 }
 

@@ -46,6 +46,33 @@ pub(crate) struct AppRecord {
     pub tag_key: [u8; 32],
 }
 
+/// Requests made to a store on one day, with its size when last counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StatsRecord {
+    pub requests: u64,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl StatsRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.requests).u64(self.keys).u64(self.bytes);
+        w.0
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader::new(bytes)?;
+        let record = Self {
+            requests: r.u64()?,
+            keys: r.u64()?,
+            bytes: r.u64()?,
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
 #[derive(Default)]
 struct Writer(Vec<u8>);
 
