@@ -82,19 +82,21 @@ impl AppUsage {
     /// Fails if adding `keys` and `bytes` would exceed a quota.
     pub(crate) fn check_quota(&self, keys: i64, bytes: i64, limits: &Limits) -> Result<(), Error> {
         let total = self.total();
-        if let Some(max) = limits.max_keys.filter(|_| keys > 0) {
-            if total.keys.saturating_add(keys as u64) > max {
-                return Err(Error::QuotaExceeded(format!(
-                    "the application may hold {max} keys"
-                )));
-            }
+        if let Some(max) = limits.max_keys
+            && keys > 0
+            && total.keys.saturating_add(keys as u64) > max
+        {
+            return Err(Error::QuotaExceeded(format!(
+                "the application may hold {max} keys"
+            )));
         }
-        if let Some(max) = limits.max_bytes.filter(|_| bytes > 0) {
-            if total.bytes.saturating_add(bytes as u64) > max {
-                return Err(Error::QuotaExceeded(format!(
-                    "the application may store {max} bytes"
-                )));
-            }
+        if let Some(max) = limits.max_bytes
+            && bytes > 0
+            && total.bytes.saturating_add(bytes as u64) > max
+        {
+            return Err(Error::QuotaExceeded(format!(
+                "the application may store {max} bytes"
+            )));
         }
         Ok(())
     }
