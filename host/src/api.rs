@@ -30,6 +30,11 @@ use crate::runtime::ResponseBody;
 /// The token endpoint, as in Anypoint.
 pub const TOKEN_PATH: &str = "/accounts/api/v2/oauth2/token";
 const API_PREFIX: &str = "/api/v1/";
+/// The Prometheus endpoint.
+pub const METRICS_PATH: &str = "/metrics";
+/// The longest date range one stats query may span, so that an answer
+/// stays small whatever a client asks.
+const MAX_STATS_DAYS: u32 = 5 * 366;
 
 /// OSv2 lists 25 keys per call by default.
 const DEFAULT_PAGE_SIZE: u32 = 25;
@@ -245,13 +250,18 @@ impl Api {
 
     /// Whether `path` belongs to the API rather than to a guest route.
     pub fn serves(path: &str) -> bool {
-        path.starts_with(API_PREFIX) || path == TOKEN_PATH
+        path.starts_with(API_PREFIX) || path == TOKEN_PATH || path == METRICS_PATH
     }
 
     /// Answers one request; never fails (errors become JSON responses).
     pub async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<ResponseBody> {
-        let result = if req.uri().path() == TOKEN_PATH {
+        let path = req.uri().path();
+        let result = if path == TOKEN_PATH {
             self.token(req).await
+        } else if path == METRICS_PATH {
+            self.metrics(req).await
+        } else if path.starts_with("/api/v1/stats/") {
+            self.stats(req).await
         } else {
             self.route(req).await
         };
@@ -341,6 +351,181 @@ impl Api {
         }
     }
 
+    /// The Stats API: requests per day or month at organization,
+    /// environment or store level, plus key counts and bytes stored.
+    async fn stats(&self, req: hyper::Request<Incoming>) -> ApiResult {
+        let grant = self.authenticate(req.headers())?;
+        require(&grant, Scope::ReadStoreMetrics)?;
+        if req.method() != Method::GET {
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
+        }
+        let segs = segments(req.uri().path())?;
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let (org, env, store) = match segs.as_slice() {
+            ["api", "v1", "stats", "organizations", org] => (*org, None, None),
+            [
+                "api",
+                "v1",
+                "stats",
+                "organizations",
+                org,
+                "environments",
+                env,
+            ] => (*org, Some(*env), None),
+            [
+                "api",
+                "v1",
+                "stats",
+                "organizations",
+                org,
+                "environments",
+                env,
+                "stores",
+                store,
+            ] => (*org, Some(*env), Some(*store)),
+            _ => return Err(ApiError::not_found("no such stats route")),
+        };
+        let query = req.uri().query();
+        let today = dates::today();
+        let end = match query_param(query, "endDate")? {
+            Some(text) => dates::parse_day(&text)?,
+            None => today,
+        };
+        let start = match query_param(query, "startDate")? {
+            Some(text) => dates::parse_day(&text)?,
+            None => end.saturating_sub(29),
+        };
+        if start > end || end - start >= MAX_STATS_DAYS {
+            return Err(ApiError::bad_request(format!(
+                "startDate must not be after endDate, and the range at most {MAX_STATS_DAYS} days"
+            )));
+        }
+        let monthly = match query_param(query, "period")?.as_deref() {
+            None | Some("1day") => false,
+            Some("1month") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "period must be 1day or 1month, not {other:?}"
+                )));
+            }
+        };
+        let apps: Vec<&str> = match env {
+            Some(env) => vec![self.environment_app(&grant, org, env)?],
+            None => self
+                .environments
+                .iter()
+                .filter(|(o, _, app)| *o == org && grant.principal.may_access(app))
+                .map(|(_, _, app)| app)
+                .collect(),
+        };
+        if env.is_none() && apps.is_empty() {
+            return Err(ApiError::not_found(format!("no organization {org:?}")));
+        }
+        let mut days: std::collections::BTreeMap<u32, objectstore::DayStats> = Default::default();
+        for app in apps {
+            let app = self.objectstore.application(app).await?;
+            for (day, d) in app.daily_stats(store, start, end).await? {
+                let sum = days.entry(day).or_default();
+                sum.requests += d.requests;
+                sum.keys += d.keys;
+                sum.bytes += d.bytes;
+            }
+        }
+        let mut points: Vec<(u32, objectstore::DayStats)> = Vec::new();
+        for day in start..=end {
+            let bucket = if monthly {
+                dates::first_of_month(day)
+            } else {
+                day
+            };
+            let d = days.get(&day).copied().unwrap_or_default();
+            match points.last_mut() {
+                Some((b, sum)) if *b == bucket => {
+                    sum.requests += d.requests;
+                    if d != objectstore::DayStats::default() {
+                        (sum.keys, sum.bytes) = (d.keys, d.bytes);
+                    }
+                }
+                _ => points.push((bucket, d)),
+            }
+        }
+        let body: Vec<Value> = points
+            .into_iter()
+            .map(|(day, d)| {
+                json!({
+                    "timeStamp": dates::timestamp(day),
+                    "objectStoreRequestCount": d.requests,
+                    "keyCount": d.keys,
+                    "bytesStored": d.bytes,
+                })
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &Value::Array(body)))
+    }
+
+    /// `/metrics` in Prometheus text format, for the applications the token
+    /// may see.
+    async fn metrics(&self, req: hyper::Request<Incoming>) -> ApiResult {
+        let grant = self.authenticate(req.headers())?;
+        require(&grant, Scope::ReadStoreMetrics)?;
+        let today = dates::today();
+        let mut text = String::new();
+        text.push_str("# HELP ostore_requests_total Object-store requests of an application.\n");
+        text.push_str("# TYPE ostore_requests_total counter\n");
+        let mut gauges = String::new();
+        gauges
+            .push_str("# HELP ostore_keys Keys an application holds.\n# TYPE ostore_keys gauge\n");
+        let mut bytes = String::new();
+        bytes.push_str("# HELP ostore_bytes_stored Bytes an application stores at rest.\n");
+        bytes.push_str("# TYPE ostore_bytes_stored gauge\n");
+        for (org, env, app) in self.environments.iter() {
+            if !grant.principal.may_access(app) {
+                continue;
+            }
+            let app = self.objectstore.application(app).await?;
+            let total: u64 = app
+                .daily_stats(None, 0, today)
+                .await?
+                .values()
+                .map(|d| d.requests)
+                .sum();
+            let labels = format!(
+                "organization=\"{}\",environment=\"{}\"",
+                prometheus_escape(org),
+                prometheus_escape(env)
+            );
+            let footprint = app.footprint();
+            text.push_str(&format!("ostore_requests_total{{{labels}}} {total}\n"));
+            gauges.push_str(&format!("ostore_keys{{{labels}}} {}\n", footprint.keys));
+            bytes.push_str(&format!(
+                "ostore_bytes_stored{{{labels}}} {}\n",
+                footprint.bytes
+            ));
+        }
+        text.push_str(&gauges);
+        text.push_str(&bytes);
+        Ok(hyper::Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(
+                Full::new(Bytes::from(text))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .expect("a valid response"))
+    }
+
+    /// The application behind `org`/`env` if `grant` may use it; "not
+    /// found" otherwise, so that existence is not revealed.
+    fn environment_app(&self, grant: &Grant, org: &str, env: &str) -> Result<&str, ApiError> {
+        match self.environments.app(org, env) {
+            Some(app) if grant.principal.may_access(app) => Ok(app),
+            _ => Err(ApiError::not_found(format!(
+                "no environment {env:?} in organization {org:?}"
+            ))),
+        }
+    }
+
     async fn route(&self, req: hyper::Request<Incoming>) -> ApiResult {
         let segs = segments(req.uri().path())?;
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -360,16 +545,7 @@ impl Api {
         };
         let grant = self.authenticate(req.headers())?;
         let method = req.method().clone();
-        let need = |scope: Scope| -> Result<(), ApiError> {
-            if grant.has(scope) {
-                Ok(())
-            } else {
-                Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!("this token lacks the {scope} scope"),
-                ))
-            }
-        };
+        let need = |scope: Scope| require(&grant, scope);
         let app = self.application(&grant, org, env).await?;
         let query = req.uri().query().map(String::from);
         let query = query.as_deref();
@@ -502,6 +678,131 @@ impl Api {
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not served at this path"),
             )),
+        }
+    }
+}
+
+/// Fails with 403 unless `grant` carries `scope`.
+fn require(grant: &Grant, scope: Scope) -> Result<(), ApiError> {
+    if grant.has(scope) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token lacks the {scope} scope"),
+        ))
+    }
+}
+
+/// A label value in Prometheus text format.
+fn prometheus_escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Calendar days, UTC, as days since the Unix epoch.
+mod dates {
+    use super::ApiError;
+
+    pub fn today() -> u32 {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (secs / 86_400) as u32
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date.
+    fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let year_of_era = y - era * 400;
+        let m = i64::from(month);
+        let day_of_year = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        era * 146_097 + day_of_era - 719_468
+    }
+
+    /// The date of a day since 1970-01-01.
+    fn civil_from_days(days: i64) -> (i64, u32, u32) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z - era * 146_097;
+        let year_of_era =
+            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let mp = (5 * day_of_year + 2) / 153;
+        let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        (year, month, day)
+    }
+
+    /// Reads `YYYY-MM-DD`, optionally followed by a time (`T...`), which is
+    /// ignored: statistics are kept per UTC day.
+    pub fn parse_day(text: &str) -> Result<u32, ApiError> {
+        let bad =
+            || ApiError::bad_request(format!("{text:?} is not an ISO-8601 date like 2026-11-24"));
+        let date = text.split('T').next().unwrap_or_default();
+        let mut parts = date.split('-');
+        let (Some(y), Some(m), Some(d), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let (year, month, day): (i64, u32, u32) = (
+            y.parse().map_err(|_| bad())?,
+            m.parse().map_err(|_| bad())?,
+            d.parse().map_err(|_| bad())?,
+        );
+        if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
+            return Err(bad());
+        }
+        let days = days_from_civil(year, month, day);
+        // Reject days past the month's end (2026-02-30).
+        if civil_from_days(days) != (year, month, day) {
+            return Err(bad());
+        }
+        u32::try_from(days).map_err(|_| bad())
+    }
+
+    pub fn first_of_month(day: u32) -> u32 {
+        let (y, m, _) = civil_from_days(i64::from(day));
+        days_from_civil(y, m, 1) as u32
+    }
+
+    pub fn timestamp(day: u32) -> String {
+        let (y, m, d) = civil_from_days(i64::from(day));
+        format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn dates_round_trip_and_bad_ones_are_refused() {
+            assert_eq!(parse_day("1970-01-01").unwrap(), 0);
+            assert_eq!(parse_day("2000-03-01").unwrap(), 11_017);
+            let day = parse_day("2026-11-24T13:00:00Z").unwrap();
+            assert_eq!(timestamp(day), "2026-11-24T00:00:00Z");
+            assert_eq!(timestamp(first_of_month(day)), "2026-11-01T00:00:00Z");
+            assert_eq!(
+                timestamp(parse_day("2024-02-29").unwrap()),
+                "2024-02-29T00:00:00Z"
+            );
+            for bad in [
+                "2026-02-30",
+                "2025-02-29",
+                "2026-13-01",
+                "26-1-1x",
+                "",
+                "2026-11",
+                "1969-12-31",
+            ] {
+                assert!(parse_day(bad).is_err(), "{bad}");
+            }
         }
     }
 }

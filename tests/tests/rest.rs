@@ -546,3 +546,259 @@ async fn stores_are_created_configured_and_deleted() {
     assert_eq!(call(&host, &t, "GET", &orders, "").await.status, 404);
     assert_eq!(call(&host, &t, "DELETE", &orders, "").await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_every_guest_and_rest_request_exactly_across_a_restart() {
+    let s = setup(&[]);
+    let creds = s.credential(&["--app", "rest-app"], &[]);
+    let host = s.start();
+    let t = token(&host, &creds).await;
+    for i in 0..5 {
+        let body = format!(r#"{{"key": "k{i}", "value": "v"}}"#);
+        assert_eq!(host.request("POST", "/store", body).await.status, 200);
+    }
+    for i in 0..3 {
+        assert_eq!(host.get(&format!("/store/k{i}")).await.status, 200);
+    }
+    for i in 0..4 {
+        let r = call(&host, &t, "GET", &format!("{BASE}{TUTORIAL}/keys/k{i}"), "").await;
+        assert_eq!(r.status, 200);
+    }
+    for i in 0..2 {
+        let body = r#"{"valueType":"STRING","stringValue":"x"}"#;
+        let r = call(
+            &host,
+            &t,
+            "PUT",
+            &format!("{BASE}{TUTORIAL}/keys/r{i}"),
+            body,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let expected = 5 + 3 + 4 + 2;
+    let today = {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        secs / 86_400
+    };
+    let check = |host: &Host, t: String| {
+        let host_addr = host.addr;
+        async move {
+            for level in [
+                "/api/v1/stats/organizations/default".to_string(),
+                "/api/v1/stats/organizations/default/environments/rest-app".to_string(),
+                "/api/v1/stats/organizations/default/environments/rest-app/stores/_defaultUserObjectStore".to_string(),
+            ] {
+                let path = format!("{level}?period=1day");
+                let auth = format!("Bearer {t}");
+                let r = ostore_tests::request_with(host_addr, "GET", &path, &[("authorization", &auth)], Default::default()).await;
+                assert_eq!(r.status, 200, "{path}: {}", r.text());
+                let points = json(&r);
+                let points = points.as_array().unwrap();
+                assert_eq!(points.len(), 30, "30 days by default");
+                let last = points.last().unwrap();
+                assert_eq!(last["objectStoreRequestCount"], expected, "{path}: {last}");
+                assert_eq!(last["keyCount"], 7, "{path}");
+                assert!(last["bytesStored"].as_u64().unwrap() > 0);
+                let total: u64 = points.iter().map(|p| p["objectStoreRequestCount"].as_u64().unwrap()).sum();
+                assert_eq!(total, expected, "{path}: no other day has counts");
+            }
+        }
+    };
+    check(&host, t.clone()).await;
+    let month = call(
+        &host,
+        &t,
+        "GET",
+        "/api/v1/stats/organizations/default/environments/rest-app?period=1month",
+        "",
+    )
+    .await;
+    let month = json(&month);
+    assert_eq!(
+        month.as_array().unwrap().last().unwrap()["objectStoreRequestCount"],
+        expected
+    );
+    assert!(
+        month.as_array().unwrap().last().unwrap()["timeStamp"]
+            .as_str()
+            .unwrap()
+            .ends_with("-01T00:00:00Z")
+    );
+    let _ = today;
+
+    host.stop();
+    let host = s.start();
+    let t = token(&host, &creds).await;
+    check(&host, t.clone()).await;
+
+    // Wrong scope, other application, bad parameters.
+    let reader = s.credential(&["--app", "rest-app"], &["read:store"]);
+    let t_reader = token(&host, &reader).await;
+    let r = call(
+        &host,
+        &t_reader,
+        "GET",
+        "/api/v1/stats/organizations/default/environments/rest-app",
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = call(
+        &host,
+        &t,
+        "GET",
+        "/api/v1/stats/organizations/default/environments/other-app",
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    for q in [
+        "period=1year",
+        "startDate=2026-02-30",
+        "startDate=2026-12-01&endDate=2026-11-01",
+        "startDate=1990-01-01&endDate=2026-01-01",
+    ] {
+        let r = call(
+            &host,
+            &t,
+            "GET",
+            &format!("/api/v1/stats/organizations/default?{q}"),
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 400, "{q}");
+    }
+
+    let metrics = call(&host, &t, "GET", "/metrics", "").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        text.contains(&format!(
+            "ostore_requests_total{{organization=\"default\",environment=\"rest-app\"}} {expected}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("ostore_keys{organization=\"default\",environment=\"rest-app\"} 7"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("other-app"),
+        "an application token sees only its own application"
+    );
+    assert_eq!(host.get("/metrics").await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_over_the_rate_limit_gets_429_and_refused_writes_store_nothing() {
+    let s = setup(&["--max-requests-per-second", "5", "--max-keys", "8"]);
+    let creds = s.credential(&["--app", "rest-app"], &[]);
+    let host = s.start();
+    let t = token(&host, &creds).await;
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..30 {
+        let body = r#"{"valueType":"STRING","stringValue":"x"}"#;
+        let r = call(
+            &host,
+            &t,
+            "PUT",
+            &format!("{BASE}{TUTORIAL}/keys/flood-{i}"),
+            body,
+        )
+        .await;
+        match r.status {
+            200 => accepted.push(i),
+            429 => {
+                let after: u64 = r
+                    .header("retry-after")
+                    .expect("Retry-After")
+                    .parse()
+                    .unwrap();
+                assert!((1..=2).contains(&after));
+                refused.push(i);
+            }
+            other => panic!("status {other}: {}", r.text()),
+        }
+    }
+    assert!(
+        refused.len() >= 20,
+        "only {} of 30 were limited",
+        refused.len()
+    );
+    assert!(accepted.len() >= 5);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let keys = json(
+        &call(
+            &host,
+            &t,
+            "GET",
+            &format!("{BASE}{TUTORIAL}/keys?pageSize=100"),
+            "",
+        )
+        .await,
+    );
+    let mut listed: Vec<String> = keys["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["keyId"].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut want: Vec<String> = accepted.iter().map(|i| format!("flood-{i}")).collect();
+    want.sort();
+    assert_eq!(listed, want, "exactly the accepted writes are stored");
+
+    // The guest is limited by the same budget...
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(host.get("/store/flood-0").await.status);
+    }
+    assert!(
+        statuses.contains(&429),
+        "the guest shares the application's request rate: {statuses:?}"
+    );
+    // ...and by the same key quota (8 keys).
+    let mut quota_hit = false;
+    for i in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let body = format!(r#"{{"key": "g{i}", "value": "v"}}"#);
+        let r = host.request("POST", "/store", body).await;
+        match r.status {
+            200 => {}
+            507 => {
+                quota_hit = true;
+                break;
+            }
+            other => panic!("{other}: {}", r.text()),
+        }
+    }
+    assert!(quota_hit, "the 8-key quota stops the guest");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let keys = json(
+        &call(
+            &host,
+            &t,
+            "GET",
+            &format!("{BASE}{TUTORIAL}/keys?pageSize=100"),
+            "",
+        )
+        .await,
+    );
+    assert_eq!(keys["values"].as_array().unwrap().len(), 8);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let r = call(
+        &host,
+        &t,
+        "PUT",
+        &format!("{BASE}{TUTORIAL}/keys/one-more"),
+        r#"{"valueType":"STRING","stringValue":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 429);
+    assert!(json(&r)["message"].as_str().unwrap().contains("quota"));
+}
