@@ -36,6 +36,24 @@ enum Command {
     /// Manage the client credentials of the REST and Stats APIs.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// TLS helpers.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Make a self-signed certificate and key (PEM) for local use; pass them
+    /// to `ostore up --tls-cert --tls-key`. Clients must trust the
+    /// certificate explicitly (e.g. `curl --cacert cert.pem`).
+    SelfSigned {
+        /// Directory to write cert.pem and key.pem into.
+        #[arg(long, value_name = "DIR", default_value = ".ostore/tls")]
+        out_dir: PathBuf,
+        /// A host name or IP address the certificate is for; repeatable.
+        #[arg(long = "name", value_name = "NAME", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -182,6 +200,19 @@ struct UpArgs {
     #[arg(long = "environment", value_name = "APP=ENV", value_parser = parse_environment)]
     environments: Vec<(String, String)>,
 
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Serve plain HTTP on an address other than loopback. Without TLS,
+    /// tokens and data cross the network readable by anyone on the path.
+    #[arg(long)]
+    allow_plain_http: bool,
+
     /// Seconds a REST API bearer token stays valid.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     token_lifetime: u64,
@@ -218,6 +249,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Credentials(command) => credentials(command),
+            Command::Tls(TlsCommand::SelfSigned { out_dir, names }) => {
+                self_signed(&out_dir, &names)
+            }
         }
     });
     match result {
@@ -253,6 +287,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() && !args.allow_plain_http {
+        bail!(
+            "refusing to serve plain HTTP on {}, which is not a loopback address: \
+             give --tls-cert and --tls-key, or --allow-plain-http",
+            args.listen
+        );
+    }
     // Bind before the slow work, so that a port in use fails at once.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -318,7 +363,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let addr = listener.local_addr()?;
-    println!("Serving http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("Serving {scheme}://{addr}");
     println!("Available Routes:");
     for r in router.routes() {
         let wildcard = matches!(r.route, Route::Wildcard(_));
@@ -326,7 +372,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             Route::Wildcard(p) | Route::Exact(p) => p,
         };
         println!(
-            "  {}/{}: http://{addr}{path}{}",
+            "  {}/{}: {scheme}://{addr}{path}{}",
             r.application,
             r.component.id(),
             if wildcard { " (wildcard)" } else { "" }
@@ -339,7 +385,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let sweeper = store.spawn_sweeper(seconds(args.sweep_interval, "sweep-interval")?);
     let flusher = store.spawn_stats_flusher(Duration::from_secs(1));
-    serve(listener, router, shutdown_signal()).await?;
+    serve(listener, router, tls, shutdown_signal()).await?;
     sweeper.abort();
     flusher.abort();
     store
@@ -410,6 +456,27 @@ fn credentials(command: CredentialsCommand) -> anyhow::Result<()> {
             println!("deleted {client_id}");
         }
     }
+    Ok(())
+}
+
+/// Writes a self-signed certificate and its key into `dir`.
+fn self_signed(dir: &Path, names: &[String]) -> anyhow::Result<()> {
+    let (cert, key) = crate::tls::self_signed(names)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert)
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&key_path)
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes())?;
+    println!("certificate: {}", cert_path.display());
+    println!("private key: {}", key_path.display());
     Ok(())
 }
 

@@ -84,6 +84,7 @@ pub mod manifest;
 pub mod objectstore;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 
 pub use component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView, add_to_linker};
 

@@ -237,7 +237,11 @@ impl HttpComponent {
 
     /// Serves `req` with a fresh instance. Never fails: guest traps,
     /// timeouts and exhausted instance pools become 5xx responses.
-    pub async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        https: bool,
+    ) -> hyper::Response<ResponseBody> {
         let inner = &self.inner;
         let id = &inner.settings.id;
         let mut wasi = WasiCtx::builder();
@@ -266,7 +270,7 @@ impl HttpComponent {
         let prepared = store
             .data_mut()
             .http()
-            .new_incoming_request(Scheme::Http, req)
+            .new_incoming_request(if https { Scheme::Https } else { Scheme::Http }, req)
             .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
         let (req, out) = match prepared {
             Ok(pair) => pair,

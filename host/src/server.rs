@@ -9,6 +9,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
 use crate::manifest::{Manifest, Route};
@@ -119,6 +120,7 @@ impl Router {
         &self,
         mut req: hyper::Request<Incoming>,
         client: SocketAddr,
+        https: bool,
     ) -> hyper::Response<ResponseBody> {
         let path = req.uri().path().to_string();
         if let Some(api) = self.api.as_ref().filter(|_| Api::serves(&path)) {
@@ -144,15 +146,17 @@ impl Router {
                 headers.insert(name, value);
             }
         }
-        entry.component.handle(req).await
+        entry.component.handle(req, https).await
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes. Requests in
-/// flight when it does are finished; no new connection is accepted.
+/// Serves `router` on `listener` until `shutdown` completes, over TLS when
+/// given an acceptor. Requests in flight when it does are finished; no new
+/// connection is accepted.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let router = Arc::new(router);
@@ -174,16 +178,34 @@ pub async fn serve(
         // algorithm to meet the client's delayed ACK (40 ms stalls).
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let https = tls.is_some();
             let service = service_fn(move |req| {
                 let router = router.clone();
-                async move { Ok::<_, std::convert::Infallible>(router.handle(req, client).await) }
+                async move { Ok::<_, std::convert::Infallible>(router.handle(req, client, https).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let served = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::debug!("TLS handshake with {client} failed: {e}");
+                        return;
+                    }
+                },
+                None => {
+                    http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!("connection from {client}: {e}");
             }
         });

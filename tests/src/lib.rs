@@ -128,7 +128,10 @@ impl Host {
         let out_pipe = child.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
             for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("Serving http://") {
+                let served = line
+                    .strip_prefix("Serving http://")
+                    .or_else(|| line.strip_prefix("Serving https://"));
+                if let Some(addr) = served {
                     let _ = tx.send(addr.trim().to_string());
                 }
             }
