@@ -32,6 +32,11 @@ pub const TOKEN_PATH: &str = "/accounts/api/v2/oauth2/token";
 const API_PREFIX: &str = "/api/v1/";
 /// The Prometheus endpoint.
 pub const METRICS_PATH: &str = "/metrics";
+/// Where the OpenAPI document of these routes is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+/// The OpenAPI 3 document of the REST and Stats APIs; a test checks it
+/// against the real routes.
+pub const OPENAPI: &str = include_str!("openapi.json");
 /// The longest date range one stats query may span, so that an answer
 /// stays small whatever a client asks.
 const MAX_STATS_DAYS: u32 = 5 * 366;
@@ -258,6 +263,15 @@ impl Api {
         let path = req.uri().path();
         let result = if path == TOKEN_PATH {
             self.token(req).await
+        } else if path == OPENAPI_PATH {
+            Ok(hyper::Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(
+                    Full::new(Bytes::from_static(OPENAPI.as_bytes()))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .expect("a valid response"))
         } else if path == METRICS_PATH {
             self.metrics(req).await
         } else if path.starts_with("/api/v1/stats/") {

@@ -1,0 +1,224 @@
+//! The OpenAPI document describes the real routes: every documented
+//! operation, called on a real server, answers a documented status with a
+//! body of the documented shape.
+
+use serde_json::{Value, json};
+
+use ostore_tests::{Host, guest, run_ostore, write_manifest};
+
+/// Resolves a `$ref` within the document.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let mut node = doc;
+            for part in r.trim_start_matches("#/").split('/') {
+                node = &node[part];
+            }
+            resolve(doc, node)
+        }
+        None => schema,
+    }
+}
+
+/// Checks `value` against the subset of JSON Schema the document uses.
+fn check(doc: &Value, schema: &Value, value: &Value, at: &str) {
+    let schema = resolve(doc, schema);
+    if value.is_null() {
+        assert!(
+            schema["nullable"] == true,
+            "{at}: null where the schema does not allow it"
+        );
+        return;
+    }
+    match schema["type"].as_str() {
+        Some("object") => {
+            let object = value
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: not an object: {value}"));
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let name = required.as_str().unwrap();
+                assert!(object.contains_key(name), "{at}: missing {name} in {value}");
+            }
+            if let Some(props) = schema["properties"].as_object() {
+                for (name, v) in object {
+                    let prop = props
+                        .get(name)
+                        .unwrap_or_else(|| panic!("{at}: undocumented {name}"));
+                    check(doc, prop, v, &format!("{at}.{name}"));
+                }
+            }
+        }
+        Some("array") => {
+            for (i, item) in value
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: not an array"))
+                .iter()
+                .enumerate()
+            {
+                check(doc, &schema["items"], item, &format!("{at}[{i}]"));
+            }
+        }
+        Some("string") => assert!(value.is_string(), "{at}: not a string: {value}"),
+        Some("integer") => assert!(
+            value.is_u64() || value.is_i64(),
+            "{at}: not an integer: {value}"
+        ),
+        Some("number") => assert!(value.is_number(), "{at}: not a number: {value}"),
+        Some("boolean") => assert!(value.is_boolean(), "{at}: not a boolean: {value}"),
+        _ => {}
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        assert!(allowed.contains(value), "{at}: {value} not in {allowed:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_answers_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "api-app",
+        &[("/hello", "hello", &guest("hello"))],
+    );
+    let data = dir.path().join("data");
+    let made = run_ostore(
+        &[
+            "credentials",
+            "create",
+            "--admin",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(made.success, "{}", made.stderr);
+    let field = |name: &str| {
+        made.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (id, secret) = (field("client_id:"), field("client_secret:"));
+    let host = Host::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+
+    let served = host.get("/api/v1/openapi.json").await;
+    assert_eq!(served.status, 200);
+    let doc: Value = serde_json::from_slice(&served.body).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::from_str::<Value>(ostore::api::OPENAPI).unwrap()
+    );
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+
+    let token_body =
+        json!({"client_id": id, "client_secret": secret, "grant_type": "client_credentials"});
+    let r = host
+        .request(
+            "POST",
+            "/accounts/api/v2/oauth2/token",
+            token_body.to_string(),
+        )
+        .await;
+    let token = serde_json::from_slice::<Value>(&r.body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let auth = format!("Bearer {token}");
+
+    // Operations in an order where each finds what it needs: writes first,
+    // then reads, then deletes from the deepest path up.
+    let mut operations: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["post", "put", "get", "delete"] {
+            if item.get(method).is_some() {
+                operations.push((path.clone(), method.to_string()));
+            }
+        }
+    }
+    let rank = |(path, method): &(String, String)| match method.as_str() {
+        "post" | "put" => (0, path.len() as i64),
+        "get" => (1, 0),
+        _ => (2, -(path.len() as i64)),
+    };
+    operations.sort_by_key(rank);
+    assert!(
+        operations.len() >= 18,
+        "{} operations documented",
+        operations.len()
+    );
+
+    for (path, method) in &operations {
+        let operation = &doc["paths"][path][method];
+        let url = path
+            .replace("{org}", "default")
+            .replace("{env}", "api-app")
+            .replace("{store}", "scratch")
+            .replace("{partition}", "P")
+            .replace("{key}", "k");
+        let body = match operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+        {
+            Some("#/components/schemas/TokenRequest") => token_body.to_string(),
+            Some("#/components/schemas/StoreConfig") => r#"{"defaultTtlSeconds": 60}"#.into(),
+            Some("#/components/schemas/ValueWrite") => {
+                r#"{"valueType":"STRING","stringValue":"v"}"#.into()
+            }
+            Some(other) => panic!("no example body for {other}"),
+            None => String::new(),
+        };
+        let r = host
+            .request_with(
+                &method.to_uppercase(),
+                &url,
+                &[("authorization", &auth)],
+                body,
+            )
+            .await;
+        let documented = &operation["responses"][r.status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{method} {url} answered undocumented {}: {}",
+            r.status,
+            r.text()
+        );
+        assert!(
+            (200..300).contains(&r.status),
+            "{method} {url}: {} {}",
+            r.status,
+            r.text()
+        );
+        let documented = resolve(&doc, documented);
+        if let Some(schema) = documented["content"]["application/json"]["schema"].as_object() {
+            let value: Value = serde_json::from_slice(&r.body)
+                .unwrap_or_else(|e| panic!("{method} {url}: not JSON ({e}): {}", r.text()));
+            check(
+                &doc,
+                &Value::Object(schema.clone()),
+                &value,
+                &format!("{method} {url}"),
+            );
+        }
+        if documented["headers"]["ETag"].is_object() {
+            assert!(r.header("etag").is_some(), "{method} {url}: no ETag");
+        }
+    }
+
+    // Error answers have the documented shape too.
+    let r = host
+        .get("/api/v1/organizations/default/environments/api-app/stores")
+        .await;
+    assert_eq!(r.status, 401);
+    check(
+        &doc,
+        &json!({"$ref": "#/components/schemas/Error"}),
+        &serde_json::from_slice(&r.body).unwrap(),
+        "401",
+    );
+}
