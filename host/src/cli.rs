@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::api::{Api, Environments};
 use crate::auth::{Credentials, Principal, Scope};
 use crate::backend::FileBackend;
+use crate::client::{Client, encode_segment};
 use crate::encryption::{MASTER_KEY_ENV, MasterKey};
 use crate::manifest::{Manifest, Route};
 use crate::objectstore::{self, ObjectStore};
@@ -39,6 +40,175 @@ enum Command {
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Read, write, delete and list keys of a running server.
+    Kv {
+        #[command(subcommand)]
+        command: KvCommand,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List or delete the stores of a running server's application.
+    Stores {
+        #[command(subcommand)]
+        command: StoresCommand,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List or delete the partitions of a store.
+    Partitions {
+        #[command(subcommand)]
+        command: PartitionsCommand,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Requests per day or month, key counts and bytes stored.
+    Stats {
+        /// Only this store (default: all stores of the environment).
+        #[arg(long, value_name = "STORE")]
+        store: Option<String>,
+        /// First day, YYYY-MM-DD (default: 29 days before --end).
+        #[arg(long, value_name = "DATE")]
+        start: Option<String>,
+        /// Last day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long, value_name = "DATE")]
+        end: Option<String>,
+        /// 1day or 1month.
+        #[arg(long, value_name = "PERIOD", default_value = "1day")]
+        period: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Which server, application and credential the client commands use.
+#[derive(Args)]
+struct ServerArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "OSTORE_SERVER",
+        default_value = "http://127.0.0.1:3000",
+        global = true
+    )]
+    server: String,
+    /// The organization.
+    #[arg(
+        long = "org",
+        value_name = "ORG",
+        env = "OSTORE_ORGANIZATION",
+        default_value = "default",
+        global = true
+    )]
+    organization: String,
+    /// The environment, which names the application (by default its name).
+    #[arg(
+        long = "env",
+        value_name = "ENV",
+        env = "OSTORE_ENVIRONMENT",
+        global = true
+    )]
+    environment: Option<String>,
+    /// A bearer token (else one is fetched with the client credentials).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "OSTORE_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
+    /// Client id of a credential from `ostore credentials create`.
+    #[arg(long, value_name = "ID", env = "OSTORE_CLIENT_ID", global = true)]
+    client_id: Option<String>,
+    /// Its secret.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "OSTORE_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    client_secret: Option<String>,
+    /// A PEM certificate to trust for HTTPS (e.g. from `ostore tls self-signed`).
+    #[arg(long, value_name = "FILE", env = "OSTORE_CACERT", global = true)]
+    cacert: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KvCommand {
+    /// Print a key's value (binary values raw).
+    Get(KeyRef),
+    /// Store a value.
+    Put {
+        #[command(flatten)]
+        key: KeyRef,
+        /// The value (a string), or with --number a number.
+        value: Option<String>,
+        /// Store the bytes of this file as a BINARY value instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "value")]
+        file: Option<PathBuf>,
+        /// Store the value as a NUMBER.
+        #[arg(long)]
+        number: bool,
+        /// Seconds until the key expires (default: the store's TTL).
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+        /// With --ttl: reads extend the TTL.
+        #[arg(long, requires = "ttl")]
+        rolling: bool,
+    },
+    /// Delete a key.
+    Delete(KeyRef),
+    /// Print every key of a partition, one per line.
+    List {
+        #[command(flatten)]
+        partition: PartitionRef,
+        /// Only keys that start with this.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct PartitionRef {
+    /// The store.
+    #[arg(long, value_name = "STORE", default_value = objectstore::DEFAULT_STORE)]
+    store: String,
+    /// The partition.
+    #[arg(short, long, value_name = "PARTITION")]
+    partition: String,
+}
+
+#[derive(Args)]
+struct KeyRef {
+    #[command(flatten)]
+    partition: PartitionRef,
+    /// The key.
+    key: String,
+}
+
+#[derive(Subcommand)]
+enum StoresCommand {
+    /// List the stores with their TTL.
+    List,
+    /// Delete a store with all its partitions and keys.
+    Delete { store: String },
+}
+
+#[derive(Subcommand)]
+enum PartitionsCommand {
+    /// List the partitions of a store.
+    List {
+        #[arg(long, value_name = "STORE", default_value = objectstore::DEFAULT_STORE)]
+        store: String,
+    },
+    /// Delete a partition with all its keys.
+    Delete {
+        partition: String,
+        #[arg(long, value_name = "STORE", default_value = objectstore::DEFAULT_STORE)]
+        store: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -252,6 +422,16 @@ pub fn main() -> ExitCode {
             Command::Tls(TlsCommand::SelfSigned { out_dir, names }) => {
                 self_signed(&out_dir, &names)
             }
+            Command::Kv { command, server } => kv(command, server).await,
+            Command::Stores { command, server } => stores(command, server).await,
+            Command::Partitions { command, server } => partitions(command, server).await,
+            Command::Stats {
+                store,
+                start,
+                end,
+                period,
+                server,
+            } => stats(server, store, start, end, period).await,
         }
     });
     match result {
@@ -455,6 +635,228 @@ fn credentials(command: CredentialsCommand) -> anyhow::Result<()> {
             }
             println!("deleted {client_id}");
         }
+    }
+    Ok(())
+}
+
+/// A logged-in client and the path of its environment's stores.
+async fn connect(server: &ServerArgs) -> anyhow::Result<(Client, String)> {
+    let client = Client::new(&server.server, server.cacert.as_deref())?;
+    let client = match (&server.token, &server.client_id, &server.client_secret) {
+        (Some(token), _, _) => client.with_token(token.clone()),
+        (None, Some(id), Some(secret)) => client.login(id, secret).await?,
+        _ => bail!(
+            "give a token (--token / OSTORE_TOKEN) or client credentials \
+             (--client-id and --client-secret / OSTORE_CLIENT_ID and OSTORE_CLIENT_SECRET)"
+        ),
+    };
+    let env = server.environment.as_deref().context(
+        "give the environment (--env / OSTORE_ENVIRONMENT; by default an application's name)",
+    )?;
+    let base = format!(
+        "/api/v1/organizations/{}/environments/{}/stores",
+        encode_segment(&server.organization),
+        encode_segment(env)
+    );
+    Ok((client, base))
+}
+
+fn key_path(base: &str, key: &KeyRef) -> String {
+    format!(
+        "{base}/{}/partitions/{}/keys/{}",
+        encode_segment(&key.partition.store),
+        encode_segment(&key.partition.partition),
+        encode_segment(&key.key)
+    )
+}
+
+/// Calls every page of a listing and returns all `values`.
+async fn all_pages(client: &Client, path: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut values = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &next {
+            Some(token) => format!(
+                "{path}{sep}pageSize=1000&nextPageToken={}",
+                encode_segment(token)
+            ),
+            None => format!("{path}{sep}pageSize=1000"),
+        };
+        let page = client.call(http::Method::GET, &url, None, None).await?;
+        values.extend(page["values"].as_array().cloned().unwrap_or_default());
+        match page["nextPageToken"].as_str() {
+            Some(token) => next = Some(token.to_string()),
+            None => return Ok(values),
+        }
+    }
+}
+
+async fn kv(command: KvCommand, server: ServerArgs) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let (client, base) = connect(&server).await?;
+    match command {
+        KvCommand::Get(key) => {
+            let value = client
+                .call(http::Method::GET, &key_path(&base, &key), None, None)
+                .await?;
+            let mut out = std::io::stdout().lock();
+            match value["valueType"].as_str() {
+                Some("BINARY") => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(value["binaryValue"].as_str().unwrap_or_default())
+                        .context("the server sent malformed base64")?;
+                    out.write_all(&bytes)?;
+                }
+                Some("NUMBER") => writeln!(out, "{}", value["numberValue"])?,
+                _ => writeln!(out, "{}", value["stringValue"].as_str().unwrap_or_default())?,
+            }
+        }
+        KvCommand::Put {
+            key,
+            value,
+            file,
+            number,
+            ttl,
+            rolling,
+        } => {
+            let mut body = match (file, value) {
+                (Some(file), _) => {
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    serde_json::json!({
+                        "valueType": "BINARY",
+                        "binaryValue": base64::engine::general_purpose::STANDARD.encode(bytes),
+                    })
+                }
+                (None, Some(text)) if number => {
+                    let n: serde_json::Number = text
+                        .parse()
+                        .with_context(|| format!("{text:?} is not a number"))?;
+                    serde_json::json!({"valueType": "NUMBER", "numberValue": n})
+                }
+                (None, Some(text)) => {
+                    serde_json::json!({"valueType": "STRING", "stringValue": text})
+                }
+                (None, None) => bail!("give a value, or --file"),
+            };
+            if let Some(ttl) = ttl {
+                body["ttlSeconds"] = ttl.into();
+                body["rollingTtl"] = rolling.into();
+            }
+            client
+                .call(
+                    http::Method::PUT,
+                    &key_path(&base, &key),
+                    None,
+                    Some(body.to_string().into()),
+                )
+                .await?;
+        }
+        KvCommand::Delete(key) => {
+            client
+                .call(http::Method::DELETE, &key_path(&base, &key), None, None)
+                .await?;
+        }
+        KvCommand::List { partition, prefix } => {
+            let mut path = format!(
+                "{base}/{}/partitions/{}/keys",
+                encode_segment(&partition.store),
+                encode_segment(&partition.partition)
+            );
+            if let Some(prefix) = prefix {
+                path += &format!("?prefix={}", encode_segment(&prefix));
+            }
+            for value in all_pages(&client, &path).await? {
+                println!("{}", value["keyId"].as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn stores(command: StoresCommand, server: ServerArgs) -> anyhow::Result<()> {
+    let (client, base) = connect(&server).await?;
+    match command {
+        StoresCommand::List => {
+            for store in all_pages(&client, &base).await? {
+                let ttl = match store["defaultTtlSeconds"].as_u64() {
+                    Some(secs) if store["isFixedTtl"] == true => format!("ttl {secs}s static"),
+                    Some(secs) => format!("ttl {secs}s rolling"),
+                    None => "no expiry".to_string(),
+                };
+                println!("{}  {ttl}", store["storeId"].as_str().unwrap_or_default());
+            }
+        }
+        StoresCommand::Delete { store } => {
+            let path = format!("{base}/{}", encode_segment(&store));
+            client.call(http::Method::DELETE, &path, None, None).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn partitions(command: PartitionsCommand, server: ServerArgs) -> anyhow::Result<()> {
+    let (client, base) = connect(&server).await?;
+    match command {
+        PartitionsCommand::List { store } => {
+            let path = format!("{base}/{}/partitions", encode_segment(&store));
+            for name in all_pages(&client, &path).await? {
+                println!("{}", name.as_str().unwrap_or_default());
+            }
+        }
+        PartitionsCommand::Delete { partition, store } => {
+            let path = format!(
+                "{base}/{}/partitions/{}",
+                encode_segment(&store),
+                encode_segment(&partition)
+            );
+            client.call(http::Method::DELETE, &path, None, None).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn stats(
+    server: ServerArgs,
+    store: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    period: String,
+) -> anyhow::Result<()> {
+    let (client, base) = connect(&server).await?;
+    let mut path = base
+        .strip_suffix("/stores")
+        .expect("the stores path")
+        .replacen("/api/v1/", "/api/v1/stats/", 1);
+    if let Some(store) = store {
+        path += &format!("/stores/{}", encode_segment(&store));
+    }
+    path += &format!("?period={}", encode_segment(&period));
+    if let Some(start) = start {
+        path += &format!("&startDate={}", encode_segment(&start));
+    }
+    if let Some(end) = end {
+        path += &format!("&endDate={}", encode_segment(&end));
+    }
+    let points = client.call(http::Method::GET, &path, None, None).await?;
+    println!(
+        "{:<12} {:>10} {:>10} {:>14}",
+        "date", "requests", "keys", "bytes"
+    );
+    for p in points.as_array().into_iter().flatten() {
+        println!(
+            "{:<12} {:>10} {:>10} {:>14}",
+            p["timeStamp"]
+                .as_str()
+                .unwrap_or_default()
+                .get(..10)
+                .unwrap_or_default(),
+            p["objectStoreRequestCount"],
+            p["keyCount"],
+            p["bytesStored"]
+        );
     }
     Ok(())
 }

@@ -78,6 +78,7 @@ pub mod auth;
 pub mod backend;
 mod bindings;
 pub mod cli;
+pub mod client;
 pub mod component;
 pub mod encryption;
 pub mod manifest;

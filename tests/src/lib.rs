@@ -300,6 +300,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 #[derive(Debug)]
 pub struct Finished {
     pub success: bool,
+    /// Standard output, as printed (it may be binary).
+    pub raw_stdout: Vec<u8>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -330,6 +332,7 @@ pub fn run_ostore(args: &[&str], env: &[(&str, &str)]) -> Finished {
     Finished {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        raw_stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
