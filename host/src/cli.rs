@@ -21,6 +21,7 @@ use crate::manifest::{Manifest, Route};
 use crate::objectstore::{self, ObjectStore};
 use crate::runtime::{Runtime, SandboxConfig};
 use crate::server::{Router, serve};
+use crate::spin::RuntimeConfig;
 
 /// An encrypted object store for WebAssembly applications.
 #[derive(Parser)]
@@ -311,6 +312,13 @@ struct UpArgs {
     #[arg(long)]
     build: bool,
 
+    /// A Spin runtime config file: `[key_value_store.<label>]` tables map
+    /// store labels to a store and partition of the object store
+    /// (`type = "ostore"` or `"spin"`, `store`, `partition`, `ttl_seconds`,
+    /// `rolling`).
+    #[arg(long, value_name = "FILE")]
+    runtime_config_file: Option<PathBuf>,
+
     /// Directory of the encrypted database. Default: `.ostore` beside the
     /// first manifest.
     #[arg(long, value_name = "DIR", env = "OSTORE_DATA_DIR")]
@@ -461,6 +469,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             eprintln!("warning: {}: {warning}", m.path.display());
         }
     }
+    let runtime_config = match &args.runtime_config_file {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
+    for warning in &runtime_config.warnings {
+        eprintln!("warning: runtime config: {warning}");
+    }
     if args.build {
         for m in &manifests {
             build(m)?;
@@ -538,7 +553,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     for m in &manifests {
         let app = store.application(&m.name).await?;
         router
-            .add_application(&runtime, m, app)
+            .add_application(&runtime, m, app, &runtime_config)
+            .await
             .with_context(|| format!("{}", m.path.display()))?;
     }
 

@@ -85,6 +85,7 @@ pub mod manifest;
 pub mod objectstore;
 pub mod runtime;
 pub mod server;
+pub mod spin;
 pub mod tls;
 
 pub use component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView, add_to_linker};

@@ -27,6 +27,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView};
 use crate::objectstore::Application;
+use crate::spin::{Grants, SpinKvCtx, SpinKvCtxView, SpinKvView};
 
 /// The body of every response the host sends.
 pub type ResponseBody = HyperOutgoingBody;
@@ -110,6 +111,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow_from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow_from)?;
         crate::component::add_to_linker(&mut linker).map_err(anyhow_from)?;
+        crate::spin::add_to_linker(&mut linker).map_err(anyhow_from)?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(ProxyPre::new)
@@ -136,6 +138,8 @@ pub struct ComponentSettings {
     pub id: String,
     /// Environment variables the guest sees.
     pub environment: Vec<(String, String)>,
+    /// The Spin key-value store labels the component may open.
+    pub grants: Grants,
 }
 
 /// A component ready to serve HTTP requests, one fresh instance each.
@@ -157,6 +161,7 @@ struct InstanceState {
     http: WasiHttpCtx,
     table: ResourceTable,
     objectstore: ObjectStoreCtx,
+    spin_kv: SpinKvCtx,
     limits: StoreLimits,
     hooks: OutboundPolicy,
 }
@@ -176,6 +181,15 @@ impl WasiHttpView for InstanceState {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl SpinKvView for InstanceState {
+    fn spin_kv(&mut self) -> SpinKvCtxView<'_> {
+        SpinKvCtxView {
+            ctx: &mut self.spin_kv,
+            table: &mut self.table,
         }
     }
 }
@@ -254,6 +268,7 @@ impl HttpComponent {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             objectstore: ObjectStoreCtx::new(inner.app.clone()),
+            spin_kv: SpinKvCtx::new(inner.app.clone(), inner.settings.grants.clone()),
             limits: StoreLimitsBuilder::new()
                 .memory_size(inner.sandbox.max_instance_memory)
                 .build(),

@@ -15,6 +15,7 @@ use crate::api::Api;
 use crate::manifest::{Manifest, Route};
 use crate::objectstore::Application;
 use crate::runtime::{ComponentSettings, HttpComponent, ResponseBody, Runtime, text_response};
+use crate::spin::RuntimeConfig;
 
 /// A served route.
 #[derive(Clone)]
@@ -47,11 +48,12 @@ impl Router {
     /// and adds its routes. Fails if a route overlaps one of another
     /// application (within one application the most specific route wins,
     /// as in Spin).
-    pub fn add_application(
+    pub async fn add_application(
         &mut self,
         runtime: &Runtime,
         manifest: &Manifest,
         app: Application,
+        runtime_config: &RuntimeConfig,
     ) -> anyhow::Result<()> {
         if self.routes.iter().any(|r| r.application == manifest.name) {
             anyhow::bail!(
@@ -83,9 +85,12 @@ impl Router {
                         spec.source.display()
                     );
                 }
+                let grants = runtime_config.grant(&trigger.component, &spec.key_value_stores)?;
+                grants.prepare(&app).await?;
                 let settings = ComponentSettings {
                     id: trigger.component.clone(),
                     environment: spec.environment.clone().into_iter().collect(),
+                    grants,
                 };
                 let component = runtime
                     .load_http_component(&spec.source, app.clone(), settings)
