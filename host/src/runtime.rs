@@ -23,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView};
@@ -77,7 +78,8 @@ impl Runtime {
             .max_memory_size(config.max_instance_memory);
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .epoch_interruption(true);
+            .epoch_interruption(true)
+            .wasm_component_model_async(true);
         let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -110,12 +112,39 @@ impl Runtime {
         let mut linker = Linker::<InstanceState>::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow_from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow_from)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(anyhow_from)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(anyhow_from)?;
         crate::component::add_to_linker(&mut linker).map_err(anyhow_from)?;
         crate::spin::add_to_linker(&mut linker).map_err(anyhow_from)?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(ProxyPre::new)
-            .map_err(|e| anyhow::anyhow!("cannot link component {}: {e:#}", path.display()))?;
+        crate::spin::add_async_to_linker(&mut linker).map_err(anyhow_from)?;
+        // WASIp2 components export `wasi:http/incoming-handler@0.2.x`,
+        // WASIp3 ones (spin-sdk 7) `wasi:http/handler@0.3.x`.
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let link_error =
+            |e: wasmtime::Error| anyhow::anyhow!("cannot link component {}: {e:#}", path.display());
+        let instance_pre = linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = if exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/handler@0.3"))
+        {
+            Handler::P3(ServicePre::new(instance_pre).map_err(link_error)?)
+        } else if exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"))
+        {
+            Handler::P2(ProxyPre::new(instance_pre).map_err(link_error)?)
+        } else {
+            anyhow::bail!(
+                "component {} is not an HTTP component: it exports neither \
+                 wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3 (exports: {})",
+                path.display(),
+                exports.join(", ")
+            );
+        };
         Ok(HttpComponent {
             inner: Arc::new(ComponentInner {
                 pre,
@@ -148,8 +177,23 @@ pub struct HttpComponent {
     inner: Arc<ComponentInner>,
 }
 
+/// A pre-instantiated component of either WASI HTTP generation.
+enum Handler {
+    P2(ProxyPre<InstanceState>),
+    P3(ServicePre<InstanceState>),
+}
+
+impl Handler {
+    fn engine(&self) -> &Engine {
+        match self {
+            Handler::P2(pre) => pre.engine(),
+            Handler::P3(pre) => pre.engine(),
+        }
+    }
+}
+
 struct ComponentInner {
-    pre: ProxyPre<InstanceState>,
+    pre: Handler,
     app: Application,
     settings: ComponentSettings,
     sandbox: SandboxConfig,
@@ -281,6 +325,10 @@ impl HttpComponent {
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
+        let pre = match &inner.pre {
+            Handler::P2(pre) => pre.clone(),
+            Handler::P3(pre) => return self.handle_p3(pre.clone(), store, req, https).await,
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = store
             .data_mut()
@@ -291,7 +339,6 @@ impl HttpComponent {
             Ok(pair) => pair,
             Err(e) => return text_response(400, format!("bad request: {e}")),
         };
-        let pre = inner.pre.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -326,6 +373,100 @@ impl HttpComponent {
             }
         }
     }
+
+    /// Serves `req` with a WASIp3 component. The response body is gathered
+    /// while the instance runs (bounded by the instance's memory), then sent.
+    async fn handle_p3(
+        &self,
+        pre: ServicePre<InstanceState>,
+        mut store: Store<InstanceState>,
+        req: hyper::Request<Incoming>,
+        https: bool,
+    ) -> hyper::Response<ResponseBody> {
+        let id = self.inner.settings.id.clone();
+        let timeout = self.inner.sandbox.request_timeout;
+        let (mut parts, body) = req.into_parts();
+        if parts.uri.scheme().is_none() {
+            // p3 requests carry scheme and authority in the URI.
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+                .to_string();
+            let scheme = if https { "https" } else { "http" };
+            let path = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            if let Ok(uri) = format!("{scheme}://{host}{path}").parse() {
+                parts.uri = uri;
+            }
+        }
+        let body = body.map_err(|e| {
+            wasmtime_wasi_http::p3::bindings::http::types::ErrorCode::InternalError(Some(
+                e.to_string(),
+            ))
+        });
+        let req = hyper::Request::from_parts(parts, body);
+        let task = tokio::spawn(async move {
+            let (request, io) =
+                wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, req);
+            let service = pre.instantiate_async(&mut store).await?;
+            store
+                .run_concurrent(async |store| {
+                    let response = async {
+                        let response = match service.handle(store, request).await? {
+                            Ok(response) => response,
+                            Err(code) => return wasmtime::Result::Ok(Err(format!("{code:?}"))),
+                        };
+                        let response =
+                            store.with(|store| response.into_http(store, async { Ok(()) }))?;
+                        let (parts, body) = response.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map_err(|e| wasmtime::format_err!("reading the response body: {e:?}"))?
+                            .to_bytes();
+                        Ok(Ok((parts, body)))
+                    };
+                    let (response, _) = futures_join(response, io).await;
+                    response
+                })
+                .await?
+        });
+        // timeout( join( wasmtime::Result( answer ) ) )
+        match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
+            Ok(Ok(Ok(Ok((parts, body))))) => hyper::Response::from_parts(
+                parts,
+                Full::new(body)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            ),
+            Ok(Ok(Ok(Err(code)))) => {
+                tracing::warn!(component = %id, "guest answered with an error: {code}");
+                text_response(500, format!("the component failed: {code}"))
+            }
+            Ok(Ok(Err(e))) => guest_failure(&id, &e),
+            Ok(Err(e)) => {
+                tracing::error!(component = %id, "request task failed: {e}");
+                text_response(500, "the component failed")
+            }
+            Err(_) => {
+                tracing::warn!(component = %id, "request timed out after {timeout:?}");
+                text_response(
+                    504,
+                    format!("the component did not answer within {timeout:?}"),
+                )
+            }
+        }
+    }
+}
+
+/// Runs both futures to completion and returns both results.
+async fn futures_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    tokio::join!(a, b)
 }
 
 /// The response for a guest that trapped or could not be instantiated.
