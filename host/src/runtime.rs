@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder, Trap,
+    StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -72,9 +72,9 @@ impl Runtime {
         // A Rust wasip2 component instantiates a handful of core modules;
         // leave room for several memories and tables each.
         pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 8)
-            .total_memories(config.max_instances * 2)
-            .total_tables(config.max_instances * 4)
+            .total_core_instances(config.max_instances.saturating_mul(8))
+            .total_memories(config.max_instances.saturating_mul(2))
+            .total_tables(config.max_instances.saturating_mul(4))
             .max_memory_size(config.max_instance_memory);
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
@@ -107,7 +107,15 @@ impl Runtime {
         app: Application,
         settings: ComponentSettings,
     ) -> anyhow::Result<HttpComponent> {
-        let component = Component::from_file(&self.engine, path)
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read component {}: {e}", path.display()))?;
+        if !bytes.starts_with(b"\0asm") {
+            anyhow::bail!(
+                "{} is not a WebAssembly component (no \\0asm header)",
+                path.display()
+            );
+        }
+        let component = Component::new(&self.engine, &bytes)
             .map_err(|e| anyhow::anyhow!("cannot load component {}: {e:#}", path.display()))?;
         let mut linker = Linker::<InstanceState>::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow_from)?;
@@ -271,6 +279,17 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
+/// Handles one instance may hold at once (streams, stores, partitions...).
+/// They live in host memory, outside the guest's memory limit, so a guest
+/// must not be able to make millions of them.
+const MAX_RESOURCES_PER_INSTANCE: usize = 4096;
+
+fn resource_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES_PER_INSTANCE);
+    table
+}
+
 /// A plain-text response from the host itself.
 pub fn text_response(status: u16, text: impl Into<String>) -> hyper::Response<ResponseBody> {
     hyper::Response::builder()
@@ -310,7 +329,7 @@ impl HttpComponent {
         let state = InstanceState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table: resource_table(),
             objectstore: ObjectStoreCtx::new(inner.app.clone()),
             spin_kv: SpinKvCtx::new(inner.app.clone(), inner.settings.grants.clone()),
             limits: StoreLimitsBuilder::new()
@@ -321,9 +340,18 @@ impl HttpComponent {
         let mut store = Store::new(inner.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let timeout = inner.sandbox.request_timeout;
-        let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // At every epoch tick a running guest yields to the executor, so that
+        // a spinning guest holds a worker thread for one tick at a time and
+        // never starves other requests; past its deadline it is stopped.
+        let deadline = std::time::Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
 
         let pre = match &inner.pre {
             Handler::P2(pre) => pre.clone(),

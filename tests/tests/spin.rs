@@ -1,0 +1,189 @@
+//! Unchanged Spin apps on ostore: spin-sdk 7 (async, WASIp3) and spin-sdk
+//! 5.2 (sync, WASIp2) guests share data through labels, which are
+//! partitions of the object store, with everything that implies.
+
+use std::path::Path;
+
+use ostore_tests::{Host, files_under, guest, run_ostore};
+
+/// One application: both Spin guests and the tutorial flow, granted the
+/// `default` and `tutorial` labels (the latter maps to the tutorial flow's
+/// partition through the runtime config).
+fn manifest(dir: &Path, name: &str, labels: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "{name}"
+[[trigger.http]]
+route = "/v3/..."
+component = "v3"
+[[trigger.http]]
+route = "/v2/..."
+component = "v2"
+[[trigger.http]]
+route = "/store/..."
+component = "flow"
+[component.v3]
+source = {v3:?}
+key_value_stores = [{labels}]
+[component.v2]
+source = {v2:?}
+key_value_stores = [{labels}]
+[component.flow]
+source = {flow:?}
+"#,
+        v3 = guest("spin-kv-v3").display().to_string(),
+        v2 = guest("spin-kv-v2").display().to_string(),
+        flow = guest("store-flow").display().to_string(),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn runtime_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("runtime-config.toml");
+    std::fs::write(
+        &path,
+        "[key_value_store.tutorial]\ntype = \"ostore\"\npartition = \"ObjectStoreTutorial\"\n",
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_guests_pass_their_own_checks_and_share_data_with_every_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = manifest(dir.path(), "spin-app", r#""default", "tutorial""#);
+    let data = dir.path().join("data");
+    let config = runtime_config(dir.path());
+    let host = Host::start(&[
+        "-f",
+        app.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runtime-config-file",
+        config.to_str().unwrap(),
+    ]);
+
+    for base in ["/v3", "/v2"] {
+        let r = host.get(&format!("{base}/selftest")).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{base}");
+    }
+
+    // Written by spin-sdk 7, read by spin-sdk 5.2, on the default label.
+    assert_eq!(
+        host.request("PUT", "/v3/kv/shared", "from v3").await.status,
+        200
+    );
+    assert_eq!(host.get("/v2/kv/shared").await.text(), "from v3");
+    assert_eq!(host.get("/v2/exists/shared").await.text(), "true");
+    assert_eq!(
+        host.request("DELETE", "/v2/kv/shared", "").await.status,
+        200
+    );
+    assert_eq!(host.get("/v3/kv/shared").await.status, 404);
+    assert_eq!(host.get("/v3/exists/shared").await.text(), "false");
+
+    // The tutorial flow (a wit-bindgen guest) and both Spin guests see one
+    // partition through the `tutorial` label.
+    let saved = r#"{"key": "TestKey01", "value": "from the flow"}"#;
+    assert_eq!(host.request("POST", "/store", saved).await.status, 200);
+    assert_eq!(
+        host.get("/v3/kv/TestKey01?store=tutorial").await.text(),
+        "from the flow"
+    );
+    assert_eq!(
+        host.request("PUT", "/v2/kv/spin-key?store=tutorial", "from v2")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(host.get("/store/spin-key").await.text(), "from v2");
+    let keys = host.get("/v3/keys?store=tutorial").await.text();
+    assert_eq!(keys, "TestKey01\nspin-key\n");
+
+    // JSON helpers round-trip.
+    let doc = r#"{"name":"widget","count":3}"#;
+    assert_eq!(host.request("PUT", "/v3/json/doc", doc).await.status, 200);
+    let back: serde_json::Value =
+        serde_json::from_slice(&host.get("/v2/json/doc").await.body).unwrap();
+    assert_eq!(back, serde_json::json!({"name": "widget", "count": 3}));
+    host.stop();
+
+    // Nothing of it is plaintext at rest.
+    for needle in ["from v3", "from v2", "spin-key", "widget", "spin-app"] {
+        for file in files_under(&data) {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle:?} in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_checked_at_load_and_at_open_and_apps_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // A label that is neither `default` nor configured stops the start.
+    let bad = manifest(&dir.path().join("bad"), "bad-app", r#""default", "nope""#);
+    let run = run_ostore(
+        &[
+            "up",
+            "-f",
+            bad.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains("`v3`") && run.stderr.contains("\"nope\""),
+        "{}",
+        run.stderr
+    );
+
+    // Granted only `default`: opening `tutorial` (configured, but not
+    // granted to these components) is access-denied inside the guest.
+    let app = manifest(dir.path(), "one-app", r#""default""#);
+    let config = runtime_config(dir.path());
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = other_dir.join("other.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"other-app\"\n[[trigger.http]]\nroute = \"/other/...\"\ncomponent = \"v2\"\n[component.v2]\nsource = {:?}\nkey_value_stores = [\"default\"]\n",
+            guest("spin-kv-v2").display().to_string()
+        ),
+    )
+    .unwrap();
+    let host = Host::start(&[
+        "-f",
+        app.to_str().unwrap(),
+        "-f",
+        other.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runtime-config-file",
+        config.to_str().unwrap(),
+    ]);
+    for base in ["/v3", "/v2"] {
+        let r = host.get(&format!("{base}/kv/x?store=tutorial")).await;
+        assert_eq!(r.status, 403, "{base}: {}", r.text());
+    }
+    // Another application does not see this one's keys.
+    assert_eq!(
+        host.request("PUT", "/v2/kv/mine", "secret").await.status,
+        200
+    );
+    assert_eq!(host.get("/other/kv/mine").await.status, 404);
+    assert_eq!(host.get("/other/keys").await.text(), "");
+}
