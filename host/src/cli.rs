@@ -506,7 +506,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let master = load_master_key(&data_dir, args.key_file.as_deref())?;
-    let db_path = data_dir.join("ostore.redb");
+    let db_path = data_dir.join(DATABASE_FILE);
     let backend = FileBackend::open(&db_path)?;
     let config = objectstore::Config {
         limits: objectstore::Limits {
@@ -595,16 +595,32 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 /// The master key: from the environment, else from the key file (made if
 /// missing).
 fn load_master_key(data_dir: &Path, key_file: Option<&Path>) -> anyhow::Result<MasterKey> {
-    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        return MasterKey::parse(&text).with_context(|| format!("${MASTER_KEY_ENV}"));
+    match std::env::var(MASTER_KEY_ENV) {
+        Ok(text) => return MasterKey::parse(&text).with_context(|| format!("${MASTER_KEY_ENV}")),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("${MASTER_KEY_ENV} is not text"),
+        Err(std::env::VarError::NotPresent) => {}
     }
     let path = key_file.map_or_else(|| data_dir.join("master.key"), Path::to_path_buf);
+    // A new key for existing data would only be refused at open, and would
+    // leave a useless key file behind: say what is wrong instead.
+    let db = data_dir.join(DATABASE_FILE);
+    if !path.exists() && db.exists() {
+        bail!(
+            "{} holds data but the master key file {} is missing; give the key with \
+             --key-file or ${MASTER_KEY_ENV}",
+            db.display(),
+            path.display()
+        );
+    }
     let (key, created) = MasterKey::load_or_create(&path)?;
     if created {
         eprintln!("created a new master key in {}", path.display());
     }
     Ok(key)
 }
+
+/// The database file inside a data directory.
+const DATABASE_FILE: &str = "ostore.redb";
 
 fn credentials_file(data_dir: &Path) -> PathBuf {
     data_dir.join("credentials.sealed")

@@ -45,7 +45,7 @@ pub enum EncryptionError {
     #[error("malformed master key: {0}")]
     MalformedKey(String),
     /// Reading or writing the key file failed.
-    #[error("key file {path}: {source}")]
+    #[error("key file {path}")]
     KeyFile {
         path: String,
         source: std::io::Error,
@@ -76,10 +76,11 @@ impl MasterKey {
     /// Parses 64 hex digits (surrounding whitespace is ignored).
     pub fn parse(text: &str) -> Result<Self, EncryptionError> {
         let text = text.trim();
-        if text.len() != 64 {
+        // Checked before slicing: a multi-byte character must not split.
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(EncryptionError::MalformedKey(format!(
                 "expected 64 hex digits, found {} characters",
-                text.len()
+                text.chars().count()
             )));
         }
         let mut key = [0u8; 32];
@@ -269,5 +270,10 @@ mod tests {
         assert_eq!(MasterKey::parse(&key.to_hex()).unwrap().0, key.0);
         assert!(MasterKey::parse("abc").is_err());
         assert!(MasterKey::parse(&"zz".repeat(32)).is_err());
+        assert!(MasterKey::parse(&"+f".repeat(32)).is_err());
+        assert!(
+            MasterKey::parse(&format!("a{}", "€".repeat(21))).is_err(),
+            "no panic on multi-byte text"
+        );
     }
 }

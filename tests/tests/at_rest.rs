@@ -130,3 +130,43 @@ async fn a_wrong_master_key_is_refused_at_start() {
     let host = Host::start_with_env(&args, &[("OSTORE_MASTER_KEY", &right)]);
     assert_eq!(host.get("/store/k").await.text(), "v");
 }
+
+#[test]
+fn data_without_its_key_file_is_refused_without_making_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "keyless",
+        &[("/store/...", "store-flow", &guest("store-flow"))],
+    );
+    let data = dir.path().join("data");
+    let up = [
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    // A first start makes the key and the database; stop it at once.
+    let host = Host::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    host.stop();
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let run = run_ostore(&up, &[]);
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains("master key file") && run.stderr.contains("missing"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !data.join("master.key").exists(),
+        "no new key was made for old data"
+    );
+}

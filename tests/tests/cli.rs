@@ -88,7 +88,19 @@ fn unsupported_manifest_fields_are_named_in_a_warning() {
         ),
     )
     .unwrap();
-    let run = run_ostore(&["up", "-f", manifest.to_str().unwrap()], &[]);
+    // The start fails later (the component file is absent), after the
+    // warning; on a free port and in the temporary directory.
+    let data = dir.path().join("data");
+    let args = [
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let run = run_ostore(&args, &[]);
     assert!(
         run.stderr.contains("warning:") && run.stderr.contains("component.c.fancy_feature"),
         "{}",
