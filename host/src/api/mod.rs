@@ -685,8 +685,11 @@ impl Api {
                     .await?
                     .partition(partition)
                     .await?;
-                partition.remove(key).await?;
-                Ok(no_content())
+                if partition.delete(key).await? {
+                    Ok(no_content())
+                } else {
+                    Err(objectstore::Error::KeyNotFound.into())
+                }
             }
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -26,7 +26,6 @@ mod record;
 mod usage;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -362,6 +361,14 @@ impl ObjectStore {
             let mut progressed = false;
             for (index_key, _) in &due {
                 // x | expires(8) | app | store | partition | key
+                if index_key.len() != EXPIRY_KEY_LEN {
+                    tracing::warn!("dropping a malformed expiry index entry");
+                    let mut batch = Batch::new();
+                    batch.delete(index_key.clone(), Expect::Any);
+                    inner.backend.commit(batch).await?;
+                    progressed = true;
+                    continue;
+                }
                 let expires = u64::from_be_bytes(index_key[1..9].try_into().expect("8 bytes"));
                 if expires > now {
                     return Ok(deleted);
@@ -375,10 +382,16 @@ impl ObjectStore {
                 let mut freed = None;
                 if let Some(sealed) = inner.backend.get(&entry_key).await? {
                     let app = inner.app_state(app_tag, None).await?;
-                    let record = app.open_entry(&entry_key, &sealed)?;
-                    if record.expires == Some(expires) {
-                        freed = Some((app, (entry_key.len() + sealed.len()) as i64));
-                        batch.delete(entry_key.clone(), Expect::Value(sealed));
+                    match app.open_entry(&entry_key, &sealed) {
+                        Ok(record) if record.expires == Some(expires) => {
+                            freed = Some((app, (entry_key.len() + sealed.len()) as i64));
+                            batch.delete(entry_key.clone(), Expect::Value(sealed));
+                        }
+                        // Rewritten since: only the index entry is stale.
+                        Ok(_) => {}
+                        // A damaged record must not stop the sweep of all
+                        // others; it stays for an operator to see.
+                        Err(e) => tracing::warn!("expiry sweep skips a damaged record: {e}"),
                     }
                 }
                 match inner.backend.commit(batch).await {
@@ -915,7 +928,6 @@ impl Store {
             tag,
             record_key: key,
             ttl: record.as_ref().and_then(|r| r.ttl),
-            exists: Arc::new(AtomicBool::new(record.is_some())),
         })
     }
 
@@ -1021,8 +1033,6 @@ pub struct Partition {
     tag: Tag,
     record_key: Vec<u8>,
     ttl: Option<Ttl>,
-    /// Whether the partition record exists (else the next write makes it).
-    exists: Arc<AtomicBool>,
 }
 
 impl Partition {
@@ -1036,8 +1046,59 @@ impl Partition {
     }
 
     /// The TTL for keys without their own: the partition's or the store's.
+    /// The application's view of the partition wins over this handle's, so
+    /// that a TTL set through another handle applies at once.
     pub fn effective_ttl(&self) -> Ttl {
-        self.ttl.unwrap_or(self.store.default_ttl)
+        let cached = self
+            .app()
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .get(&(self.store.tag, self.tag))
+            .map(|r| r.ttl);
+        cached.unwrap_or(self.ttl).unwrap_or(self.store.default_ttl)
+    }
+
+    /// Makes the partition record if this application does not know it
+    /// exists: on its first write, and again after the partition was
+    /// deleted. Never overwrites a record (and so its TTL).
+    async fn ensure_record(&self) -> Result<(), Error> {
+        let id = (self.store.tag, self.tag);
+        let app = self.app();
+        if app
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .contains_key(&id)
+        {
+            return Ok(());
+        }
+        let mine = PartitionRecord {
+            name: self.name.to_string(),
+            ttl: self.ttl,
+        };
+        let mut batch = Batch::new();
+        let sealed = app.sealer.seal(&self.record_key, &mine.encode());
+        batch.put(self.record_key.clone(), sealed, Expect::Absent);
+        let record = match self.inner().backend.commit(batch).await {
+            Ok(()) => mine,
+            // Someone made it first: theirs holds the settings.
+            Err(BackendError::Conflict) => {
+                match self.inner().backend.get(&self.record_key).await? {
+                    Some(sealed) => {
+                        PartitionRecord::decode(&app.sealer.open(&self.record_key, &sealed)?)
+                            .map_err(|_| Error::Integrity)?
+                    }
+                    None => mine,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        app.partitions
+            .lock()
+            .expect("partitions lock")
+            .insert(id, record);
+        Ok(())
     }
 
     fn inner(&self) -> &Inner {
@@ -1092,7 +1153,6 @@ impl Partition {
             .expect("partitions lock")
             .insert((self.store.tag, self.tag), record);
         self.ttl = ttl;
-        self.exists.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -1103,8 +1163,14 @@ impl Partition {
         let Some(sealed) = self.inner().backend.get(entry_key).await? else {
             return Ok(None);
         };
-        let record = self.app().open_entry(entry_key, &sealed)?;
-        let live = record.expires.is_none_or(|e| e > now_ms());
+        let record = match self.app().open_entry(entry_key, &sealed) {
+            Ok(record) => Some(record),
+            Err(Error::Integrity) => None,
+            Err(e) => return Err(e),
+        };
+        let live = record
+            .as_ref()
+            .is_some_and(|r| r.expires.is_none_or(|e| e > now_ms()));
         Ok(Some(Stored {
             record,
             sealed,
@@ -1130,7 +1196,10 @@ impl Partition {
             None => Expect::Absent,
         };
         let tags = &entry_key[1..];
-        if let Some(expires) = previous.and_then(|p| p.record.expires) {
+        if let Some(expires) = previous
+            .and_then(|p| p.record.as_ref())
+            .and_then(|r| r.expires)
+        {
             batch.delete(expiry_key(expires, tags), Expect::Any);
         }
         let footprint = |sealed: &[u8]| (entry_key.len() + sealed.len()) as i64;
@@ -1146,17 +1215,6 @@ impl Partition {
                 if let Some(expires) = record.expires {
                     batch.put(expiry_key(expires, tags), Vec::new(), Expect::Any);
                 }
-                if !self.exists.load(Ordering::Acquire) {
-                    let partition = PartitionRecord {
-                        name: self.name.to_string(),
-                        ttl: self.ttl,
-                    };
-                    batch.put(
-                        self.record_key.clone(),
-                        app.sealer.seal(&self.record_key, &partition.encode()),
-                        Expect::Any,
-                    );
-                }
                 delta
             }
             None => {
@@ -1166,22 +1224,15 @@ impl Partition {
         };
         app.usage
             .check_quota(keys, bytes, &self.inner().config.limits)?;
+        if record.is_some() {
+            self.ensure_record().await?;
+        }
         match self.inner().backend.commit(batch).await {
             Ok(()) => {}
             Err(BackendError::Conflict) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
         app.usage.apply(self.store.tag, keys, bytes);
-        if record.is_some() && !self.exists.swap(true, Ordering::AcqRel) {
-            app.partitions
-                .lock()
-                .expect("partitions lock")
-                .entry((self.store.tag, self.tag))
-                .or_insert_with(|| PartitionRecord {
-                    name: self.name.to_string(),
-                    ttl: self.ttl,
-                });
-        }
         Ok(true)
     }
 
@@ -1192,23 +1243,39 @@ impl Partition {
     async fn modify<T>(
         &self,
         key: &str,
-        mut change: impl FnMut(Option<&EntryRecord>, u64) -> Result<(Option<EntryRecord>, T), Error>,
+        damaged: Damaged,
+        change: impl FnMut(Option<&EntryRecord>, u64) -> Result<(Option<EntryRecord>, T), Error>,
     ) -> Result<T, Error> {
+        Ok(self.modify_reporting_damage(key, damaged, change).await?.0)
+    }
+
+    /// [`modify`](Self::modify), also saying whether a damaged record was
+    /// replaced or deleted.
+    async fn modify_reporting_damage<T>(
+        &self,
+        key: &str,
+        damaged: Damaged,
+        mut change: impl FnMut(Option<&EntryRecord>, u64) -> Result<(Option<EntryRecord>, T), Error>,
+    ) -> Result<(T, bool), Error> {
         self.store.app.admit(self.store.tag)?;
         let entry_key = self.entry_key(key)?;
         let _guard = self.inner().key_locks.lock(&entry_key).await;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let stored = self.load(&entry_key).await?;
-            let live = stored.as_ref().filter(|s| s.live).map(|s| &s.record);
+            if damaged == Damaged::Refuse && stored.as_ref().is_some_and(|s| s.record.is_none()) {
+                return Err(Error::Integrity);
+            }
+            let live = stored.as_ref().and_then(Stored::live_record);
+            let was_damaged = stored.as_ref().is_some_and(|s| s.record.is_none());
             let (next, out) = change(live, now_ms())?;
-            if live.is_none() && next.is_none() {
-                return Ok(out);
+            if next.is_none() && stored.as_ref().is_none_or(Stored::is_dead) {
+                return Ok((out, false));
             }
             if self
                 .commit_entry(&entry_key, stored.as_ref(), next.as_ref())
                 .await?
             {
-                return Ok(out);
+                return Ok((out, was_damaged));
             }
         }
         Err(Error::Unavailable(
@@ -1249,7 +1316,7 @@ impl Partition {
         self.check_value(&value)?;
         let ttl = options.ttl.map(Ttl::check).transpose()?;
         let kind = options.kind.unwrap_or_else(|| ValueKind::of(&value));
-        self.modify(key, |previous, now| {
+        self.modify(key, Damaged::Replace, |previous, now| {
             if options.fail_if_present && previous.is_some() {
                 return Err(Error::KeyAlreadyExists);
             }
@@ -1272,7 +1339,7 @@ impl Partition {
         self.check_value(&value)?;
         let ttl = options.ttl.map(Ttl::check).transpose()?;
         let kind = options.kind.unwrap_or_else(|| ValueKind::of(&value));
-        self.modify(key, |previous, now| {
+        self.modify(key, Damaged::Refuse, |previous, now| {
             let current = previous.map(|p| p.version);
             if current != expected {
                 return Err(Error::VersionMismatch { current });
@@ -1287,7 +1354,7 @@ impl Partition {
     /// Adds `delta` to the decimal counter under `key` (absent counts as 0)
     /// and returns the new value.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        self.modify(key, |previous, now| {
+        self.modify(key, Damaged::Refuse, |previous, now| {
             let current = match previous {
                 None => 0,
                 Some(p) => std::str::from_utf8(&p.value)
@@ -1302,14 +1369,14 @@ impl Partition {
             let next = current.checked_add(delta).ok_or_else(|| {
                 Error::InvalidArgument(format!("incrementing {key:?} by {delta} overflows"))
             })?;
-            // A counter keeps the TTL it was created with, like any rewrite
-            // without an explicit TTL keeps inheriting.
+            // A counter keeps the TTL it was written with (a new one gets
+            // the partition's).
             let record = self.next_record(
                 key,
                 previous,
                 next.to_string().into_bytes(),
                 ValueKind::Number,
-                None,
+                previous.map(|p| p.ttl),
                 now,
             );
             Ok((Some(record), next))
@@ -1321,9 +1388,12 @@ impl Partition {
     pub async fn retrieve(&self, key: &str) -> Result<Entry, Error> {
         self.store.app.admit(self.store.tag)?;
         let entry_key = self.entry_key(key)?;
-        let stored = self.load(&entry_key).await?.filter(|s| s.live);
-        let stored = stored.ok_or(Error::KeyNotFound)?;
-        let mut record = stored.record.clone();
+        let stored = self.load(&entry_key).await?.ok_or(Error::KeyNotFound)?;
+        let mut record = match (&stored.record, stored.live) {
+            (None, _) => return Err(Error::Integrity),
+            (Some(_), false) => return Err(Error::KeyNotFound),
+            (Some(record), true) => record.clone(),
+        };
         if let Ttl::Rolling(secs) = record.ttl {
             let now = now_ms();
             let window = secs.saturating_mul(1000);
@@ -1354,16 +1424,30 @@ impl Partition {
     pub async fn contains(&self, key: &str) -> Result<bool, Error> {
         self.store.app.admit(self.store.tag)?;
         let entry_key = self.entry_key(key)?;
-        Ok(self.load(&entry_key).await?.is_some_and(|s| s.live))
+        match self.load(&entry_key).await? {
+            Some(stored) if stored.record.is_none() => Err(Error::Integrity),
+            stored => Ok(stored.is_some_and(|s| s.live)),
+        }
     }
 
     /// Removes `key` and returns what it held.
     pub async fn remove(&self, key: &str) -> Result<Entry, Error> {
-        self.modify(key, |previous, _| match previous {
+        self.modify(key, Damaged::Refuse, |previous, _| match previous {
             Some(p) => Ok((None, p.clone().into_entry())),
             None => Err(Error::KeyNotFound),
         })
         .await
+    }
+
+    /// Deletes `key` if it is there, even if its record is damaged; returns
+    /// whether it was.
+    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let (live, damaged) = self
+            .modify_reporting_damage(key, Damaged::Replace, |previous, _| {
+                Ok((None, previous.is_some()))
+            })
+            .await?;
+        Ok(live || damaged)
     }
 
     /// One page of key names.
@@ -1448,12 +1532,19 @@ async fn delete_entries(
         let mut batch = Batch::new();
         let mut freed: HashMap<Tag, (i64, i64)> = HashMap::new();
         for (key, sealed) in &chunk {
-            let record = app.open_entry(key, sealed)?;
-            if record.expires.is_none_or(|e| e > now) {
-                removed += 1;
-            }
-            if let Some(expires) = record.expires {
-                batch.delete(expiry_key(expires, &key[1..]), Expect::Any);
+            match app.open_entry(key, sealed) {
+                Ok(record) => {
+                    if record.expires.is_none_or(|e| e > now) {
+                        removed += 1;
+                    }
+                    if let Some(expires) = record.expires {
+                        batch.delete(expiry_key(expires, &key[1..]), Expect::Any);
+                    }
+                }
+                // A damaged record goes too (its index entry, if any, is
+                // dropped by the sweep); it counts as a key that was there.
+                Err(Error::Integrity) => removed += 1,
+                Err(e) => return Err(e),
             }
             batch.delete(key.clone(), Expect::Any);
             let f = freed.entry(store_tag_of(key)).or_default();
@@ -1469,10 +1560,38 @@ async fn delete_entries(
 
 /// A record as read from the backend.
 struct Stored {
-    record: EntryRecord,
+    /// `None` when the record failed its integrity check.
+    record: Option<EntryRecord>,
     sealed: Vec<u8>,
+    /// Intact and not expired.
     live: bool,
 }
+
+impl Stored {
+    fn live_record(&self) -> Option<&EntryRecord> {
+        self.record.as_ref().filter(|_| self.live)
+    }
+
+    /// Whether a write may skip this: an intact but expired record, which
+    /// the sweep reclaims.
+    fn is_dead(&self) -> bool {
+        self.record.is_some() && !self.live
+    }
+}
+
+/// What a read-modify-write does with a record that fails its integrity
+/// check.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Damaged {
+    /// Fail with `Integrity`: the operation needs the old value.
+    Refuse,
+    /// Treat it as absent and replace or delete it: the old value does not
+    /// matter, and the key must not stay unusable forever.
+    Replace,
+}
+
+/// Length of an expiry index key: `x`, the expiry, four tags.
+const EXPIRY_KEY_LEN: usize = 1 + 8 + 4 * TAG_LEN;
 
 fn expiry_key(expires: u64, tags: &[u8]) -> Vec<u8> {
     backend_key(b'x', &[&expires.to_be_bytes(), tags])

@@ -636,3 +636,129 @@ async fn request_counts_are_exact_and_survive_reopening() {
             .is_empty()
     );
 }
+
+/// Flips a byte in the middle of the one stored entry.
+async fn damage_the_entry(backend: &MemoryBackend) {
+    let (key, mut sealed) = backend
+        .scan(b"e", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let middle = sealed.len() / 2;
+    sealed[middle] ^= 0x01;
+    let mut batch = Batch::new();
+    batch.put(key, sealed, Expect::Any);
+    backend.commit(batch).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_record_is_reported_but_can_be_replaced_or_deleted_and_does_not_stop_the_sweep() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    let p = partition(&os, "app", "P").await;
+    p.store("bad", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    damage_the_entry(&backend).await;
+    assert!(matches!(p.retrieve("bad").await, Err(Error::Integrity)));
+    assert!(matches!(p.contains("bad").await, Err(Error::Integrity)));
+    assert!(
+        matches!(p.increment("bad", 1).await, Err(Error::Integrity)),
+        "needs the old value"
+    );
+    assert!(
+        matches!(p.remove("bad").await, Err(Error::Integrity)),
+        "cannot return the old value"
+    );
+    // Overwriting replaces it; deleting removes it.
+    p.store("bad", b"fresh".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(p.retrieve("bad").await.unwrap().value, b"fresh");
+    damage_the_entry(&backend).await;
+    assert!(p.delete("bad").await.unwrap());
+    assert!(!p.delete("bad").await.unwrap());
+    assert!(!p.contains("bad").await.unwrap());
+
+    // The sweep passes over a damaged record and reclaims the others.
+    let short = StoreOptions {
+        ttl: Some(Ttl::Fixed(1)),
+        ..Default::default()
+    };
+    p.store("broken", b"v".to_vec(), short).await.unwrap();
+    damage_the_entry(&backend).await;
+    let q = partition(&os, "app", "Q").await;
+    q.store("expiring", b"v".to_vec(), short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        os.sweep_expired().await.unwrap(),
+        1,
+        "the intact expired key is reclaimed"
+    );
+    assert!(!q.contains("expiring").await.unwrap());
+    assert!(
+        matches!(p.contains("broken").await, Err(Error::Integrity)),
+        "the damaged one is left"
+    );
+    assert_eq!(
+        os.sweep_expired().await.unwrap(),
+        0,
+        "and does not stop later sweeps"
+    );
+    // Clearing removes the damaged record too.
+    assert_eq!(p.clear().await.unwrap(), 1);
+    assert!(backend.scan(b"e", None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn partition_settings_hold_across_handles_and_deletion() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    let old = partition(&os, "app", "P").await;
+    let mut setter = partition(&os, "app", "P").await;
+    setter.set_ttl(Some(Ttl::Never)).await.unwrap();
+    // An older handle writes with the new setting and does not undo it.
+    assert_eq!(
+        old.store("k", b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap()
+            .expires,
+        None
+    );
+    let reopened = open_with(backend.clone(), &master).await;
+    assert_eq!(
+        partition(&reopened, "app", "P").await.effective_ttl(),
+        Ttl::Never
+    );
+
+    // After the partition is deleted, a write through an old handle brings
+    // it back as a listed partition.
+    let store = os
+        .application("app")
+        .await
+        .unwrap()
+        .default_store()
+        .await
+        .unwrap();
+    store.delete_partition("P").await.unwrap();
+    old.store("k2", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.list_partitions(None, 10).await.unwrap().items, ["P"]);
+}
+
+#[tokio::test]
+async fn a_counter_keeps_its_own_ttl() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let p = partition(&os, "app", "P").await;
+    let forever = StoreOptions {
+        ttl: Some(Ttl::Never),
+        ..Default::default()
+    };
+    p.store("n", b"1".to_vec(), forever).await.unwrap();
+    p.increment("n", 1).await.unwrap();
+    assert_eq!(p.retrieve("n").await.unwrap().metadata.expires, None);
+}

@@ -250,10 +250,7 @@ async fn get(
 
 /// Deletes `key`; an absent key is fine, as in Spin.
 async fn delete(partition: &Partition, key: &str) -> Result<(), objectstore::Error> {
-    match partition.remove(key).await {
-        Ok(_) | Err(objectstore::Error::KeyNotFound) => Ok(()),
-        Err(e) => Err(e),
-    }
+    partition.delete(key).await.map(drop)
 }
 
 /// Every key of a partition (Spin's get-keys has no cursor).
