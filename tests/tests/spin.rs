@@ -36,6 +36,7 @@ source = {flow:?}
         v2 = guest("spin-kv-v2").display().to_string(),
         flow = guest("store-flow").display().to_string(),
     );
+    std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
