@@ -110,6 +110,56 @@ async fn spin_guests_pass_their_own_checks_and_share_data_with_every_guest() {
     let back: serde_json::Value =
         serde_json::from_slice(&host.get("/v2/json/doc").await.body).unwrap();
     assert_eq!(back, serde_json::json!({"name": "widget", "count": 3}));
+
+    // Spin requests count in the statistics like any other: one each.
+    let made = run_ostore(
+        &[
+            "credentials",
+            "create",
+            "--admin",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let field = |name: &str| {
+        made.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let body = format!(
+        r#"{{"client_id":"{}","client_secret":"{}","grant_type":"client_credentials"}}"#,
+        field("client_id:"),
+        field("client_secret:")
+    );
+    let token: serde_json::Value = serde_json::from_slice(
+        &host
+            .request("POST", "/accounts/api/v2/oauth2/token", body)
+            .await
+            .body,
+    )
+    .unwrap();
+    let auth = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let requests = || async {
+        let r = host
+            .request_with("GET", "/metrics", &[("authorization", &auth)], "")
+            .await;
+        let line = r
+            .text()
+            .lines()
+            .find(|l| l.starts_with("ostore_requests_total{") && l.contains("\"spin-app\""))
+            .unwrap()
+            .to_string();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    let before = requests().await;
+    for base in ["/v3", "/v2", "/v2"] {
+        assert_eq!(host.get(&format!("{base}/exists/doc")).await.text(), "true");
+    }
+    assert_eq!(requests().await - before, 3);
     host.stop();
 
     // Nothing of it is plaintext at rest.
@@ -187,4 +237,60 @@ async fn labels_are_checked_at_load_and_at_open_and_apps_are_isolated() {
     );
     assert_eq!(host.get("/other/kv/mine").await.status, 404);
     assert_eq!(host.get("/other/keys").await.text(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_keyvalue_counts_exactly_and_reports_cas_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("wasi-kv.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"wasi-kv-app\"\n[[trigger.http]]\nroute = \"/wasi-kv/...\"\ncomponent = \"kv\"\n[component.kv]\nsource = {:?}\nkey_value_stores = [\"default\"]\n",
+            guest("wasi-kv").display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let host = Host::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let addr = host.addr;
+            tokio::spawn(async move {
+                ostore_tests::request(addr, "POST", "/wasi-kv/increment/hits", Default::default())
+                    .await
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        seen.push(r.text().parse::<i64>().unwrap());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (1..=64).collect::<Vec<_>>(),
+        "every increment saw its own count"
+    );
+    assert_eq!(
+        host.request("POST", "/wasi-kv/increment/hits", "")
+            .await
+            .text(),
+        "65"
+    );
+
+    assert_eq!(host.get("/wasi-kv/cas/hits").await.text(), "swapped");
+    let r = host.get("/wasi-kv/cas-conflict/hits").await;
+    assert_eq!(r.text(), "conflict changed by someone else");
+    assert_eq!(
+        host.request("PUT", "/wasi-kv/batch", "").await.text(),
+        "a=1 b=2 c= deleted=true"
+    );
 }
