@@ -8,6 +8,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use std::time::Duration;
+
+use hyper_util::rt::TokioTimer;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -155,9 +159,16 @@ impl Router {
     }
 }
 
+/// How long a client may take to send a request's headers; a slow or
+/// stalled client must not hold a connection forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Serves `router` on `listener` until `shutdown` completes, over TLS when
-/// given an acceptor. Requests in flight when it does are finished; no new
-/// connection is accepted.
+/// given an acceptor. Then it accepts no new connection and waits (at most
+/// [`SHUTDOWN_GRACE`]) for the requests in flight to be answered.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -165,6 +176,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let router = Arc::new(router);
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, client) = tokio::select! {
@@ -173,40 +185,51 @@ pub async fn serve(
                 Err(e) => {
                     // Running out of file descriptors must not end the server.
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
         };
         // Small request/response exchanges must not wait for Nagle's
         // algorithm to meet the client's delayed ACK (40 ms stalls).
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let tls = tls.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let https = tls.is_some();
             let service = service_fn(move |req| {
                 let router = router.clone();
                 async move { Ok::<_, std::convert::Infallible>(router.handle(req, client, https).await) }
             });
+            let mut http = http1::Builder::new();
+            http.keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             let served = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => {
-                        http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake with {client} failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake with {client} timed out");
+                            return;
+                        }
                     }
-                    Err(e) => {
-                        tracing::debug!("TLS handshake with {client} failed: {e}");
-                        return;
-                    }
-                },
+                }
                 None => {
-                    http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
                         .await
                 }
             };
@@ -215,4 +238,11 @@ pub async fn serve(
             }
         });
     }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?} were cut off");
+    }
+    Ok(())
 }

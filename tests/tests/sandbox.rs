@@ -71,3 +71,24 @@ async fn a_trapping_guest_gets_a_500_and_the_host_stays_up() {
     let unrouted = host.get("/nowhere").await;
     assert_eq!(unrouted.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_answers_the_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(dir.path(), "10");
+    let addr = host.addr;
+    let slow = tokio::spawn(async move {
+        ostore_tests::request(addr, "GET", "/misbehave/slow", Default::default()).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // SIGTERM while the request runs; `stop` waits for a clean exit.
+    tokio::task::spawn_blocking(move || host.stop())
+        .await
+        .unwrap();
+    let r = slow.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow ok"));
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}

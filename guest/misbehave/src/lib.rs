@@ -3,6 +3,8 @@
 //! * `GET /misbehave/loop` spins forever; the host must interrupt it.
 //! * `GET /misbehave/trap` panics, which traps the instance.
 //! * `GET /misbehave/ok` answers 200 `ok`, to show the host still serves.
+//! * `GET /misbehave/slow` waits 1.5 s (without spinning), then answers
+//!   200 `slow ok`: a request in flight, for shutdown tests.
 //! * `GET /misbehave/instance-requests` answers how many requests this
 //!   instance has served, counting this one: always `1` when the host gives
 //!   every request a fresh instance.
@@ -22,6 +24,7 @@ impl Handler for Misbehave {
             "/misbehave/loop" => spin,
             "/misbehave/trap" => trap,
             "/misbehave/ok" => ok,
+            "/misbehave/slow" => slow,
             "/misbehave/instance-requests" => instance_requests,
             _ => return Response::text(404, "no such route\n"),
         };
@@ -52,6 +55,11 @@ static SERVED: AtomicU64 = AtomicU64::new(0);
 fn instance_requests() -> Response {
     let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     Response::text(200, served.to_string())
+}
+
+fn slow() -> Response {
+    ostore_sdk::wasip2::clocks::monotonic_clock::subscribe_duration(1_500_000_000).block();
+    Response::text(200, "slow ok")
 }
 
 fn ok() -> Response {
