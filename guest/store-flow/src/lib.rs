@@ -157,6 +157,9 @@ fn parse_save_body(body: &[u8]) -> Result<Save, String> {
         }
     };
     let ttl = match object.remove("ttlSeconds") {
+        None if rolling => {
+            return Err("\"rollingTtl\" needs \"ttlSeconds\": the window to extend".to_string());
+        }
         None => None,
         Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s > 0) => {
             let seconds = n.as_u64().expect("checked");
@@ -306,6 +309,7 @@ mod tests {
             Ok(Some(Ttl::Rolling(5)))
         );
         assert!(parse_save_body(br#"{"key": "k", "value": "v", "ttlSeconds": 0}"#).is_err());
+        assert!(parse_save_body(br#"{"key": "k", "value": "v", "rollingTtl": true}"#).is_err());
         assert!(parse_save_body(br#"{"key": "k", "value": "v", "ttlSeconds": "5"}"#).is_err());
         let err = |body: &[u8]| parse_save_body(body).unwrap_err();
         assert!(err(b"").starts_with("request body is empty"));
