@@ -336,3 +336,47 @@ pub fn run_ostore(args: &[&str], env: &[(&str, &str)]) -> Finished {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Makes a credential with `ostore credentials create` for the data in
+/// `data_dir`; `who` is `["--app", NAME]` or `["--admin"]`, `scopes` empty
+/// for all. Returns the client id and secret.
+pub fn create_credential(data_dir: &Path, who: &[&str], scopes: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "credentials",
+        "create",
+        "--data-dir",
+        data_dir.to_str().expect("UTF-8 path"),
+    ];
+    args.extend(who);
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let run = run_ostore(&args, &[]);
+    assert!(run.success, "{}", run.stderr);
+    let field = |name: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {}", run.stdout))
+    };
+    (field("client_id:"), field("client_secret:"))
+}
+
+impl Host {
+    /// Exchanges a credential for a bearer token at the token endpoint.
+    pub async fn token(&self, (id, secret): &(String, String)) -> String {
+        let body = format!(
+            r#"{{"client_id":"{id}","client_secret":"{secret}","grant_type":"client_credentials"}}"#
+        );
+        let r = self
+            .request("POST", "/accounts/api/v2/oauth2/token", body)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        // {"access_token":"...","token_type":"bearer","expires_in":N}
+        let start = text.find("\"access_token\":\"").expect("an access_token") + 16;
+        let end = start + text[start..].find('"').expect("the token's end");
+        text[start..end].to_string()
+    }
+}

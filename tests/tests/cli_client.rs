@@ -1,7 +1,7 @@
 //! The command-line client (`ostore kv`, `stores`, `partitions`, `stats`)
 //! against a real HTTPS server.
 
-use ostore_tests::{Host, guest, run_ostore, write_manifest};
+use ostore_tests::{Host, create_credential, guest, run_ostore, write_manifest};
 
 #[test]
 fn kv_stores_partitions_and_stats_commands_work_over_https() {
@@ -20,27 +20,7 @@ fn kv_stores_partitions_and_stats_commands_work_over_https() {
         &[("/store/...", "flow", &guest("store-flow"))],
     );
     let data = dir.path().join("data");
-    let made = run_ostore(
-        &[
-            "credentials",
-            "create",
-            "--app",
-            "cli-app",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(made.success, "{}", made.stderr);
-    let field = |name: &str| {
-        made.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    let (id, secret) = (field("client_id:"), field("client_secret:"));
+    let (id, secret) = create_credential(&data, &["--app", "cli-app"], &[]);
     let cert = tls.join("cert.pem");
     let host = Host::start(&[
         "-f",

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use ostore_tests::{Host, guest, run_ostore, write_manifest};
+use ostore_tests::{Host, create_credential, guest, write_manifest};
 
 /// Resolves a `$ref` within the document.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -81,26 +81,8 @@ async fn every_documented_operation_answers_as_documented() {
         &[("/hello", "hello", &guest("hello"))],
     );
     let data = dir.path().join("data");
-    let made = run_ostore(
-        &[
-            "credentials",
-            "create",
-            "--admin",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(made.success, "{}", made.stderr);
-    let field = |name: &str| {
-        made.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    let (id, secret) = (field("client_id:"), field("client_secret:"));
+    let credential = create_credential(&data, &["--admin"], &[]);
+    let (id, secret) = credential.clone();
     let host = Host::start(&[
         "-f",
         manifest.to_str().unwrap(),
@@ -119,17 +101,7 @@ async fn every_documented_operation_answers_as_documented() {
 
     let token_body =
         json!({"client_id": id, "client_secret": secret, "grant_type": "client_credentials"});
-    let r = host
-        .request(
-            "POST",
-            "/accounts/api/v2/oauth2/token",
-            token_body.to_string(),
-        )
-        .await;
-    let token = serde_json::from_slice::<Value>(&r.body).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = host.token(&credential).await;
     let auth = format!("Bearer {token}");
 
     // Operations in an order where each finds what it needs: writes first,

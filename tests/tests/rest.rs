@@ -54,39 +54,11 @@ impl Setup {
 }
 
 fn credential(data: &Path, who: &[&str], scopes: &[&str]) -> (String, String) {
-    let mut args = vec![
-        "credentials",
-        "create",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ];
-    args.extend(who);
-    for s in scopes {
-        args.extend(["--scope", s]);
-    }
-    let run = run_ostore(&args, &[]);
-    assert!(run.success, "{}", run.stderr);
-    let field = |name: &str| {
-        run.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| panic!("no {name} in {}", run.stdout))
-    };
-    (field("client_id:"), field("client_secret:"))
+    ostore_tests::create_credential(data, who, scopes)
 }
 
-async fn token(host: &Host, (id, secret): &(String, String)) -> String {
-    let body = format!(
-        r#"{{"client_id":"{id}","client_secret":"{secret}","grant_type":"client_credentials"}}"#
-    );
-    let r = host
-        .request("POST", "/accounts/api/v2/oauth2/token", body)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(json["token_type"], "bearer");
-    json["access_token"].as_str().unwrap().to_string()
+async fn token(host: &Host, credential: &(String, String)) -> String {
+    host.token(credential).await
 }
 
 fn json(r: &ostore_tests::Response) -> serde_json::Value {

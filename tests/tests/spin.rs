@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use ostore_tests::{Host, files_under, guest, run_ostore};
+use ostore_tests::{Host, create_credential, files_under, guest, run_ostore};
 
 /// One application: both Spin guests and the tutorial flow, granted the
 /// `default` and `tutorial` labels (the latter maps to the tutorial flow's
@@ -112,37 +112,8 @@ async fn spin_guests_pass_their_own_checks_and_share_data_with_every_guest() {
     assert_eq!(back, serde_json::json!({"name": "widget", "count": 3}));
 
     // Spin requests count in the statistics like any other: one each.
-    let made = run_ostore(
-        &[
-            "credentials",
-            "create",
-            "--admin",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let field = |name: &str| {
-        made.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    let body = format!(
-        r#"{{"client_id":"{}","client_secret":"{}","grant_type":"client_credentials"}}"#,
-        field("client_id:"),
-        field("client_secret:")
-    );
-    let token: serde_json::Value = serde_json::from_slice(
-        &host
-            .request("POST", "/accounts/api/v2/oauth2/token", body)
-            .await
-            .body,
-    )
-    .unwrap();
-    let auth = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let admin = create_credential(&data, &["--admin"], &[]);
+    let auth = format!("Bearer {}", host.token(&admin).await);
     let requests = || async {
         let r = host
             .request_with("GET", "/metrics", &[("authorization", &auth)], "")
