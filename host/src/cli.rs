@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::{Api, Environments};
@@ -330,12 +331,13 @@ struct UpArgs {
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
 
-    /// Longest key, store or partition name, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    /// Longest key, store or partition name, in bytes (application names
+    /// too, so keep it at least as long as they are).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65_536).map(|n| n as usize))]
     max_key_bytes: usize,
 
-    /// Largest value, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 10 << 20)]
+    /// Largest value, in bytes (at most 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 10 << 20, value_parser = clap::value_parser!(u32).range(1..=1 << 30).map(|n| n as usize))]
     max_value_bytes: usize,
 
     /// Object-store requests per second one application may make (guest
@@ -343,6 +345,10 @@ struct UpArgs {
     /// 429. Default: unlimited.
     #[arg(long, value_name = "N")]
     max_requests_per_second: Option<u32>,
+
+    /// Stores one application may have.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
+    max_stores: usize,
 
     /// Keys one application may hold. Default: unlimited.
     #[arg(long, value_name = "N")]
@@ -357,12 +363,12 @@ struct UpArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     request_timeout: f64,
 
-    /// Linear memory one guest instance may use, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    /// Linear memory one guest instance may use, in MiB (1 to 4096).
+    #[arg(long, value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096).map(|n| n as usize))]
     max_instance_memory: usize,
 
-    /// Guest instances that may run at once.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    /// Guest instances that may run at once (1 to 10000).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_instances: u32,
 
     /// Seconds between sweeps that reclaim expired keys.
@@ -515,6 +521,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             requests_per_second: args.max_requests_per_second,
             max_keys: args.max_keys,
             max_bytes: args.max_bytes,
+            max_stores: args.max_stores,
         },
         ..Default::default()
     };

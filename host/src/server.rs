@@ -168,7 +168,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` until `shutdown` completes, over TLS when
 /// given an acceptor. Then it accepts no new connection and waits (at most
-/// [`SHUTDOWN_GRACE`]) for the requests in flight to be answered.
+/// 30 seconds) for the requests in flight to be answered.
 pub async fn serve(
     listener: TcpListener,
     router: Router,

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
@@ -29,6 +30,14 @@ const MAX_GROUP_BYTES: usize = 64 << 20;
 pub struct FileBackend {
     db: Arc<Database>,
     writer: GroupCommitWriter,
+}
+
+/// What the group-commit writer has done: how many batches it applied in
+/// how many durable transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub batches: u64,
+    pub transactions: u64,
 }
 
 impl FileBackend {
@@ -52,6 +61,14 @@ impl FileBackend {
         let db = Arc::new(db);
         let writer = GroupCommitWriter::start(db.clone())?;
         Ok(Self { db, writer })
+    }
+
+    /// Batches applied and transactions committed so far.
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            batches: self.writer.stats.batches.load(Ordering::Relaxed),
+            transactions: self.writer.stats.transactions.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -106,9 +123,16 @@ type Reply = oneshot::Sender<Result<(), BackendError>>;
 /// The single writer of a [`FileBackend`]: a thread that turns whatever
 /// batches are waiting into one durable transaction.
 struct GroupCommitWriter {
+    stats: Arc<Counters>,
     /// `None` only while dropping.
     queue: Option<mpsc::Sender<(Batch, Reply)>>,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    transactions: AtomicU64,
 }
 
 impl Drop for GroupCommitWriter {
@@ -126,11 +150,14 @@ impl Drop for GroupCommitWriter {
 impl GroupCommitWriter {
     fn start(db: Arc<Database>) -> Result<Self, BackendError> {
         let (queue, pending) = mpsc::channel();
+        let stats = Arc::new(Counters::default());
+        let counters = stats.clone();
         let thread = thread::Builder::new()
             .name("ostore-group-commit".into())
-            .spawn(move || Self::run(&db, &pending))
+            .spawn(move || Self::run(&db, &pending, &counters))
             .map_err(storage)?;
         Ok(Self {
+            stats,
             queue: Some(queue),
             thread: Some(thread),
         })
@@ -151,7 +178,7 @@ impl GroupCommitWriter {
     }
 
     /// Runs until every [`FileBackend`] handle (every queue sender) is gone.
-    fn run(db: &Database, pending: &mpsc::Receiver<(Batch, Reply)>) {
+    fn run(db: &Database, pending: &mpsc::Receiver<(Batch, Reply)>, counters: &Counters) {
         while let Ok(first) = pending.recv() {
             let mut group = vec![first];
             let mut bytes = batch_bytes(&group[0].0);
@@ -165,8 +192,11 @@ impl GroupCommitWriter {
                 }
             }
             let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+            let count = batches.len() as u64;
             match apply_group(db, batches) {
                 Ok(results) => {
+                    counters.transactions.fetch_add(1, Ordering::Relaxed);
+                    counters.batches.fetch_add(count, Ordering::Relaxed);
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(result);
                     }

@@ -12,7 +12,7 @@ mod memory;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use file::FileBackend;
+pub use file::{CommitStats, FileBackend};
 pub use memory::MemoryBackend;
 
 /// A key and its value.
@@ -225,7 +225,8 @@ mod contract {
         keeps_the_contract(Arc::new(FileBackend::open(&path).unwrap())).await;
         // Many concurrent writers, grouped into shared commits, all land.
         {
-            let b: Arc<dyn Backend> = Arc::new(FileBackend::open(&path).unwrap());
+            let file = Arc::new(FileBackend::open(&path).unwrap());
+            let b: Arc<dyn Backend> = file.clone();
             let writers: Vec<_> = (0..200u32)
                 .map(|i| {
                     let b = b.clone();
@@ -237,6 +238,14 @@ mod contract {
             for w in writers {
                 w.await.unwrap().unwrap();
             }
+            // Writes that waited while a commit was syncing shared the next
+            // transaction: fewer fsyncs than writes.
+            let stats = file.commit_stats();
+            assert_eq!(stats.batches, 200);
+            assert!(
+                stats.transactions < 200,
+                "{stats:?}: no write shared a commit"
+            );
         }
         let reopened = FileBackend::open(&path).unwrap();
         assert_eq!(reopened.scan(b"w/", None, 1000).await.unwrap().len(), 200);

@@ -177,6 +177,9 @@ pub struct Limits {
     pub max_keys: Option<u64>,
     /// Bytes one application may store at rest; `None`: unlimited.
     pub max_bytes: Option<u64>,
+    /// Stores one application may have. Opening a store by a new name makes
+    /// it, so this bounds what a guest can create with made-up names.
+    pub max_stores: usize,
 }
 
 impl Default for Limits {
@@ -187,6 +190,7 @@ impl Default for Limits {
             requests_per_second: None,
             max_keys: None,
             max_bytes: None,
+            max_stores: 1000,
         }
     }
 }
@@ -277,20 +281,41 @@ fn backend_key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     key
 }
 
-fn encode_cursor(tag: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(tag)
+/// Bytes of a cursor's check: it binds the cursor to its listing, so that
+/// a cursor of one partition is refused by another instead of silently
+/// skipping part of it.
+const CURSOR_CHECK_LEN: usize = 8;
+
+fn cursor_check(sealer: &Sealer, prefix: &[u8], tag: &[u8]) -> [u8; CURSOR_CHECK_LEN] {
+    let full = sealer.tag(b"cursor", prefix, tag);
+    full[..CURSOR_CHECK_LEN].try_into().expect("check length")
 }
 
-fn decode_cursor(cursor: Option<&str>) -> Result<Option<Tag>, Error> {
+/// A cursor: the last tag of the page and its check, base64url.
+fn encode_cursor(sealer: &Sealer, prefix: &[u8], tag: &[u8]) -> String {
+    let mut bytes = tag.to_vec();
+    bytes.extend_from_slice(&cursor_check(sealer, prefix, tag));
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_cursor(
+    sealer: &Sealer,
+    prefix: &[u8],
+    cursor: Option<&str>,
+) -> Result<Option<Tag>, Error> {
     let Some(cursor) = cursor else {
         return Ok(None);
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| Error::InvalidArgument("malformed cursor".into()))?;
-    Tag::try_from(bytes.as_slice())
-        .map(Some)
-        .map_err(|_| Error::InvalidArgument("malformed cursor".into()))
+    let malformed = || Error::InvalidArgument("malformed cursor, or one of another listing".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| malformed())?;
+    if bytes.len() != TAG_LEN + CURSOR_CHECK_LEN {
+        return Err(malformed());
+    }
+    let (tag, check) = bytes.split_at(TAG_LEN);
+    if check != cursor_check(sealer, prefix, tag) {
+        return Err(malformed());
+    }
+    Ok(Some(tag.try_into().expect("tag length")))
 }
 
 fn clamp_page_size(page_size: u32) -> usize {
@@ -691,6 +716,7 @@ impl Application {
         let prefix = backend_key(b's', &[&app.tag]);
         scan_page(
             &*self.inner.backend,
+            &app.sealer,
             &prefix,
             cursor,
             page_size,
@@ -759,6 +785,13 @@ impl Application {
             let Some(record) = &create else {
                 return Ok(None);
             };
+            let max = self.inner.config.limits.max_stores;
+            let existing = backend_key(b's', &[&app.tag]);
+            if self.inner.backend.scan(&existing, None, max).await?.len() >= max {
+                return Err(Error::QuotaExceeded(format!(
+                    "the application may have {max} stores"
+                )));
+            }
             let mut batch = Batch::new();
             batch.put(
                 key.clone(),
@@ -942,6 +975,7 @@ impl Store {
         let sealer = &self.app.state.sealer;
         let page = scan_page(
             &*self.app.inner.backend,
+            sealer,
             &prefix,
             cursor,
             page_size,
@@ -986,13 +1020,14 @@ impl Store {
 /// (which returns `None` for records to skip, such as expired keys).
 async fn scan_page<T>(
     backend: &dyn Backend,
+    sealer: &Sealer,
     prefix: &[u8],
     cursor: Option<&str>,
     page_size: u32,
     mut decode: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, Error>,
 ) -> Result<Page<T>, Error> {
     let want = clamp_page_size(page_size);
-    let mut after = decode_cursor(cursor)?.map(|tag| {
+    let mut after = decode_cursor(sealer, prefix, cursor)?.map(|tag| {
         let mut key = prefix.to_vec();
         key.extend_from_slice(&tag);
         key
@@ -1008,7 +1043,7 @@ async fn scan_page<T>(
                 let last = after.as_deref().expect("a full page has a last key");
                 return Ok(Page {
                     items,
-                    cursor: Some(encode_cursor(&last[last.len() - TAG_LEN..])),
+                    cursor: Some(encode_cursor(sealer, prefix, &last[last.len() - TAG_LEN..])),
                 });
             }
             if let Some(item) = decode(&key, &sealed)? {
@@ -1493,6 +1528,7 @@ impl Partition {
         let app = self.app();
         scan_page(
             &*self.inner().backend,
+            &app.sealer,
             &self.entry_prefix(),
             cursor,
             page_size,

@@ -211,6 +211,18 @@ async fn paging_returns_every_key_once() {
         p.list_keys(Some("not a cursor!"), 10).await,
         Err(Error::InvalidArgument(_))
     ));
+    // A cursor belongs to its listing: another partition refuses it.
+    let cursor = p.list_keys(None, 5).await.unwrap().cursor.unwrap();
+    let other = partition(&os, "app", "Other").await;
+    other
+        .store("x", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        other.list_keys(Some(&cursor), 5).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(p.list_keys(Some(&cursor), 5).await.unwrap().items.len(), 5);
 }
 
 #[tokio::test]
