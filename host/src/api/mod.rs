@@ -477,6 +477,33 @@ impl Api {
         Ok(json_response(StatusCode::OK, &Value::Array(body)))
     }
 
+    /// What an application holds and the limits it runs under.
+    async fn usage(&self, req: hyper::Request<Incoming>, org: &str, env: &str) -> ApiResult {
+        let grant = self.authenticate(req.headers())?;
+        require(&grant, Scope::ReadStoreMetrics)?;
+        if req.method() != Method::GET {
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
+        }
+        let app = self.application(&grant, org, env).await?;
+        let footprint = app.footprint();
+        let limits = &self.objectstore.config().limits;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "keyCount": footprint.keys,
+                "bytesStored": footprint.bytes,
+                "limits": {
+                    "requestsPerSecond": limits.requests_per_second,
+                    "maxKeys": limits.max_keys,
+                    "maxBytes": limits.max_bytes,
+                    "maxStores": limits.max_stores,
+                    "maxKeyBytes": limits.max_key_bytes,
+                    "maxValueBytes": limits.max_value_bytes,
+                },
+            }),
+        ))
+    }
+
     /// `/metrics` in Prometheus text format, for the applications the token
     /// may see.
     async fn metrics(&self, req: hyper::Request<Incoming>) -> ApiResult {
@@ -543,6 +570,18 @@ impl Api {
     async fn route(&self, req: hyper::Request<Incoming>) -> ApiResult {
         let segs = segments(req.uri().path())?;
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        if let [
+            "api",
+            "v1",
+            "organizations",
+            org,
+            "environments",
+            env,
+            "usage",
+        ] = segs.as_slice()
+        {
+            return self.usage(req, org, env).await;
+        }
         // api v1 organizations {org} environments {env} stores ...
         let [
             "api",
