@@ -11,12 +11,17 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`cli`] | the `ostore` command: flags, `ostore up` |
-//! | [`server`] | HTTP: routes requests to guest components, `serve(listener, router, shutdown)` |
+//! | [`cli`] | the `ostore` command: `up`, `credentials`, `tls`, and the client commands |
+//! | [`client`] | a small client of the REST and Stats APIs, for the client commands |
+//! | [`server`] | HTTP(S): routes requests to the API or to guest components, `serve(listener, router, tls, shutdown)` |
+//! | [`tls`] | rustls settings (TLS 1.2/1.3) and self-signed certificates |
+//! | [`api`] | the OSv2-shaped REST and Stats APIs, `/metrics`, the token endpoint, the OpenAPI document |
+//! | [`auth`] | client credentials, bearer tokens, scopes |
 //! | [`manifest`] | reading Spin manifests (`spin.toml`) |
-//! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request |
-//! | [`component`] | the WIT interface's host side and the embedding API |
-//! | [`objectstore`] | applications, stores, partitions, keys, TTL, limits |
+//! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request (WASIp2 and WASIp3) |
+//! | [`component`] | `ostore:objectstore` for guests, and the embedding API |
+//! | [`spin`] | Spin's key-value interfaces and wasi:keyvalue, labels, runtime config |
+//! | [`objectstore`] | applications, stores, partitions, keys, TTL, limits, usage and statistics |
 //! | [`encryption`] | AES-256-GCM sealing and HMAC lookup tags |
 //! | [`backend`] | the storage trait; redb file (group commit) and memory backends |
 //!
