@@ -493,6 +493,46 @@ async fn stores_are_created_configured_and_deleted() {
         400
     );
 
+    // A store's own key limit, on top of the application's.
+    let small = format!("{BASE}/small");
+    let r = call(&host, &t, "PUT", &small, r#"{"maxKeys": 2}"#).await;
+    assert_eq!((r.status, json(&r)["maxKeys"].as_u64()), (200, Some(2)));
+    let value = r#"{"valueType":"STRING","stringValue":"v"}"#;
+    for k in ["a", "b"] {
+        let r = call(
+            &host,
+            &t,
+            "PUT",
+            &format!("{small}/partitions/p/keys/{k}"),
+            value,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = call(
+        &host,
+        &t,
+        "PUT",
+        &format!("{small}/partitions/p/keys/c"),
+        value,
+    )
+    .await;
+    assert_eq!(r.status, 429);
+    assert!(
+        json(&r)["message"]
+            .as_str()
+            .unwrap()
+            .contains("the store may hold 2 keys")
+    );
+    let r = call(&host, &t, "GET", &small, "").await;
+    assert_eq!(json(&r)["keyCount"], 2);
+    assert_eq!(
+        call(&host, &t, "PUT", &small, r#"{"maxKeys": "many"}"#)
+            .await
+            .status,
+        400
+    );
+
     let r = call(
         &host,
         &t,

@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 
 use crate::auth::{AuthError, Credentials, Grant, Scope};
 use crate::objectstore::{
-    self, Application, DEFAULT_STORE, Entry, ObjectStore, Page, Store, StoreOptions, Ttl, ValueKind,
+    self, Application, DEFAULT_STORE, Entry, ObjectStore, Page, Store, StoreOptions, StoreQuota,
+    Ttl, ValueKind,
 };
 use crate::runtime::ResponseBody;
 
@@ -619,8 +620,8 @@ impl Api {
             ([store], &Method::PUT) => {
                 need(Scope::ManageStore)?;
                 let body = Self::body(req, 64 << 10).await?;
-                let ttl = parse_store_config(&body)?;
-                let store = app.configure_store(store, ttl).await?;
+                let (ttl, quota) = parse_store_config(&body)?;
+                let store = app.configure_store(store, ttl, quota).await?;
                 Ok(json_response(StatusCode::OK, &store_json(&store)))
             }
             ([store], &Method::DELETE) => {
@@ -942,36 +943,56 @@ fn store_json(store: &Store) -> Value {
         "persistent": true,
         "defaultTtlSeconds": seconds,
         "isFixedTtl": fixed,
+        "maxKeys": store.quota().max_keys,
+        "maxBytes": store.quota().max_bytes,
+        "keyCount": store.footprint().keys,
+        "bytesStored": store.footprint().bytes,
     })
 }
 
-/// `{"defaultTtlSeconds": N | null, "isFixedTtl": bool}`; null never expires.
-fn parse_store_config(body: &[u8]) -> Result<Ttl, ApiError> {
+/// `{"defaultTtlSeconds": N | null, "isFixedTtl": bool, "maxKeys": N |
+/// null, "maxBytes": N | null}`; a null TTL never expires, a null limit
+/// leaves only the application's.
+fn parse_store_config(body: &[u8]) -> Result<(Ttl, StoreQuota), ApiError> {
     let json: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?
     };
+    if !json.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     let fixed = match json.get("isFixedTtl") {
         None => true,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::bad_request("isFixedTtl must be true or false")),
     };
+    let limit = |name: &str| match json.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!("{name} must be a whole number, or null"))
+        }),
+    };
+    let quota = StoreQuota {
+        max_keys: limit("maxKeys")?,
+        max_bytes: limit("maxBytes")?,
+    };
     let seconds = match json.get("defaultTtlSeconds") {
         None => objectstore::DEFAULT_TTL_SECS,
-        Some(Value::Null) => return Ok(Ttl::Never),
+        Some(Value::Null) => return Ok((Ttl::Never, quota)),
         Some(v) => v.as_u64().filter(|&s| s > 0).ok_or_else(|| {
             ApiError::bad_request(
                 "defaultTtlSeconds must be a whole number of seconds above 0, or null for no expiry",
             )
         })?,
     };
-    Ok(if fixed {
+    let ttl = if fixed {
         Ttl::Fixed(seconds)
     } else {
         Ttl::Rolling(seconds)
-    })
+    };
+    Ok((ttl, quota))
 }
 
 /// The value JSON of an entry, OSv2's shape, with its version as ETag.

@@ -89,6 +89,15 @@ impl Ttl {
     }
 }
 
+/// Limits of one store, on top of its application's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreQuota {
+    /// Keys the store may hold; `None`: only the application's limit.
+    pub max_keys: Option<u64>,
+    /// Bytes the store may take at rest; `None`: only the application's.
+    pub max_bytes: Option<u64>,
+}
+
 /// What a value holds; kept so that the REST API can show it as OSv2 does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -666,6 +675,7 @@ impl Application {
         let created = StoreRecord {
             name: name.to_string(),
             default_ttl: self.inner.config.default_ttl,
+            quota: StoreQuota::default(),
         };
         Ok(self
             .load_store(name, Some(created))
@@ -678,9 +688,15 @@ impl Application {
         self.load_store(name, None).await
     }
 
-    /// Creates the store `name`, or changes its default TTL. Keys already
-    /// stored keep their expiry; later writes get the new TTL.
-    pub async fn configure_store(&self, name: &str, default_ttl: Ttl) -> Result<Store, Error> {
+    /// Creates the store `name`, or changes its default TTL and quota. Keys
+    /// already stored keep their expiry; later writes get the new TTL, and
+    /// the quota applies to later writes.
+    pub async fn configure_store(
+        &self,
+        name: &str,
+        default_ttl: Ttl,
+        quota: StoreQuota,
+    ) -> Result<Store, Error> {
         self.inner.check_name(name, "store name")?;
         let default_ttl = default_ttl.check()?;
         let app = &self.state;
@@ -690,6 +706,7 @@ impl Application {
         let record = StoreRecord {
             name: name.to_string(),
             default_ttl,
+            quota,
         };
         let mut batch = Batch::new();
         batch.put(
@@ -899,6 +916,7 @@ impl Application {
             tag,
             name: record.name.into(),
             default_ttl: record.default_ttl,
+            quota: record.quota,
         }
     }
 }
@@ -910,6 +928,7 @@ pub struct Store {
     tag: Tag,
     name: Arc<str>,
     default_ttl: Ttl,
+    quota: StoreQuota,
 }
 
 impl Store {
@@ -920,6 +939,16 @@ impl Store {
     /// The TTL of keys that neither they nor their partition give one.
     pub fn default_ttl(&self) -> Ttl {
         self.default_ttl
+    }
+
+    /// The store's own limits.
+    pub fn quota(&self) -> StoreQuota {
+        self.quota
+    }
+
+    /// How much the store holds.
+    pub fn footprint(&self) -> Footprint {
+        self.app.state.usage.footprint(self.tag)
     }
 
     fn partition_prefix(&self) -> Vec<u8> {
@@ -1259,6 +1288,8 @@ impl Partition {
         };
         app.usage
             .check_quota(keys, bytes, &self.inner().config.limits)?;
+        app.usage
+            .check_store_quota(self.store.tag, keys, bytes, &self.store.quota)?;
         if record.is_some() {
             self.ensure_record().await?;
         }

@@ -5,7 +5,7 @@
 //! to check. Decoding never trusts a length: a record that does not parse is
 //! reported like one that fails its integrity check.
 
-use super::{Ttl, ValueKind};
+use super::{StoreQuota, Ttl, ValueKind};
 
 const FORMAT: u8 = 1;
 
@@ -29,6 +29,7 @@ pub(crate) struct EntryRecord {
 pub(crate) struct StoreRecord {
     pub name: String,
     pub default_ttl: Ttl,
+    pub quota: StoreQuota,
 }
 
 /// A partition's settings.
@@ -93,6 +94,12 @@ impl Writer {
         self.0.extend_from_slice(v);
         self
     }
+    fn limit(&mut self, limit: Option<u64>) -> &mut Self {
+        match limit {
+            None => self.u8(0).u64(0),
+            Some(n) => self.u8(1).u64(n),
+        }
+    }
     fn ttl(&mut self, ttl: Option<Ttl>) -> &mut Self {
         match ttl {
             None => self.u8(0).u64(0),
@@ -141,6 +148,15 @@ impl<'a> Reader<'a> {
     }
     fn key32(&mut self) -> Result<[u8; 32], Malformed> {
         Ok(self.take(32)?.try_into().expect("32 bytes"))
+    }
+    fn limit(&mut self) -> Result<Option<u64>, Malformed> {
+        let set = self.u8()?;
+        let n = self.u64()?;
+        match set {
+            0 => Ok(None),
+            1 => Ok(Some(n)),
+            _ => Err(Malformed),
+        }
     }
     fn ttl(&mut self) -> Result<Option<Ttl>, Malformed> {
         let kind = self.u8()?;
@@ -197,6 +213,7 @@ impl StoreRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.bytes(self.name.as_bytes()).ttl(Some(self.default_ttl));
+        w.limit(self.quota.max_keys).limit(self.quota.max_bytes);
         w.0
     }
 
@@ -205,6 +222,10 @@ impl StoreRecord {
         let record = Self {
             name: r.string()?,
             default_ttl: r.ttl()?.ok_or(Malformed)?,
+            quota: StoreQuota {
+                max_keys: r.limit()?,
+                max_bytes: r.limit()?,
+            },
         };
         r.finish()?;
         Ok(record)
@@ -279,6 +300,10 @@ mod tests {
         let store = StoreRecord {
             name: "s".into(),
             default_ttl: Ttl::Fixed(9),
+            quota: StoreQuota {
+                max_keys: Some(0),
+                max_bytes: None,
+            },
         };
         assert_eq!(StoreRecord::decode(&store.encode()).unwrap(), store);
     }

@@ -434,7 +434,10 @@ async fn stores_are_listed_configured_and_deleted_with_their_data() {
         app.find_store("S").await.unwrap().is_none(),
         "finding does not create"
     );
-    let s = app.configure_store("S", Ttl::Rolling(60)).await.unwrap();
+    let s = app
+        .configure_store("S", Ttl::Rolling(60), StoreQuota::default())
+        .await
+        .unwrap();
     assert_eq!(s.default_ttl(), Ttl::Rolling(60));
     let p = s.partition("P").await.unwrap();
     p.store("k", b"v".to_vec(), StoreOptions::default())

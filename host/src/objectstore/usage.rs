@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Error, Limits};
+use super::{Error, Limits, StoreQuota};
 use crate::encryption::Tag;
 
 /// Usage counters of one application on this host.
@@ -96,6 +96,34 @@ impl AppUsage {
         {
             return Err(Error::QuotaExceeded(format!(
                 "the application may store {max} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fails if adding `keys` and `bytes` to `store` would exceed its quota.
+    pub(crate) fn check_store_quota(
+        &self,
+        store: Tag,
+        keys: i64,
+        bytes: i64,
+        quota: &StoreQuota,
+    ) -> Result<(), Error> {
+        let now = self.footprint(store);
+        if let Some(max) = quota.max_keys
+            && keys > 0
+            && now.keys.saturating_add(keys as u64) > max
+        {
+            return Err(Error::QuotaExceeded(format!(
+                "the store may hold {max} keys"
+            )));
+        }
+        if let Some(max) = quota.max_bytes
+            && bytes > 0
+            && now.bytes.saturating_add(bytes as u64) > max
+        {
+            return Err(Error::QuotaExceeded(format!(
+                "the store may take {max} bytes"
             )));
         }
         Ok(())
