@@ -583,7 +583,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     for (org, env, app) in environments.iter() {
         println!(
-            "  {app}: REST API http://{addr}/api/v1/organizations/{org}/environments/{env}/stores"
+            "  {app}: REST API {scheme}://{addr}/api/v1/organizations/{org}/environments/{env}/stores"
         );
     }
     let sweeper = store.spawn_sweeper(seconds(args.sweep_interval, "sweep-interval")?);
