@@ -115,6 +115,17 @@ pub struct ComponentSpec {
     pub build: Option<BuildSpec>,
     pub environment: BTreeMap<String, String>,
     pub key_value_stores: Vec<String>,
+    /// Directories the component sees, read-only.
+    pub files: Vec<Mount>,
+}
+
+/// A host directory the guest sees, read-only, at `guest_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Resolved against the manifest's directory.
+    pub host_path: PathBuf,
+    /// Absolute, in the guest's file system.
+    pub guest_path: String,
 }
 
 /// How `ostore up --build` builds a component.
@@ -170,8 +181,18 @@ struct RawComponent {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     key_value_stores: Vec<String>,
+    #[serde(default)]
+    files: Vec<RawFiles>,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
+}
+
+/// A `files` entry: a path, or `{ source, destination }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawFiles {
+    Path(String),
+    Mapped { source: String, destination: String },
 }
 
 #[derive(Deserialize)]
@@ -243,6 +264,37 @@ impl Manifest {
                 }
             };
             warn_unsupported(&mut warnings, &format!("component.{id}."), &c.other);
+            let mut files = Vec::new();
+            for entry in c.files {
+                let (source, destination) = match entry {
+                    RawFiles::Path(path) => {
+                        (path.clone(), format!("/{}", path.trim_start_matches("./")))
+                    }
+                    RawFiles::Mapped {
+                        source,
+                        destination,
+                    } => (source, destination),
+                };
+                let host_path = dir.join(&source);
+                // Spin also takes single files and glob patterns; ostore
+                // mounts directories only, and says so.
+                if !host_path.is_dir() {
+                    warnings.push(format!(
+                        "component.{id}.files: {source:?} is not a directory and is not mounted \
+                         (only directories are supported)"
+                    ));
+                    continue;
+                }
+                if !destination.starts_with('/') {
+                    return Err(malformed(format!(
+                        "component `{id}`: files destination {destination:?} must be absolute"
+                    )));
+                }
+                files.push(Mount {
+                    host_path,
+                    guest_path: destination,
+                });
+            }
             let build = c.build.map(|b| {
                 warn_unsupported(&mut warnings, &format!("component.{id}.build."), &b.other);
                 BuildSpec {
@@ -257,6 +309,7 @@ impl Manifest {
                     build,
                     environment: c.environment,
                     key_value_stores: c.key_value_stores,
+                    files,
                 },
             );
         }

@@ -177,6 +177,8 @@ pub struct ComponentSettings {
     pub environment: Vec<(String, String)>,
     /// The Spin key-value store labels the component may open.
     pub grants: Grants,
+    /// Host directories the guest sees, read-only.
+    pub files: Vec<crate::manifest::Mount>,
 }
 
 /// A component ready to serve HTTP requests, one fresh instance each.
@@ -325,6 +327,17 @@ impl HttpComponent {
         wasi.inherit_stdout().inherit_stderr();
         for (k, v) in &inner.settings.environment {
             wasi.env(k, v);
+        }
+        for mount in &inner.settings.files {
+            let preopened = wasi.preopened_dir(
+                &mount.host_path,
+                &mount.guest_path,
+                wasmtime_wasi::FsPerms::ReadOnly,
+            );
+            if let Err(e) = preopened {
+                tracing::error!(component = %inner.settings.id, "cannot mount {}: {e}", mount.host_path.display());
+                return text_response(500, "the component's files are not available");
+            }
         }
         let state = InstanceState {
             wasi: wasi.build(),

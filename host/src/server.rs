@@ -95,6 +95,7 @@ impl Router {
                     id: trigger.component.clone(),
                     environment: spec.environment.clone().into_iter().collect(),
                     grants,
+                    files: spec.files.clone(),
                 };
                 let component = runtime
                     .load_http_component(&spec.source, app.clone(), settings)

@@ -26,9 +26,11 @@ component = "flow"
 [component.v3]
 source = {v3:?}
 key_value_stores = [{labels}]
+files = [{{ source = "static", destination = "/static" }}]
 [component.v2]
 source = {v2:?}
 key_value_stores = [{labels}]
+files = ["static", "*.md"]
 [component.flow]
 source = {flow:?}
 "#,
@@ -36,7 +38,8 @@ source = {flow:?}
         v2 = guest("spin-kv-v2").display().to_string(),
         flow = guest("store-flow").display().to_string(),
     );
-    std::fs::create_dir_all(dir).unwrap();
+    std::fs::create_dir_all(dir.join("static")).unwrap();
+    std::fs::write(dir.join("static/hello.txt"), "hello from a file").unwrap();
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
@@ -70,7 +73,24 @@ async fn spin_guests_pass_their_own_checks_and_share_data_with_every_guest() {
     for base in ["/v3", "/v2"] {
         let r = host.get(&format!("{base}/selftest")).await;
         assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{base}");
+        // `files` mounts directories read-only, and nothing else.
+        let r = host.get(&format!("{base}/file/static/hello.txt")).await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "hello from a file"),
+            "{base}"
+        );
+        assert_eq!(
+            host.get(&format!("{base}/file/etc/passwd")).await.status,
+            404
+        );
     }
+    assert!(
+        host.stderr()
+            .contains("component.v2.files: \"*.md\" is not a directory"),
+        "{}",
+        host.stderr()
+    );
 
     // Written by spin-sdk 7, read by spin-sdk 5.2, on the default label.
     assert_eq!(

@@ -34,6 +34,12 @@ fn handle(request: Request) -> Response {
         Ok(routed) => routed,
         Err(status) => return Response::new(status, ()),
     };
+    if let Op::File(path) = &routed.op {
+        return match std::fs::read(path) {
+            Ok(bytes) => Response::new(200, bytes),
+            Err(e) => Response::new(404, e.to_string()),
+        };
+    }
     let store = match Store::open(&routed.label) {
         Ok(store) => store,
         Err(e) => return store_error(e),
@@ -71,6 +77,7 @@ fn handle(request: Request) -> Response {
             },
             Err(e) => Response::new(400, e.to_string()),
         }),
+        Op::File(_) => unreachable!("answered before the store is opened"),
         Op::SelfTest => Ok(match selftest(&store) {
             Ok(()) => Response::new(200, "ok"),
             Err(e) => Response::new(500, format!("{e:#}")),

@@ -38,6 +38,12 @@ async fn handle(request: Request) -> Reply {
         Ok(routed) => routed,
         Err(status) => return reply(status, ""),
     };
+    if let Op::File(path) = &routed.op {
+        return match std::fs::read(path) {
+            Ok(bytes) => reply(200, bytes),
+            Err(e) => reply(404, e.to_string()),
+        };
+    }
     let store = match Store::open(&routed.label).await {
         Ok(store) => store,
         Err(e) => return store_error(e),
@@ -83,6 +89,7 @@ async fn handle(request: Request) -> Reply {
                 Err(e) => Ok(reply(400, e.to_string())),
             }
         }
+        Op::File(_) => unreachable!("answered before the store is opened"),
         Op::SelfTest => Ok(match selftest(&store).await {
             Ok(()) => reply(200, "ok"),
             Err(e) => reply(500, format!("{e:#}")),

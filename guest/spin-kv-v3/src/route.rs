@@ -13,6 +13,8 @@ pub enum Op {
     GetJson(String),
     PutJson(String),
     SelfTest,
+    /// Reads `/<path>` from the files the manifest mounts (no store).
+    File(String),
 }
 
 /// A routed request: the operation and the label of the store it names.
@@ -23,7 +25,7 @@ pub struct Routed {
 }
 
 /// The first path segment of every operation.
-const OPS: [&str; 5] = ["kv", "exists", "keys", "json", "selftest"];
+const OPS: [&str; 6] = ["kv", "exists", "keys", "json", "selftest", "file"];
 
 /// Routes a request, or gives the status to answer instead (400, 404, 405).
 ///
@@ -61,6 +63,7 @@ pub fn route(
         ("json", "GET") => Op::GetJson(key()?),
         ("json", "PUT") => Op::PutJson(key()?),
         ("selftest", "GET") => Op::SelfTest,
+        ("file", "GET") => Op::File(format!("/{}", key()?)),
         _ => return Err(405),
     };
     let label = form_urlencoded::parse(query.as_bytes())
@@ -129,6 +132,10 @@ mod tests {
         assert_eq!(get("GET", "/kv/"), Err(404));
         assert_eq!(get("GET", "/kv"), Err(404));
         assert_eq!(get("GET", "/kv/%FF"), Err(400));
+        assert_eq!(
+            get("GET", "/file/static/a.txt"),
+            Ok(Op::File("/static/a.txt".into()))
+        );
         assert_eq!(
             op("GET", Some("/keys"), "", "store=a%2Fb").unwrap().label,
             "a/b"
