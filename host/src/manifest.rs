@@ -117,6 +117,64 @@ pub struct ComponentSpec {
     pub key_value_stores: Vec<String>,
     /// Directories the component sees, read-only.
     pub files: Vec<Mount>,
+    /// Where the component may send HTTP requests.
+    pub allowed_outbound_hosts: Vec<OutboundRule>,
+}
+
+/// One `allowed_outbound_hosts` entry: `scheme://host:port`, where each
+/// part may be `*` (a host may also be `*.domain`), and the port may be left
+/// out for the scheme's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRule {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl OutboundRule {
+    fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("allowed_outbound_hosts entry {text:?}: {why}");
+        if text.contains("{{") {
+            return Err(bad("variables in hosts are not supported"));
+        }
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://host[:port]"))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, "*")) => (host, None),
+            Some((host, port)) => (
+                host,
+                Some(port.parse::<u16>().map_err(|_| bad("bad port"))?),
+            ),
+            None => match scheme {
+                "http" => (rest, Some(80)),
+                "https" => (rest, Some(443)),
+                _ => return Err(bad("give a port for this scheme")),
+            },
+        };
+        if host.is_empty() || rest.contains('/') {
+            return Err(bad("expected scheme://host[:port]"));
+        }
+        Ok(Self {
+            scheme: scheme.to_ascii_lowercase(),
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether this rule allows a request to `scheme://host:port`.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        (self.scheme == "*" || self.scheme.eq_ignore_ascii_case(scheme))
+            && (self.host == "*"
+                || self.host == host
+                || self
+                    .host
+                    .strip_prefix("*.")
+                    .is_some_and(|domain| host.ends_with(&format!(".{domain}"))))
+            && self.port.is_none_or(|p| p == port)
+    }
 }
 
 /// A host directory the guest sees, read-only, at `guest_path`.
@@ -183,6 +241,8 @@ struct RawComponent {
     key_value_stores: Vec<String>,
     #[serde(default)]
     files: Vec<RawFiles>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
 }
@@ -295,6 +355,12 @@ impl Manifest {
                     guest_path: destination,
                 });
             }
+            let allowed_outbound_hosts = c
+                .allowed_outbound_hosts
+                .iter()
+                .map(|rule| OutboundRule::parse(rule))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| malformed(format!("component `{id}`: {e}")))?;
             let build = c.build.map(|b| {
                 warn_unsupported(&mut warnings, &format!("component.{id}.build."), &b.other);
                 BuildSpec {
@@ -310,6 +376,7 @@ impl Manifest {
                     environment: c.environment,
                     key_value_stores: c.key_value_stores,
                     files,
+                    allowed_outbound_hosts,
                 },
             );
         }
@@ -377,10 +444,7 @@ workdir = "guest"
         let c = &m.components["flow"];
         assert_eq!(c.source, Path::new("/app/flow.wasm"));
         assert_eq!(c.build.as_ref().unwrap().workdir, Path::new("/app/guest"));
-        assert_eq!(
-            m.warnings,
-            ["unsupported field `component.flow.allowed_outbound_hosts` is ignored"]
-        );
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     }
 
     #[test]
@@ -398,6 +462,27 @@ workdir = "guest"
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn outbound_rules_match_scheme_host_and_port() {
+        let rule = |t: &str| OutboundRule::parse(t).unwrap();
+        assert!(rule("https://example.com").allows("https", "EXAMPLE.com", 443));
+        assert!(!rule("https://example.com").allows("https", "example.com", 8443));
+        assert!(!rule("https://example.com").allows("http", "example.com", 443));
+        assert!(rule("http://127.0.0.1:8080").allows("http", "127.0.0.1", 8080));
+        assert!(rule("https://*.example.com").allows("https", "api.example.com", 443));
+        assert!(!rule("https://*.example.com").allows("https", "example.com.evil", 443));
+        assert!(rule("*://*:*").allows("http", "anything", 1));
+        for bad in [
+            "example.com",
+            "redis://host",
+            "http://h:port",
+            "https://{{ host }}",
+            "http://h/path",
+        ] {
+            assert!(OutboundRule::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -179,6 +179,8 @@ pub struct ComponentSettings {
     pub grants: Grants,
     /// Host directories the guest sees, read-only.
     pub files: Vec<crate::manifest::Mount>,
+    /// Where the guest may send HTTP requests; nowhere if empty.
+    pub allowed_outbound_hosts: Arc<Vec<crate::manifest::OutboundRule>>,
 }
 
 /// A component ready to serve HTTP requests, one fresh instance each.
@@ -257,27 +259,49 @@ impl ObjectStoreView for InstanceState {
     }
 }
 
-/// Outgoing HTTP from guests: denied. A guest reaches only its own data.
-struct OutboundPolicy;
+/// Outgoing HTTP from guests: only to the hosts the manifest allows
+/// (`allowed_outbound_hosts`), as in Spin; by default nowhere.
+struct OutboundPolicy {
+    allowed: Arc<Vec<crate::manifest::OutboundRule>>,
+}
+
+type OutboundIo = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: OutboundIo,
     ) -> Box<
         dyn Future<
                 Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
+                    (http::Response<wasmtime_wasi_http::WasiBody>, OutboundIo),
                     wasmtime_wasi_http::Error,
                 >,
             > + Send,
     > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let allowed = uri.host().is_some_and(|host| {
+            self.allowed
+                .iter()
+                .any(|rule| rule.allows(scheme, host, port))
+        });
+        if !allowed {
+            tracing::debug!("outgoing request to {uri} denied");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as OutboundIo,
+            ))
+        })
     }
 }
 
@@ -348,7 +372,9 @@ impl HttpComponent {
             limits: StoreLimitsBuilder::new()
                 .memory_size(inner.sandbox.max_instance_memory)
                 .build(),
-            hooks: OutboundPolicy,
+            hooks: OutboundPolicy {
+                allowed: inner.settings.allowed_outbound_hosts.clone(),
+            },
         };
         let mut store = Store::new(inner.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

@@ -96,6 +96,7 @@ impl Router {
                     environment: spec.environment.clone().into_iter().collect(),
                     grants,
                     files: spec.files.clone(),
+                    allowed_outbound_hosts: Arc::new(spec.allowed_outbound_hosts.clone()),
                 };
                 let component = runtime
                     .load_http_component(&spec.source, app.clone(), settings)

@@ -92,3 +92,65 @@ async fn a_clean_stop_answers_the_requests_in_flight() {
         "no longer listening"
     );
 }
+
+/// A one-answer-per-connection HTTP server on loopback that replies `body`.
+async fn upstream(body: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        // Bounded: the test makes a handful of requests.
+        for _ in 0..16 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_http_goes_only_where_the_manifest_allows() {
+    let allowed = upstream("from the allowed upstream").await;
+    let other = upstream("from another upstream").await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("outbound.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"outbound\"\n\
+             [[trigger.http]]\nroute = \"/misbehave/...\"\ncomponent = \"m\"\n\
+             [component.m]\nsource = {:?}\nallowed_outbound_hosts = [\"http://{allowed}\"]\n",
+            guest("misbehave").display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let host = Host::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let r = host.get(&format!("/misbehave/fetch?to={allowed}")).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "from the allowed upstream")
+    );
+    let r = host.get(&format!("/misbehave/fetch?to={other}")).await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+
+    // Without allowed_outbound_hosts a component reaches nothing.
+    let closed = start(&dir.path().join("closed"), "10");
+    let r = closed.get(&format!("/misbehave/fetch?to={allowed}")).await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+}

@@ -5,6 +5,9 @@
 //! * `GET /misbehave/ok` answers 200 `ok`, to show the host still serves.
 //! * `GET /misbehave/slow` waits 1.5 s (without spinning), then answers
 //!   200 `slow ok`: a request in flight, for shutdown tests.
+//! * `GET /misbehave/fetch?to=<host:port>` sends `GET /` to that address
+//!   and answers 200 with the reply's body, or 502 with the error: for the
+//!   host's outbound-HTTP policy tests.
 //! * `GET /misbehave/instance-requests` answers how many requests this
 //!   instance has served, counting this one: always `1` when the host gives
 //!   every request a fresh instance.
@@ -20,6 +23,12 @@ struct Misbehave;
 
 impl Handler for Misbehave {
     fn handle(request: Request) -> Response {
+        if request.path() == "/misbehave/fetch" {
+            return match request.query_param("to") {
+                Some(Ok(to)) => fetch(&to),
+                _ => Response::text(400, "give ?to=host:port"),
+            };
+        }
         let action = match request.path() {
             "/misbehave/loop" => spin,
             "/misbehave/trap" => trap,
@@ -55,6 +64,36 @@ static SERVED: AtomicU64 = AtomicU64::new(0);
 fn instance_requests() -> Response {
     let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     Response::text(200, served.to_string())
+}
+
+fn fetch(authority: &str) -> Response {
+    use ostore_sdk::wasip2::http::{outgoing_handler, types};
+    let request = types::OutgoingRequest::new(types::Fields::new());
+    let prepared = request
+        .set_scheme(Some(&types::Scheme::Http))
+        .and_then(|()| request.set_authority(Some(authority)))
+        .and_then(|()| request.set_path_with_query(Some("/")));
+    if prepared.is_err() {
+        return Response::text(400, "bad address");
+    }
+    let answer = outgoing_handler::handle(request, None).and_then(|future| {
+        future.subscribe().block();
+        future
+            .get()
+            .expect("ready after block")
+            .expect("taken once")
+    });
+    let response = match answer {
+        Ok(response) => response,
+        Err(code) => return Response::text(502, format!("{code:?}")),
+    };
+    let body = response.consume().expect("consumed once");
+    let stream = body.stream().expect("streamed once");
+    let mut bytes = Vec::new();
+    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+        bytes.extend(chunk);
+    }
+    Response::bytes(200, bytes)
 }
 
 fn slow() -> Response {
