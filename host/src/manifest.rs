@@ -33,6 +33,8 @@ pub struct Manifest {
     pub description: Option<String>,
     pub triggers: Vec<HttpTrigger>,
     pub components: BTreeMap<String, ComponentSpec>,
+    /// The application's `[variables]`.
+    pub variables: BTreeMap<String, crate::spin::variables::Declared>,
     /// Fields present in the file that ostore does not support.
     pub warnings: Vec<String>,
 }
@@ -119,6 +121,8 @@ pub struct ComponentSpec {
     pub files: Vec<Mount>,
     /// Where the component may send HTTP requests.
     pub allowed_outbound_hosts: Vec<OutboundRule>,
+    /// The component's variables: names and templates (`{{ app_var }}`).
+    pub variables: BTreeMap<String, String>,
 }
 
 /// One `allowed_outbound_hosts` entry: `scheme://host:port`, where each
@@ -202,6 +206,19 @@ struct RawManifest {
     trigger: RawTriggers,
     #[serde(default)]
     component: BTreeMap<String, RawComponent>,
+    #[serde(default)]
+    variables: BTreeMap<String, RawVariable>,
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawVariable {
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    secret: bool,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
 }
@@ -243,6 +260,8 @@ struct RawComponent {
     files: Vec<RawFiles>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
 }
@@ -313,6 +332,18 @@ impl Manifest {
         warn_unsupported(&mut warnings, "application.", &app.other);
         warn_unsupported(&mut warnings, "trigger.", &raw.trigger.other);
 
+        let mut variables = BTreeMap::new();
+        for (name, v) in raw.variables {
+            warn_unsupported(&mut warnings, &format!("variables.{name}."), &v.other);
+            variables.insert(
+                name,
+                crate::spin::variables::Declared {
+                    default: v.default,
+                    required: v.required,
+                    secret: v.secret,
+                },
+            );
+        }
         let mut components = BTreeMap::new();
         for (id, c) in raw.component {
             let source = match &c.source {
@@ -377,6 +408,7 @@ impl Manifest {
                     key_value_stores: c.key_value_stores,
                     files,
                     allowed_outbound_hosts,
+                    variables: c.variables,
                 },
             );
         }
@@ -412,6 +444,7 @@ impl Manifest {
             description: app.description,
             triggers,
             components,
+            variables,
             warnings,
         })
     }

@@ -28,6 +28,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView};
 use crate::objectstore::Application;
+use crate::spin::variables::{Variables, VariablesView};
 use crate::spin::{Grants, SpinKvCtx, SpinKvCtxView, SpinKvView};
 
 /// The body of every response the host sends.
@@ -125,6 +126,7 @@ impl Runtime {
         crate::component::add_to_linker(&mut linker).map_err(anyhow_from)?;
         crate::spin::add_to_linker(&mut linker).map_err(anyhow_from)?;
         crate::spin::add_async_to_linker(&mut linker).map_err(anyhow_from)?;
+        crate::spin::variables::add_to_linker(&mut linker).map_err(anyhow_from)?;
         // WASIp2 components export `wasi:http/incoming-handler@0.2.x`,
         // WASIp3 ones (spin-sdk 7) `wasi:http/handler@0.3.x`.
         let exports: Vec<String> = component
@@ -181,6 +183,8 @@ pub struct ComponentSettings {
     pub files: Vec<crate::manifest::Mount>,
     /// Where the guest may send HTTP requests; nowhere if empty.
     pub allowed_outbound_hosts: Arc<Vec<crate::manifest::OutboundRule>>,
+    /// The Spin variables the guest may read.
+    pub variables: Variables,
 }
 
 /// A component ready to serve HTTP requests, one fresh instance each.
@@ -218,6 +222,7 @@ struct InstanceState {
     table: ResourceTable,
     objectstore: ObjectStoreCtx,
     spin_kv: SpinKvCtx,
+    variables: Variables,
     limits: StoreLimits,
     hooks: OutboundPolicy,
 }
@@ -238,6 +243,12 @@ impl WasiHttpView for InstanceState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
+    }
+}
+
+impl VariablesView for InstanceState {
+    fn variables(&mut self) -> &Variables {
+        &self.variables
     }
 }
 
@@ -369,6 +380,7 @@ impl HttpComponent {
             table: resource_table(),
             objectstore: ObjectStoreCtx::new(inner.app.clone()),
             spin_kv: SpinKvCtx::new(inner.app.clone(), inner.settings.grants.clone()),
+            variables: inner.settings.variables.clone(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(inner.sandbox.max_instance_memory)
                 .build(),

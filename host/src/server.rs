@@ -20,6 +20,7 @@ use crate::manifest::{Manifest, Route};
 use crate::objectstore::Application;
 use crate::runtime::{ComponentSettings, HttpComponent, ResponseBody, Runtime, text_response};
 use crate::spin::RuntimeConfig;
+use crate::spin::variables::Variables;
 
 /// A served route.
 #[derive(Clone)]
@@ -97,6 +98,13 @@ impl Router {
                     grants,
                     files: spec.files.clone(),
                     allowed_outbound_hosts: Arc::new(spec.allowed_outbound_hosts.clone()),
+                    variables: Variables::resolve(
+                        &trigger.component,
+                        &manifest.variables,
+                        &spec.variables,
+                        |name| std::env::var(name).ok(),
+                    )
+                    .map_err(|e| anyhow::anyhow!(e))?,
                 };
                 let component = runtime
                     .load_http_component(&spec.source, app.clone(), settings)

@@ -285,3 +285,69 @@ async fn wasi_keyvalue_counts_exactly_and_reports_cas_conflicts() {
         "a=1 b=2 c= deleted=true"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_come_from_the_manifest_and_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("vars.toml");
+    let component = |id: &str, wasm: &str| {
+        format!(
+            "[component.{id}]\nsource = {:?}\n[component.{id}.variables]\nmessage = \"{{{{ greeting }}}}, world\"\ntoken = \"t-{{{{ api_token }}}}\"\n",
+            guest(wasm).display().to_string()
+        )
+    };
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"vars-app\"\n\
+             [variables]\ngreeting = {{ default = \"hello\" }}\napi_token = {{ required = true, secret = true }}\n\
+             [[trigger.http]]\nroute = \"/v3/...\"\ncomponent = \"v3\"\n\
+             [[trigger.http]]\nroute = \"/v2/...\"\ncomponent = \"v2\"\n{}{}",
+            component("v3", "spin-kv-v3"),
+            component("v2", "spin-kv-v2")
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+
+    // A required variable without a value stops the start, naming it.
+    let mut up = vec!["up", "--listen", "127.0.0.1:0"];
+    up.extend(args);
+    let run = run_ostore(&up, &[]);
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains("SPIN_VARIABLE_API_TOKEN"),
+        "{}",
+        run.stderr
+    );
+
+    let host = Host::start_with_env(&args, &[("SPIN_VARIABLE_API_TOKEN", "abc123")]);
+    for base in ["/v3", "/v2"] {
+        let r = host.get(&format!("{base}/var/message")).await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "hello, world"),
+            "{base}"
+        );
+        assert_eq!(
+            host.get(&format!("{base}/var/token")).await.text(),
+            "t-abc123"
+        );
+        assert_eq!(
+            host.get(&format!("{base}/var/greeting")).await.status,
+            404,
+            "only the component's own names"
+        );
+        assert_eq!(host.get(&format!("{base}/var/Not-Valid")).await.status, 400);
+    }
+    assert!(
+        !host.stderr().contains("abc123"),
+        "the secret is not logged"
+    );
+}

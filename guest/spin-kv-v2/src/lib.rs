@@ -34,6 +34,14 @@ fn handle(request: Request) -> Response {
         Ok(routed) => routed,
         Err(status) => return Response::new(status, ()),
     };
+    if let Op::Variable(name) = &routed.op {
+        return match spin_sdk::variables::get(name) {
+            Ok(value) => Response::new(200, value),
+            Err(spin_sdk::variables::Error::Undefined(e)) => Response::new(404, e),
+            Err(spin_sdk::variables::Error::InvalidName(e)) => Response::new(400, e),
+            Err(e) => Response::new(500, e.to_string()),
+        };
+    }
     if let Op::File(path) = &routed.op {
         return match std::fs::read(path) {
             Ok(bytes) => Response::new(200, bytes),
@@ -77,7 +85,7 @@ fn handle(request: Request) -> Response {
             },
             Err(e) => Response::new(400, e.to_string()),
         }),
-        Op::File(_) => unreachable!("answered before the store is opened"),
+        Op::File(_) | Op::Variable(_) => unreachable!("answered before the store is opened"),
         Op::SelfTest => Ok(match selftest(&store) {
             Ok(()) => Response::new(200, "ok"),
             Err(e) => Response::new(500, format!("{e:#}")),

@@ -38,6 +38,14 @@ async fn handle(request: Request) -> Reply {
         Ok(routed) => routed,
         Err(status) => return reply(status, ""),
     };
+    if let Op::Variable(name) = &routed.op {
+        return match spin_sdk::variables::get(name).await {
+            Ok(value) => reply(200, value),
+            Err(spin_sdk::variables::Error::Undefined(e)) => reply(404, e),
+            Err(spin_sdk::variables::Error::InvalidName(e)) => reply(400, e),
+            Err(e) => reply(500, e.to_string()),
+        };
+    }
     if let Op::File(path) = &routed.op {
         return match std::fs::read(path) {
             Ok(bytes) => reply(200, bytes),
@@ -89,7 +97,7 @@ async fn handle(request: Request) -> Reply {
                 Err(e) => Ok(reply(400, e.to_string())),
             }
         }
-        Op::File(_) => unreachable!("answered before the store is opened"),
+        Op::File(_) | Op::Variable(_) => unreachable!("answered before the store is opened"),
         Op::SelfTest => Ok(match selftest(&store).await {
             Ok(()) => reply(200, "ok"),
             Err(e) => reply(500, format!("{e:#}")),

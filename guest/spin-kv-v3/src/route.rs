@@ -15,6 +15,8 @@ pub enum Op {
     SelfTest,
     /// Reads `/<path>` from the files the manifest mounts (no store).
     File(String),
+    /// Reads an application variable (no store).
+    Variable(String),
 }
 
 /// A routed request: the operation and the label of the store it names.
@@ -25,7 +27,7 @@ pub struct Routed {
 }
 
 /// The first path segment of every operation.
-const OPS: [&str; 6] = ["kv", "exists", "keys", "json", "selftest", "file"];
+const OPS: [&str; 7] = ["kv", "exists", "keys", "json", "selftest", "file", "var"];
 
 /// Routes a request, or gives the status to answer instead (400, 404, 405).
 ///
@@ -64,6 +66,7 @@ pub fn route(
         ("json", "PUT") => Op::PutJson(key()?),
         ("selftest", "GET") => Op::SelfTest,
         ("file", "GET") => Op::File(format!("/{}", key()?)),
+        ("var", "GET") => Op::Variable(key()?),
         _ => return Err(405),
     };
     let label = form_urlencoded::parse(query.as_bytes())

@@ -13,6 +13,8 @@
 
 mod bindings;
 mod bindings_v3;
+mod bindings_variables;
+pub mod variables;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
