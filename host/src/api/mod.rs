@@ -369,11 +369,7 @@ impl Api {
     /// The Stats API: requests per day or month at organization,
     /// environment or store level, plus key counts and bytes stored.
     async fn stats(&self, req: hyper::Request<Incoming>) -> ApiResult {
-        let grant = self.authenticate(req.headers())?;
-        require(&grant, Scope::ReadStoreMetrics)?;
-        if req.method() != Method::GET {
-            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
-        }
+        let grant = self.metrics_reader(&req)?;
         let segs = segments(req.uri().path())?;
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let (org, env, store) = match segs.as_slice() {
@@ -478,13 +474,20 @@ impl Api {
         Ok(json_response(StatusCode::OK, &Value::Array(body)))
     }
 
-    /// What an application holds and the limits it runs under.
-    async fn usage(&self, req: hyper::Request<Incoming>, org: &str, env: &str) -> ApiResult {
+    /// The grant of a GET on a statistics route, which needs the
+    /// `read:store_metrics` scope.
+    fn metrics_reader(&self, req: &hyper::Request<Incoming>) -> Result<Grant, ApiError> {
         let grant = self.authenticate(req.headers())?;
         require(&grant, Scope::ReadStoreMetrics)?;
         if req.method() != Method::GET {
             return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
         }
+        Ok(grant)
+    }
+
+    /// What an application holds and the limits it runs under.
+    async fn usage(&self, req: hyper::Request<Incoming>, org: &str, env: &str) -> ApiResult {
+        let grant = self.metrics_reader(&req)?;
         let app = self.application(&grant, org, env).await?;
         let footprint = app.footprint();
         let limits = &self.objectstore.config().limits;
@@ -508,8 +511,7 @@ impl Api {
     /// `/metrics` in Prometheus text format, for the applications the token
     /// may see.
     async fn metrics(&self, req: hyper::Request<Incoming>) -> ApiResult {
-        let grant = self.authenticate(req.headers())?;
-        require(&grant, Scope::ReadStoreMetrics)?;
+        let grant = self.metrics_reader(&req)?;
         let today = dates::today();
         let mut text = String::new();
         text.push_str("# HELP ostore_requests_total Object-store requests of an application.\n");
