@@ -566,6 +566,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Serving {scheme}://{addr}");
     println!("Available Routes:");
@@ -588,7 +589,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let sweeper = store.spawn_sweeper(seconds(args.sweep_interval, "sweep-interval")?);
     let flusher = store.spawn_stats_flusher(Duration::from_secs(1));
-    serve(listener, router, tls, shutdown_signal()).await?;
+    serve(listener, router, tls, shutdown).await?;
     sweeper.abort();
     flusher.abort();
     store
@@ -939,18 +940,25 @@ fn build(manifest: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are
+/// installed here, before the future is polled: a signal that arrives while
+/// the server is still starting must stop it cleanly, not kill it.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
