@@ -534,40 +534,55 @@ impl Inner {
         Ok(())
     }
 
+    /// The plaintext of the record at `key`, sealed by `sealer`. If there is
+    /// none, `create` may give one, which is written only if the key is
+    /// still absent: of concurrent creators one wins and the others read
+    /// its record.
+    async fn read_or_create(
+        &self,
+        sealer: &Sealer,
+        key: &[u8],
+        mut create: impl FnMut() -> Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        loop {
+            if let Some(sealed) = self.backend.get(key).await? {
+                return Ok(Some(sealer.open(key, &sealed)?));
+            }
+            let Some(plain) = create() else {
+                return Ok(None);
+            };
+            let mut batch = Batch::new();
+            batch.put(key.to_vec(), sealer.seal(key, &plain), Expect::Absent);
+            match self.backend.commit(batch).await {
+                Ok(()) => return Ok(Some(plain)),
+                // Another request created it first: read theirs.
+                Err(BackendError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Loads (or, given its name, creates) an application's keys.
     async fn app_state(&self, tag: Tag, create_as: Option<&str>) -> Result<Arc<AppState>, Error> {
         if let Some(state) = self.apps.lock().expect("apps lock").get(&tag) {
             return Ok(state.clone());
         }
         let key = backend_key(b'a', &[&tag]);
-        let record = loop {
-            if let Some(sealed) = self.backend.get(&key).await? {
-                let plain = self.master.open(&key, &sealed)?;
-                break AppRecord::decode(&plain).map_err(|_| Error::Integrity)?;
-            }
-            let Some(name) = create_as else {
-                return Err(Error::Unavailable(
-                    "a record names an unknown application".into(),
-                ));
-            };
-            let record = AppRecord {
-                name: name.to_string(),
-                seal_key: random_array(),
-                tag_key: random_array(),
-            };
-            let mut batch = Batch::new();
-            batch.put(
-                key.clone(),
-                self.master.seal(&key, &record.encode()),
-                Expect::Absent,
-            );
-            match self.backend.commit(batch).await {
-                Ok(()) => break record,
-                // Another request created it first: use theirs.
-                Err(BackendError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let new_app = || {
+            create_as.map(|name| {
+                AppRecord {
+                    name: name.to_string(),
+                    seal_key: random_array(),
+                    tag_key: random_array(),
+                }
+                .encode()
+            })
         };
+        let plain = self
+            .read_or_create(&self.master, &key, new_app)
+            .await?
+            .ok_or_else(|| Error::Unavailable("a record names an unknown application".into()))?;
+        let record = AppRecord::decode(&plain).map_err(|_| Error::Integrity)?;
         let state = Arc::new(AppState {
             sealer: Sealer::new(&record.seal_key, &record.tag_key),
             name: record.name,
@@ -794,33 +809,27 @@ impl Application {
             return Ok(Some(self.store_handle(tag, record.clone())));
         }
         let key = backend_key(b's', &[&app.tag, &tag]);
-        let record = loop {
-            if let Some(sealed) = self.inner.backend.get(&key).await? {
-                let plain = app.sealer.open(&key, &sealed)?;
-                break StoreRecord::decode(&plain).map_err(|_| Error::Integrity)?;
-            }
-            let Some(record) = &create else {
-                return Ok(None);
-            };
-            let max = self.inner.config.limits.max_stores;
-            let existing = backend_key(b's', &[&app.tag]);
-            if self.inner.backend.scan(&existing, None, max).await?.len() >= max {
-                return Err(Error::QuotaExceeded(format!(
-                    "the application may have {max} stores"
-                )));
-            }
-            let mut batch = Batch::new();
-            batch.put(
-                key.clone(),
-                app.sealer.seal(&key, &record.encode()),
-                Expect::Absent,
-            );
-            match self.inner.backend.commit(batch).await {
-                Ok(()) => break record.clone(),
-                Err(BackendError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+        let inner = &self.inner;
+        let plain = match inner.read_or_create(&app.sealer, &key, || None).await? {
+            Some(plain) => plain,
+            None => {
+                let Some(record) = create else {
+                    return Ok(None);
+                };
+                let max = inner.config.limits.max_stores;
+                let existing = backend_key(b's', &[&app.tag]);
+                if inner.backend.scan(&existing, None, max).await?.len() >= max {
+                    return Err(Error::QuotaExceeded(format!(
+                        "the application may have {max} stores"
+                    )));
+                }
+                inner
+                    .read_or_create(&app.sealer, &key, || Some(record.encode()))
+                    .await?
+                    .expect("created if absent")
             }
         };
+        let record = StoreRecord::decode(&plain).map_err(|_| Error::Integrity)?;
         app.stores
             .lock()
             .expect("stores lock")
@@ -1141,23 +1150,13 @@ impl Partition {
             name: self.name.to_string(),
             ttl: self.ttl,
         };
-        let mut batch = Batch::new();
-        let sealed = app.sealer.seal(&self.record_key, &mine.encode());
-        batch.put(self.record_key.clone(), sealed, Expect::Absent);
-        let record = match self.inner().backend.commit(batch).await {
-            Ok(()) => mine,
-            // Someone made it first: theirs holds the settings.
-            Err(BackendError::Conflict) => {
-                match self.inner().backend.get(&self.record_key).await? {
-                    Some(sealed) => {
-                        PartitionRecord::decode(&app.sealer.open(&self.record_key, &sealed)?)
-                            .map_err(|_| Error::Integrity)?
-                    }
-                    None => mine,
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // If someone made it first, theirs holds the settings.
+        let plain = self
+            .inner()
+            .read_or_create(&app.sealer, &self.record_key, || Some(mine.encode()))
+            .await?
+            .expect("created if absent");
+        let record = PartitionRecord::decode(&plain).map_err(|_| Error::Integrity)?;
         app.partitions
             .lock()
             .expect("partitions lock")
