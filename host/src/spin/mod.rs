@@ -250,6 +250,22 @@ async fn get(
     }
 }
 
+/// The value under `key`, absent as `None`.
+async fn get_value(
+    partition: &Partition,
+    key: &str,
+) -> Result<Option<Vec<u8>>, objectstore::Error> {
+    Ok(get(partition, key).await?.map(|e| e.value))
+}
+
+/// Stores `value` under `key` with the label's TTL, as Spin's `set` does.
+async fn set(partition: &Partition, key: &str, value: Vec<u8>) -> Result<(), objectstore::Error> {
+    partition
+        .store(key, value, StoreOptions::default())
+        .await
+        .map(drop)
+}
+
 /// Deletes `key`; an absent key is fine, as in Spin.
 async fn delete(partition: &Partition, key: &str) -> Result<(), objectstore::Error> {
     partition.delete(key).await.map(drop)
@@ -293,7 +309,7 @@ impl spin_kv::HostStore for SpinKvCtxView<'_> {
         this: Resource<Partition>,
         key: String,
     ) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(get(self.table.get(&this)?, &key).await?.map(|e| e.value))
+        Ok(get_value(self.table.get(&this)?, &key).await?)
     }
 
     async fn set(
@@ -302,11 +318,7 @@ impl spin_kv::HostStore for SpinKvCtxView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), KvError> {
-        self.table
-            .get(&this)?
-            .store(&key, value, StoreOptions::default())
-            .await?;
-        Ok(())
+        Ok(set(self.table.get(&this)?, &key, value).await?)
     }
 
     async fn delete(&mut self, this: Resource<Partition>, key: String) -> Result<(), KvError> {
@@ -348,7 +360,7 @@ impl wasi_kv::HostBucket for SpinKvCtxView<'_> {
         this: Resource<Partition>,
         key: String,
     ) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(get(self.table.get(&this)?, &key).await?.map(|e| e.value))
+        Ok(get_value(self.table.get(&this)?, &key).await?)
     }
 
     async fn set(
@@ -357,11 +369,7 @@ impl wasi_kv::HostBucket for SpinKvCtxView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), KvError> {
-        self.table
-            .get(&this)?
-            .store(&key, value, StoreOptions::default())
-            .await?;
-        Ok(())
+        Ok(set(self.table.get(&this)?, &key, value).await?)
     }
 
     async fn delete(&mut self, this: Resource<Partition>, key: String) -> Result<(), KvError> {
@@ -475,7 +483,7 @@ impl batch::Host for SpinKvCtxView<'_> {
         let partition = self.table.get(&bucket)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let value = get(partition, &key).await?.map(|e| e.value);
+            let value = get_value(partition, &key).await?;
             out.push((key, value));
         }
         Ok(out)
@@ -488,9 +496,7 @@ impl batch::Host for SpinKvCtxView<'_> {
     ) -> Result<(), KvError> {
         let partition = self.table.get(&bucket)?;
         for (key, value) in key_values {
-            partition
-                .store(&key, value, StoreOptions::default())
-                .await?;
+            set(partition, &key, value).await?;
         }
         Ok(())
     }
@@ -570,8 +576,8 @@ mod v3 {
     use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
     use super::bindings_v3::spin::key_value::key_value as kv;
-    use super::{KvError, SpinKvBinding, SpinKvCtxView, all_keys, delete, get};
-    use crate::objectstore::{self, Partition, StoreOptions};
+    use super::{KvError, SpinKvBinding, SpinKvCtxView, all_keys, delete, get_value, set};
+    use crate::objectstore::{self, Partition};
 
     /// The partition behind a store handle, cloned out of the table so that
     /// no borrow of the instance is held across the await.
@@ -619,7 +625,7 @@ mod v3 {
             key: String,
         ) -> Result<Option<Vec<u8>>, KvError> {
             let partition = partition(accessor, &this)?;
-            Ok(get(&partition, &key).await?.map(|e| e.value))
+            Ok(get_value(&partition, &key).await?)
         }
 
         async fn set(
@@ -629,10 +635,7 @@ mod v3 {
             value: Vec<u8>,
         ) -> Result<(), KvError> {
             let partition = partition(accessor, &this)?;
-            partition
-                .store(&key, value, StoreOptions::default())
-                .await?;
-            Ok(())
+            Ok(set(&partition, &key, value).await?)
         }
 
         async fn delete(
