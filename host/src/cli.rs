@@ -587,6 +587,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "  {app}: REST API {scheme}://{addr}/api/v1/organizations/{org}/environments/{env}/stores"
         );
     }
+    println!("  Admin UI: {scheme}://{addr}{}", crate::admin::PATH);
     let sweeper = store.spawn_sweeper(seconds(args.sweep_interval, "sweep-interval")?);
     let flusher = store.spawn_stats_flusher(Duration::from_secs(1));
     serve(listener, router, tls, shutdown).await?;

@@ -78,6 +78,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod backend;

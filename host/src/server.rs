@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin;
 use crate::api::Api;
 use crate::manifest::{Manifest, Route};
 use crate::objectstore::Application;
@@ -43,7 +44,8 @@ impl Router {
         Self::default()
     }
 
-    /// Serves the REST API (and its token endpoint) ahead of guest routes.
+    /// Serves the REST API (with its token endpoint) and the admin UI ahead
+    /// of guest routes.
     pub fn with_api(mut self, api: Api) -> Self {
         self.api = Some(Arc::new(api));
         self
@@ -142,8 +144,13 @@ impl Router {
         https: bool,
     ) -> hyper::Response<ResponseBody> {
         let path = req.uri().path().to_string();
-        if let Some(api) = self.api.as_ref().filter(|_| Api::serves(&path)) {
-            return api.handle(req).await;
+        if let Some(api) = self.api.as_ref() {
+            if Api::serves(&path) {
+                return api.handle(req).await;
+            }
+            if admin::serves(&path) {
+                return admin::handle(&req);
+            }
         }
         let Some(entry) = self.find(&path) else {
             return text_response(404, format!("no route serves {path}"));

@@ -106,7 +106,18 @@ async fn guest_and_rest_see_the_same_values() {
         serde_json::json!(["ObjectStoreTutorial"])
     );
     let keys = json(&call(&host, &t, "GET", &format!("{BASE}{TUTORIAL}/keys"), "").await);
-    assert_eq!(keys["values"], serde_json::json!([{"keyId": "TestKey01"}]));
+    let listed = &keys["values"][0];
+    assert_eq!(keys["values"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (&listed["keyId"], &listed["valueType"], &listed["size"]),
+        (
+            &serde_json::json!("TestKey01"),
+            &serde_json::json!("STRING"),
+            &serde_json::json!(28)
+        )
+    );
+    assert_eq!(listed["ttlSeconds"], 30 * 24 * 3600);
+    assert!(listed["expiresAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(keys["nextPageToken"], serde_json::Value::Null);
 
     let r = call(
@@ -118,10 +129,23 @@ async fn guest_and_rest_see_the_same_values() {
     )
     .await;
     assert_eq!(r.status, 200);
+    let value = json(&r);
     assert_eq!(
-        json(&r),
-        serde_json::json!({"keyId": "TestKey01", "valueType": "STRING", "stringValue": "This is an object store test"})
+        (
+            &value["keyId"],
+            &value["valueType"],
+            &value["stringValue"],
+            &value["size"]
+        ),
+        (
+            &serde_json::json!("TestKey01"),
+            &serde_json::json!("STRING"),
+            &serde_json::json!("This is an object store test"),
+            &serde_json::json!(28)
+        )
     );
+    assert_eq!(value["createdAt"], value["updatedAt"]);
+    assert_eq!(value["expiresAt"], listed["expiresAt"]);
     assert_eq!(r.header("etag"), Some("\"1\""));
 
     let r = call(
@@ -239,6 +263,59 @@ async fn etags_make_writes_conditional() {
         (json(&r)["stringValue"].as_str(), r.header("etag")),
         (Some("v2"), Some("\"2\""))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_credential_lists_only_its_environments_and_a_key_can_be_set_never_to_expire() {
+    let s = setup(&[]);
+    let admin = s.credential(&["--admin"], &[]);
+    let own = s.credential(&["--app", "rest-app"], &["read:store"]);
+    let host = s.start();
+    let (admin, own) = (token(&host, &admin).await, token(&host, &own).await);
+
+    let listed = |t: String| {
+        let host = &host;
+        async move {
+            let r = call(host, &t, "GET", "/api/v1/environments", "").await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            json(&r)["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["applicationName"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(admin.clone()).await, ["other-app", "rest-app"]);
+    assert_eq!(listed(own).await, ["rest-app"]);
+    let r = host.get("/api/v1/environments").await;
+    assert_eq!(r.status, 401);
+
+    let path = format!("{BASE}{TUTORIAL}/keys/forever");
+    let r = call(
+        &host,
+        &admin,
+        "PUT",
+        &path,
+        r#"{"valueType":"STRING","stringValue":"kept","ttlSeconds":null}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let value = json(&call(&host, &admin, "GET", &path, "").await);
+    assert_eq!(
+        (&value["expiresAt"], &value["ttlSeconds"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+    let r = call(
+        &host,
+        &admin,
+        "PUT",
+        &path,
+        r#"{"valueType":"STRING","stringValue":"kept","ttlSeconds":"soon"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("or null for no expiry"), "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 
 use crate::auth::{AuthError, Credentials, Grant, Scope};
 use crate::objectstore::{
-    self, Application, DEFAULT_STORE, Entry, ObjectStore, Page, Store, StoreOptions, StoreQuota,
-    Ttl, ValueKind,
+    self, Application, DEFAULT_STORE, Entry, Metadata, ObjectStore, Page, Store, StoreOptions,
+    StoreQuota, Ttl, ValueKind,
 };
 use crate::runtime::ResponseBody;
 
@@ -33,6 +33,9 @@ pub const TOKEN_PATH: &str = "/accounts/api/v2/oauth2/token";
 const API_PREFIX: &str = "/api/v1/";
 /// The Prometheus endpoint.
 pub const METRICS_PATH: &str = "/metrics";
+/// Lists the environments a token may use (an extension of OSv2's API,
+/// which the admin UI starts from).
+pub const ENVIRONMENTS_PATH: &str = "/api/v1/environments";
 /// Where the OpenAPI document of these routes is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 /// The OpenAPI 3 document of the REST and Stats APIs; a test checks it
@@ -275,6 +278,8 @@ impl Api {
                 .expect("a valid response"))
         } else if path == METRICS_PATH {
             self.metrics(req).await
+        } else if path == ENVIRONMENTS_PATH {
+            self.list_environments(&req)
         } else if path.starts_with("/api/v1/stats/") {
             self.stats(req).await
         } else {
@@ -346,6 +351,28 @@ impl Api {
             })
             .ok_or(AuthError::Missing)?;
         Ok(self.credentials.verify_token(token.trim())?)
+    }
+
+    /// `GET /api/v1/environments`: the environments (one per application)
+    /// that the token's credential may use, in name order.
+    fn list_environments(&self, req: &hyper::Request<Incoming>) -> ApiResult {
+        let grant = self.authenticate(req.headers())?;
+        if req.method() != Method::GET {
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
+        }
+        let mut visible: Vec<_> = self
+            .environments
+            .iter()
+            .filter(|(_, _, app)| grant.principal.may_access(app))
+            .collect();
+        visible.sort();
+        let values: Vec<Value> = visible
+            .into_iter()
+            .map(|(org, env, app)| {
+                json!({"organizationId": org, "environmentId": env, "applicationName": app})
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &json!({"values": values})))
     }
 
     /// The application `org`/`env` names, if `grant` may use it. Anything
@@ -490,12 +517,14 @@ impl Api {
         let grant = self.metrics_reader(&req)?;
         let app = self.application(&grant, org, env).await?;
         let footprint = app.footprint();
+        let stores = app.store_count().await?;
         let limits = &self.objectstore.config().limits;
         Ok(json_response(
             StatusCode::OK,
             &json!({
                 "keyCount": footprint.keys,
                 "bytesStored": footprint.bytes,
+                "storeCount": stores,
                 "limits": {
                     "requestsPerSecond": limits.requests_per_second,
                     "maxKeys": limits.max_keys,
@@ -658,15 +687,15 @@ impl Api {
                     .await?
                     .partition(partition)
                     .await?;
-                let page = match query_param(query, "prefix")? {
-                    Some(prefix) => {
-                        partition
-                            .list_keys_with_prefix(&prefix, cursor.as_deref(), size)
-                            .await?
-                    }
-                    None => partition.list_keys(cursor.as_deref(), size).await?,
-                };
-                Ok(page_response(page, |k| json!({"keyId": k})))
+                let prefix = query_param(query, "prefix")?;
+                let page = partition
+                    .list_key_metadata(prefix.as_deref(), cursor.as_deref(), size)
+                    .await?;
+                Ok(page_response(page, |(key, meta)| {
+                    let mut item = json!({"keyId": key});
+                    add_metadata(&mut item, &meta);
+                    item
+                }))
             }
             ([store, "partitions", partition, "keys"], &Method::DELETE) => {
                 need(Scope::ManageStoreData)?;
@@ -836,6 +865,19 @@ mod dates {
         format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
     }
 
+    /// Milliseconds since the epoch as `2026-11-24T09:30:05.123Z`.
+    pub fn iso_millis(ms: u64) -> String {
+        let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+        let (y, m, d) = civil_from_days(days as i64);
+        let (secs, millis) = (ms_of_day / 1000, ms_of_day % 1000);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -847,6 +889,11 @@ mod dates {
             let day = parse_day("2026-11-24T13:00:00Z").unwrap();
             assert_eq!(timestamp(day), "2026-11-24T00:00:00Z");
             assert_eq!(timestamp(first_of_month(day)), "2026-11-01T00:00:00Z");
+            assert_eq!(iso_millis(0), "1970-01-01T00:00:00.000Z");
+            assert_eq!(
+                iso_millis(u64::from(day) * 86_400_000 + 13 * 3_600_000 + 61_005),
+                "2026-11-24T13:01:01.005Z"
+            );
             assert_eq!(
                 timestamp(parse_day("2024-02-29").unwrap()),
                 "2024-02-29T00:00:00Z"
@@ -997,9 +1044,34 @@ fn parse_store_config(body: &[u8]) -> Result<(Ttl, StoreQuota), ApiError> {
     Ok((ttl, quota))
 }
 
+/// Adds what the API tells of a value besides the value itself: its type,
+/// size in bytes, creation, update and expiry times (ISO 8601, UTC;
+/// `expiresAt` is null for a key that never expires) and the TTL it was
+/// written with (`ttlSeconds` null: none).
+fn add_metadata(item: &mut Value, meta: &Metadata) {
+    item["valueType"] = match meta.kind {
+        ValueKind::String => "STRING",
+        ValueKind::Number => "NUMBER",
+        ValueKind::Binary => "BINARY",
+    }
+    .into();
+    item["size"] = meta.size.into();
+    item["createdAt"] = dates::iso_millis(meta.created).into();
+    item["updatedAt"] = dates::iso_millis(meta.updated).into();
+    item["expiresAt"] = meta.expires.map(dates::iso_millis).into();
+    let (seconds, rolling) = match meta.ttl {
+        Ttl::Never => (None, false),
+        Ttl::Fixed(s) => (Some(s), false),
+        Ttl::Rolling(s) => (Some(s), true),
+    };
+    item["ttlSeconds"] = seconds.into();
+    item["rollingTtl"] = rolling.into();
+}
+
 /// The value JSON of an entry, OSv2's shape, with its version as ETag.
 fn entry_response(status: StatusCode, entry: &Entry) -> hyper::Response<ResponseBody> {
     let mut body = json!({"keyId": entry.key});
+    add_metadata(&mut body, &entry.metadata);
     match entry.metadata.kind {
         ValueKind::String => match std::str::from_utf8(&entry.value) {
             Ok(s) => {
@@ -1083,6 +1155,7 @@ fn parse_value(key: &str, body: &[u8]) -> Result<(Vec<u8>, StoreOptions), ApiErr
     };
     let ttl = match json.get("ttlSeconds") {
         None => None,
+        Some(Value::Null) => Some(Ttl::Never),
         Some(v) => match v.as_u64() {
             Some(s) if s > 0 => Some(if rolling {
                 Ttl::Rolling(s)
@@ -1091,7 +1164,7 @@ fn parse_value(key: &str, body: &[u8]) -> Result<(Vec<u8>, StoreOptions), ApiErr
             }),
             _ => {
                 return Err(ApiError::bad_request(
-                    "ttlSeconds must be a whole number above 0",
+                    "ttlSeconds must be a whole number above 0, or null for no expiry",
                 ));
             }
         },

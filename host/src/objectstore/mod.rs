@@ -133,6 +133,8 @@ pub struct Metadata {
     pub created: u64,
     pub updated: u64,
     pub expires: Option<u64>,
+    /// The TTL the key was written with (its own, or the one it inherited).
+    pub ttl: Ttl,
     pub version: u64,
     pub size: u64,
     pub kind: ValueKind,
@@ -909,6 +911,14 @@ impl Application {
         Ok(days)
     }
 
+    /// How many stores the application has, counting at most one past its
+    /// limit.
+    pub async fn store_count(&self) -> Result<usize, Error> {
+        let prefix = backend_key(b's', &[&self.state.tag]);
+        let limit = self.inner.config.limits.max_stores.saturating_add(1);
+        Ok(self.inner.backend.scan(&prefix, None, limit).await?.len())
+    }
+
     /// How much the application holds, in all its stores.
     pub fn footprint(&self) -> Footprint {
         self.state.usage.total()
@@ -1524,16 +1534,21 @@ impl Partition {
         self.list(cursor, page_size, |r| Some(r.key)).await
     }
 
-    /// One page of the key names that start with `prefix`. Keys are not
-    /// stored in name order, so this reads past non-matching keys.
-    pub async fn list_keys_with_prefix(
+    /// One page of the keys (starting with `prefix`, if given) with what
+    /// the admin UI shows of each: size, kind, times. Does not extend a
+    /// rolling TTL.
+    pub async fn list_key_metadata(
         &self,
-        prefix: &str,
+        prefix: Option<&str>,
         cursor: Option<&str>,
         page_size: u32,
-    ) -> Result<Page<String>, Error> {
+    ) -> Result<Page<(String, Metadata)>, Error> {
         self.list(cursor, page_size, |r| {
-            r.key.starts_with(prefix).then_some(r.key)
+            if !prefix.is_none_or(|p| r.key.starts_with(p)) {
+                return None;
+            }
+            let meta = r.metadata();
+            Some((r.key, meta))
         })
         .await
     }
@@ -1669,6 +1684,7 @@ impl EntryRecord {
             created: self.created,
             updated: self.updated,
             expires: self.expires,
+            ttl: self.ttl,
             version: self.version,
             size: self.value.len() as u64,
             kind: self.kind,

@@ -473,20 +473,21 @@ async fn stores_are_listed_configured_and_deleted_with_their_data() {
 }
 
 #[tokio::test]
-async fn keys_are_listed_by_prefix() {
+async fn keys_are_listed_by_prefix_with_their_metadata() {
     let (backend, master) = fresh();
     let os = open_with(backend, &master).await;
     let p = partition(&os, "app", "P").await;
     for k in ["order-1", "order-2", "user-1", "order-3"] {
-        p.store(k, b"v".to_vec(), StoreOptions::default())
+        p.store(k, k.as_bytes().repeat(2), StoreOptions::default())
             .await
             .unwrap();
     }
+    p.increment("order-9", 5).await.unwrap();
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
         let page = p
-            .list_keys_with_prefix("order-", cursor.as_deref(), 1)
+            .list_key_metadata(Some("order-"), cursor.as_deref(), 1)
             .await
             .unwrap();
         seen.extend(page.items);
@@ -495,8 +496,22 @@ async fn keys_are_listed_by_prefix() {
             None => break,
         }
     }
-    seen.sort();
-    assert_eq!(seen, ["order-1", "order-2", "order-3"]);
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let summary: Vec<_> = seen
+        .iter()
+        .map(|(k, m)| (k.as_str(), m.size, m.kind, m.expires.is_some()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("order-1", 14, ValueKind::String, true),
+            ("order-2", 14, ValueKind::String, true),
+            ("order-3", 14, ValueKind::String, true),
+            ("order-9", 1, ValueKind::Number, true),
+        ]
+    );
+    let all = p.list_key_metadata(None, None, 10).await.unwrap();
+    assert_eq!(all.items.len(), 5);
 }
 
 async fn open_limited(

@@ -1,0 +1,163 @@
+//! The admin web UI, served at `/admin/`: one page that signs in with
+//! client credentials and then works only through the REST and Stats APIs,
+//! so it can do no more than the credential it signed in with.
+//!
+//! Its three files are compiled into the binary; the page loads nothing from
+//! anywhere else, and its Content-Security-Policy forbids it to.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use sha2::{Digest, Sha256};
+
+use crate::runtime::{ResponseBody, text_response};
+
+/// Where the UI lives. `/admin` itself redirects to `/admin/`.
+pub const PATH: &str = "/admin/";
+
+/// What the page may load and where it may connect: its own files and
+/// API, nothing else; no inline script, no framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'none'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: [Asset; 3] = [
+    Asset {
+        path: PATH,
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("index.html"),
+    },
+    Asset {
+        path: "/admin/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("app.js"),
+    },
+    Asset {
+        path: "/admin/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("app.css"),
+    },
+];
+
+/// Whether `path` belongs to the UI rather than to a guest route.
+pub fn serves(path: &str) -> bool {
+    path == "/admin" || path.starts_with(PATH)
+}
+
+/// Answers a request for one of the UI's files.
+pub fn handle<B>(req: &hyper::Request<B>) -> hyper::Response<ResponseBody> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut response = text_response(405, "the admin UI answers GET and HEAD");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, "GET, HEAD".parse().expect("valid"));
+        return response;
+    }
+    let path = req.uri().path();
+    if path == "/admin" {
+        return hyper::Response::builder()
+            .status(StatusCode::PERMANENT_REDIRECT)
+            .header(header::LOCATION, PATH)
+            .body(empty())
+            .expect("a valid response");
+    }
+    let Some(index) = ASSETS.iter().position(|a| a.path == path) else {
+        return text_response(404, format!("the admin UI has no file {path}"));
+    };
+    let asset = &ASSETS[index];
+    let etag = &etags()[index];
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    let builder = hyper::Response::builder()
+        .header(header::ETAG, etag.as_str())
+        // Revalidate every time, so that a new binary's files are used at
+        // once; the ETag makes that a 304.
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(header::X_FRAME_OPTIONS, "DENY")
+        .header(header::REFERRER_POLICY, "no-referrer");
+    let response = if unchanged {
+        builder.status(StatusCode::NOT_MODIFIED).body(empty())
+    } else {
+        let body = if req.method() == Method::HEAD {
+            empty()
+        } else {
+            full(Bytes::from_static(asset.body))
+        };
+        builder
+            .header(header::CONTENT_TYPE, asset.content_type)
+            .header(header::CONTENT_LENGTH, asset.body.len())
+            .body(body)
+    };
+    response.expect("a valid response")
+}
+
+/// A strong ETag per asset, from its content.
+fn etags() -> &'static [String; 3] {
+    static ETAGS: OnceLock<[String; 3]> = OnceLock::new();
+    ETAGS.get_or_init(|| {
+        ASSETS.each_ref().map(|a| {
+            let digest = Sha256::digest(a.body);
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            format!("\"{hex}\"")
+        })
+    })
+}
+
+fn full(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn empty() -> ResponseBody {
+    full(Bytes::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str, etag: Option<&str>) -> hyper::Response<ResponseBody> {
+        let mut req = hyper::Request::get(path);
+        if let Some(etag) = etag {
+            req = req.header(header::IF_NONE_MATCH, etag);
+        }
+        handle(&req.body(()).unwrap())
+    }
+
+    #[test]
+    fn files_are_served_with_a_strict_policy_and_revalidated_by_etag() {
+        let page = get("/admin/", None);
+        assert_eq!(page.status(), 200);
+        let headers = page.headers();
+        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("script-src 'self';"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        let etag = headers[header::ETAG].to_str().unwrap().to_string();
+        assert_eq!(get("/admin/", Some(&etag)).status(), 304);
+        assert_eq!(get("/admin/", Some("\"other\"")).status(), 200);
+
+        assert_eq!(get("/admin/app.js", None).status(), 200);
+        assert_eq!(get("/admin/app.css", None).status(), 200);
+        assert_eq!(get("/admin/../api/v1", None).status(), 404);
+        assert_eq!(get("/admin/missing.js", None).status(), 404);
+        let redirect = get("/admin", None);
+        assert_eq!(redirect.status(), 308);
+        assert_eq!(redirect.headers()[header::LOCATION], "/admin/");
+        let post = handle(&hyper::Request::post("/admin/").body(()).unwrap());
+        assert_eq!(post.status(), 405);
+    }
+}

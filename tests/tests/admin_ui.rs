@@ -1,0 +1,137 @@
+//! The admin UI in a real browser. This test starts `ostore up` with two
+//! applications and three credentials, then runs the browser tests in
+//! `tests/ui/admin.test.mjs` (Debian's Chromium driven by playwright-core,
+//! under `node --test`) against it. What each browser test checks is written
+//! there; this file fails if any of them fails.
+//!
+//! Needs `node` and Debian's `chromium` (`/usr/bin/chromium`, or `$CHROMIUM`);
+//! `.ci/run` installs it. playwright-core is installed from
+//! `tests/ui/package-lock.json` on first use. Set `OSTORE_SCREENSHOTS=dir` to
+//! keep screenshots of the main screens (those in `docs/admin/` come from
+//! here).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ostore_tests::{Host, create_credential, guest, repo_root, write_manifest};
+
+/// The browser tests take about a minute; this bounds a hung browser.
+const BROWSER_TESTS_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn chromium() -> PathBuf {
+    let path =
+        std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
+    assert!(
+        path.is_file(),
+        "the admin UI tests need Chromium at {}: install Debian's package \
+         (apt-get install chromium), or set CHROMIUM to its path",
+        path.display()
+    );
+    path
+}
+
+/// Installs playwright-core into `tests/ui/node_modules` from the lock file
+/// unless it is there.
+fn install_playwright(ui: &Path) {
+    if ui
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(ui)
+        .status()
+        .expect("running npm (the admin UI tests need Node.js 20 and npm)");
+    assert!(status.success(), "npm ci in {} failed", ui.display());
+}
+
+#[test]
+fn the_admin_ui_passes_its_browser_tests() {
+    let chromium = chromium();
+    let ui = repo_root().join("tests/ui");
+    install_playwright(&ui);
+
+    let dir = tempfile::tempdir().unwrap();
+    let flow = guest("store-flow");
+    let tutorial = write_manifest(dir.path(), "store-flow", &[("/store/...", "flow", &flow)]);
+    let orders = write_manifest(dir.path(), "orders", &[("/orders/...", "flow", &flow)]);
+    let data = dir.path().join("data");
+    let admin = create_credential(&data, &["--admin"], &[]);
+    let app = create_credential(&data, &["--app", "orders"], &[]);
+    let reader = create_credential(
+        &data,
+        &["--app", "store-flow"],
+        &["read:store", "read:store_metrics"],
+    );
+    let host = Host::start(&[
+        "-f",
+        tutorial.to_str().unwrap(),
+        "-f",
+        orders.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+
+    let mut node = Command::new("node");
+    node.args(["--test", "--test-reporter=spec", "admin.test.mjs"])
+        .current_dir(&ui)
+        .env("OSTORE_URL", format!("http://{}", host.addr))
+        .env("CHROMIUM", &chromium)
+        .env("OSTORE_ADMIN_ID", &admin.0)
+        .env("OSTORE_ADMIN_SECRET", &admin.1)
+        .env("OSTORE_APP_ID", &app.0)
+        .env("OSTORE_APP_SECRET", &app.1)
+        .env("OSTORE_READER_ID", &reader.0)
+        .env("OSTORE_READER_SECRET", &reader.1)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(shots) = std::env::var_os("OSTORE_SCREENSHOTS") {
+        // Relative to where the tests were started from, not tests/ui.
+        let shots = std::env::current_dir().unwrap().join(shots);
+        node.env("OSTORE_SCREENSHOTS", shots);
+    }
+    let mut child = node
+        .spawn()
+        .expect("running node (the admin UI tests need Node.js 20)");
+    let readers = [
+        read_all(child.stdout.take().unwrap()),
+        read_all(child.stderr.take().unwrap()),
+    ];
+    let deadline = Instant::now() + BROWSER_TESTS_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let [out, err] = readers.map(|r| r.join().unwrap());
+    let report = format!("{out}{err}");
+    assert!(
+        Instant::now() <= deadline,
+        "the browser tests did not finish within {BROWSER_TESTS_TIMEOUT:?}:\n{report}"
+    );
+    assert!(
+        status.success(),
+        "the browser tests failed ({status}):\n{report}\nostore's stderr:\n{}",
+        host.stderr()
+    );
+    println!("{report}");
+}
+
+/// Reads a child's output to its end on a thread of its own.
+fn read_all(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = from.read_to_string(&mut text);
+        text
+    })
+}
