@@ -6,9 +6,9 @@
 //!
 //! Needs `node` and Debian's `chromium` (`/usr/bin/chromium`, or `$CHROMIUM`);
 //! `.ci/run` installs it. playwright-core is installed from
-//! `tests/ui/package-lock.json` on first use. Set `OSTORE_SCREENSHOTS=dir` to
-//! keep screenshots of the main screens (those in `docs/admin/` come from
-//! here).
+//! `tests/ui/package-lock.json` on first use. Set `OSTORE_SCREENSHOTS=dir`
+//! (relative to the repository's root) to keep screenshots of the main
+//! screens; those in `docs/admin/` come from here.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -91,8 +91,8 @@ fn the_admin_ui_passes_its_browser_tests() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(shots) = std::env::var_os("OSTORE_SCREENSHOTS") {
-        // Relative to where the tests were started from, not tests/ui.
-        let shots = std::env::current_dir().unwrap().join(shots);
+        // A relative path is taken from the repository's root.
+        let shots = repo_root().join(shots);
         node.env("OSTORE_SCREENSHOTS", shots);
     }
     let mut child = node

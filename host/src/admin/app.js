@@ -790,7 +790,7 @@ function valueSection(value) {
     });
     return [
       h('p', {}, `Binary value, ${formatCount(bytes.length)} bytes.${bytes.length > 512 ? ' The first 512 are shown.' : ''}`),
-      h('pre', { class: 'value', id: 'value', 'aria-label': 'Hex preview' }, hexDump(bytes)),
+      h('pre', { class: 'value hex', id: 'value', 'aria-label': 'Hex preview' }, hexDump(bytes)),
       h('details', {}, h('summary', {}, 'Base64'), h('pre', { class: 'value' }, value.binaryValue.length > 8192 ? `${value.binaryValue.slice(0, 8192)}…` : value.binaryValue)),
       h('div', { class: 'toolbar' }, download),
     ];
@@ -887,7 +887,7 @@ async function keyView(r) {
   h('h2', {}, 'Edit the value'),
   h('div', { class: 'field' }, h('label', { for: 'edit-value' }, value.valueType === 'NUMBER' ? 'Number' : 'Text'), editor),
   h('p', { class: 'hint' }, 'The key keeps its TTL. Saving fails if someone changed the value since this page loaded.'),
-  h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => { editForm.hidden = true; editButton.focus(); } }, 'Cancel'), saveValue));
+  h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => { editForm.hidden = true; editButton.focus(); } }, 'Cancel'), saveValue));
   const editButton = h('button', { type: 'button', onclick: () => { editForm.hidden = false; ttlForm.hidden = true; editor.focus(); } }, 'Edit value');
 
   // Set the TTL, keeping the value.
@@ -914,7 +914,7 @@ async function keyView(r) {
   h('h2', {}, 'Set the TTL'),
   h('p', { class: 'hint' }, 'The expiry counts from now.'),
   ttl.element,
-  h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => { ttlForm.hidden = true; ttlButton.focus(); } }, 'Cancel'), saveTtl));
+  h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => { ttlForm.hidden = true; ttlButton.focus(); } }, 'Cancel'), saveTtl));
   const ttlButton = h('button', { type: 'button', class: 'secondary', onclick: () => { ttlForm.hidden = false; editForm.hidden = true; ttlForm.querySelector('input').focus(); } }, 'Set TTL');
 
   const deleteKey = h('button', { type: 'button', class: 'danger' }, 'Delete key…');
@@ -935,7 +935,7 @@ async function keyView(r) {
     h('p', { class: 'sub' }, `Key in partition ${r.partition} of store ${storeLabel(r.store)}`),
     h('div', { class: 'toolbar' }, editable ? editButton : null, ttlButton, deleteKey),
     feedback, editForm, ttlForm,
-    h('div', { class: 'grid2' },
+    h('div', { class: 'value-layout' },
       h('section', { class: 'card', 'aria-labelledby': 'value-title' }, h('h2', { id: 'value-title' }, 'Value'), valueSection(value)),
       h('section', { class: 'card', 'aria-labelledby': 'facts-title' }, h('h2', { id: 'facts-title' }, 'Details'), h('dl', { class: 'facts' },
         h('dt', {}, 'Type'), h('dd', { id: 'fact-type' }, value.valueType),
@@ -991,7 +991,7 @@ async function newKeyView(r) {
   h('div', { class: 'field' }, h('label', { for: 'new-key' }, 'Key'), key, h('p', { class: 'hint' }, 'Up to 1024 bytes; any text.')),
   h('div', { class: 'field' }, h('label', { for: 'new-value' }, 'Text value'), text),
   ttl.element,
-  h('div', { class: 'actions' }, h('a', { class: 'button secondary', href: hashFor({ ...r, view: 'partition' }) }, 'Cancel'), create));
+  h('div', { class: 'form-actions' }, h('a', { class: 'button secondary', href: hashFor({ ...r, view: 'partition' }) }, 'Cancel'), create));
   return h('div', {},
     h('h1', {}, 'New key'),
     h('p', { class: 'sub' }, `In partition ${r.partition} of store ${storeLabel(r.store)}. A key that already exists is not overwritten.`),
@@ -1033,7 +1033,8 @@ function barChart({ id, title, points, unit, format = formatCount }) {
           class: 'bar', x, y: y(p.value), width: barWidth, height: Math.max(0, y(0) - y(p.value)),
           dataset: { label: p.label, value: p.value },
         }, svg('title', {}, `${p.title || p.label}: ${format(p.value)} ${unit}`)),
-        i % labelEvery === 0 ? svg('text', { x: x + barWidth / 2, y: height - 8, 'text-anchor': 'middle' }, p.short || p.label) : null,
+        // Label from the newest bar back, so that today's always is.
+        (points.length - 1 - i) % labelEvery === 0 ? svg('text', { x: x + barWidth / 2, y: height - 8, 'text-anchor': 'middle' }, p.short || p.label) : null,
       ];
     }));
   return h('section', { class: 'card chart', id, 'aria-labelledby': `${id}-h` },
