@@ -575,6 +575,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let path = match &r.route {
             Route::Wildcard(p) | Route::Exact(p) => p,
         };
+        let below = format!("{}/", path.trim_end_matches('/'));
+        if [path.as_str(), &below]
+            .iter()
+            .any(|p| Api::serves(p) || crate::admin::serves(p))
+        {
+            eprintln!(
+                "warning: route {} of application {:?} is under a path the host serves itself \
+                 (the REST API or the admin UI); requests there never reach the component",
+                r.route, r.application
+            );
+        }
         println!(
             "  {}/{}: {scheme}://{addr}{path}{}",
             r.application,

@@ -107,3 +107,39 @@ fn unsupported_manifest_fields_are_named_in_a_warning() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_under_the_admin_ui_or_the_api_is_warned_about_and_the_host_keeps_those_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guest("hello");
+    let manifest = write_manifest(
+        dir.path(),
+        "shadowed",
+        &[
+            ("/admin/...", "ui", &hello),
+            ("/api/v1/mine", "api", &hello),
+            ("/hello", "fine", &hello),
+        ],
+    );
+    let data = dir.path().join("data");
+    let host = Host::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let stderr = host.stderr();
+    for route in ["/admin/...", "/api/v1/mine"] {
+        assert!(
+            stderr.contains(&format!(
+                "warning: route {route} of application \"shadowed\""
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("route /hello"), "{stderr}");
+    let page = host.get("/admin/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<title>ostore admin</title>"));
+    assert_eq!(host.get("/hello").await.text(), "hello, world");
+}
