@@ -309,6 +309,13 @@ struct UpArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
 
+    /// Serve the admin UI (with the REST API) on a listener of its own
+    /// instead of at /admin/ on --listen. Its own origin keeps the UI's
+    /// session out of reach of pages that the applications serve: use it
+    /// when the host runs applications you do not trust.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+
     /// Run each component's `build.command` before starting.
     #[arg(long)]
     build: bool,
@@ -492,17 +499,26 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
         _ => None,
     };
-    if tls.is_none() && !args.listen.ip().is_loopback() && !args.allow_plain_http {
-        bail!(
-            "refusing to serve plain HTTP on {}, which is not a loopback address: \
-             give --tls-cert and --tls-key, or --allow-plain-http",
-            args.listen
-        );
+    for addr in std::iter::once(args.listen).chain(args.admin_listen) {
+        if tls.is_none() && !addr.ip().is_loopback() && !args.allow_plain_http {
+            bail!(
+                "refusing to serve plain HTTP on {addr}, which is not a loopback address: \
+                 give --tls-cert and --tls-key, or --allow-plain-http",
+            );
+        }
     }
     // Bind before the slow work, so that a port in use fails at once.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin_listener = match args.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+        ),
+        None => None,
+    };
 
     let first_dir = manifests[0].path.parent().unwrap_or(Path::new("."));
     let data_dir = args
@@ -556,7 +572,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.token_lifetime),
     )?;
     let api = Api::new(store.clone(), Arc::new(credentials), environments.clone());
-    let mut router = Router::new().with_api(api);
+    let mut router = Router::new()
+        .with_api(api)
+        .with_admin_ui(admin_listener.is_none());
     for m in &manifests {
         let app = store.application(&m.name).await?;
         router
@@ -565,6 +583,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}", m.path.display()))?;
     }
 
+    // Warnings first, so that they come before the announcement.
+    for r in router.routes() {
+        let path = match &r.route {
+            Route::Wildcard(p) | Route::Exact(p) => p,
+        };
+        let below = format!("{}/", path.trim_end_matches('/'));
+        if [path.as_str(), &below]
+            .iter()
+            .any(|p| Api::serves(p) || (args.admin_listen.is_none() && crate::admin::serves(p)))
+        {
+            eprintln!(
+                "warning: route {} of application {:?} is under a path the host serves itself \
+                 (the REST API or the admin UI); requests there never reach the component",
+                r.route, r.application
+            );
+        }
+    }
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -575,17 +610,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let path = match &r.route {
             Route::Wildcard(p) | Route::Exact(p) => p,
         };
-        let below = format!("{}/", path.trim_end_matches('/'));
-        if [path.as_str(), &below]
-            .iter()
-            .any(|p| Api::serves(p) || crate::admin::serves(p))
-        {
-            eprintln!(
-                "warning: route {} of application {:?} is under a path the host serves itself \
-                 (the REST API or the admin UI); requests there never reach the component",
-                r.route, r.application
-            );
-        }
         println!(
             "  {}/{}: {scheme}://{addr}{path}{}",
             r.application,
@@ -598,10 +622,34 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "  {app}: REST API {scheme}://{addr}/api/v1/organizations/{org}/environments/{env}/stores"
         );
     }
-    println!("  Admin UI: {scheme}://{addr}{}", crate::admin::PATH);
+    let admin_addr = match &admin_listener {
+        Some(l) => l.local_addr()?,
+        None => addr,
+    };
+    println!("  Admin UI: {scheme}://{admin_addr}{}", crate::admin::PATH);
     let sweeper = store.spawn_sweeper(seconds(args.sweep_interval, "sweep-interval")?);
     let flusher = store.spawn_stats_flusher(Duration::from_secs(1));
-    serve(listener, router, tls, shutdown).await?;
+    // One signal stops every listener.
+    let (stop, stopping) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(());
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<()>| async move {
+        let _ = stopping.changed().await;
+    };
+    match admin_listener {
+        Some(admin_listener) => {
+            let admin_router = router.admin_only();
+            let (apps, admin) = tokio::join!(
+                serve(listener, router, tls.clone(), stopped(stopping.clone())),
+                serve(admin_listener, admin_router, tls, stopped(stopping)),
+            );
+            apps?;
+            admin?;
+        }
+        None => serve(listener, router, tls, stopped(stopping)).await?,
+    }
     sweeper.abort();
     flusher.abort();
     store

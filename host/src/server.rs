@@ -37,6 +37,7 @@ pub struct RouteEntry {
 pub struct Router {
     routes: Vec<RouteEntry>,
     api: Option<Arc<Api>>,
+    admin_ui: bool,
 }
 
 impl Router {
@@ -48,7 +49,25 @@ impl Router {
     /// of guest routes.
     pub fn with_api(mut self, api: Api) -> Self {
         self.api = Some(Arc::new(api));
+        self.admin_ui = true;
         self
+    }
+
+    /// Whether this router serves the admin UI at `/admin/` (it does once
+    /// it serves the API).
+    pub fn with_admin_ui(mut self, on: bool) -> Self {
+        self.admin_ui = on && self.api.is_some();
+        self
+    }
+
+    /// A router for a listener of the admin UI's own: the same API and the
+    /// UI, and no application routes.
+    pub fn admin_only(&self) -> Router {
+        Router {
+            routes: Vec::new(),
+            api: self.api.clone(),
+            admin_ui: self.api.is_some(),
+        }
     }
 
     /// Loads every component of `manifest` as application `manifest.name`
@@ -148,7 +167,7 @@ impl Router {
             if Api::serves(&path) {
                 return api.handle(req).await;
             }
-            if admin::serves(&path) {
+            if self.admin_ui && admin::serves(&path) {
                 return admin::handle(&req);
             }
         }

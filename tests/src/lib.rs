@@ -77,6 +77,7 @@ pub fn write_manifest(dir: &Path, name: &str, routes: &[(&str, &str, &Path)]) ->
 pub struct Host {
     child: Child,
     pub addr: SocketAddr,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -126,8 +127,11 @@ impl Host {
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let out_pipe = child.stdout.take().expect("piped stdout");
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out_sink = stdout.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
+                out_sink.lock().unwrap().push_str(&format!("{line}\n"));
                 let served = line
                     .strip_prefix("Serving http://")
                     .or_else(|| line.strip_prefix("Serving https://"));
@@ -157,6 +161,7 @@ impl Host {
         Host {
             child,
             addr,
+            stdout,
             stderr,
         }
     }
@@ -164,6 +169,23 @@ impl Host {
     /// What the host wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The first line of standard output starting with `prefix`, waiting
+    /// up to ten seconds for it.
+    pub fn stdout_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.stdout.lock().unwrap().clone();
+            if let Some(line) = text.lines().find(|l| l.trim_start().starts_with(prefix)) {
+                return line.trim().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ostore printed no line starting with {prefix:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Whether the process is still running.

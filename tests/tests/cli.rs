@@ -128,7 +128,15 @@ async fn a_route_under_the_admin_ui_or_the_api_is_warned_about_and_the_host_keep
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    let stderr = host.stderr();
+    // Printed before the announcement; stderr is read on a thread of its own.
+    let mut stderr = host.stderr();
+    for _ in 0..100 {
+        if stderr.matches("warning: route").count() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stderr = host.stderr();
+    }
     for route in ["/admin/...", "/api/v1/mine"] {
         assert!(
             stderr.contains(&format!(
@@ -142,4 +150,42 @@ async fn a_route_under_the_admin_ui_or_the_api_is_warned_about_and_the_host_keep
     assert_eq!(page.status, 200);
     assert!(page.text().contains("<title>ostore admin</title>"));
     assert_eq!(host.get("/hello").await.text(), "hello, world");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listen_moves_the_admin_ui_to_an_origin_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "app", &[("/hello", "hello", &guest("hello"))]);
+    let data = dir.path().join("data");
+    let host = Host::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let line = host.stdout_line("Admin UI:");
+    let admin: std::net::SocketAddr = line
+        .trim_start_matches("Admin UI: http://")
+        .trim_end_matches("/admin/")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_ne!(admin.port(), host.addr.port());
+
+    let page = ostore_tests::request(admin, "GET", "/admin/", Default::default()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<title>ostore admin</title>"));
+    // The UI's API is there too; the applications are not.
+    let api = ostore_tests::request(admin, "GET", "/api/v1/environments", Default::default()).await;
+    assert_eq!(api.status, 401, "{}", api.text());
+    let guest_route = ostore_tests::request(admin, "GET", "/hello", Default::default()).await;
+    assert_eq!(guest_route.status, 404);
+
+    // The applications' listener serves the applications and the API, but
+    // not the UI.
+    assert_eq!(host.get("/hello").await.text(), "hello, world");
+    assert_eq!(host.get("/admin/").await.status, 404);
+    assert_eq!(host.get("/api/v1/environments").await.status, 401);
+    host.stop();
 }
