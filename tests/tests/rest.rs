@@ -316,6 +316,19 @@ async fn each_credential_lists_only_its_environments_and_a_key_can_be_set_never_
     .await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("or null for no expiry"), "{}", r.text());
+
+    // A path with an empty last segment (what a browser sends for a key
+    // named `..` or `.`) names nothing: it must not clear the partition.
+    for path in [
+        format!("{BASE}{TUTORIAL}/keys/"),
+        format!("{BASE}{TUTORIAL}/"),
+    ] {
+        let r = call(&host, &admin, "DELETE", &path, "").await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert!(r.text().contains("empty segment"), "{}", r.text());
+    }
+    let value = json(&call(&host, &admin, "GET", &path, "").await);
+    assert_eq!(value["stringValue"], "kept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

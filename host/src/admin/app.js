@@ -1,16 +1,23 @@
 // ostore admin: a single page over the REST and Stats APIs.
 //
-// It holds a bearer token in sessionStorage (gone when the tab closes) and
-// can do exactly what the signed-in credential may do; the server checks
-// every call. Names and values from the store are only ever put into the
-// page as text nodes, never as markup.
+// It holds its bearer token in this page's memory only, never in storage:
+// the applications' pages may share this origin, and must find nothing
+// there. So a reload asks to sign in again (and then returns to the same
+// place). It can do exactly what the signed-in credential may do; the
+// server checks every call. Names and values from the store are only ever
+// put into the page as text nodes, never as markup.
 'use strict';
 
 const DEFAULT_STORE = '_defaultUserObjectStore';
 const DEFAULT_STORE_LABEL = 'DEFAULT_USER_STORE';
 const TOKEN_PATH = '/accounts/api/v2/oauth2/token';
-const SESSION_KEY = 'ostore.admin.session';
 const SVG_NS = 'http://www.w3.org/2000/svg';
+// The scopes that show the controls which need them.
+const MANAGE_STORES = 'manage:store';
+/** The server's default key length limit; the server has the last word. */
+const MAX_KEY_BYTES = 1024;
+const MANAGE_DATA = 'manage:store_data';
+const METRICS = 'read:store_metrics';
 
 const mainEl = document.getElementById('main');
 const crumbsEl = document.getElementById('crumbs');
@@ -51,7 +58,14 @@ function emptyState(text) {
 }
 
 function notice(text) {
-  return h('p', { class: 'notice', role: 'status' }, text);
+  return h('p', { class: 'notice', role: 'status', tabindex: -1 }, text);
+}
+
+/** Shows what just happened in `where` and moves focus there, as the button that did it may be gone. */
+function announce(where, text) {
+  const note = notice(text);
+  where.replaceChildren(note);
+  note.focus();
 }
 
 // ---------------------------------------------------------------- formats
@@ -121,20 +135,29 @@ function ttlText(seconds, rolling) {
 // ---------------------------------------------------------------- session
 
 const session = {
+  current: null,
+  /** Why the last session ended, to say on the sign-in page. */
+  ended: null,
   get() {
-    try {
-      const s = JSON.parse(sessionStorage.getItem(SESSION_KEY));
-      return s && s.expiresAt > Date.now() ? s : null;
-    } catch {
-      return null;
+    if (this.current && this.current.expiresAt <= Date.now()) {
+      this.clear('Your session expired. Sign in again to go on.');
     }
+    return this.current;
   },
   save(s) {
-    sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    this.current = s;
+    this.ended = null;
   },
-  clear() {
-    sessionStorage.removeItem(SESSION_KEY);
+  clear(why) {
+    this.current = null;
+    this.ended = why || null;
     environmentsCache = null;
+    pagerMemory.clear();
+  },
+  /** Whether the token carries `scope` (older servers do not say: assume yes). */
+  can(scope) {
+    const scopes = this.current && this.current.scopes;
+    return !scopes || scopes.includes(scope);
   },
 };
 
@@ -157,6 +180,28 @@ class ApiError extends Error {
 /** A mistake in a form, caught before anything is sent. */
 class FormError extends Error {}
 
+/** A name that a browser cannot put in a URL path. */
+class Unreachable extends Error {}
+
+/**
+ * Parses an API answer, keeping a NUMBER value's exact decimal text: a
+ * JavaScript number would round anything past 2^53.
+ */
+function parseJson(text) {
+  return JSON.parse(text, (key, value, context) => (
+    key === 'numberValue' && typeof value === 'number' && context && typeof context.source === 'string'
+      ? context.source
+      : value));
+}
+
+/** A number for a request body, written exactly as `text` says. */
+function exactNumber(text) {
+  return typeof JSON.rawJSON === 'function' ? JSON.rawJSON(text) : Number(text);
+}
+
+/** JSON's number grammar: no hex, no leading `+`, no `Infinity`. */
+const NUMBER_TEXT = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
+
 async function send(path, { method = 'GET', body, headers = {} } = {}) {
   const s = session.get();
   if (!s) throw new SignedOut();
@@ -174,13 +219,14 @@ async function send(path, { method = 'GET', body, headers = {} } = {}) {
   const text = await response.text();
   let json = null;
   try {
-    json = text ? JSON.parse(text) : null;
+    json = text ? parseJson(text) : null;
   } catch {
     json = null;
   }
   if (response.status === 401) {
-    session.clear();
-    throw new SignedOut('Your session has ended (it expired, or its credential was deleted). Sign in again.');
+    const why = 'Your session has ended (it expired, or its credential was deleted). Sign in again.';
+    session.clear(why);
+    throw new SignedOut(why);
   }
   if (!response.ok) {
     const message = (json && json.message) || text || response.statusText;
@@ -193,6 +239,7 @@ async function send(path, { method = 'GET', body, headers = {} } = {}) {
 function explain(err) {
   if (err instanceof SignedOut) return ['Signed out', err.message];
   if (err instanceof FormError) return ['Check the form', err.message];
+  if (err instanceof Unreachable) return ['Not reachable from a browser', err.message];
   if (!(err instanceof ApiError)) return ['Something went wrong', String(err && err.message ? err.message : err)];
   const says = err.message;
   switch (err.status) {
@@ -208,29 +255,40 @@ function explain(err) {
   }
 }
 
-function errorBox(err) {
+function errorBox(err, { withTitle = true } = {}) {
   const [title, detail] = explain(err);
-  return h('div', { class: 'error', role: 'alert' }, h('strong', {}, title), detail);
+  return h('div', { class: 'error', role: 'alert' }, withTitle ? h('strong', {}, title) : null, detail);
 }
 
 // ---------------------------------------------------------------- API paths
 
 const enc = encodeURIComponent;
 
+/**
+ * A name as one segment of an API path. Browsers resolve `.` and `..` in
+ * paths (even as `%2E`) before sending, so such names cannot be reached.
+ */
+function seg(name) {
+  if (name === '.' || name === '..') {
+    throw new Unreachable(`A browser cannot send the name “${name}” in a URL path, so this page cannot open or change it. The application itself, or a client that sends paths as they are (curl --path-as-is), can.`);
+  }
+  return encodeURIComponent(name);
+}
+
 function envPath(org, env) {
-  return `/api/v1/organizations/${enc(org)}/environments/${enc(env)}`;
+  return `/api/v1/organizations/${seg(org)}/environments/${seg(env)}`;
 }
 
 function storePath(r, store = r.store) {
-  return `${envPath(r.org, r.env)}/stores/${enc(store)}`;
+  return `${envPath(r.org, r.env)}/stores/${seg(store)}`;
 }
 
 function partitionPath(r, partition = r.partition) {
-  return `${storePath(r)}/partitions/${enc(partition)}`;
+  return `${storePath(r)}/partitions/${seg(partition)}`;
 }
 
 function keyPath(r, key = r.key) {
-  return `${partitionPath(r)}/keys/${enc(key)}`;
+  return `${partitionPath(r)}/keys/${seg(key)}`;
 }
 
 function query(params) {
@@ -313,7 +371,7 @@ async function route() {
   const r = parseHash();
   const current = () => gen === generation;
   if (!session.get()) {
-    renderSignIn(flash);
+    renderSignIn(flash || session.ended);
     flash = null;
     return;
   }
@@ -343,7 +401,7 @@ async function route() {
       renderSignIn(err.message);
       return;
     }
-    mainEl.replaceChildren(h('h1', {}, explain(err)[0]), errorBox(err), h('p', {}, h('a', { href: '#/' }, 'Back to the applications')));
+    mainEl.replaceChildren(h('h1', {}, explain(err)[0]), errorBox(err, { withTitle: false }), h('p', {}, h('a', { href: '#/' }, 'Back to the applications')));
     document.title = 'Error · ostore admin';
     focusMain();
   }
@@ -358,6 +416,8 @@ function focusMain() {
 
 /** Runs an action from a button, showing what happened in `where`; a lost session sends the person to sign in. */
 async function act(button, where, action) {
+  // A notice from before is no longer news.
+  for (const old of mainEl.querySelectorAll('.notice')) old.remove();
   button.disabled = true;
   const status = loading('Working…');
   where.replaceChildren(status);
@@ -406,10 +466,12 @@ function renderSessionBar(r) {
   const signOut = h('button', { class: 'secondary', type: 'button', onclick: () => { session.clear(); renderSignIn('You are signed out.'); } }, 'Sign out');
   const parts = [h('span', { class: 'who' }, `Signed in as ${s.clientId}`), signOut];
   if (environmentsCache && environmentsCache.length > 1) {
-    const select = h('select', { 'aria-label': 'Application', onchange: (e) => { if (e.target.value) location.hash = e.target.value; } },
-      h('option', { value: '' }, 'Switch application…'),
+    // A select with a button, not one that navigates on change: arrow
+    // keys move through the options without leaving the page.
+    const select = h('select', { 'aria-label': 'Application' },
       environmentsCache.map((e) => h('option', { value: hashFor({ org: e.organizationId, env: e.environmentId }), selected: e.organizationId === r.org && e.environmentId === r.env }, e.applicationName)));
-    parts.unshift(select);
+    parts.unshift(h('form', { class: 'switch', onsubmit: (e) => { e.preventDefault(); location.hash = select.value; } },
+      select, h('button', { type: 'submit', class: 'secondary' }, 'Open')));
   }
   sessionEl.replaceChildren(...parts);
 }
@@ -442,7 +504,7 @@ function renderSignIn(message) {
     },
   },
   h('h1', {}, 'Sign in'),
-  h('p', { class: 'sub' }, 'Use a client credential from ', h('code', {}, 'ostore credentials create'), '. An admin credential sees every application; an application credential sees only its own.'),
+  h('p', { class: 'sub' }, 'Use a client credential from ', h('code', {}, 'ostore credentials create'), '. An admin credential sees every application; an application credential sees only its own. The session lasts while this page stays open.'),
   feedback,
   h('div', { class: 'field' }, h('label', { for: 'client-id' }, 'Client ID'), id),
   h('div', { class: 'field' }, h('label', { for: 'client-secret' }, 'Client secret'), secret),
@@ -475,6 +537,7 @@ async function signIn(clientId, clientSecret) {
   session.save({
     token: json.access_token,
     clientId,
+    scopes: typeof json.scope === 'string' ? json.scope.split(' ').filter(Boolean) : null,
     // Sign in again a little before the token runs out.
     expiresAt: Date.now() + Math.max(json.expires_in - 30, 1) * 1000,
   });
@@ -512,35 +575,50 @@ function confirmDelete(title, text, action = 'Delete') {
 
 // ---------------------------------------------------------------- paging
 
+/** Where each listing was, by page address, so that Back returns to the same page. */
+const pagerMemory = new Map();
+
 /**
  * A paged list: `load(token)` gives `{values, nextPageToken}`; `render(values)`
  * draws a page. Previous pages are remembered by their tokens.
  */
 function pagedList({ load, render, empty, noun }) {
   const box = h('div');
-  const tokens = [null];
-  let index = 0;
+  const memoryKey = `${location.hash}|${noun}`;
+  const remembered = pagerMemory.get(memoryKey);
+  let tokens = remembered ? [...remembered.tokens] : [null];
+  let index = remembered ? remembered.index : 0;
 
   async function show(focusTarget) {
-    const page = await load(tokens[index]);
+    let page = await load(tokens[index]);
+    if (page.values.length === 0 && index > 0) {
+      // The remembered page emptied meanwhile: start over.
+      tokens = [null];
+      index = 0;
+      page = await load(null);
+    }
     tokens.length = index + 1;
     if (page.nextPageToken) tokens.push(page.nextPageToken);
-    if (page.values.length === 0 && index === 0) {
+    pagerMemory.set(memoryKey, { tokens: tokens.slice(0, index + 1), index });
+    if (page.values.length === 0) {
       box.replaceChildren(emptyState(empty));
       return;
     }
+    const single = index === 0 && !page.nextPageToken;
+    const where = h('span', { class: 'where', tabindex: -1 }, `Page ${index + 1} · ${plural(page.values.length, noun)}`);
     const prev = h('button', { type: 'button', class: 'secondary', disabled: index === 0, onclick: () => turn(-1) }, '← Previous');
     const next = h('button', { type: 'button', class: 'secondary', disabled: !page.nextPageToken, onclick: () => turn(1) }, 'Next →');
     box.replaceChildren(render(page.values),
-      h('nav', { class: 'pager', 'aria-label': `${noun} pages` }, prev, h('span', { class: 'where' }, `Page ${index + 1} · ${page.values.length} ${noun}`), next));
-    if (focusTarget === 'next' && !next.disabled) next.focus();
-    else if (focusTarget === 'prev' && !prev.disabled) prev.focus();
+      single ? null : h('nav', { class: 'pager', 'aria-label': `Pages of ${noun}s` }, prev, where, next));
+    if (focusTarget) {
+      const wanted = focusTarget === 'next' ? next : prev;
+      (wanted.disabled ? where : wanted).focus();
+    }
   }
 
   async function turn(step) {
     index = Math.max(0, index + step);
-    const status = loading(`Loading ${noun}…`);
-    box.prepend(status);
+    box.prepend(loading(`Loading ${noun}s…`));
     try {
       await show(step > 0 ? 'next' : 'prev');
     } catch (err) {
@@ -549,7 +627,11 @@ function pagedList({ load, render, empty, noun }) {
     }
   }
 
-  return { element: box, show, reload: () => { tokens.length = 1; index = 0; return show(); } };
+  async function reload() {
+    await show();
+  }
+
+  return { element: box, show, reload };
 }
 
 function table(columns, rows, label) {
@@ -581,7 +663,7 @@ async function homeView() {
       cell('Application', h('a', { href: hashFor({ org: e.organizationId, env: e.environmentId }) }, e.applicationName), 'name'),
       cell('Organization', e.organizationId),
       cell('Environment', e.environmentId),
-      cell('', h('a', { href: hashFor({ org: e.organizationId, env: e.environmentId, view: 'usage' }) }, 'Usage'), 'actions'))), 'Applications'));
+      cell('', session.can(METRICS) ? h('a', { href: hashFor({ org: e.organizationId, env: e.environmentId, view: 'usage' }) }, 'Usage') : null, 'actions'))), 'Applications'));
 }
 
 async function envHeader(r, active) {
@@ -594,7 +676,8 @@ async function envHeader(r, active) {
   return [
     h('h1', {}, active === 'usage' ? `Usage of ${name}` : name),
     h('p', { class: 'sub' }, `Organization ${r.org} · environment ${r.env} · `,
-      tab('Stores', { org: r.org, env: r.env }, 'stores'), ' · ', tab('Usage', { org: r.org, env: r.env, view: 'usage' }, 'usage')),
+      tab('Stores', { org: r.org, env: r.env }, 'stores'),
+      session.can(METRICS) || active === 'usage' ? [' · ', tab('Usage', { org: r.org, env: r.env, view: 'usage' }, 'usage')] : null),
   ];
 }
 
@@ -602,7 +685,7 @@ async function storesView(r) {
   const header = await envHeader(r, 'stores');
   const feedback = h('div', { 'aria-live': 'polite' });
   const list = pagedList({
-    noun: 'stores',
+    noun: 'store',
     empty: 'This application has no stores yet. Stores appear once the application or the API writes to one.',
     load: async (token) => (await send(`${envPath(r.org, r.env)}/stores${query({ pageSize: 100, nextPageToken: token })}`)).json,
     render: (stores) => table([['Store'], ['Keys', 'num'], ['Size', 'num'], ['Default TTL'], ['', 'actions']],
@@ -616,7 +699,7 @@ async function storesView(r) {
           await act(del, feedback, async () => {
             await send(storePath(r, s.storeId), { method: 'DELETE' });
             await list.reload();
-            feedback.replaceChildren(notice(`Deleted store ${storeLabel(s.storeId)}.`));
+            announce(feedback, `Deleted store ${storeLabel(s.storeId)}.`);
           });
         });
         return h('tr', {},
@@ -625,7 +708,7 @@ async function storesView(r) {
           cell('Keys', formatCount(s.keyCount), 'num'),
           cell('Size', formatBytes(s.bytesStored), 'num'),
           cell('Default TTL', ttlText(s.defaultTtlSeconds, !s.isFixedTtl)),
-          cell('', del, 'actions'));
+          cell('', session.can(MANAGE_STORES) ? del : null, 'actions'));
       }), 'Stores'),
   });
   await list.show();
@@ -648,7 +731,7 @@ async function storeView(r) {
     });
   });
   const list = pagedList({
-    noun: 'partitions',
+    noun: 'partition',
     empty: 'This store has no partitions yet.',
     load: async (token) => (await send(`${storePath(r)}/partitions${query({ pageSize: 100, nextPageToken: token })}`)).json,
     render: (partitions) => table([['Partition'], ['', 'actions']], partitions.map((p) => {
@@ -661,10 +744,10 @@ async function storeView(r) {
         await act(del, feedback, async () => {
           await send(partitionPath(r, p), { method: 'DELETE' });
           await list.reload();
-          feedback.replaceChildren(notice(`Deleted partition ${p}.`));
+          announce(feedback, `Deleted partition ${p}.`);
         });
       });
-      return h('tr', {}, cell('Partition', h('a', { href: hashFor({ ...r, partition: p }) }, p), 'name'), cell('', del, 'actions'));
+      return h('tr', {}, cell('Partition', h('a', { href: hashFor({ ...r, partition: p }) }, p), 'name'), cell('', session.can(MANAGE_STORES) ? del : null, 'actions'));
     }), 'Partitions'),
   });
   await list.show();
@@ -676,7 +759,7 @@ async function storeView(r) {
       h('dt', {}, 'Size at rest'), h('dd', {}, formatBytes(store.bytesStored), store.maxBytes !== null ? ` of at most ${formatBytes(store.maxBytes)}` : ''),
       h('dt', {}, 'Default TTL'), h('dd', {}, ttlText(store.defaultTtlSeconds, !store.isFixedTtl)),
       h('dt', {}, 'Encrypted'), h('dd', {}, 'yes, AES-256-GCM'))),
-    h('div', { class: 'toolbar' }, deleteStore),
+    session.can(MANAGE_STORES) ? h('div', { class: 'toolbar' }, deleteStore) : null,
     feedback,
     h('h2', {}, 'Partitions'),
     list.element);
@@ -687,13 +770,9 @@ async function partitionView(r) {
   const pageSize = ['25', '100', '500', '1000'].includes(r.params.get('pageSize')) ? r.params.get('pageSize') : '25';
   const feedback = h('div', { 'aria-live': 'polite' });
   const list = pagedList({
-    noun: 'keys',
+    noun: 'key',
     empty: prefix ? `No key in this partition starts with “${prefix}”.` : 'This partition has no keys.',
-    load: async (token) => {
-      const page = (await send(`${partitionPath(r)}/keys${query({ pageSize, nextPageToken: token, prefix })}`)).json;
-      page.values.sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0));
-      return page;
-    },
+    load: async (token) => (await send(`${partitionPath(r)}/keys${query({ pageSize, nextPageToken: token, prefix })}`)).json,
     render: (keys) => table([['Key'], ['Type'], ['Size', 'num'], ['Updated'], ['Expires'], ['', 'actions']], keys.map((k) => {
       const del = h('button', { type: 'button', class: 'danger small', 'aria-label': `Delete key ${k.keyId}` }, 'Delete');
       del.addEventListener('click', async () => {
@@ -704,7 +783,7 @@ async function partitionView(r) {
         await act(del, feedback, async () => {
           await send(keyPath(r, k.keyId), { method: 'DELETE' });
           await list.reload();
-          feedback.replaceChildren(notice(`Deleted key ${k.keyId}.`));
+          announce(feedback, `Deleted key ${k.keyId}.`);
         });
       });
       return h('tr', { dataset: { key: k.keyId } },
@@ -713,7 +792,7 @@ async function partitionView(r) {
         cell('Size', formatBytes(k.size), 'num'),
         cell('Updated', time(k.updatedAt)),
         cell('Expires', time(k.expiresAt, { never: 'never' })),
-        cell('', del, 'actions'));
+        cell('', session.can(MANAGE_DATA) ? del : null, 'actions'));
     }), 'Keys'),
   });
   await list.show();
@@ -752,7 +831,10 @@ async function partitionView(r) {
   return h('div', {},
     h('h1', {}, r.partition),
     h('p', { class: 'sub' }, `Partition of store ${storeLabel(r.store)}`),
-    h('div', { class: 'toolbar' }, h('a', { class: 'button', href: hashFor({ ...r, view: 'new' }) }, 'New key'), deletePartition),
+    h('div', { class: 'toolbar' },
+      session.can(MANAGE_DATA) ? h('a', { class: 'button', href: hashFor({ ...r, view: 'new' }) }, 'New key') : null,
+      session.can(MANAGE_STORES) ? deletePartition : null),
+    h('p', { class: 'hint' }, 'Keys are listed in storage order: their names are encrypted at rest, so the store cannot sort them. Search by prefix to find one.'),
     searchForm,
     feedback,
     list.element);
@@ -824,8 +906,20 @@ function ttlFields(initial) {
   const fieldset = h('fieldset', { class: 'field' }, h('legend', {}, 'Time to live'),
     h('div', { class: 'inline' }, radios, seconds, h('span', {}, 'seconds')),
     h('div', { class: 'inline' }, h('label', {}, rolling, 'Rolling: each read extends it')));
+  // The seconds and rolling fields count only for "Expires after".
+  const sync = () => {
+    const off = fieldset.querySelector('input[name="ttl-mode"]:checked').value !== 'seconds';
+    seconds.disabled = off;
+    rolling.disabled = off;
+  };
+  fieldset.addEventListener('change', sync);
+  sync();
   return {
     element: fieldset,
+    /** Focuses the chosen option, as a keyboard user expects on opening. */
+    focus() {
+      fieldset.querySelector('input[name="ttl-mode"]:checked').focus();
+    },
     /** The TTL fields of a write body, or an error message. */
     read() {
       const chosen = fieldset.querySelector('input[name="ttl-mode"]:checked').value;
@@ -845,7 +939,7 @@ async function keyView(r) {
   const writeBody = (extra) => {
     const body = { valueType: value.valueType };
     if (value.valueType === 'BINARY') body.binaryValue = value.binaryValue;
-    else if (value.valueType === 'NUMBER') body.numberValue = value.numberValue;
+    else if (value.valueType === 'NUMBER') body.numberValue = exactNumber(String(value.numberValue));
     else body.stringValue = value.stringValue;
     if (value.ttlSeconds !== null) {
       body.ttlSeconds = value.ttlSeconds;
@@ -873,12 +967,12 @@ async function keyView(r) {
     onsubmit: (e) => {
       e.preventDefault();
       if (value.valueType === 'NUMBER') {
-        const n = Number(editor.value.trim());
-        if (editor.value.trim() === '' || !Number.isFinite(n)) {
-          feedback.replaceChildren(errorBox(new FormError('A NUMBER value must be a number, like 42 or 3.5.')));
+        const text = editor.value.trim();
+        if (!NUMBER_TEXT.test(text)) {
+          feedback.replaceChildren(errorBox(new FormError('A NUMBER value must be a decimal number, like 42, -7 or 3.5e2.')));
           return;
         }
-        save(writeBody({ numberValue: n }), saveValue, 'Saved the new value.');
+        save(writeBody({ numberValue: exactNumber(text) }), saveValue, 'Saved the new value.');
       } else {
         save(writeBody({ stringValue: editor.value }), saveValue, 'Saved the new value.');
       }
@@ -886,7 +980,7 @@ async function keyView(r) {
   },
   h('h2', {}, 'Edit the value'),
   h('div', { class: 'field' }, h('label', { for: 'edit-value' }, value.valueType === 'NUMBER' ? 'Number' : 'Text'), editor),
-  h('p', { class: 'hint' }, 'The key keeps its TTL. Saving fails if someone changed the value since this page loaded.'),
+  h('p', { class: 'hint' }, 'The key keeps its TTL setting; a static TTL counts again from now. Saving fails if someone changed the value since this page loaded.'),
   h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => { editForm.hidden = true; editButton.focus(); } }, 'Cancel'), saveValue));
   const editButton = h('button', { type: 'button', onclick: () => { editForm.hidden = false; ttlForm.hidden = true; editor.focus(); } }, 'Edit value');
 
@@ -915,7 +1009,7 @@ async function keyView(r) {
   h('p', { class: 'hint' }, 'The expiry counts from now.'),
   ttl.element,
   h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => { ttlForm.hidden = true; ttlButton.focus(); } }, 'Cancel'), saveTtl));
-  const ttlButton = h('button', { type: 'button', class: 'secondary', onclick: () => { ttlForm.hidden = false; editForm.hidden = true; ttlForm.querySelector('input').focus(); } }, 'Set TTL');
+  const ttlButton = h('button', { type: 'button', class: 'secondary', onclick: () => { ttlForm.hidden = false; editForm.hidden = true; ttl.focus(); } }, 'Set TTL');
 
   const deleteKey = h('button', { type: 'button', class: 'danger' }, 'Delete key…');
   deleteKey.addEventListener('click', async () => {
@@ -933,7 +1027,7 @@ async function keyView(r) {
   return h('div', {},
     h('h1', {}, r.key),
     h('p', { class: 'sub' }, `Key in partition ${r.partition} of store ${storeLabel(r.store)}`),
-    h('div', { class: 'toolbar' }, editable ? editButton : null, ttlButton, deleteKey),
+    session.can(MANAGE_DATA) ? h('div', { class: 'toolbar' }, editable ? editButton : null, ttlButton, deleteKey) : null,
     feedback, editForm, ttlForm,
     h('div', { class: 'value-layout' },
       h('section', { class: 'card', 'aria-labelledby': 'value-title' }, h('h2', { id: 'value-title' }, 'Value'), valueSection(value)),
@@ -949,7 +1043,7 @@ async function keyView(r) {
 
 async function newKeyView(r) {
   const feedback = h('div', { 'aria-live': 'polite' });
-  const key = h('input', { type: 'text', id: 'new-key', name: 'key', required: true, spellcheck: 'false', maxlength: 1024 });
+  const key = h('input', { type: 'text', id: 'new-key', name: 'key', required: true, spellcheck: 'false' });
   const text = h('textarea', { id: 'new-value', name: 'value', spellcheck: 'false' });
   const ttl = ttlFields({ mode: 'default' });
   const create = h('button', { type: 'submit' }, 'Create key');
@@ -959,8 +1053,13 @@ async function newKeyView(r) {
     onsubmit: async (e) => {
       e.preventDefault();
       const name = key.value;
-      if (name === '') {
-        feedback.replaceChildren(errorBox(new FormError('Give the key a name.')));
+      const bytes = new TextEncoder().encode(name).length;
+      const problem = name === '' ? 'Give the key a name.'
+        : bytes > MAX_KEY_BYTES ? `The name is ${formatCount(bytes)} bytes long in UTF-8; a key may have at most ${formatCount(MAX_KEY_BYTES)}.`
+          : name === '.' || name === '..' ? `A browser cannot send the name “${name}” in a URL path; choose another.`
+            : null;
+      if (problem) {
+        feedback.replaceChildren(errorBox(new FormError(problem)));
         key.focus();
         return;
       }
@@ -988,7 +1087,7 @@ async function newKeyView(r) {
       });
     },
   },
-  h('div', { class: 'field' }, h('label', { for: 'new-key' }, 'Key'), key, h('p', { class: 'hint' }, 'Up to 1024 bytes; any text.')),
+  h('div', { class: 'field' }, h('label', { for: 'new-key' }, 'Key'), key, h('p', { class: 'hint' }, `Any text, up to ${formatCount(MAX_KEY_BYTES)} bytes in UTF-8 (unless the server sets another limit).`)),
   h('div', { class: 'field' }, h('label', { for: 'new-value' }, 'Text value'), text),
   ttl.element,
   h('div', { class: 'form-actions' }, h('a', { class: 'button secondary', href: hashFor({ ...r, view: 'partition' }) }, 'Cancel'), create));
@@ -1045,14 +1144,15 @@ function barChart({ id, title, points, unit, format = formatCount }) {
 }
 
 function meter(label, used, limit, format) {
+  const id = `meter-${label.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
   if (limit === null || limit === undefined) {
     return h('div', { class: 'meter' }, h('div', { class: 'label' }, h('span', {}, label), h('span', {}, `${format(used)} (no limit)`)));
   }
   const share = limit > 0 ? Math.min(1, used / limit) : 1;
   const percent = Math.round(share * 100);
   return h('div', { class: `meter${share >= 1 ? ' full' : share >= 0.8 ? ' high' : ''}` },
-    h('div', { class: 'label' }, h('span', { id: `meter-${label}` }, label), h('span', {}, `${format(used)} of ${format(limit)} (${percent}%)`)),
-    h('div', { class: 'track', role: 'meter', 'aria-labelledby': `meter-${label}`, 'aria-valuemin': 0, 'aria-valuemax': limit, 'aria-valuenow': Math.min(used, limit) },
+    h('div', { class: 'label' }, h('span', { id }, label), h('span', {}, `${format(used)} of ${format(limit)} (${percent}%)`)),
+    h('div', { class: 'track', role: 'meter', 'aria-labelledby': id, 'aria-valuemin': 0, 'aria-valuemax': limit, 'aria-valuenow': Math.min(used, limit) },
       h('div', { class: 'fill', dataset: { percent } })));
 }
 
@@ -1116,5 +1216,12 @@ async function usageView(r) {
 
 // ---------------------------------------------------------------- start
 
-window.addEventListener('hashchange', route);
+window.addEventListener('hashchange', () => {
+  // Only `#/...` addresses are pages; others (`#main`) are places in one.
+  if (location.hash === '' || location.hash.startsWith('#/')) route();
+});
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  focusMain();
+});
 route();

@@ -69,6 +69,12 @@ pub fn handle<B>(req: &hyper::Request<B>) -> hyper::Response<ResponseBody> {
             .body(empty())
             .expect("a valid response");
     }
+    // `/admin/index.html` is the page too.
+    let path = if path == "/admin/index.html" {
+        PATH
+    } else {
+        path
+    };
     let Some(index) = ASSETS.iter().position(|a| a.path == path) else {
         return text_response(404, format!("the admin UI has no file {path}"));
     };
@@ -86,6 +92,9 @@ pub fn handle<B>(req: &hyper::Request<B>) -> hyper::Response<ResponseBody> {
         .header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .header(header::X_FRAME_OPTIONS, "DENY")
+        // A window that an application's page opens gets no handle on the
+        // UI's window, and the other way round.
+        .header("cross-origin-opener-policy", "same-origin")
         .header(header::REFERRER_POLICY, "no-referrer");
     let response = if unchanged {
         builder.status(StatusCode::NOT_MODIFIED).body(empty())
@@ -152,6 +161,7 @@ mod tests {
 
         assert_eq!(get("/admin/app.js", None).status(), 200);
         assert_eq!(get("/admin/app.css", None).status(), 200);
+        assert_eq!(get("/admin/index.html", None).status(), 200);
         assert_eq!(get("/admin/../api/v1", None).status(), 404);
         assert_eq!(get("/admin/missing.js", None).status(), 404);
         let redirect = get("/admin", None);

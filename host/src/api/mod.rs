@@ -201,12 +201,21 @@ fn no_content() -> hyper::Response<ResponseBody> {
 /// Splits a path into percent-decoded segments; a segment that does not
 /// decode to UTF-8 is an error (keys may hold any UTF-8, including `/` as
 /// `%2F`).
+///
+/// An empty segment is refused rather than skipped: `…/keys/` must not
+/// name the partition's keys when a client (a browser, say) dropped a key
+/// named `.` or `..` from the path.
 fn segments(path: &str) -> Result<Vec<String>, ApiError> {
-    path.trim_matches('/')
+    path.strip_prefix('/')
+        .unwrap_or(path)
         .split('/')
-        .map(|s| {
-            percent_decode(s)
-                .ok_or_else(|| ApiError::bad_request("the path is not valid percent-encoded UTF-8"))
+        .map(|s| match s {
+            "" => Err(ApiError::bad_request(
+                "the path has an empty segment: a name is missing, or the path ends in /",
+            )),
+            s => percent_decode(s).ok_or_else(|| {
+                ApiError::bad_request("the path is not valid percent-encoded UTF-8")
+            }),
         })
         .collect()
 }
@@ -335,9 +344,22 @@ impl Api {
         let (token, lifetime) = self
             .credentials
             .issue_token(&field("client_id")?, &field("client_secret")?)?;
+        // OAuth 2's `scope`: what the token may do, space-separated.
+        let scopes: Vec<&str> = self
+            .credentials
+            .verify_token(&token)?
+            .scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
         Ok(json_response(
             StatusCode::OK,
-            &json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs()}),
+            &json!({
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": lifetime.as_secs(),
+                "scope": scopes.join(" "),
+            }),
         ))
     }
 
@@ -1190,6 +1212,9 @@ mod tests {
             ["api", "v1", "a/b", "c d"]
         );
         assert!(segments("/api/%FF").is_err());
+        assert!(segments("/api/v1/stores/s/partitions/p/keys/").is_err());
+        assert!(segments("/api//v1").is_err());
+        assert_eq!(segments("/api/..").unwrap(), ["api", ".."]);
         assert!(segments("/api/%4").is_err());
     }
 

@@ -20,7 +20,10 @@ pub enum Error {
     ValueTooLarge { limit: u64 },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    #[error("version mismatch: the current version is {current:?}")]
+    #[error("version mismatch: {}", match current {
+        Some(v) => format!("the current version is {v}"),
+        None => "the key does not exist".to_string(),
+    })]
     VersionMismatch { current: Option<u64> },
     #[error("rate limited: retry after {retry_after:?}")]
     RateLimited { retry_after: Duration },
