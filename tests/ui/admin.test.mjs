@@ -113,6 +113,12 @@ async function openPage(t, viewport = { width: 1280, height: 800 }) {
     if (!url.startsWith(`${BASE}/`) && !url.startsWith('data:') && !url.startsWith('blob:')) problems.push(`request to ${url}`);
   });
   t.after(async () => {
+    // Text of a missing value (`undefined`, `NaN`) must never reach the page.
+    if (!page.isClosed()) {
+      const text = await page.locator('body').innerText();
+      const leaked = text.match(/\b(undefined|NaN)\b/);
+      if (leaked) problems.push(`the page shows "${leaked[0]}"`);
+    }
     await context.close();
     assert.deepEqual(problems, [], 'the page misbehaved');
   });
@@ -131,10 +137,10 @@ async function goTo(page, hash) {
   await page.goto(`${BASE}/admin/${hash}`);
 }
 
-async function shot(page, name) {
+async function shot(page, name, { fullPage = true } = {}) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage });
 }
 
 const keysHash = `#/o/default/e/store-flow/s/${TUTORIAL}/p/${PARTITION}`;
@@ -195,6 +201,7 @@ test('keys stored by the tutorial guest appear under the right store and partiti
   assert.equal(cells.Size, '28 B');
   assert.match(cells.Expires, /\d{4}/, 'the default store gives a 30-day expiry');
   assert.equal((await rowCells(keyRow(page, 'blob'))).Type, 'BINARY');
+  assert.doesNotMatch(await page.locator('main').innerText(), /\bnull\b/);
   await shot(page, 'keys');
 
   // Prefix search narrows the list.
@@ -652,7 +659,7 @@ test('at phone width nothing scrolls sideways and tables stack into labelled row
     assert.ok(scroll <= width, `${hash}: the page is ${scroll}px wide in a ${width}px window`);
     if (hash === keysHash) {
       assert.equal(await page.locator('table[aria-label="Keys"] thead').evaluate((el) => getComputedStyle(el).display), 'none');
-      await shot(page, 'phone-keys');
+      await shot(page, 'phone-keys', { fullPage: false });
     }
   }
 });

@@ -608,8 +608,8 @@ function pagedList({ load, render, empty, noun }) {
     const where = h('span', { class: 'where', tabindex: -1 }, `Page ${index + 1} · ${plural(page.values.length, noun)}`);
     const prev = h('button', { type: 'button', class: 'secondary', disabled: index === 0, onclick: () => turn(-1) }, '← Previous');
     const next = h('button', { type: 'button', class: 'secondary', disabled: !page.nextPageToken, onclick: () => turn(1) }, 'Next →');
-    box.replaceChildren(render(page.values),
-      single ? null : h('nav', { class: 'pager', 'aria-label': `Pages of ${noun}s` }, prev, where, next));
+    const nav = h('nav', { class: 'pager', 'aria-label': `Pages of ${noun}s` }, prev, where, next);
+    box.replaceChildren(...(single ? [render(page.values)] : [render(page.values), nav]));
     if (focusTarget) {
       const wanted = focusTarget === 'next' ? next : prev;
       (wanted.disabled ? where : wanted).focus();
@@ -834,7 +834,7 @@ async function partitionView(r) {
     h('div', { class: 'toolbar' },
       session.can(MANAGE_DATA) ? h('a', { class: 'button', href: hashFor({ ...r, view: 'new' }) }, 'New key') : null,
       session.can(MANAGE_STORES) ? deletePartition : null),
-    h('p', { class: 'hint' }, 'Keys are listed in storage order: their names are encrypted at rest, so the store cannot sort them. Search by prefix to find one.'),
+    h('p', { class: 'hint spaced' }, 'Keys are listed in storage order: their names are encrypted at rest, so the store cannot sort them. Search by prefix to find one.'),
     searchForm,
     feedback,
     list.element);
