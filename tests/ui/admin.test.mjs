@@ -428,6 +428,19 @@ test('numbers beyond 2^53 are shown and kept exactly; a malformed number is refu
   await page.locator('#value', { hasText: /^-12500(\.0)?$/ }).waitFor();
 });
 
+test('looking at a key in the UI does not extend its rolling TTL', async (t) => {
+  const put = await rest('PUT', `${KEYS}/rolling-look`, { valueType: 'STRING', stringValue: 'r', ttlSeconds: 8, rollingTtl: true });
+  assert.equal(put.status, 200);
+  const before = put.json.expiresAt;
+  // Past a quarter of the window, where a read would move the expiry.
+  await new Promise((resolve) => { setTimeout(resolve, 2200); });
+  const page = await openPage(t);
+  await signIn(page, ADMIN);
+  await goTo(page, `${keysHash}/k/rolling-look`);
+  assert.equal(await page.locator('#fact-ttl').innerText(), '8 seconds, rolling (reads extend it)');
+  assert.equal((await rest('GET', `${KEYS}/rolling-look?peek=true`)).json.expiresAt, before);
+});
+
 test('the session lives in the page only: nothing in storage, a reload asks to sign in and returns to the same place', async (t) => {
   await guestStore('deep', 'linked');
   const page = await openPage(t);

@@ -933,7 +933,8 @@ function ttlFields(initial) {
 }
 
 async function keyView(r) {
-  const { json: value, etag } = await send(keyPath(r));
+  // A look, not a use: a rolling TTL is not extended by it.
+  const { json: value, etag } = await send(`${keyPath(r)}?peek=true`);
   const feedback = h('div', { 'aria-live': 'polite' });
   const editable = value.valueType !== 'BINARY';
   const writeBody = (extra) => {

@@ -735,7 +735,16 @@ impl Api {
                     .await?
                     .partition(partition)
                     .await?;
-                let entry = partition.retrieve(key).await?;
+                // `peek=true`: look without extending a rolling TTL.
+                let entry = match query_param(query, "peek")?.as_deref() {
+                    None | Some("false") => partition.retrieve(key).await?,
+                    Some("true") => partition.peek(key).await?,
+                    Some(other) => {
+                        return Err(ApiError::bad_request(format!(
+                            "peek must be true or false, not {other:?}"
+                        )));
+                    }
+                };
                 Ok(entry_response(StatusCode::OK, &entry))
             }
             ([store, "partitions", partition, "keys", key], &Method::PUT | &Method::POST) => {

@@ -1459,6 +1459,19 @@ impl Partition {
         .await
     }
 
+    /// Reads `key` without extending a rolling TTL: a look at the key, as
+    /// an administrator takes, rather than a use of it.
+    pub async fn peek(&self, key: &str) -> Result<Entry, Error> {
+        self.store.app.admit(self.store.tag)?;
+        let entry_key = self.entry_key(key)?;
+        let stored = self.load(&entry_key).await?.ok_or(Error::KeyNotFound)?;
+        match (stored.record, stored.live) {
+            (None, _) => Err(Error::Integrity),
+            (Some(_), false) => Err(Error::KeyNotFound),
+            (Some(record), true) => Ok(record.into_entry()),
+        }
+    }
+
     /// Reads `key`, extending a rolling TTL.
     pub async fn retrieve(&self, key: &str) -> Result<Entry, Error> {
         self.store.app.admit(self.store.tag)?;

@@ -399,6 +399,27 @@ async fn static_ttl_ignores_reads_and_rolling_ttl_is_extended_by_them() {
 }
 
 #[tokio::test]
+async fn a_peek_reads_without_extending_a_rolling_ttl() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let p = partition(&os, "app", "P").await;
+    let rolling = StoreOptions {
+        ttl: Some(Ttl::Rolling(4)),
+        ..Default::default()
+    };
+    let written = p.store("k", b"v".to_vec(), rolling).await.unwrap();
+    // Past a quarter of the window, a retrieve would move the expiry.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let peeked = p.peek("k").await.unwrap();
+    assert_eq!(peeked.value, b"v");
+    assert_eq!(peeked.metadata.expires, written.expires);
+    assert_eq!(p.peek("k").await.unwrap().metadata.expires, written.expires);
+    let read = p.retrieve("k").await.unwrap();
+    assert!(read.metadata.expires > written.expires);
+    assert!(matches!(p.peek("absent").await, Err(Error::KeyNotFound)));
+}
+
+#[tokio::test]
 async fn partition_ttl_applies_to_keys_without_their_own() {
     let (backend, master) = fresh();
     let os = open_with(backend, &master).await;
