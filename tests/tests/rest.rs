@@ -612,7 +612,7 @@ async fn stores_are_created_configured_and_deleted() {
         json(&r)["message"]
             .as_str()
             .unwrap()
-            .contains("the store may hold 2 keys")
+            .contains("the store may hold at most 2 keys")
     );
     let r = call(&host, &t, "GET", &small, "").await;
     assert_eq!(json(&r)["keyCount"], 2);

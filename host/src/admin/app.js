@@ -204,7 +204,7 @@ const NUMBER_TEXT = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
 
 async function send(path, { method = 'GET', body, headers = {} } = {}) {
   const s = session.get();
-  if (!s) throw new SignedOut();
+  if (!s) throw new SignedOut(session.ended || undefined);
   const init = { method, headers: { Authorization: `Bearer ${s.token}`, ...headers }, cache: 'no-store' };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -247,9 +247,11 @@ function explain(err) {
     case 400: return ['The server refused this request', says];
     case 403: return ['Not allowed', `This credential may not do that: ${says}.`];
     case 404: return ['Not found', `It may have been deleted, or this credential may not see it (${says}).`];
-    case 412: return ['Changed meanwhile', `Someone else changed it since this page loaded (${says}). Reload to see the current version.`];
+    case 412: return ['Changed meanwhile', `Someone else changed it since this page loaded (${says}). Nothing was saved; open it again from the list to see the current version (copy your text first if you need it).`];
     case 413: return ['Too large', says];
-    case 429: return ['Too many requests', `${says}.${err.retryAfter ? ` Try again in ${err.retryAfter} s.` : ''}`];
+    case 429: return says.startsWith('quota exceeded')
+      ? ['Limit reached', `${says}. Delete something first, or raise the limit.`]
+      : ['Too many requests', `${says}.${err.retryAfter ? ` Try again in ${err.retryAfter} s.` : ''}`];
     case 503: return ['The store cannot answer', says];
     default: return [`Error ${err.status}`, says];
   }
@@ -268,8 +270,12 @@ const enc = encodeURIComponent;
  * A name as one segment of an API path. Browsers resolve `.` and `..` in
  * paths (even as `%2E`) before sending, so such names cannot be reached.
  */
+function reachable(name) {
+  return name !== '.' && name !== '..';
+}
+
 function seg(name) {
-  if (name === '.' || name === '..') {
+  if (!reachable(name)) {
     throw new Unreachable(`A browser cannot send the name “${name}” in a URL path, so this page cannot open or change it. The application itself, or a client that sends paths as they are (curl --path-as-is), can.`);
   }
   return encodeURIComponent(name);
@@ -410,6 +416,7 @@ async function route() {
 /** Moves focus to the new page's heading, so keyboard and screen-reader users start there. */
 function focusMain() {
   const heading = mainEl.querySelector('h1');
+  if (heading) heading.setAttribute('tabindex', '-1');
   (heading || mainEl).focus({ preventScroll: true });
   window.scrollTo(0, 0);
 }
@@ -429,7 +436,11 @@ async function act(button, where, action) {
       renderSignIn(err.message);
       return;
     }
-    where.replaceChildren(errorBox(err));
+    // The button was disabled, which took focus away: give it to the news.
+    const box = errorBox(err);
+    box.setAttribute('tabindex', '-1');
+    where.replaceChildren(box);
+    box.focus();
   } finally {
     button.disabled = false;
   }
@@ -640,6 +651,13 @@ function table(columns, rows, label) {
     h('tbody', {}, rows)));
 }
 
+/** A link to `target` named `name`, or just the name with a note when a browser cannot reach it. */
+function nameLink(name, label, target) {
+  return reachable(name)
+    ? h('a', { href: hashFor(target) }, label)
+    : h('span', { title: 'A browser cannot send this name in a URL path' }, label, h('span', { class: 'badge' }, 'not reachable from a browser'));
+}
+
 /** A table cell; its label heads it when the table is stacked at phone width. */
 function cell(label, content, cls) {
   return h('td', { 'data-label': label || null, class: cls }, content);
@@ -703,12 +721,12 @@ async function storesView(r) {
           });
         });
         return h('tr', {},
-          cell('Store', [h('a', { href: hashFor({ ...r, store: s.storeId }) }, storeLabel(s.storeId)),
+          cell('Store', [nameLink(s.storeId, storeLabel(s.storeId), { ...r, store: s.storeId }),
             s.storeId === DEFAULT_STORE ? h('span', { class: 'badge', title: DEFAULT_STORE }, 'default') : null], 'name'),
           cell('Keys', formatCount(s.keyCount), 'num'),
           cell('Size', formatBytes(s.bytesStored), 'num'),
           cell('Default TTL', ttlText(s.defaultTtlSeconds, !s.isFixedTtl)),
-          cell('', session.can(MANAGE_STORES) ? del : null, 'actions'));
+          cell('', session.can(MANAGE_STORES) && reachable(s.storeId) ? del : null, 'actions'));
       }), 'Stores'),
   });
   await list.show();
@@ -747,7 +765,7 @@ async function storeView(r) {
           announce(feedback, `Deleted partition ${p}.`);
         });
       });
-      return h('tr', {}, cell('Partition', h('a', { href: hashFor({ ...r, partition: p }) }, p), 'name'), cell('', session.can(MANAGE_STORES) ? del : null, 'actions'));
+      return h('tr', {}, cell('Partition', nameLink(p, p, { ...r, partition: p }), 'name'), cell('', session.can(MANAGE_STORES) && reachable(p) ? del : null, 'actions'));
     }), 'Partitions'),
   });
   await list.show();
@@ -787,12 +805,12 @@ async function partitionView(r) {
         });
       });
       return h('tr', { dataset: { key: k.keyId } },
-        cell('Key', h('a', { href: hashFor({ ...r, key: k.keyId }) }, k.keyId), 'name'),
+        cell('Key', nameLink(k.keyId, k.keyId, { ...r, key: k.keyId }), 'name'),
         cell('Type', k.valueType),
         cell('Size', formatBytes(k.size), 'num'),
         cell('Updated', time(k.updatedAt)),
         cell('Expires', time(k.expiresAt, { never: 'never' })),
-        cell('', session.can(MANAGE_DATA) ? del : null, 'actions'));
+        cell('', session.can(MANAGE_DATA) && reachable(k.keyId) ? del : null, 'actions'));
     }), 'Keys'),
   });
   await list.show();
@@ -884,7 +902,11 @@ function valueSection(value) {
   const trimmed = text.trim();
   if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
     try {
-      const pretty = JSON.stringify(JSON.parse(trimmed), null, 2);
+      // Numbers as written: a JavaScript number would round some of them.
+      const exact = (key, parsed, context) => (typeof parsed === 'number' && context && typeof context.source === 'string' && typeof JSON.rawJSON === 'function'
+        ? JSON.rawJSON(context.source)
+        : parsed);
+      const pretty = JSON.stringify(JSON.parse(trimmed, exact), null, 2);
       return [h('p', {}, 'Text holding JSON, shown pretty-printed.'), h('pre', { class: 'value json', id: 'value' }, pretty)];
     } catch {
       // Not JSON after all: shown as text below.
@@ -1115,7 +1137,7 @@ function isoDay(date) {
 function barChart({ id, title, points, unit, format = formatCount }) {
   const width = 640;
   const height = 200;
-  const pad = { left: 48, right: 8, top: 12, bottom: 28 };
+  const pad = { left: 64, right: 8, top: 12, bottom: 28 };
   const max = Math.max(1, ...points.map((p) => p.value));
   const slot = (width - pad.left - pad.right) / Math.max(points.length, 1);
   const barWidth = Math.min(56, Math.max(2, slot * 0.7));

@@ -1170,6 +1170,14 @@ fn parse_value(key: &str, body: &[u8]) -> Result<(Vec<u8>, StoreOptions), ApiErr
             (bytes, ValueKind::Binary)
         }
         Some("NUMBER") => match field("numberValue")? {
+            Value::Number(n) if n.is_f64() && integer_text(body) => {
+                // Past 64 bits an integer arrives rounded to a float: refuse
+                // it rather than keep another number than was sent.
+                return Err(ApiError::bad_request(
+                    "numberValue is an integer beyond 64 bits, which would be kept rounded; \
+                     store it as a STRING",
+                ));
+            }
             Value::Number(n) => (n.to_string().into_bytes(), ValueKind::Number),
             _ => return Err(ApiError::bad_request("numberValue must be a JSON number")),
         },
@@ -1210,6 +1218,17 @@ fn parse_value(key: &str, body: &[u8]) -> Result<(Vec<u8>, StoreOptions), ApiErr
     ))
 }
 
+/// Whether the body's `numberValue` is written as an integer (no fraction,
+/// no exponent).
+fn integer_text(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(rename = "numberValue", borrow)]
+        number: &'a serde_json::value::RawValue,
+    }
+    serde_json::from_slice::<Raw>(body).is_ok_and(|raw| !raw.number.get().contains(['.', 'e', 'E']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1246,6 +1265,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!((v.as_slice(), o.ttl), (&b"42"[..], Some(Ttl::Fixed(5))));
+        let (v, _) = parse_value(
+            "k",
+            br#"{"valueType":"NUMBER","numberValue":18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(v, b"18446744073709551615");
+        let (v, _) = parse_value("k", br#"{"valueType":"NUMBER","numberValue":1.5e3}"#).unwrap();
+        assert_eq!(v, b"1500.0");
         for bad in [
             &br#"{"keyId":"other","valueType":"STRING","stringValue":"x"}"#[..],
             br#"{"valueType":"STRING"}"#,
@@ -1254,6 +1281,7 @@ mod tests {
             br#"{"valueType":"DATE"}"#,
             br#"[]"#,
             br#"{"valueType":"STRING","stringValue":"x","ttlSeconds":0}"#,
+            br#"{"valueType":"NUMBER","numberValue":18446744073709551617}"#,
         ] {
             assert!(
                 parse_value("k", bad).is_err(),

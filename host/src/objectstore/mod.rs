@@ -54,6 +54,10 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 /// between its read and its commit.
 const MAX_CONFLICT_RETRIES: usize = 64;
 
+/// The longest TTL: 100 years. Longer ones are surely mistakes, and would
+/// put expiry times past what calendars and clients handle.
+pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 60 * 60;
+
 /// How long a key lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ttl {
@@ -78,6 +82,9 @@ impl Ttl {
             Some(0) => Err(Error::InvalidArgument(
                 "a TTL must be at least 1 second".into(),
             )),
+            Some(s) if s > MAX_TTL_SECS => Err(Error::InvalidArgument(format!(
+                "a TTL may be at most {MAX_TTL_SECS} seconds (100 years); for longer, let the key never expire"
+            ))),
             _ => Ok(self),
         }
     }

@@ -399,6 +399,28 @@ async fn static_ttl_ignores_reads_and_rolling_ttl_is_extended_by_them() {
 }
 
 #[tokio::test]
+async fn a_ttl_past_a_hundred_years_is_refused_and_nothing_is_stored() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let p = partition(&os, "app", "P").await;
+    let options = StoreOptions {
+        ttl: Some(Ttl::Rolling(MAX_TTL_SECS + 1)),
+        ..Default::default()
+    };
+    let refused = p.store("k", b"v".to_vec(), options).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    assert!(!p.contains("k").await.unwrap());
+    let longest = StoreOptions {
+        ttl: Some(Ttl::Fixed(MAX_TTL_SECS)),
+        ..Default::default()
+    };
+    assert!(p.store("k", b"v".to_vec(), longest).await.is_ok());
+}
+
+#[tokio::test]
 async fn a_peek_reads_without_extending_a_rolling_ttl() {
     let (backend, master) = fresh();
     let os = open_with(backend, &master).await;

@@ -87,7 +87,8 @@ impl AppUsage {
             && total.keys.saturating_add(keys as u64) > max
         {
             return Err(Error::QuotaExceeded(format!(
-                "the application may hold {max} keys"
+                "the application may hold at most {}",
+                counted(max, "key")
             )));
         }
         if let Some(max) = limits.max_bytes
@@ -95,7 +96,8 @@ impl AppUsage {
             && total.bytes.saturating_add(bytes as u64) > max
         {
             return Err(Error::QuotaExceeded(format!(
-                "the application may store {max} bytes"
+                "the application may store at most {}",
+                counted(max, "byte")
             )));
         }
         Ok(())
@@ -115,7 +117,8 @@ impl AppUsage {
             && now.keys.saturating_add(keys as u64) > max
         {
             return Err(Error::QuotaExceeded(format!(
-                "the store may hold {max} keys"
+                "the store may hold at most {}",
+                counted(max, "key")
             )));
         }
         if let Some(max) = quota.max_bytes
@@ -123,7 +126,8 @@ impl AppUsage {
             && now.bytes.saturating_add(bytes as u64) > max
         {
             return Err(Error::QuotaExceeded(format!(
-                "the store may take {max} bytes"
+                "the store may take at most {}",
+                counted(max, "byte")
             )));
         }
         Ok(())
@@ -182,6 +186,15 @@ impl AppUsage {
     /// Counts not yet flushed, by (store, day).
     pub(crate) fn pending(&self) -> HashMap<(Tag, u32), u64> {
         self.pending.lock().expect("pending lock").clone()
+    }
+}
+
+/// `1 key`, `2 keys`.
+fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
