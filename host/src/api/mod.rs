@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use crate::auth::{AuthError, Credentials, Grant, Scope};
+use crate::auth::{AuthError, Credentials, Grant, Principal, Scope};
 use crate::objectstore::{
     self, Application, DEFAULT_STORE, Entry, Metadata, ObjectStore, Page, Store, StoreOptions,
     StoreQuota, Ttl, ValueKind,
@@ -81,6 +81,17 @@ impl Environments {
         self.by_path
             .iter()
             .map(|((o, e), a)| (o.as_str(), e.as_str(), a.as_str()))
+    }
+
+    /// The `(organization, environment, application)` triples whose
+    /// application `principal` may use, in name order.
+    fn visible_to(&self, principal: &Principal) -> Vec<(&str, &str, &str)> {
+        let mut visible: Vec<_> = self
+            .iter()
+            .filter(|(_, _, app)| principal.may_access(app))
+            .collect();
+        visible.sort();
+        visible
     }
 }
 
@@ -382,13 +393,9 @@ impl Api {
         if req.method() != Method::GET {
             return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
         }
-        let mut visible: Vec<_> = self
+        let values: Vec<Value> = self
             .environments
-            .iter()
-            .filter(|(_, _, app)| grant.principal.may_access(app))
-            .collect();
-        visible.sort();
-        let values: Vec<Value> = visible
+            .visible_to(&grant.principal)
             .into_iter()
             .map(|(org, env, app)| {
                 json!({"organizationId": org, "environmentId": env, "applicationName": app})
@@ -405,14 +412,8 @@ impl Api {
         org: &str,
         env: &str,
     ) -> Result<Application, ApiError> {
-        match self.environments.app(org, env) {
-            Some(app) if grant.principal.may_access(app) => {
-                Ok(self.objectstore.application(app).await?)
-            }
-            _ => Err(ApiError::not_found(format!(
-                "no environment {env:?} in organization {org:?}"
-            ))),
-        }
+        let app = self.environment_app(grant, org, env)?;
+        Ok(self.objectstore.application(app).await?)
     }
 
     /// The Stats API: requests per day or month at organization,
@@ -473,8 +474,9 @@ impl Api {
             Some(env) => vec![self.environment_app(&grant, org, env)?],
             None => self
                 .environments
-                .iter()
-                .filter(|(o, _, app)| *o == org && grant.principal.may_access(app))
+                .visible_to(&grant.principal)
+                .into_iter()
+                .filter(|(o, _, _)| *o == org)
                 .map(|(_, _, app)| app)
                 .collect(),
         };
@@ -573,10 +575,7 @@ impl Api {
         let mut bytes = String::new();
         bytes.push_str("# HELP ostore_bytes_stored Bytes an application stores at rest.\n");
         bytes.push_str("# TYPE ostore_bytes_stored gauge\n");
-        for (org, env, app) in self.environments.iter() {
-            if !grant.principal.may_access(app) {
-                continue;
-            }
+        for (org, env, app) in self.environments.visible_to(&grant.principal) {
             let app = self.objectstore.application(app).await?;
             let total: u64 = app
                 .daily_stats(None, 0, today)
