@@ -90,6 +90,14 @@ impl Principal {
     }
 }
 
+/// A token just issued, with what it grants.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub lifetime: Duration,
+    pub scopes: Vec<Scope>,
+}
+
 /// What a valid token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -350,12 +358,8 @@ impl Credentials {
             .collect())
     }
 
-    /// Exchanges a client id and secret for a token and its lifetime.
-    pub fn issue_token(
-        &self,
-        client_id: &str,
-        secret: &str,
-    ) -> Result<(String, Duration), AuthError> {
+    /// Exchanges a client id and secret for a token.
+    pub fn issue_token(&self, client_id: &str, secret: &str) -> Result<IssuedToken, AuthError> {
         self.reload_if_changed()?;
         let loaded = self.loaded.read().expect("credentials lock");
         let Some(stored) = loaded.entries.get(client_id) else {
@@ -375,7 +379,11 @@ impl Credentials {
         let mut mac = self.token_key.clone();
         mac.update(payload.as_bytes());
         let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        Ok((format!("{payload}.{signature}"), self.token_lifetime))
+        Ok(IssuedToken {
+            token: format!("{payload}.{signature}"),
+            lifetime: self.token_lifetime,
+            scopes: claims.s,
+        })
     }
 
     /// Checks a bearer token and returns what it grants.
@@ -438,9 +446,11 @@ mod tests {
             creds.issue_token(&new.client_id, "wrong"),
             Err(AuthError::BadCredentials)
         ));
-        let (token, _) = creds
+        let issued = creds
             .issue_token(&new.client_id, &new.client_secret)
             .unwrap();
+        assert_eq!(issued.scopes, [Scope::ReadStore]);
+        let token = issued.token;
         let grant = creds.verify_token(&token).unwrap();
         assert_eq!(grant.principal, Principal::Application("app".into()));
         assert!(grant.has(Scope::ReadStore) && !grant.has(Scope::ManageStore));
@@ -475,9 +485,10 @@ mod tests {
         let master = MasterKey::generate();
         let creds = credentials(&dir, &master, Duration::from_secs(1));
         let new = creds.create(Principal::Admin, Scope::ALL.to_vec()).unwrap();
-        let (token, _) = creds
+        let token = creds
             .issue_token(&new.client_id, &new.client_secret)
-            .unwrap();
+            .unwrap()
+            .token;
         assert!(creds.verify_token(&token).is_ok());
         std::thread::sleep(Duration::from_millis(2100));
         assert_eq!(creds.verify_token(&token), Err(AuthError::Expired));

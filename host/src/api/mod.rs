@@ -352,23 +352,17 @@ impl Api {
                 "unsupported grant_type {grant_type:?}; use client_credentials"
             )));
         }
-        let (token, lifetime) = self
+        let issued = self
             .credentials
             .issue_token(&field("client_id")?, &field("client_secret")?)?;
         // OAuth 2's `scope`: what the token may do, space-separated.
-        let scopes: Vec<&str> = self
-            .credentials
-            .verify_token(&token)?
-            .scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect();
+        let scopes: Vec<&str> = issued.scopes.iter().map(|s| s.as_str()).collect();
         Ok(json_response(
             StatusCode::OK,
             &json!({
-                "access_token": token,
+                "access_token": issued.token,
                 "token_type": "bearer",
-                "expires_in": lifetime.as_secs(),
+                "expires_in": issued.lifetime.as_secs(),
                 "scope": scopes.join(" "),
             }),
         ))
