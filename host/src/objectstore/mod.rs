@@ -826,8 +826,7 @@ impl Application {
                     return Ok(None);
                 };
                 let max = inner.config.limits.max_stores;
-                let existing = backend_key(b's', &[&app.tag]);
-                if inner.backend.scan(&existing, None, max).await?.len() >= max {
+                if self.store_count().await? >= max {
                     return Err(Error::QuotaExceeded(format!(
                         "the application may have {max} stores"
                     )));
@@ -1466,29 +1465,31 @@ impl Partition {
         .await
     }
 
-    /// Reads `key` without extending a rolling TTL: a look at the key, as
-    /// an administrator takes, rather than a use of it.
-    pub async fn peek(&self, key: &str) -> Result<Entry, Error> {
+    /// Counts a read of `key` and loads it; fails unless it is there, live
+    /// and intact. The returned [`Stored`] always holds a record.
+    async fn load_live(&self, key: &str) -> Result<(Vec<u8>, Stored), Error> {
         self.store.app.admit(self.store.tag)?;
         let entry_key = self.entry_key(key)?;
         let stored = self.load(&entry_key).await?.ok_or(Error::KeyNotFound)?;
-        match (stored.record, stored.live) {
+        match (&stored.record, stored.live) {
             (None, _) => Err(Error::Integrity),
             (Some(_), false) => Err(Error::KeyNotFound),
-            (Some(record), true) => Ok(record.into_entry()),
+            (Some(_), true) => Ok((entry_key, stored)),
         }
+    }
+
+    /// Reads `key` without extending a rolling TTL: a look at the key, as
+    /// an administrator takes, rather than a use of it.
+    pub async fn peek(&self, key: &str) -> Result<Entry, Error> {
+        let (_, stored) = self.load_live(key).await?;
+        let record = stored.record.expect("load_live returns a record");
+        Ok(record.into_entry())
     }
 
     /// Reads `key`, extending a rolling TTL.
     pub async fn retrieve(&self, key: &str) -> Result<Entry, Error> {
-        self.store.app.admit(self.store.tag)?;
-        let entry_key = self.entry_key(key)?;
-        let stored = self.load(&entry_key).await?.ok_or(Error::KeyNotFound)?;
-        let mut record = match (&stored.record, stored.live) {
-            (None, _) => return Err(Error::Integrity),
-            (Some(_), false) => return Err(Error::KeyNotFound),
-            (Some(record), true) => record.clone(),
-        };
+        let (entry_key, stored) = self.load_live(key).await?;
+        let mut record = stored.record.clone().expect("load_live returns a record");
         if let Ttl::Rolling(secs) = record.ttl {
             let now = now_ms();
             let window = secs.saturating_mul(1000);
