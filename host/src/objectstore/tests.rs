@@ -570,6 +570,27 @@ async fn open_limited(
 }
 
 #[tokio::test]
+async fn an_application_may_have_at_most_max_stores_stores() {
+    let (backend, master) = fresh();
+    let limits = Limits {
+        max_stores: 2,
+        ..Limits::default()
+    };
+    let os = open_limited(backend, &master, limits).await;
+    let app = os.application("app").await.unwrap();
+    app.store("a").await.unwrap();
+    app.store("b").await.unwrap();
+    assert_eq!(app.store_count().await.unwrap(), 2);
+    assert!(matches!(app.store("c").await, Err(Error::QuotaExceeded(_))));
+    assert!(app.find_store("c").await.unwrap().is_none());
+    // The stores it has stay usable.
+    app.store("a").await.unwrap();
+    assert!(app.delete_store("b").await.unwrap());
+    app.store("c").await.unwrap();
+    assert_eq!(app.store_count().await.unwrap(), 2);
+}
+
+#[tokio::test]
 async fn quotas_refuse_whole_writes_and_usage_follows_the_data() {
     let (backend, master) = fresh();
     let limits = Limits {
