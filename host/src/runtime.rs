@@ -34,6 +34,13 @@ use crate::spin::{Grants, SpinKvCtx, SpinKvCtxView, SpinKvView};
 /// The body of every response the host sends.
 pub type ResponseBody = HyperOutgoingBody;
 
+/// A response body holding `bytes`, all at once.
+pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// How often the epoch advances; the granularity of request deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -332,11 +339,7 @@ pub fn text_response(status: u16, text: impl Into<String>) -> hyper::Response<Re
     hyper::Response::builder()
         .status(status)
         .header("content-type", "text/plain; charset=utf-8")
-        .body(
-            Full::new(Bytes::from(text.into()))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
+        .body(full_body(text.into()))
         .expect("a valid status and header")
 }
 
@@ -517,12 +520,7 @@ impl HttpComponent {
         });
         // timeout( join( wasmtime::Result( answer ) ) )
         match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
-            Ok(Ok(Ok(Ok((parts, body))))) => hyper::Response::from_parts(
-                parts,
-                Full::new(body)
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            ),
+            Ok(Ok(Ok(Ok((parts, body))))) => hyper::Response::from_parts(parts, full_body(body)),
             Ok(Ok(Ok(Err(code)))) => {
                 tracing::warn!(component = %id, "guest answered with an error: {code}");
                 text_response(500, format!("the component failed: {code}"))

@@ -9,10 +9,9 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{ResponseBody, text_response};
+use crate::runtime::{ResponseBody, full_body, text_response};
 
 /// Where the UI lives. `/admin` itself redirects to `/admin/`.
 pub const PATH: &str = "/admin/";
@@ -102,7 +101,7 @@ pub fn handle<B>(req: &hyper::Request<B>) -> hyper::Response<ResponseBody> {
         let body = if req.method() == Method::HEAD {
             empty()
         } else {
-            full(Bytes::from_static(asset.body))
+            full_body(Bytes::from_static(asset.body))
         };
         builder
             .header(header::CONTENT_TYPE, asset.content_type)
@@ -124,14 +123,8 @@ fn etags() -> &'static [String; 3] {
     })
 }
 
-fn full(bytes: Bytes) -> ResponseBody {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
 fn empty() -> ResponseBody {
-    full(Bytes::new())
+    full_body(Bytes::new())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
@@ -26,7 +26,7 @@ use crate::objectstore::{
     self, Application, DEFAULT_STORE, Entry, Metadata, ObjectStore, Page, Store, StoreOptions,
     StoreQuota, Ttl, ValueKind,
 };
-use crate::runtime::ResponseBody;
+use crate::runtime::{ResponseBody, full_body};
 
 /// The token endpoint, as in Anypoint.
 pub const TOKEN_PATH: &str = "/accounts/api/v2/oauth2/token";
@@ -188,24 +188,16 @@ fn json_response(status: StatusCode, body: &Value) -> hyper::Response<ResponseBo
     hyper::Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(
-            Full::new(Bytes::from(
-                serde_json::to_vec(body).expect("JSON serializes"),
-            ))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-        )
+        .body(full_body(
+            serde_json::to_vec(body).expect("JSON serializes"),
+        ))
         .expect("a valid response")
 }
 
 fn no_content() -> hyper::Response<ResponseBody> {
     hyper::Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(
-            Full::new(Bytes::new())
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
+        .body(full_body(Bytes::new()))
         .expect("a valid response")
 }
 
@@ -290,11 +282,7 @@ impl Api {
         } else if path == OPENAPI_PATH {
             Ok(hyper::Response::builder()
                 .header(header::CONTENT_TYPE, "application/json")
-                .body(
-                    Full::new(Bytes::from_static(OPENAPI.as_bytes()))
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                )
+                .body(full_body(Bytes::from_static(OPENAPI.as_bytes())))
                 .expect("a valid response"))
         } else if path == METRICS_PATH {
             self.metrics(req).await
@@ -595,11 +583,7 @@ impl Api {
         Ok(hyper::Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(
-                Full::new(Bytes::from(text))
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            )
+            .body(full_body(text))
             .expect("a valid response"))
     }
 
