@@ -475,6 +475,8 @@ test('paging goes forward and back, and Back from a key returns to its page', as
   await signIn(page, ADMIN);
   await goTo(page, `${keysHash}?prefix=page-`);
   const names = () => page.locator('table[aria-label="Keys"] tbody td.name').allInnerTexts();
+  // The page renders once its listing has loaded; read it after that.
+  await page.locator('.pager .where').waitFor();
   const first = await names();
   assert.equal(first.length, 25);
   assert.equal(await page.getByText('Page 1 · 25 keys').count(), 1);
