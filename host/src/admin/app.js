@@ -584,6 +584,43 @@ function confirmDelete(title, text, action = 'Delete') {
   });
 }
 
+/**
+ * A button that deletes something once a confirmation naming it says yes:
+ * `ask` is the confirmation's [title, text, action], `path()` the API path
+ * (it throws for a name a browser cannot send), `done()` shows the result.
+ */
+function deleteButton({ label, ariaLabel = null, cls, ask, path, feedback, done }) {
+  const button = h('button', { type: 'button', class: cls, 'aria-label': ariaLabel }, label);
+  button.addEventListener('click', async () => {
+    if (!(await confirmDelete(...ask))) return;
+    await act(button, feedback, async () => {
+      await send(path(), { method: 'DELETE' });
+      await done();
+    });
+  });
+  return button;
+}
+
+/** What deleting a store asks; `whose` places it (“ of this application”). */
+function storeDeletion(store, keyCount, bytes, whose = '') {
+  const name = storeLabel(store);
+  return [`Delete store ${name}?`,
+    `This deletes the store “${name}”${whose} with all its partitions and its ${plural(keyCount, 'key')} (${formatBytes(bytes)}). It cannot be undone.`,
+    'Delete store'];
+}
+
+function partitionDeletion(r, partition) {
+  return [`Delete partition ${partition}?`,
+    `This deletes the partition “${partition}” of store “${storeLabel(r.store)}” and every key in it. It cannot be undone.`,
+    'Delete partition'];
+}
+
+function keyDeletion(r, key, size) {
+  return [`Delete key ${key}?`,
+    `This deletes the key “${key}” (${formatBytes(size)}) from partition “${r.partition}” of store “${storeLabel(r.store)}”. It cannot be undone.`,
+    'Delete key'];
+}
+
 // ---------------------------------------------------------------- paging
 
 /** Where each listing was, by page address, so that Back returns to the same page. */
@@ -708,17 +745,17 @@ async function storesView(r) {
     load: async (token) => (await send(`${envPath(r.org, r.env)}/stores${query({ pageSize: 100, nextPageToken: token })}`)).json,
     render: (stores) => table([['Store'], ['Keys', 'num'], ['Size', 'num'], ['Default TTL'], ['', 'actions']],
       stores.map((s) => {
-        const del = h('button', { type: 'button', class: 'danger small', 'aria-label': `Delete store ${storeLabel(s.storeId)}` }, 'Delete');
-        del.addEventListener('click', async () => {
-          const ok = await confirmDelete(`Delete store ${storeLabel(s.storeId)}?`,
-            `This deletes the store “${storeLabel(s.storeId)}” of this application with all its partitions and its ${plural(s.keyCount, 'key')} (${formatBytes(s.bytesStored)}). It cannot be undone.`,
-            'Delete store');
-          if (!ok) return;
-          await act(del, feedback, async () => {
-            await send(storePath(r, s.storeId), { method: 'DELETE' });
+        const del = deleteButton({
+          label: 'Delete',
+          ariaLabel: `Delete store ${storeLabel(s.storeId)}`,
+          cls: 'danger small',
+          ask: storeDeletion(s.storeId, s.keyCount, s.bytesStored, ' of this application'),
+          path: () => storePath(r, s.storeId),
+          feedback,
+          done: async () => {
             await list.reload();
             announce(feedback, `Deleted store ${storeLabel(s.storeId)}.`);
-          });
+          },
         });
         return h('tr', {},
           cell('Store', [nameLink(s.storeId, storeLabel(s.storeId), { ...r, store: s.storeId }),
@@ -736,34 +773,33 @@ async function storesView(r) {
 async function storeView(r) {
   const { json: store } = await send(storePath(r));
   const feedback = h('div', { 'aria-live': 'polite' });
-  const deleteStore = h('button', { type: 'button', class: 'danger' }, 'Delete store…');
-  deleteStore.addEventListener('click', async () => {
-    const ok = await confirmDelete(`Delete store ${storeLabel(r.store)}?`,
-      `This deletes the store “${storeLabel(r.store)}” with all its partitions and its ${plural(store.keyCount, 'key')} (${formatBytes(store.bytesStored)}). It cannot be undone.`,
-      'Delete store');
-    if (!ok) return;
-    await act(deleteStore, feedback, async () => {
-      await send(storePath(r), { method: 'DELETE' });
+  const deleteStore = deleteButton({
+    label: 'Delete store…',
+    cls: 'danger',
+    ask: storeDeletion(r.store, store.keyCount, store.bytesStored),
+    path: () => storePath(r),
+    feedback,
+    done: () => {
       flash = `Deleted store ${storeLabel(r.store)}.`;
       go({ org: r.org, env: r.env });
-    });
+    },
   });
   const list = pagedList({
     noun: 'partition',
     empty: 'This store has no partitions yet.',
     load: async (token) => (await send(`${storePath(r)}/partitions${query({ pageSize: 100, nextPageToken: token })}`)).json,
     render: (partitions) => table([['Partition'], ['', 'actions']], partitions.map((p) => {
-      const del = h('button', { type: 'button', class: 'danger small', 'aria-label': `Delete partition ${p}` }, 'Delete');
-      del.addEventListener('click', async () => {
-        const ok = await confirmDelete(`Delete partition ${p}?`,
-          `This deletes the partition “${p}” of store “${storeLabel(r.store)}” and every key in it. It cannot be undone.`,
-          'Delete partition');
-        if (!ok) return;
-        await act(del, feedback, async () => {
-          await send(partitionPath(r, p), { method: 'DELETE' });
+      const del = deleteButton({
+        label: 'Delete',
+        ariaLabel: `Delete partition ${p}`,
+        cls: 'danger small',
+        ask: partitionDeletion(r, p),
+        path: () => partitionPath(r, p),
+        feedback,
+        done: async () => {
           await list.reload();
           announce(feedback, `Deleted partition ${p}.`);
-        });
+        },
       });
       return h('tr', {}, cell('Partition', nameLink(p, p, { ...r, partition: p }), 'name'), cell('', session.can(MANAGE_STORES) && reachable(p) ? del : null, 'actions'));
     }), 'Partitions'),
@@ -792,17 +828,17 @@ async function partitionView(r) {
     empty: prefix ? `No key in this partition starts with “${prefix}”.` : 'This partition has no keys.',
     load: async (token) => (await send(`${partitionPath(r)}/keys${query({ pageSize, nextPageToken: token, prefix })}`)).json,
     render: (keys) => table([['Key'], ['Type'], ['Size', 'num'], ['Updated'], ['Expires'], ['', 'actions']], keys.map((k) => {
-      const del = h('button', { type: 'button', class: 'danger small', 'aria-label': `Delete key ${k.keyId}` }, 'Delete');
-      del.addEventListener('click', async () => {
-        const ok = await confirmDelete(`Delete key ${k.keyId}?`,
-          `This deletes the key “${k.keyId}” (${formatBytes(k.size)}) from partition “${r.partition}” of store “${storeLabel(r.store)}”. It cannot be undone.`,
-          'Delete key');
-        if (!ok) return;
-        await act(del, feedback, async () => {
-          await send(keyPath(r, k.keyId), { method: 'DELETE' });
+      const del = deleteButton({
+        label: 'Delete',
+        ariaLabel: `Delete key ${k.keyId}`,
+        cls: 'danger small',
+        ask: keyDeletion(r, k.keyId, k.size),
+        path: () => keyPath(r, k.keyId),
+        feedback,
+        done: async () => {
           await list.reload();
           announce(feedback, `Deleted key ${k.keyId}.`);
-        });
+        },
       });
       return h('tr', { dataset: { key: k.keyId } },
         cell('Key', nameLink(k.keyId, k.keyId, { ...r, key: k.keyId }), 'name'),
@@ -834,17 +870,16 @@ async function partitionView(r) {
   h('button', { type: 'submit' }, 'Search'),
   prefix ? h('a', { class: 'button secondary', href: hashFor(r) }, 'Show all') : null);
 
-  const deletePartition = h('button', { type: 'button', class: 'danger' }, 'Delete partition…');
-  deletePartition.addEventListener('click', async () => {
-    const ok = await confirmDelete(`Delete partition ${r.partition}?`,
-      `This deletes the partition “${r.partition}” of store “${storeLabel(r.store)}” and every key in it. It cannot be undone.`,
-      'Delete partition');
-    if (!ok) return;
-    await act(deletePartition, feedback, async () => {
-      await send(partitionPath(r), { method: 'DELETE' });
+  const deletePartition = deleteButton({
+    label: 'Delete partition…',
+    cls: 'danger',
+    ask: partitionDeletion(r, r.partition),
+    path: () => partitionPath(r),
+    feedback,
+    done: () => {
       flash = `Deleted partition ${r.partition}.`;
       go({ org: r.org, env: r.env, store: r.store });
-    });
+    },
   });
   return h('div', {},
     h('h1', {}, r.partition),
@@ -1034,17 +1069,16 @@ async function keyView(r) {
   h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => { ttlForm.hidden = true; ttlButton.focus(); } }, 'Cancel'), saveTtl));
   const ttlButton = h('button', { type: 'button', class: 'secondary', onclick: () => { ttlForm.hidden = false; editForm.hidden = true; ttl.focus(); } }, 'Set TTL');
 
-  const deleteKey = h('button', { type: 'button', class: 'danger' }, 'Delete key…');
-  deleteKey.addEventListener('click', async () => {
-    const ok = await confirmDelete(`Delete key ${r.key}?`,
-      `This deletes the key “${r.key}” (${formatBytes(value.size)}) from partition “${r.partition}” of store “${storeLabel(r.store)}”. It cannot be undone.`,
-      'Delete key');
-    if (!ok) return;
-    await act(deleteKey, feedback, async () => {
-      await send(keyPath(r), { method: 'DELETE' });
+  const deleteKey = deleteButton({
+    label: 'Delete key…',
+    cls: 'danger',
+    ask: keyDeletion(r, r.key, value.size),
+    path: () => keyPath(r),
+    feedback,
+    done: () => {
       flash = `Deleted key ${r.key}.`;
       go({ org: r.org, env: r.env, store: r.store, partition: r.partition });
-    });
+    },
   });
 
   return h('div', {},
