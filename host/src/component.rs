@@ -89,7 +89,11 @@ pub fn to_wit_error(e: objectstore::Error) -> types::Error {
         }
         E::QuotaExceeded(which) => types::Error::QuotaExceeded(which),
         E::AccessDenied => types::Error::AccessDenied,
-        other @ (E::Integrity | E::WrongMasterKey | E::Unavailable(_)) => {
+        other @ (E::Integrity
+        | E::WrongMasterKey
+        | E::Storage(_)
+        | E::Contended(_)
+        | E::UnknownApplication) => {
             types::Error::StoreNotAvailable(other.to_string())
         }
     }

@@ -85,6 +85,7 @@ pub mod backend;
 mod bindings;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod component;
 pub mod encryption;
 pub mod manifest;

@@ -43,17 +43,15 @@ pub struct CommitStats {
 impl FileBackend {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
-        let db = Database::create(path).map_err(|e| {
-            let hint = match e {
+        let db = Database::create(path).map_err(|e| BackendError::Open {
+            path: path.display().to_string(),
+            hint: match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {
                     " (is another ostore using this data directory?)"
                 }
                 _ => "",
-            };
-            BackendError::Storage(format!(
-                "cannot open database {}: {e}{hint}",
-                path.display()
-            ))
+            },
+            source: Arc::new(e),
         })?;
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(RECORDS).map_err(storage)?;
@@ -72,8 +70,8 @@ impl FileBackend {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> BackendError {
-    BackendError::Storage(e.to_string())
+fn storage(e: impl Into<redb::Error>) -> BackendError {
+    BackendError::storage(e.into())
 }
 
 impl Backend for FileBackend {
@@ -155,7 +153,7 @@ impl GroupCommitWriter {
         let thread = thread::Builder::new()
             .name("ostore-group-commit".into())
             .spawn(move || Self::run(&db, &pending, &counters))
-            .map_err(storage)?;
+            .map_err(BackendError::storage)?;
         Ok(Self {
             stats,
             queue: Some(queue),
@@ -172,9 +170,8 @@ impl GroupCommitWriter {
             .as_ref()
             .expect("the queue is open until drop")
             .send((batch, reply))
-            .map_err(|_| BackendError::Storage("the database writer has stopped".into()))?;
-        done.await
-            .map_err(|_| BackendError::Storage("the database writer has stopped".into()))?
+            .map_err(|_| BackendError::WriterStopped)?;
+        done.await.map_err(|_| BackendError::WriterStopped)?
     }
 
     /// Runs until every [`FileBackend`] handle (every queue sender) is gone.
@@ -204,7 +201,7 @@ impl GroupCommitWriter {
                 Err(e) => {
                     tracing::error!("group commit failed: {e}");
                     for reply in replies {
-                        let _ = reply.send(Err(BackendError::Storage(e.to_string())));
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }

@@ -11,6 +11,7 @@ mod memory;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub use file::{CommitStats, FileBackend};
 pub use memory::MemoryBackend;
@@ -130,22 +131,39 @@ impl Batch {
 }
 
 /// Why a backend operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
     /// A write's [`Expect`] did not hold; nothing was written.
     #[error("a conditional write found the key changed")]
     Conflict,
     /// The engine failed (I/O, corruption it detected, closed database).
+    /// Shared, so that every batch of a failed group commit can carry it.
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The database could not be opened; `hint` says what may be wrong.
+    #[error("cannot open database {path}: {source}{hint}")]
+    Open {
+        path: String,
+        hint: &'static str,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The thread that writes the database has stopped.
+    #[error("storage failed: the database writer has stopped")]
+    WriterStopped,
+}
+
+impl BackendError {
+    /// An engine failure.
+    pub fn storage(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        BackendError::Storage(Arc::new(e))
+    }
 }
 
 /// The contract every backend must keep, run against each of them.
 #[cfg(test)]
 mod contract {
-    use std::sync::Arc;
-
     use super::*;
 
     async fn put(b: &dyn Backend, k: &[u8], v: &[u8], expect: Expect) -> Result<(), BackendError> {

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use ostore_status::ErrorCode;
+
 use crate::backend::BackendError;
-use crate::encryption::EncryptionError;
 
 /// Why an object-store operation failed. Nothing is changed by a failed
 /// operation.
@@ -40,24 +41,52 @@ pub enum Error {
     WrongMasterKey,
     /// Storage failed; the operation may be retried.
     #[error("store not available: {0}")]
-    Unavailable(String),
+    Storage(#[source] BackendError),
+    /// Other writers kept changing the record between this operation's read
+    /// and its write, more times than it retries; it may be retried.
+    #[error("store not available: {0} changing too fast to update; try again")]
+    Contended(&'static str),
+    /// A record names an application whose own record is missing.
+    #[error("store not available: a record names an unknown application")]
+    UnknownApplication,
 }
 
 impl From<BackendError> for Error {
     fn from(e: BackendError) -> Self {
-        match e {
-            // Callers that expect conflicts handle them before converting.
-            BackendError::Conflict => Error::Unavailable("a concurrent write interfered".into()),
-            BackendError::Storage(msg) => Error::Unavailable(msg),
-        }
+        debug_assert!(
+            !matches!(e, BackendError::Conflict),
+            "conditional commits handle conflicts before converting"
+        );
+        Error::Storage(e)
     }
 }
 
-impl From<EncryptionError> for Error {
-    fn from(e: EncryptionError) -> Self {
-        match e {
-            EncryptionError::Integrity => Error::Integrity,
-            other => Error::Unavailable(other.to_string()),
+impl Error {
+    /// The error as the WIT interface and the HTTP front ends name it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::KeyNotFound => ErrorCode::KeyNotFound,
+            Error::KeyAlreadyExists => ErrorCode::KeyAlreadyExists,
+            Error::InvalidKey(_) => ErrorCode::InvalidKey,
+            Error::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,
+            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            Error::AccessDenied => ErrorCode::AccessDenied,
+            Error::Integrity
+            | Error::WrongMasterKey
+            | Error::Storage(_)
+            | Error::Contended(_)
+            | Error::UnknownApplication => ErrorCode::StoreNotAvailable,
+        }
+    }
+
+    /// How long to wait before retrying, when that is known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 }

@@ -5,9 +5,35 @@
 //! to check. Decoding never trusts a length: a record that does not parse is
 //! reported like one that fails its integrity check.
 
-use super::{StoreQuota, Ttl, ValueKind};
+use super::types::{Entry, Metadata, StoreQuota, Ttl, ValueKind};
 
 const FORMAT: u8 = 1;
+
+/// A record's plaintext form.
+pub(crate) trait Record: Sized {
+    fn encode(&self) -> Vec<u8>;
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed>;
+}
+
+/// The record that proves the master key matches the data: a known text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MasterCheck;
+
+const MASTER_CHECK_TEXT: &[u8] = b"ostore master key check v1";
+
+impl Record for MasterCheck {
+    fn encode(&self) -> Vec<u8> {
+        MASTER_CHECK_TEXT.to_vec()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        if bytes == MASTER_CHECK_TEXT {
+            Ok(MasterCheck)
+        } else {
+            Err(Malformed)
+        }
+    }
+}
 
 /// A stored key: its name, value and metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +48,33 @@ pub(crate) struct EntryRecord {
     pub ttl: Ttl,
     pub kind: ValueKind,
     pub value: Vec<u8>,
+}
+
+impl EntryRecord {
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            created: self.created,
+            updated: self.updated,
+            expires: self.expires,
+            ttl: self.ttl,
+            version: self.version,
+            size: self.value.len() as u64,
+            kind: self.kind,
+        }
+    }
+
+    pub fn into_entry(self) -> Entry {
+        Entry {
+            metadata: self.metadata(),
+            key: self.key,
+            value: self.value,
+        }
+    }
+
+    /// Whether the key is still there at `now` (milliseconds).
+    pub fn is_live_at(&self, now: u64) -> bool {
+        self.expires.is_none_or(|e| e > now)
+    }
 }
 
 /// A store's settings.
@@ -55,14 +108,14 @@ pub(crate) struct StatsRecord {
     pub bytes: u64,
 }
 
-impl StatsRecord {
-    pub fn encode(&self) -> Vec<u8> {
+impl Record for StatsRecord {
+    fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u64(self.requests).u64(self.keys).u64(self.bytes);
         w.0
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(bytes)?;
         let record = Self {
             requests: r.u64()?,
@@ -178,8 +231,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-impl EntryRecord {
-    pub fn encode(&self) -> Vec<u8> {
+impl Record for EntryRecord {
+    fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.bytes(self.key.as_bytes())
             .u64(self.created)
@@ -192,7 +245,7 @@ impl EntryRecord {
         w.0
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(bytes)?;
         let record = Self {
             key: r.string()?,
@@ -209,15 +262,15 @@ impl EntryRecord {
     }
 }
 
-impl StoreRecord {
-    pub fn encode(&self) -> Vec<u8> {
+impl Record for StoreRecord {
+    fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.bytes(self.name.as_bytes()).ttl(Some(self.default_ttl));
         w.limit(self.quota.max_keys).limit(self.quota.max_bytes);
         w.0
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(bytes)?;
         let record = Self {
             name: r.string()?,
@@ -232,14 +285,14 @@ impl StoreRecord {
     }
 }
 
-impl PartitionRecord {
-    pub fn encode(&self) -> Vec<u8> {
+impl Record for PartitionRecord {
+    fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.bytes(self.name.as_bytes()).ttl(self.ttl);
         w.0
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(bytes)?;
         let record = Self {
             name: r.string()?,
@@ -250,8 +303,8 @@ impl PartitionRecord {
     }
 }
 
-impl AppRecord {
-    pub fn encode(&self) -> Vec<u8> {
+impl Record for AppRecord {
+    fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.bytes(self.name.as_bytes());
         w.0.extend_from_slice(&self.seal_key);
@@ -259,7 +312,7 @@ impl AppRecord {
         w.0
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(bytes)?;
         let record = Self {
             name: r.string()?,

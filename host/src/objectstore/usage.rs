@@ -10,17 +10,19 @@
 //!   refused whole; concurrent writes may overshoot it by the writes in
 //!   flight.
 //! - Request counts are kept in memory and added to sealed per-day records
-//!   by [`ObjectStore::flush_stats`](super::ObjectStore::flush_stats), which
-//!   the host runs every second and at shutdown. Queries add what is not yet
-//!   flushed, so counts are exact while the host runs, and survive a clean
-//!   restart.
+//!   by the stats flusher ([`stats`](super::stats)), which the host runs
+//!   every second and at shutdown. Queries add what is not yet flushed, so
+//!   counts are exact while the host runs, and survive a clean restart.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{Error, Limits, StoreQuota};
+use crate::clock::day_of;
 use crate::encryption::Tag;
+
+use super::Error;
+use super::types::{Footprint, Limits, StoreQuota};
 
 /// Usage counters of one application on this host.
 #[derive(Default)]
@@ -31,21 +33,10 @@ pub(crate) struct AppUsage {
     pending: Mutex<HashMap<(Tag, u32), u64>>,
 }
 
-/// What a store holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Footprint {
-    pub keys: u64,
-    pub bytes: u64,
-}
-
 struct Bucket {
     tokens: f64,
-    at: Instant,
-}
-
-/// Days since the Unix epoch of a time in milliseconds.
-pub(crate) fn day_of(ms: u64) -> u32 {
-    (ms / 86_400_000) as u32
+    /// When the bucket was last refilled, in milliseconds.
+    at_ms: u64,
 }
 
 impl AppUsage {
@@ -55,13 +46,14 @@ impl AppUsage {
         if let Some(rate) = limits.requests_per_second.filter(|&r| r > 0) {
             let rate = f64::from(rate);
             let mut bucket = self.bucket.lock().expect("bucket lock");
-            let now = Instant::now();
             let b = bucket.get_or_insert(Bucket {
                 tokens: rate,
-                at: now,
+                at_ms: now_ms,
             });
-            b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
-            b.at = now;
+            // A clock that steps back refills nothing rather than draining.
+            let elapsed = now_ms.saturating_sub(b.at_ms) as f64 / 1000.0;
+            b.tokens = (b.tokens + elapsed * rate).min(rate);
+            b.at_ms = b.at_ms.max(now_ms);
             if b.tokens < 1.0 {
                 let wait = (1.0 - b.tokens) / rate;
                 return Err(Error::RateLimited {

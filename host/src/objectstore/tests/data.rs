@@ -1,28 +1,6 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::backend::MemoryBackend;
-
-async fn open_with(backend: Arc<dyn Backend>, master: &MasterKey) -> ObjectStore {
-    ObjectStore::open(backend, master, Config::default())
-        .await
-        .unwrap()
-}
-
-async fn partition(os: &ObjectStore, app: &str, name: &str) -> Partition {
-    let app = os.application(app).await.unwrap();
-    app.default_store()
-        .await
-        .unwrap()
-        .partition(name)
-        .await
-        .unwrap()
-}
-
-fn fresh() -> (Arc<MemoryBackend>, MasterKey) {
-    (Arc::new(MemoryBackend::new()), MasterKey::generate())
-}
 
 #[tokio::test]
 async fn store_retrieve_remove_with_metadata() {
@@ -333,189 +311,6 @@ async fn concurrent_increments_are_exact() {
 }
 
 #[tokio::test]
-async fn expired_keys_vanish_and_are_swept() {
-    let (backend, master) = fresh();
-    let os = open_with(backend.clone(), &master).await;
-    let p = partition(&os, "app", "P").await;
-    let one_second = StoreOptions {
-        ttl: Some(Ttl::Fixed(1)),
-        ..Default::default()
-    };
-    p.store("short", b"v".to_vec(), one_second).await.unwrap();
-    p.store("long", b"v".to_vec(), StoreOptions::default())
-        .await
-        .unwrap();
-    assert!(p.contains("short").await.unwrap());
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(!p.contains("short").await.unwrap());
-    assert!(matches!(p.retrieve("short").await, Err(Error::KeyNotFound)));
-    assert_eq!(p.list_keys(None, 10).await.unwrap().items, ["long"]);
-    // The record is still there until the sweep reclaims it.
-    assert_eq!(backend.scan(b"e", None, 10).await.unwrap().len(), 2);
-    assert_eq!(os.sweep_expired().await.unwrap(), 1);
-    assert_eq!(backend.scan(b"e", None, 10).await.unwrap().len(), 1);
-    assert_eq!(
-        backend.scan(b"x", None, 10).await.unwrap().len(),
-        1,
-        "only long's index entry is left"
-    );
-    // An expired key can be stored again as a new key.
-    let fail = StoreOptions {
-        fail_if_present: true,
-        ..one_second
-    };
-    p.store("short", b"again".to_vec(), fail).await.unwrap();
-}
-
-#[tokio::test]
-async fn static_ttl_ignores_reads_and_rolling_ttl_is_extended_by_them() {
-    let (backend, master) = fresh();
-    let os = open_with(backend, &master).await;
-    let p = partition(&os, "app", "P").await;
-    let fixed = StoreOptions {
-        ttl: Some(Ttl::Fixed(2)),
-        ..Default::default()
-    };
-    let rolling = StoreOptions {
-        ttl: Some(Ttl::Rolling(2)),
-        ..Default::default()
-    };
-    p.store("fixed", b"v".to_vec(), fixed).await.unwrap();
-    p.store("rolling", b"v".to_vec(), rolling).await.unwrap();
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        p.retrieve("rolling").await.unwrap();
-        let _ = p.retrieve("fixed").await;
-    }
-    // 2.4 s after being stored: the static key expired despite the reads,
-    // the rolling key lives on because of them.
-    assert!(!p.contains("fixed").await.unwrap());
-    assert!(p.contains("rolling").await.unwrap());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(
-        !p.contains("rolling").await.unwrap(),
-        "unread, the rolling key expires"
-    );
-}
-
-#[tokio::test]
-async fn a_ttl_past_a_hundred_years_is_refused_and_nothing_is_stored() {
-    let (backend, master) = fresh();
-    let os = open_with(backend, &master).await;
-    let p = partition(&os, "app", "P").await;
-    let options = StoreOptions {
-        ttl: Some(Ttl::Rolling(MAX_TTL_SECS + 1)),
-        ..Default::default()
-    };
-    let refused = p.store("k", b"v".to_vec(), options).await;
-    assert!(
-        matches!(refused, Err(Error::InvalidArgument(_))),
-        "{refused:?}"
-    );
-    assert!(!p.contains("k").await.unwrap());
-    let longest = StoreOptions {
-        ttl: Some(Ttl::Fixed(MAX_TTL_SECS)),
-        ..Default::default()
-    };
-    assert!(p.store("k", b"v".to_vec(), longest).await.is_ok());
-}
-
-#[tokio::test]
-async fn a_peek_reads_without_extending_a_rolling_ttl() {
-    let (backend, master) = fresh();
-    let os = open_with(backend, &master).await;
-    let p = partition(&os, "app", "P").await;
-    let rolling = StoreOptions {
-        ttl: Some(Ttl::Rolling(4)),
-        ..Default::default()
-    };
-    let written = p.store("k", b"v".to_vec(), rolling).await.unwrap();
-    // Past a quarter of the window, a retrieve would move the expiry.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let peeked = p.peek("k").await.unwrap();
-    assert_eq!(peeked.value, b"v");
-    assert_eq!(peeked.metadata.expires, written.expires);
-    assert_eq!(p.peek("k").await.unwrap().metadata.expires, written.expires);
-    let read = p.retrieve("k").await.unwrap();
-    assert!(read.metadata.expires > written.expires);
-    assert!(matches!(p.peek("absent").await, Err(Error::KeyNotFound)));
-}
-
-#[tokio::test]
-async fn partition_ttl_applies_to_keys_without_their_own() {
-    let (backend, master) = fresh();
-    let os = open_with(backend, &master).await;
-    let mut p = partition(&os, "app", "P").await;
-    p.set_ttl(Some(Ttl::Never)).await.unwrap();
-    let m = p
-        .store("forever", b"v".to_vec(), StoreOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(m.expires, None);
-    let reopened = partition(&os, "app", "P").await;
-    assert_eq!(reopened.effective_ttl(), Ttl::Never);
-    let own = StoreOptions {
-        ttl: Some(Ttl::Fixed(60)),
-        ..Default::default()
-    };
-    assert!(
-        reopened
-            .store("own", b"v".to_vec(), own)
-            .await
-            .unwrap()
-            .expires
-            .is_some()
-    );
-}
-
-#[tokio::test]
-async fn stores_are_listed_configured_and_deleted_with_their_data() {
-    let (backend, master) = fresh();
-    let os = open_with(backend.clone(), &master).await;
-    let app = os.application("app").await.unwrap();
-    assert!(
-        app.find_store("S").await.unwrap().is_none(),
-        "finding does not create"
-    );
-    let s = app
-        .configure_store("S", Ttl::Rolling(60), StoreQuota::default())
-        .await
-        .unwrap();
-    assert_eq!(s.default_ttl(), Ttl::Rolling(60));
-    let p = s.partition("P").await.unwrap();
-    p.store("k", b"v".to_vec(), StoreOptions::default())
-        .await
-        .unwrap();
-    app.default_store().await.unwrap();
-    let mut names: Vec<_> = app
-        .list_stores(None, 10)
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|s| s.name().to_string())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["S", DEFAULT_STORE]);
-
-    let other = os.application("other").await.unwrap();
-    assert!(
-        !other.delete_store("S").await.unwrap(),
-        "another application's store is not found"
-    );
-    assert!(app.delete_store("S").await.unwrap());
-    assert!(app.find_store("S").await.unwrap().is_none());
-    assert_eq!(app.list_stores(None, 10).await.unwrap().items.len(), 1);
-    // Nothing of the store is left in the backend but the default store,
-    // the application and the master check.
-    assert!(backend.scan(b"e", None, 10).await.unwrap().is_empty());
-    assert!(backend.scan(b"p", None, 10).await.unwrap().is_empty());
-    assert!(backend.scan(b"x", None, 10).await.unwrap().is_empty());
-    let recreated = app.store("S").await.unwrap().partition("P").await.unwrap();
-    assert!(!recreated.contains("k").await.unwrap());
-}
-
-#[tokio::test]
 async fn keys_are_listed_by_prefix_with_their_metadata() {
     let (backend, master) = fresh();
     let os = open_with(backend, &master).await;
@@ -557,180 +352,6 @@ async fn keys_are_listed_by_prefix_with_their_metadata() {
     assert_eq!(all.items.len(), 5);
 }
 
-async fn open_limited(
-    backend: Arc<dyn Backend>,
-    master: &MasterKey,
-    limits: Limits,
-) -> ObjectStore {
-    let config = Config {
-        limits,
-        ..Config::default()
-    };
-    ObjectStore::open(backend, master, config).await.unwrap()
-}
-
-#[tokio::test]
-async fn an_application_may_have_at_most_max_stores_stores() {
-    let (backend, master) = fresh();
-    let limits = Limits {
-        max_stores: 2,
-        ..Limits::default()
-    };
-    let os = open_limited(backend, &master, limits).await;
-    let app = os.application("app").await.unwrap();
-    app.store("a").await.unwrap();
-    app.store("b").await.unwrap();
-    assert_eq!(app.store_count().await.unwrap(), 2);
-    assert!(matches!(app.store("c").await, Err(Error::QuotaExceeded(_))));
-    assert!(app.find_store("c").await.unwrap().is_none());
-    // The stores it has stay usable.
-    app.store("a").await.unwrap();
-    assert!(app.delete_store("b").await.unwrap());
-    app.store("c").await.unwrap();
-    assert_eq!(app.store_count().await.unwrap(), 2);
-}
-
-#[tokio::test]
-async fn quotas_refuse_whole_writes_and_usage_follows_the_data() {
-    let (backend, master) = fresh();
-    let limits = Limits {
-        max_keys: Some(3),
-        ..Limits::default()
-    };
-    let os = open_limited(backend.clone(), &master, limits.clone()).await;
-    let p = partition(&os, "app", "P").await;
-    for k in ["a", "b", "c"] {
-        p.store(k, b"v".to_vec(), StoreOptions::default())
-            .await
-            .unwrap();
-    }
-    let err = p
-        .store("d", b"v".to_vec(), StoreOptions::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::QuotaExceeded(_)));
-    assert!(
-        !p.contains("d").await.unwrap(),
-        "nothing of the refused write is stored"
-    );
-    assert!(matches!(
-        p.increment("n", 1).await,
-        Err(Error::QuotaExceeded(_))
-    ));
-    // Overwriting an existing key does not add a key.
-    p.store("a", b"w".to_vec(), StoreOptions::default())
-        .await
-        .unwrap();
-    p.remove("c").await.unwrap();
-    p.store("d", b"v".to_vec(), StoreOptions::default())
-        .await
-        .unwrap();
-    let app = os.application("app").await.unwrap();
-    assert_eq!(app.footprint().keys, 3);
-    let bytes = app.footprint().bytes;
-    assert!(bytes > 0);
-    // A restarted host counts the same from the data.
-    let reopened = open_limited(backend, &master, limits).await;
-    let again = reopened.application("app").await.unwrap();
-    assert_eq!(again.footprint(), Footprint { keys: 3, bytes });
-    partition(&reopened, "app", "P")
-        .await
-        .clear()
-        .await
-        .unwrap();
-    assert_eq!(again.footprint(), Footprint::default());
-}
-
-#[tokio::test]
-async fn the_request_rate_is_limited_per_application() {
-    let (backend, master) = fresh();
-    let limits = Limits {
-        requests_per_second: Some(5),
-        ..Limits::default()
-    };
-    let os = open_limited(backend, &master, limits).await;
-    let p = partition(&os, "app", "P").await;
-    let mut limited = 0;
-    for i in 0..10 {
-        match p
-            .store(&i.to_string(), b"v".to_vec(), StoreOptions::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(Error::RateLimited { retry_after }) => {
-                assert!(retry_after <= Duration::from_secs(1));
-                limited += 1;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert!(
-        limited >= 4,
-        "only {limited} of 10 rapid requests were limited"
-    );
-    // Another application has its own budget.
-    let other = partition(&os, "other", "P").await;
-    other
-        .store("k", b"v".to_vec(), StoreOptions::default())
-        .await
-        .unwrap();
-}
-
-#[tokio::test]
-async fn request_counts_are_exact_and_survive_reopening() {
-    let (backend, master) = fresh();
-    let os = open_with(backend.clone(), &master).await;
-    let p = partition(&os, "app", "P").await;
-    for i in 0..7 {
-        p.store(&i.to_string(), b"v".to_vec(), StoreOptions::default())
-            .await
-            .unwrap();
-    }
-    p.retrieve("1").await.unwrap();
-    let other_store = os
-        .application("app")
-        .await
-        .unwrap()
-        .store("S2")
-        .await
-        .unwrap();
-    other_store
-        .partition("Q")
-        .await
-        .unwrap()
-        .contains("x")
-        .await
-        .unwrap();
-    let app = os.application("app").await.unwrap();
-    let today = usage::day_of(now_ms());
-    let days = app.daily_stats(None, 0, u32::MAX).await.unwrap();
-    assert_eq!(days[&today].requests, 9, "before any flush");
-    assert_eq!(days[&today].keys, 7);
-    os.flush_stats().await.unwrap();
-    os.flush_stats().await.unwrap();
-    let days = app
-        .daily_stats(Some(DEFAULT_STORE), today, today)
-        .await
-        .unwrap();
-    assert_eq!(days[&today].requests, 8);
-    let reopened = open_with(backend, &master).await;
-    let app = reopened.application("app").await.unwrap();
-    assert_eq!(
-        app.daily_stats(None, today, today).await.unwrap()[&today].requests,
-        9
-    );
-    assert_eq!(
-        app.daily_stats(Some("S2"), today, today).await.unwrap()[&today].requests,
-        1
-    );
-    assert!(
-        app.daily_stats(None, 0, today - 1)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-}
-
 /// Flips a byte in the middle of the one stored entry.
 async fn damage_the_entry(backend: &MemoryBackend) {
     let (key, mut sealed) = backend
@@ -750,7 +371,8 @@ async fn damage_the_entry(backend: &MemoryBackend) {
 #[tokio::test]
 async fn a_damaged_record_is_reported_but_can_be_replaced_or_deleted_and_does_not_stop_the_sweep() {
     let (backend, master) = fresh();
-    let os = open_with(backend.clone(), &master).await;
+    let clock = manual_clock();
+    let os = open_at(backend.clone(), &master, &clock).await;
     let p = partition(&os, "app", "P").await;
     p.store("bad", b"v".to_vec(), StoreOptions::default())
         .await
@@ -785,7 +407,7 @@ async fn a_damaged_record_is_reported_but_can_be_replaced_or_deleted_and_does_no
     damage_the_entry(&backend).await;
     let q = partition(&os, "app", "Q").await;
     q.store("expiring", b"v".to_vec(), short).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     assert_eq!(
         os.sweep_expired().await.unwrap(),
         1,
@@ -844,15 +466,48 @@ async fn partition_settings_hold_across_handles_and_deletion() {
 }
 
 #[tokio::test]
-async fn a_counter_keeps_its_own_ttl() {
+async fn stores_are_listed_configured_and_deleted_with_their_data() {
     let (backend, master) = fresh();
-    let os = open_with(backend, &master).await;
-    let p = partition(&os, "app", "P").await;
-    let forever = StoreOptions {
-        ttl: Some(Ttl::Never),
-        ..Default::default()
-    };
-    p.store("n", b"1".to_vec(), forever).await.unwrap();
-    p.increment("n", 1).await.unwrap();
-    assert_eq!(p.retrieve("n").await.unwrap().metadata.expires, None);
+    let os = open_with(backend.clone(), &master).await;
+    let app = os.application("app").await.unwrap();
+    assert!(
+        app.find_store("S").await.unwrap().is_none(),
+        "finding does not create"
+    );
+    let s = app
+        .configure_store("S", Ttl::Rolling(60), StoreQuota::default())
+        .await
+        .unwrap();
+    assert_eq!(s.default_ttl(), Ttl::Rolling(60));
+    let p = s.partition("P").await.unwrap();
+    p.store("k", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    app.default_store().await.unwrap();
+    let mut names: Vec<_> = app
+        .list_stores(None, 10)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["S", DEFAULT_STORE]);
+
+    let other = os.application("other").await.unwrap();
+    assert!(
+        !other.delete_store("S").await.unwrap(),
+        "another application's store is not found"
+    );
+    assert!(app.delete_store("S").await.unwrap());
+    assert!(app.find_store("S").await.unwrap().is_none());
+    assert_eq!(app.list_stores(None, 10).await.unwrap().items.len(), 1);
+    // Nothing of the store is left in the backend but the default store,
+    // the application and the master check.
+    assert!(backend.scan(b"e", None, 10).await.unwrap().is_empty());
+    assert!(backend.scan(b"p", None, 10).await.unwrap().is_empty());
+    assert!(backend.scan(b"x", None, 10).await.unwrap().is_empty());
+    let recreated = app.store("S").await.unwrap().partition("P").await.unwrap();
+    assert!(!recreated.contains("k").await.unwrap());
 }

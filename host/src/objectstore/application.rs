@@ -1,0 +1,330 @@
+//! Applications: each has its own data keys, stores and usage, and sees no
+//! other application's data.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{Batch, Expect};
+use crate::encryption::{Sealer, TAG_LEN, Tag, random_array};
+
+use super::keys::{Prefix, RecordKey};
+use super::record::{AppRecord, PartitionRecord, StoreRecord};
+use super::sealed::SealedTable;
+use super::store::Store;
+use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
+use super::usage::AppUsage;
+use super::{Error, Inner, paging, partition};
+
+/// One application's keys and what this host caches of it.
+pub(super) struct AppState {
+    pub name: String,
+    pub tag: Tag,
+    /// Seals the application's records and makes its tags.
+    pub sealer: Sealer,
+    /// Store settings by store tag. A host caches what it wrote or read;
+    /// settings change only through this host's object store.
+    pub stores: Mutex<HashMap<Tag, StoreRecord>>,
+    /// Partition settings by (store, partition) tag; absent partitions are
+    /// not cached.
+    pub partitions: Mutex<HashMap<(Tag, Tag), PartitionRecord>>,
+    pub usage: AppUsage,
+}
+
+impl AppState {
+    /// The tag of the store called `name`.
+    pub fn store_tag(&self, name: &str) -> Tag {
+        self.sealer.tag(b"store", b"", name.as_bytes())
+    }
+
+    /// The cached settings of a partition, if this host knows them.
+    pub fn cached_partition(&self, store: Tag, partition: Tag) -> Option<PartitionRecord> {
+        self.partitions
+            .lock()
+            .expect("partitions lock")
+            .get(&(store, partition))
+            .cloned()
+    }
+
+    pub fn cache_partition(&self, store: Tag, partition: Tag, record: PartitionRecord) {
+        self.partitions
+            .lock()
+            .expect("partitions lock")
+            .insert((store, partition), record);
+    }
+}
+
+impl Inner {
+    /// The backend seen through an application's keys.
+    pub(super) fn table<'a>(&'a self, app: &'a AppState) -> SealedTable<'a> {
+        SealedTable::new(&*self.backend, &app.sealer)
+    }
+
+    /// Loads (or, given its name, creates) an application's keys, and counts
+    /// what it holds the first time this host uses it.
+    pub(super) async fn app_state(
+        &self,
+        tag: Tag,
+        create_as: Option<&str>,
+    ) -> Result<Arc<AppState>, Error> {
+        if let Some(state) = self.apps.lock().expect("apps lock").get(&tag) {
+            return Ok(state.clone());
+        }
+        let new_app = || {
+            create_as.map(|name| AppRecord {
+                name: name.to_string(),
+                seal_key: random_array(),
+                tag_key: random_array(),
+            })
+        };
+        let record = self
+            .master_table()
+            .read_or_create(&RecordKey::App(tag), new_app)
+            .await?
+            .ok_or(Error::UnknownApplication)?;
+        let state = Arc::new(AppState {
+            sealer: Sealer::new(&record.seal_key, &record.tag_key),
+            name: record.name,
+            tag,
+            stores: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(HashMap::new()),
+            usage: AppUsage::default(),
+        });
+        state.usage.reset(self.measure(&state).await?);
+        Ok(self
+            .apps
+            .lock()
+            .expect("apps lock")
+            .entry(tag)
+            .or_insert(state)
+            .clone())
+    }
+
+    /// Counts the keys and bytes of every store of an application.
+    async fn measure(&self, app: &AppState) -> Result<HashMap<Tag, Footprint>, Error> {
+        let mut footprints: HashMap<Tag, Footprint> = HashMap::new();
+        let mut scan = self.table(app).scan(Prefix::Entries {
+            app: app.tag,
+            store: None,
+            partition: None,
+        });
+        loop {
+            let chunk = scan.next_chunk_of(1024).await?;
+            if chunk.is_empty() {
+                return Ok(footprints);
+            }
+            for (key, sealed) in &chunk {
+                let f = footprints.entry(partition::store_of(key)).or_default();
+                f.keys += 1;
+                f.bytes += (key.len() + sealed.len()) as u64;
+            }
+        }
+    }
+}
+
+/// One application's view of the object store. Cheap to clone.
+#[derive(Clone)]
+pub struct Application {
+    pub(super) inner: Arc<Inner>,
+    pub(super) state: Arc<AppState>,
+}
+
+impl Application {
+    pub(super) fn new(inner: Arc<Inner>, state: Arc<AppState>) -> Self {
+        Self { inner, state }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    pub(super) fn table(&self) -> SealedTable<'_> {
+        self.inner.table(&self.state)
+    }
+
+    /// Opens the store called `name`, creating it with the configured
+    /// default TTL on first use.
+    pub async fn store(&self, name: &str) -> Result<Store, Error> {
+        let created = StoreRecord {
+            name: name.to_string(),
+            default_ttl: self.inner.config.default_ttl,
+            quota: StoreQuota::default(),
+        };
+        Ok(self
+            .load_store(name, Some(created))
+            .await?
+            .expect("created if absent"))
+    }
+
+    /// The store called `name` if it exists; never creates it.
+    pub async fn find_store(&self, name: &str) -> Result<Option<Store>, Error> {
+        self.load_store(name, None).await
+    }
+
+    /// Opens `_defaultUserObjectStore`.
+    pub async fn default_store(&self) -> Result<Store, Error> {
+        self.store(DEFAULT_STORE).await
+    }
+
+    /// Creates the store `name`, or changes its default TTL and quota. Keys
+    /// already stored keep their expiry; later writes get the new TTL, and
+    /// the quota applies to later writes.
+    pub async fn configure_store(
+        &self,
+        name: &str,
+        default_ttl: Ttl,
+        quota: StoreQuota,
+    ) -> Result<Store, Error> {
+        self.inner.check_name(name, "store name")?;
+        let default_ttl = default_ttl.check()?;
+        let app = &self.state;
+        let tag = app.store_tag(name);
+        self.admit(tag)?;
+        let record = StoreRecord {
+            name: name.to_string(),
+            default_ttl,
+            quota,
+        };
+        let key = RecordKey::Store { app: app.tag, store: tag };
+        self.table().put(&key, &record).await?;
+        app.stores
+            .lock()
+            .expect("stores lock")
+            .insert(tag, record.clone());
+        Ok(Store::new(self.clone(), tag, record))
+    }
+
+    /// One page of the application's stores.
+    pub async fn list_stores(
+        &self,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<Store>, Error> {
+        // Listing stores concerns no one store: it counts against the
+        // application only.
+        self.admit([0; TAG_LEN])?;
+        let table = self.table();
+        let scan = table.scan(Prefix::Stores(self.state.tag));
+        paging::page(&self.state.sealer, scan, cursor, page_size, |key, sealed| {
+            let record: StoreRecord = table.open(key, sealed)?;
+            let Some(RecordKey::Store { store, .. }) = RecordKey::parse(key) else {
+                return Err(Error::Integrity);
+            };
+            Ok(Some(Store::new(self.clone(), store, record)))
+        })
+        .await
+    }
+
+    /// Deletes the store `name` with all its partitions and keys. Returns
+    /// whether it existed.
+    pub async fn delete_store(&self, name: &str) -> Result<bool, Error> {
+        let Some(store) = self.find_store(name).await? else {
+            return Ok(false);
+        };
+        self.admit(store.tag)?;
+        let app = &self.state;
+        let table = self.table();
+        partition::delete_entries(
+            table,
+            app,
+            self.inner.now_ms(),
+            Prefix::Entries {
+                app: app.tag,
+                store: Some(store.tag),
+                partition: None,
+            },
+        )
+        .await?;
+        let mut partitions = table.scan(Prefix::Partitions {
+            app: app.tag,
+            store: store.tag,
+        });
+        loop {
+            let chunk = partitions.next_chunk().await?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut batch = Batch::new();
+            for (key, _) in chunk {
+                batch.delete(key, Expect::Any);
+            }
+            table.commit_unconditional(batch).await?;
+        }
+        let mut batch = Batch::new();
+        batch.delete(
+            RecordKey::Store {
+                app: app.tag,
+                store: store.tag,
+            }
+            .encode(),
+            Expect::Any,
+        );
+        table.commit_unconditional(batch).await?;
+        app.stores.lock().expect("stores lock").remove(&store.tag);
+        app.usage.forget_store(store.tag);
+        app.partitions
+            .lock()
+            .expect("partitions lock")
+            .retain(|(s, _), _| *s != store.tag);
+        Ok(true)
+    }
+
+    /// Loads the store record of `name`, creating it as `create` if absent.
+    async fn load_store(
+        &self,
+        name: &str,
+        create: Option<StoreRecord>,
+    ) -> Result<Option<Store>, Error> {
+        self.inner.check_name(name, "store name")?;
+        let app = &self.state;
+        let tag = app.store_tag(name);
+        if let Some(record) = app.stores.lock().expect("stores lock").get(&tag) {
+            return Ok(Some(Store::new(self.clone(), tag, record.clone())));
+        }
+        let key = RecordKey::Store { app: app.tag, store: tag };
+        let table = self.table();
+        let record = match table.read_or_create(&key, || None).await? {
+            Some(record) => record,
+            None => {
+                let Some(record) = create else {
+                    return Ok(None);
+                };
+                let max = self.inner.config.limits.max_stores;
+                if self.store_count().await? >= max {
+                    return Err(Error::QuotaExceeded(format!(
+                        "the application may have {max} stores"
+                    )));
+                }
+                table
+                    .read_or_create(&key, || Some(record.clone()))
+                    .await?
+                    .expect("created if absent")
+            }
+        };
+        app.stores
+            .lock()
+            .expect("stores lock")
+            .insert(tag, record.clone());
+        Ok(Some(Store::new(self.clone(), tag, record)))
+    }
+
+    /// Counts one request against `store`, or refuses it when the
+    /// application is over its request rate.
+    pub(super) fn admit(&self, store: Tag) -> Result<(), Error> {
+        self.state
+            .usage
+            .admit(store, &self.inner.config.limits, self.inner.now_ms())
+    }
+
+    /// How many stores the application has, counting at most one past its
+    /// limit.
+    pub async fn store_count(&self) -> Result<usize, Error> {
+        let limit = self.inner.config.limits.max_stores.saturating_add(1);
+        let mut scan = self.table().scan(Prefix::Stores(self.state.tag));
+        Ok(scan.next_chunk_of(limit).await?.len())
+    }
+
+    /// How much the application holds, in all its stores.
+    pub fn footprint(&self) -> Footprint {
+        self.state.usage.total()
+    }
+}

@@ -1,0 +1,388 @@
+//! The physical layout: every record's backend key is written and read here,
+//! and nowhere else.
+//!
+//! | kind | backend key | record (sealed) | shard |
+//! |---|---|---|---|
+//! | master check | `m/master-check` | a known text, under the master key | the host |
+//! | application | `a` app | name and data keys, under the master key | application |
+//! | store | `s` app store | name, default TTL, quota | application |
+//! | partition | `p` app store partition | name and TTL | application |
+//! | stats | `c` app store day | requests to a store on a day, its size then | application |
+//! | entry | `e` app store partition key | name, value, metadata | partition |
+//! | expiry | `x` expires app store partition key | empty | partition |
+//!
+//! Each name is replaced by its 16-byte tag (see
+//! [`encryption`](crate::encryption)); `day` is big-endian days since the
+//! epoch, `expires` big-endian milliseconds. The expiry index keeps the
+//! expiry time in clear so the sweep finds due keys in order without opening
+//! every record: it reveals when keys expire, never what they are.
+//!
+//! A record's *shard* is the unit a batch may touch: every batch the object
+//! store commits writes records of one shard only, so that a backend which
+//! spreads shards over machines can still apply a batch atomically.
+
+use crate::encryption::{TAG_LEN, Tag};
+
+const MASTER_CHECK: &[u8] = b"m/master-check";
+const APP: u8 = b'a';
+const STORE: u8 = b's';
+const PARTITION: u8 = b'p';
+const STATS: u8 = b'c';
+const ENTRY: u8 = b'e';
+const EXPIRY: u8 = b'x';
+
+/// A partition, by the tags of its application, store and own name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PartitionId {
+    pub app: Tag,
+    pub store: Tag,
+    pub partition: Tag,
+}
+
+/// A key of a partition, by tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct EntryId {
+    pub partition: PartitionId,
+    pub key: Tag,
+}
+
+/// Where a record lives: the key of every record the object store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordKey {
+    /// Proves the master key matches the data.
+    MasterCheck,
+    /// An application's name and data keys.
+    App(Tag),
+    /// A store's settings.
+    Store { app: Tag, store: Tag },
+    /// A partition's settings.
+    Partition(PartitionId),
+    /// A store's request count on one day.
+    Stats { app: Tag, store: Tag, day: u32 },
+    /// A key with its value and metadata.
+    Entry(EntryId),
+    /// The expiry index: `entry` expires at `at` (milliseconds).
+    Expiry { at: u64, entry: EntryId },
+}
+
+/// The unit of atomicity: one batch writes records of one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Shard {
+    /// Host-wide records.
+    Host,
+    /// An application's own records: its keys, stores, partitions, counts.
+    App(Tag),
+    /// A partition's keys and their expiry entries.
+    Partition(PartitionId),
+}
+
+/// The prefix of a scan: all records of one kind under one parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    /// The whole expiry index, in expiry order.
+    Expiries,
+    /// An application's stores.
+    Stores(Tag),
+    /// A store's partitions.
+    Partitions { app: Tag, store: Tag },
+    /// An application's request counts, or one store's.
+    Stats { app: Tag, store: Option<Tag> },
+    /// An application's entries, or one store's, or one partition's.
+    Entries {
+        app: Tag,
+        store: Option<Tag>,
+        partition: Option<Tag>,
+    },
+}
+
+/// Bytes of an entry's tags: app, store, partition, key.
+const ENTRY_TAGS: usize = 4 * TAG_LEN;
+
+fn push_partition(out: &mut Vec<u8>, id: &PartitionId) {
+    out.extend_from_slice(&id.app);
+    out.extend_from_slice(&id.store);
+    out.extend_from_slice(&id.partition);
+}
+
+fn push_entry(out: &mut Vec<u8>, id: &EntryId) {
+    push_partition(out, &id.partition);
+    out.extend_from_slice(&id.key);
+}
+
+/// Reads fixed-size fields off the front of a key.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn tag(&mut self) -> Option<Tag> {
+        let (head, rest) = self.0.split_first_chunk::<TAG_LEN>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let (head, rest) = self.0.split_first_chunk::<4>()?;
+        self.0 = rest;
+        Some(u32::from_be_bytes(*head))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        let (head, rest) = self.0.split_first_chunk::<8>()?;
+        self.0 = rest;
+        Some(u64::from_be_bytes(*head))
+    }
+
+    fn partition(&mut self) -> Option<PartitionId> {
+        Some(PartitionId {
+            app: self.tag()?,
+            store: self.tag()?,
+            partition: self.tag()?,
+        })
+    }
+
+    fn entry(&mut self) -> Option<EntryId> {
+        Some(EntryId {
+            partition: self.partition()?,
+            key: self.tag()?,
+        })
+    }
+
+    /// `value` if nothing is left over.
+    fn end<T>(self, value: T) -> Option<T> {
+        self.0.is_empty().then_some(value)
+    }
+}
+
+impl RecordKey {
+    /// The key's bytes in the backend.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 8 + ENTRY_TAGS);
+        match self {
+            RecordKey::MasterCheck => out.extend_from_slice(MASTER_CHECK),
+            RecordKey::App(app) => {
+                out.push(APP);
+                out.extend_from_slice(app);
+            }
+            RecordKey::Store { app, store } => {
+                out.push(STORE);
+                out.extend_from_slice(app);
+                out.extend_from_slice(store);
+            }
+            RecordKey::Partition(id) => {
+                out.push(PARTITION);
+                push_partition(&mut out, id);
+            }
+            RecordKey::Stats { app, store, day } => {
+                out.push(STATS);
+                out.extend_from_slice(app);
+                out.extend_from_slice(store);
+                out.extend_from_slice(&day.to_be_bytes());
+            }
+            RecordKey::Entry(id) => {
+                out.push(ENTRY);
+                push_entry(&mut out, id);
+            }
+            RecordKey::Expiry { at, entry } => {
+                out.push(EXPIRY);
+                out.extend_from_slice(&at.to_be_bytes());
+                push_entry(&mut out, entry);
+            }
+        }
+        out
+    }
+
+    /// Reads a backend key; `None` if it is no key of this layout.
+    pub fn parse(bytes: &[u8]) -> Option<RecordKey> {
+        if bytes == MASTER_CHECK {
+            return Some(RecordKey::MasterCheck);
+        }
+        let (&kind, rest) = bytes.split_first()?;
+        let mut f = Fields(rest);
+        let key = match kind {
+            APP => RecordKey::App(f.tag()?),
+            STORE => RecordKey::Store {
+                app: f.tag()?,
+                store: f.tag()?,
+            },
+            PARTITION => RecordKey::Partition(f.partition()?),
+            STATS => RecordKey::Stats {
+                app: f.tag()?,
+                store: f.tag()?,
+                day: f.u32()?,
+            },
+            ENTRY => RecordKey::Entry(f.entry()?),
+            EXPIRY => RecordKey::Expiry {
+                at: f.u64()?,
+                entry: f.entry()?,
+            },
+            _ => return None,
+        };
+        f.end(key)
+    }
+
+    /// The shard the record belongs to.
+    pub fn shard(&self) -> Shard {
+        match self {
+            RecordKey::MasterCheck => Shard::Host,
+            RecordKey::App(app)
+            | RecordKey::Store { app, .. }
+            | RecordKey::Stats { app, .. }
+            | RecordKey::Partition(PartitionId { app, .. }) => Shard::App(*app),
+            RecordKey::Entry(id) | RecordKey::Expiry { entry: id, .. } => {
+                Shard::Partition(id.partition)
+            }
+        }
+    }
+}
+
+impl Prefix {
+    /// The bytes every key of the prefix starts with.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 3 * TAG_LEN);
+        let tags: [Option<&Tag>; 3] = match self {
+            Prefix::Expiries => {
+                out.push(EXPIRY);
+                [None; 3]
+            }
+            Prefix::Stores(app) => {
+                out.push(STORE);
+                [Some(app), None, None]
+            }
+            Prefix::Partitions { app, store } => {
+                out.push(PARTITION);
+                [Some(app), Some(store), None]
+            }
+            Prefix::Stats { app, store } => {
+                out.push(STATS);
+                [Some(app), store.as_ref(), None]
+            }
+            Prefix::Entries {
+                app,
+                store,
+                partition,
+            } => {
+                out.push(ENTRY);
+                // A partition is named only within its store.
+                debug_assert!(partition.is_none() || store.is_some());
+                [Some(app), store.as_ref(), partition.as_ref()]
+            }
+        };
+        for tag in tags.into_iter().map_while(|t| t) {
+            out.extend_from_slice(tag);
+        }
+        out
+    }
+}
+
+impl PartitionId {
+    /// The prefix of the partition's entries.
+    pub fn entries(&self) -> Prefix {
+        Prefix::Entries {
+            app: self.app,
+            store: Some(self.store),
+            partition: Some(self.partition),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(n: u8) -> Tag {
+        [n; TAG_LEN]
+    }
+
+    #[test]
+    fn every_key_round_trips_and_starts_with_its_prefixes() {
+        let partition = PartitionId {
+            app: tag(1),
+            store: tag(2),
+            partition: tag(3),
+        };
+        let entry = EntryId {
+            partition,
+            key: tag(4),
+        };
+        let keys = [
+            RecordKey::MasterCheck,
+            RecordKey::App(tag(1)),
+            RecordKey::Store {
+                app: tag(1),
+                store: tag(2),
+            },
+            RecordKey::Partition(partition),
+            RecordKey::Stats {
+                app: tag(1),
+                store: tag(2),
+                day: 20_000,
+            },
+            RecordKey::Entry(entry),
+            RecordKey::Expiry { at: 7, entry },
+        ];
+        for key in keys {
+            let bytes = key.encode();
+            assert_eq!(RecordKey::parse(&bytes), Some(key), "{key:?}");
+            for cut in 1..bytes.len() {
+                assert_eq!(RecordKey::parse(&bytes[..cut]), None, "{key:?} cut at {cut}");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(RecordKey::parse(&longer), None, "{key:?} with a byte more");
+        }
+        // The layout of the module doc, byte for byte: existing data stays
+        // readable.
+        assert_eq!(RecordKey::MasterCheck.encode(), b"m/master-check");
+        let expiry = RecordKey::Expiry { at: 7, entry }.encode();
+        assert_eq!(expiry.len(), 1 + 8 + 4 * TAG_LEN);
+        assert_eq!(&expiry[..9], b"x\0\0\0\0\0\0\0\x07");
+        assert_eq!(&expiry[9..], &RecordKey::Entry(entry).encode()[1..]);
+
+        let entry_key = RecordKey::Entry(entry).encode();
+        for prefix in [
+            partition.entries(),
+            Prefix::Entries {
+                app: tag(1),
+                store: Some(tag(2)),
+                partition: None,
+            },
+            Prefix::Entries {
+                app: tag(1),
+                store: None,
+                partition: None,
+            },
+        ] {
+            assert!(entry_key.starts_with(&prefix.encode()), "{prefix:?}");
+        }
+        let other_store = Prefix::Entries {
+            app: tag(1),
+            store: Some(tag(9)),
+            partition: None,
+        };
+        assert!(!entry_key.starts_with(&other_store.encode()));
+    }
+
+    #[test]
+    fn entries_and_their_expiries_share_the_partitions_shard() {
+        let partition = PartitionId {
+            app: tag(1),
+            store: tag(2),
+            partition: tag(3),
+        };
+        let entry = EntryId {
+            partition,
+            key: tag(4),
+        };
+        assert_eq!(
+            RecordKey::Entry(entry).shard(),
+            RecordKey::Expiry { at: 1, entry }.shard()
+        );
+        assert_eq!(
+            RecordKey::Partition(partition).shard(),
+            RecordKey::App(tag(1)).shard()
+        );
+        assert_ne!(
+            RecordKey::Entry(entry).shard(),
+            RecordKey::App(tag(1)).shard()
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Records in and out of the backend: sealed on the way in, opened and
+//! checked on the way out, scanned in chunks.
+//!
+//! A [`SealedTable`] pairs the backend with one set of keys (the master
+//! key's, or one application's). Every record it writes is sealed with its
+//! backend key as associated data; every record it reads that does not open,
+//! or opens to bytes that do not parse, is [`Error::Integrity`]: never data.
+
+use crate::backend::{Backend, BackendError, Batch, Expect, Pair};
+use crate::encryption::Sealer;
+
+use super::Error;
+use super::keys::{Prefix, RecordKey};
+use super::record::Record;
+
+/// The backend seen through one set of keys.
+#[derive(Clone, Copy)]
+pub(crate) struct SealedTable<'a> {
+    backend: &'a dyn Backend,
+    sealer: &'a Sealer,
+}
+
+/// A record as read: its plaintext and the sealed bytes it came from (the
+/// expectation of a later conditional write).
+pub(crate) struct Opened<R> {
+    pub record: R,
+    pub sealed: Vec<u8>,
+}
+
+/// What a conditional commit did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// Every write was applied.
+    Done,
+    /// An expectation did not hold; nothing was written.
+    Conflict,
+}
+
+/// How many pairs a scan reads per backend call.
+pub(crate) const SCAN_CHUNK: usize = 256;
+
+impl<'a> SealedTable<'a> {
+    pub fn new(backend: &'a dyn Backend, sealer: &'a Sealer) -> Self {
+        Self { backend, sealer }
+    }
+
+    pub fn backend(&self) -> &'a dyn Backend {
+        self.backend
+    }
+
+    /// `record` sealed for the backend key `key`.
+    pub fn seal<R: Record>(&self, key: &[u8], record: &R) -> Vec<u8> {
+        self.sealer.seal(key, &record.encode())
+    }
+
+    /// Opens what [`seal`](Self::seal) made for `key`.
+    pub fn open<R: Record>(&self, key: &[u8], sealed: &[u8]) -> Result<R, Error> {
+        let plain = self
+            .sealer
+            .open(key, sealed)
+            .map_err(|_| Error::Integrity)?;
+        R::decode(&plain).map_err(|_| Error::Integrity)
+    }
+
+    /// The record at `key`, if there is one.
+    pub async fn get<R: Record>(&self, key: &RecordKey) -> Result<Option<Opened<R>>, Error> {
+        let bytes = key.encode();
+        match self.backend.get(&bytes).await? {
+            Some(sealed) => Ok(Some(Opened {
+                record: self.open(&bytes, &sealed)?,
+                sealed,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// The record at `key`. If there is none, `create` may give one, which
+    /// is written only if the key is still absent: of concurrent creators one
+    /// wins and the others read its record.
+    pub async fn read_or_create<R: Record>(
+        &self,
+        key: &RecordKey,
+        mut create: impl FnMut() -> Option<R>,
+    ) -> Result<Option<R>, Error> {
+        let bytes = key.encode();
+        loop {
+            if let Some(sealed) = self.backend.get(&bytes).await? {
+                return Ok(Some(self.open(&bytes, &sealed)?));
+            }
+            let Some(record) = create() else {
+                return Ok(None);
+            };
+            let mut batch = Batch::new();
+            batch.put(bytes.clone(), self.seal(&bytes, &record), Expect::Absent);
+            match self.commit(batch).await? {
+                Commit::Done => return Ok(Some(record)),
+                // Another request created it first: read theirs.
+                Commit::Conflict => continue,
+            }
+        }
+    }
+
+    /// Writes `record` at `key` whatever is there.
+    pub async fn put<R: Record>(&self, key: &RecordKey, record: &R) -> Result<(), Error> {
+        let bytes = key.encode();
+        let mut batch = Batch::new();
+        batch.put(bytes.clone(), self.seal(&bytes, record), Expect::Any);
+        self.commit_unconditional(batch).await
+    }
+
+    /// Applies `batch` (writes of one shard), or nothing if an expectation
+    /// fails.
+    pub async fn commit(&self, batch: Batch) -> Result<Commit, Error> {
+        debug_assert!(one_shard(&batch), "a batch spans shards: {batch:?}");
+        match self.backend.commit(batch).await {
+            Ok(()) => Ok(Commit::Done),
+            Err(BackendError::Conflict) => Ok(Commit::Conflict),
+            Err(e) => Err(Error::Storage(e)),
+        }
+    }
+
+    /// Applies a batch whose writes expect nothing, so it cannot conflict.
+    pub async fn commit_unconditional(&self, batch: Batch) -> Result<(), Error> {
+        debug_assert!(batch.writes.iter().all(|w| w.expect == Expect::Any));
+        match self.commit(batch).await? {
+            Commit::Done => Ok(()),
+            Commit::Conflict => unreachable!("a batch without expectations conflicted"),
+        }
+    }
+
+    /// The records under `prefix`, in key order.
+    pub fn scan(&self, prefix: Prefix) -> Scan<'a> {
+        Scan {
+            backend: self.backend,
+            prefix: prefix.encode(),
+            after: None,
+            done: false,
+        }
+    }
+}
+
+/// Whether every write of `batch` is to one shard.
+fn one_shard(batch: &Batch) -> bool {
+    let mut shards = batch
+        .writes
+        .iter()
+        .map(|w| RecordKey::parse(&w.key).map(|k| k.shard()));
+    match shards.next() {
+        None => true,
+        Some(first) => first.is_some() && shards.all(|s| s == first),
+    }
+}
+
+/// A scan in progress: successive chunks of the pairs under a prefix. Each
+/// chunk is a consistent snapshot; writes between chunks may or may not be
+/// seen, and deleting what was returned does not disturb the scan.
+pub(crate) struct Scan<'a> {
+    backend: &'a dyn Backend,
+    prefix: Vec<u8>,
+    after: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl Scan<'_> {
+    /// The prefix's bytes (what cursors are bound to).
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// Starts after `key` instead of at the beginning.
+    pub fn resume_after(mut self, key: Option<Vec<u8>>) -> Self {
+        self.after = key;
+        self
+    }
+
+    /// Up to `limit` more pairs; fewer only at the end, none once ended.
+    pub async fn next_chunk_of(&mut self, limit: usize) -> Result<Vec<Pair>, Error> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let chunk = self
+            .backend
+            .scan(&self.prefix, self.after.as_deref(), limit)
+            .await?;
+        self.done = chunk.len() < limit;
+        if let Some((last, _)) = chunk.last() {
+            self.after = Some(last.clone());
+        }
+        Ok(chunk)
+    }
+
+    /// The next [`SCAN_CHUNK`] pairs; empty at the end.
+    pub async fn next_chunk(&mut self) -> Result<Vec<Pair>, Error> {
+        self.next_chunk_of(SCAN_CHUNK).await
+    }
+}

@@ -1,0 +1,172 @@
+//! Request statistics: counts per store and day, kept in memory as requests
+//! come and added to sealed per-day records by a flush every second and at
+//! shutdown. Queries add what is not flushed yet, so counts are exact.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{Batch, Expect};
+use crate::clock::day_of;
+use crate::encryption::Tag;
+
+use super::application::{AppState, Application};
+use super::keys::{Prefix, RecordKey};
+use super::record::StatsRecord;
+use super::sealed::Commit;
+use super::types::DayStats;
+use super::{Error, Inner, ObjectStore};
+
+/// How many times adding to a day's count retries after another host added
+/// to it between the read and the write.
+const MAX_CONFLICT_RETRIES: usize = 64;
+
+impl ObjectStore {
+    /// Adds the request counts gathered since the last flush to the stored
+    /// per-day counts, with each store's current size. Counts whose write
+    /// fails are kept for the next flush.
+    pub async fn flush_stats(&self) -> Result<(), Error> {
+        let apps: Vec<Arc<AppState>> = self
+            .inner
+            .apps
+            .lock()
+            .expect("apps lock")
+            .values()
+            .cloned()
+            .collect();
+        for app in apps {
+            let pending = app.usage.take_pending();
+            let mut unflushed = HashMap::new();
+            let mut failure = None;
+            for ((store, day), requests) in pending {
+                if failure.is_some() {
+                    unflushed.insert((store, day), requests);
+                    continue;
+                }
+                if let Err(e) = self.inner.add_requests(&app, store, day, requests).await {
+                    unflushed.insert((store, day), requests);
+                    failure = Some(e);
+                }
+            }
+            app.usage.restore_pending(unflushed);
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`flush_stats`](Self::flush_stats) every `interval` until the
+    /// returned task is aborted.
+    pub fn spawn_stats_flusher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = store.flush_stats().await {
+                    tracing::warn!("flushing request counts failed: {e}");
+                }
+            }
+        })
+    }
+}
+
+impl Inner {
+    /// Adds `requests` to the count of `store` on `day`.
+    async fn add_requests(
+        &self,
+        app: &AppState,
+        store: Tag,
+        day: u32,
+        requests: u64,
+    ) -> Result<(), Error> {
+        let key = RecordKey::Stats {
+            app: app.tag,
+            store,
+            day,
+        };
+        let table = self.table(app);
+        let size = app.usage.footprint(store);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let current = table.get::<StatsRecord>(&key).await?;
+            let (mut record, expect) = match current {
+                Some(opened) => (opened.record, Expect::Value(opened.sealed)),
+                None => (StatsRecord::default(), Expect::Absent),
+            };
+            record.requests += requests;
+            record.keys = size.keys;
+            record.bytes = size.bytes;
+            let bytes = key.encode();
+            let mut batch = Batch::new();
+            batch.put(bytes.clone(), table.seal(&bytes, &record), expect);
+            if table.commit(batch).await? == Commit::Done {
+                return Ok(());
+            }
+        }
+        Err(Error::Contended("request counts are"))
+    }
+}
+
+impl Application {
+    /// Requests per day from `first_day` to `last_day` (days since the
+    /// epoch), of one store or (`None`) of all the application's stores,
+    /// with the size at each day's last count. Includes requests not yet
+    /// flushed; today's size is the current one.
+    pub async fn daily_stats(
+        &self,
+        store: Option<&str>,
+        first_day: u32,
+        last_day: u32,
+    ) -> Result<BTreeMap<u32, DayStats>, Error> {
+        let app = &self.state;
+        let store_tag = match store {
+            Some(name) => {
+                self.inner.check_name(name, "store name")?;
+                Some(app.store_tag(name))
+            }
+            None => None,
+        };
+        let days_wanted = first_day..=last_day;
+        let mut days: BTreeMap<u32, DayStats> = BTreeMap::new();
+        let table = self.table();
+        let mut scan = table.scan(Prefix::Stats {
+            app: app.tag,
+            store: store_tag,
+        });
+        loop {
+            let chunk = scan.next_chunk_of(1024).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            for (key, sealed) in &chunk {
+                let Some(RecordKey::Stats { day, .. }) = RecordKey::parse(key) else {
+                    return Err(Error::Integrity);
+                };
+                if !days_wanted.contains(&day) {
+                    continue;
+                }
+                let record: StatsRecord = table.open(key, sealed)?;
+                let d = days.entry(day).or_default();
+                d.requests += record.requests;
+                d.keys += record.keys;
+                d.bytes += record.bytes;
+            }
+        }
+        for ((tag, day), n) in app.usage.pending() {
+            if store_tag.is_none_or(|s| s == tag) && days_wanted.contains(&day) {
+                days.entry(day).or_default().requests += n;
+            }
+        }
+        let today = day_of(self.inner.now_ms());
+        if let Some(d) = days.get_mut(&today) {
+            let now = match store_tag {
+                Some(tag) => app.usage.footprint(tag),
+                None => app.usage.total(),
+            };
+            (d.keys, d.bytes) = (now.keys, now.bytes);
+        }
+        Ok(days)
+    }
+}

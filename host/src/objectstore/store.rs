@@ -1,0 +1,134 @@
+//! Stores: named groups of partitions with a default TTL and a quota.
+
+use std::sync::Arc;
+
+use crate::backend::{Batch, Expect};
+use crate::encryption::Tag;
+
+use super::application::Application;
+use super::keys::{PartitionId, Prefix, RecordKey};
+use super::partition::{self, Partition};
+use super::record::{PartitionRecord, StoreRecord};
+use super::types::{Footprint, Page, StoreQuota, Ttl};
+use super::{Error, paging};
+
+/// A store of one application.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) app: Application,
+    pub(super) tag: Tag,
+    name: Arc<str>,
+    default_ttl: Ttl,
+    quota: StoreQuota,
+}
+
+impl Store {
+    pub(super) fn new(app: Application, tag: Tag, record: StoreRecord) -> Self {
+        Self {
+            app,
+            tag,
+            name: record.name.into(),
+            default_ttl: record.default_ttl,
+            quota: record.quota,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The TTL of keys that neither they nor their partition give one.
+    pub fn default_ttl(&self) -> Ttl {
+        self.default_ttl
+    }
+
+    /// The store's own limits.
+    pub fn quota(&self) -> StoreQuota {
+        self.quota
+    }
+
+    /// How much the store holds.
+    pub fn footprint(&self) -> Footprint {
+        self.app.state.usage.footprint(self.tag)
+    }
+
+    fn partition_id(&self, partition: Tag) -> PartitionId {
+        PartitionId {
+            app: self.app.state.tag,
+            store: self.tag,
+            partition,
+        }
+    }
+
+    /// Opens the partition called `name` (it exists once it holds a key or a
+    /// TTL setting).
+    pub async fn partition(&self, name: &str) -> Result<Partition, Error> {
+        self.app.inner.check_name(name, "partition name")?;
+        let app = &self.app.state;
+        let id = self.partition_id(app.sealer.tag(b"partition", &self.tag, name.as_bytes()));
+        let record = match app.cached_partition(self.tag, id.partition) {
+            Some(record) => Some(record),
+            None => {
+                let stored = self
+                    .app
+                    .table()
+                    .get::<PartitionRecord>(&RecordKey::Partition(id))
+                    .await?;
+                stored.map(|opened| {
+                    app.cache_partition(self.tag, id.partition, opened.record.clone());
+                    opened.record
+                })
+            }
+        };
+        Ok(Partition::new(
+            self.clone(),
+            name.into(),
+            id,
+            record.and_then(|r| r.ttl),
+        ))
+    }
+
+    /// One page of the names of this store's partitions.
+    pub async fn list_partitions(
+        &self,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<String>, Error> {
+        self.app.admit(self.tag)?;
+        let table = self.app.table();
+        let scan = table.scan(Prefix::Partitions {
+            app: self.app.state.tag,
+            store: self.tag,
+        });
+        paging::page(&self.app.state.sealer, scan, cursor, page_size, |key, sealed| {
+            let record: PartitionRecord = table.open(key, sealed)?;
+            Ok(Some(record.name))
+        })
+        .await
+    }
+
+    /// Deletes the partition `name` with all its keys and settings; returns
+    /// how many live keys it held.
+    pub async fn delete_partition(&self, name: &str) -> Result<u64, Error> {
+        let partition = self.partition(name).await?;
+        self.app.admit(self.tag)?;
+        let table = self.app.table();
+        let removed = partition::delete_entries(
+            table,
+            &self.app.state,
+            self.app.inner.now_ms(),
+            partition.id().entries(),
+        )
+        .await?;
+        let mut batch = Batch::new();
+        batch.delete(RecordKey::Partition(partition.id()).encode(), Expect::Any);
+        table.commit_unconditional(batch).await?;
+        self.app
+            .state
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .remove(&(self.tag, partition.id().partition));
+        Ok(removed)
+    }
+}

@@ -1,0 +1,90 @@
+//! The expiry sweep: deletes keys whose expiry has passed, in expiry order,
+//! from the expiry index. Expired keys are invisible at once; the sweep only
+//! reclaims their space.
+
+use std::time::Duration;
+
+use crate::backend::{Batch, Expect};
+
+use super::keys::{Prefix, RecordKey};
+use super::record::EntryRecord;
+use super::sealed::Commit;
+use super::{Error, ObjectStore, partition};
+
+impl ObjectStore {
+    /// Deletes every key whose expiry has passed and returns how many were
+    /// deleted.
+    pub async fn sweep_expired(&self) -> Result<u64, Error> {
+        let inner = &self.inner;
+        let now = inner.now_ms();
+        let index = inner.master_table();
+        let mut deleted = 0;
+        let mut scan = index.scan(Prefix::Expiries);
+        loop {
+            let due = scan.next_chunk().await?;
+            if due.is_empty() {
+                return Ok(deleted);
+            }
+            for (index_key, _) in due {
+                let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(&index_key) else {
+                    tracing::warn!("dropping a malformed expiry index entry");
+                    let mut batch = Batch::new();
+                    batch.delete(index_key, Expect::Any);
+                    // A malformed key has no shard; it is written alone.
+                    inner.backend.commit(batch).await?;
+                    continue;
+                };
+                if at > now {
+                    return Ok(deleted);
+                }
+                let app = inner.app_state(entry.partition.app, None).await?;
+                let table = inner.table(&app);
+                let entry_key = RecordKey::Entry(entry).encode();
+                let _guard = inner.key_locks.lock(&entry).await;
+                let mut batch = Batch::new();
+                batch.delete(index_key, Expect::Any);
+                let mut freed = None;
+                if let Some(sealed) = inner.backend.get(&entry_key).await? {
+                    match table.open::<EntryRecord>(&entry_key, &sealed) {
+                        Ok(record) if record.expires == Some(at) => {
+                            freed = Some((entry_key.len() + sealed.len()) as i64);
+                            batch.delete(entry_key.clone(), Expect::Value(sealed));
+                        }
+                        // Rewritten since: only the index entry is stale.
+                        Ok(_) => {}
+                        // A damaged record must not stop the sweep of all
+                        // others; it stays for an operator to see.
+                        Err(e) => tracing::warn!("expiry sweep skips a damaged record: {e}"),
+                    }
+                }
+                // Changed since it was read: the write that changed it also
+                // replaced the index entry; a later sweep sees the new one.
+                if table.commit(batch).await? == Commit::Done
+                    && let Some(bytes) = freed
+                {
+                    app.usage
+                        .apply(partition::store_of(&entry_key), -1, -bytes);
+                    deleted += 1;
+                }
+            }
+        }
+    }
+
+    /// Runs [`sweep_expired`](Self::sweep_expired) every `interval` until
+    /// the returned task is aborted.
+    pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match store.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "swept expired keys"),
+                    Err(e) => tracing::warn!("expiry sweep failed: {e}"),
+                }
+            }
+        })
+    }
+}

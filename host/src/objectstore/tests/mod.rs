@@ -1,0 +1,46 @@
+//! Tests of the object-store layer against the in-memory backend, with a
+//! manual clock wherever time must pass.
+
+mod data;
+mod limits;
+mod ttl;
+
+use std::sync::Arc;
+
+use super::*;
+use crate::backend::{Backend, Batch, Expect, MemoryBackend};
+use crate::clock::ManualClock;
+use crate::encryption::MasterKey;
+
+async fn open_with(backend: Arc<dyn Backend>, master: &MasterKey) -> ObjectStore {
+    ObjectStore::open(backend, master, Config::default())
+        .await
+        .unwrap()
+}
+
+/// An object store whose time is `clock`'s.
+async fn open_at(backend: Arc<dyn Backend>, master: &MasterKey, clock: &Arc<ManualClock>) -> ObjectStore {
+    let config = Config {
+        clock: clock.clone(),
+        ..Config::default()
+    };
+    ObjectStore::open(backend, master, config).await.unwrap()
+}
+
+fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::starting_now())
+}
+
+async fn partition(os: &ObjectStore, app: &str, name: &str) -> Partition {
+    let app = os.application(app).await.unwrap();
+    app.default_store()
+        .await
+        .unwrap()
+        .partition(name)
+        .await
+        .unwrap()
+}
+
+fn fresh() -> (Arc<MemoryBackend>, MasterKey) {
+    (Arc::new(MemoryBackend::new()), MasterKey::generate())
+}

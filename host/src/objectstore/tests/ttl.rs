@@ -1,0 +1,157 @@
+use std::time::Duration;
+
+use super::*;
+
+#[tokio::test]
+async fn expired_keys_vanish_and_are_swept() {
+    let (backend, master) = fresh();
+    let clock = manual_clock();
+    let os = open_at(backend.clone(), &master, &clock).await;
+    let p = partition(&os, "app", "P").await;
+    let one_second = StoreOptions {
+        ttl: Some(Ttl::Fixed(1)),
+        ..Default::default()
+    };
+    p.store("short", b"v".to_vec(), one_second).await.unwrap();
+    p.store("long", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(p.contains("short").await.unwrap());
+    clock.advance(Duration::from_millis(1100));
+    assert!(!p.contains("short").await.unwrap());
+    assert!(matches!(p.retrieve("short").await, Err(Error::KeyNotFound)));
+    assert_eq!(p.list_keys(None, 10).await.unwrap().items, ["long"]);
+    // The record is still there until the sweep reclaims it.
+    assert_eq!(backend.scan(b"e", None, 10).await.unwrap().len(), 2);
+    assert_eq!(os.sweep_expired().await.unwrap(), 1);
+    assert_eq!(backend.scan(b"e", None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        backend.scan(b"x", None, 10).await.unwrap().len(),
+        1,
+        "only long's index entry is left"
+    );
+    // An expired key can be stored again as a new key.
+    let fail = StoreOptions {
+        fail_if_present: true,
+        ..one_second
+    };
+    p.store("short", b"again".to_vec(), fail).await.unwrap();
+}
+
+#[tokio::test]
+async fn static_ttl_ignores_reads_and_rolling_ttl_is_extended_by_them() {
+    let (backend, master) = fresh();
+    let clock = manual_clock();
+    let os = open_at(backend, &master, &clock).await;
+    let p = partition(&os, "app", "P").await;
+    let fixed = StoreOptions {
+        ttl: Some(Ttl::Fixed(2)),
+        ..Default::default()
+    };
+    let rolling = StoreOptions {
+        ttl: Some(Ttl::Rolling(2)),
+        ..Default::default()
+    };
+    p.store("fixed", b"v".to_vec(), fixed).await.unwrap();
+    p.store("rolling", b"v".to_vec(), rolling).await.unwrap();
+    for _ in 0..3 {
+        clock.advance(Duration::from_millis(800));
+        p.retrieve("rolling").await.unwrap();
+        let _ = p.retrieve("fixed").await;
+    }
+    // 2.4 s after being stored: the static key expired despite the reads,
+    // the rolling key lives on because of them.
+    assert!(!p.contains("fixed").await.unwrap());
+    assert!(p.contains("rolling").await.unwrap());
+    clock.advance(Duration::from_millis(2100));
+    assert!(
+        !p.contains("rolling").await.unwrap(),
+        "unread, the rolling key expires"
+    );
+}
+
+#[tokio::test]
+async fn a_ttl_past_a_hundred_years_is_refused_and_nothing_is_stored() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let p = partition(&os, "app", "P").await;
+    let options = StoreOptions {
+        ttl: Some(Ttl::Rolling(MAX_TTL_SECS + 1)),
+        ..Default::default()
+    };
+    let refused = p.store("k", b"v".to_vec(), options).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    assert!(!p.contains("k").await.unwrap());
+    let longest = StoreOptions {
+        ttl: Some(Ttl::Fixed(MAX_TTL_SECS)),
+        ..Default::default()
+    };
+    assert!(p.store("k", b"v".to_vec(), longest).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_peek_reads_without_extending_a_rolling_ttl() {
+    let (backend, master) = fresh();
+    let clock = manual_clock();
+    let os = open_at(backend, &master, &clock).await;
+    let p = partition(&os, "app", "P").await;
+    let rolling = StoreOptions {
+        ttl: Some(Ttl::Rolling(4)),
+        ..Default::default()
+    };
+    let written = p.store("k", b"v".to_vec(), rolling).await.unwrap();
+    // Past a quarter of the window, a retrieve would move the expiry.
+    clock.advance(Duration::from_millis(1100));
+    let peeked = p.peek("k").await.unwrap();
+    assert_eq!(peeked.value, b"v");
+    assert_eq!(peeked.metadata.expires, written.expires);
+    assert_eq!(p.peek("k").await.unwrap().metadata.expires, written.expires);
+    let read = p.retrieve("k").await.unwrap();
+    assert!(read.metadata.expires > written.expires);
+    assert!(matches!(p.peek("absent").await, Err(Error::KeyNotFound)));
+}
+
+#[tokio::test]
+async fn partition_ttl_applies_to_keys_without_their_own() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let mut p = partition(&os, "app", "P").await;
+    p.set_ttl(Some(Ttl::Never)).await.unwrap();
+    let m = p
+        .store("forever", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(m.expires, None);
+    let reopened = partition(&os, "app", "P").await;
+    assert_eq!(reopened.effective_ttl(), Ttl::Never);
+    let own = StoreOptions {
+        ttl: Some(Ttl::Fixed(60)),
+        ..Default::default()
+    };
+    assert!(
+        reopened
+            .store("own", b"v".to_vec(), own)
+            .await
+            .unwrap()
+            .expires
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_counter_keeps_its_own_ttl() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let p = partition(&os, "app", "P").await;
+    let forever = StoreOptions {
+        ttl: Some(Ttl::Never),
+        ..Default::default()
+    };
+    p.store("n", b"1".to_vec(), forever).await.unwrap();
+    p.increment("n", 1).await.unwrap();
+    assert_eq!(p.retrieve("n").await.unwrap().metadata.expires, None);
+}
+
