@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,7 +24,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::encryption::{MasterKey, Sealer, random_array};
+use crate::clock::SharedClock;
+use crate::encryption::{MasterKey, Sealer, hex, random_array};
 
 /// What a token allows, named as in OSv2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -171,6 +172,8 @@ pub struct Credentials {
     secret_key: Hmac<Sha256>,
     token_key: Hmac<Sha256>,
     token_lifetime: Duration,
+    /// When tokens expire is read off this clock.
+    clock: SharedClock,
     loaded: RwLock<Loaded>,
 }
 
@@ -217,12 +220,6 @@ fn derived_mac(master: &MasterKey, label: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("any key size")
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Compares in time independent of where the inputs differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -240,11 +237,12 @@ struct TokenClaims {
 
 impl Credentials {
     /// The credentials kept at `path` (the file need not exist yet), sealed
-    /// under `master`. Tokens live `token_lifetime`.
+    /// under `master`. Tokens live `token_lifetime` by `clock`.
     pub fn open(
         path: &Path,
         master: &MasterKey,
         token_lifetime: Duration,
+        clock: SharedClock,
     ) -> Result<Self, AuthError> {
         let credentials = Self {
             path: path.to_path_buf(),
@@ -252,6 +250,7 @@ impl Credentials {
             secret_key: derived_mac(master, b"ostore/v1/credential-secret"),
             token_key: derived_mac(master, b"ostore/v1/token"),
             token_lifetime,
+            clock,
             loaded: RwLock::new(Loaded::default()),
         };
         credentials.reload_if_changed()?;
@@ -372,7 +371,7 @@ impl Credentials {
             c: client_id.to_string(),
             p: stored.principal.clone(),
             s: stored.scopes.clone(),
-            e: now_secs() + self.token_lifetime.as_secs(),
+            e: self.clock.now_secs() + self.token_lifetime.as_secs(),
         };
         let payload =
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize"));
@@ -401,7 +400,7 @@ impl Credentials {
             .ok()
             .and_then(|json| serde_json::from_slice(&json).ok())
             .ok_or(AuthError::Invalid)?;
-        if claims.e <= now_secs() {
+        if claims.e <= self.clock.now_secs() {
             return Err(AuthError::Expired);
         }
         self.reload_if_changed()?;
@@ -422,16 +421,21 @@ impl Credentials {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn credentials(dir: &Path, master: &MasterKey, lifetime: Duration) -> Credentials {
-        Credentials::open(&dir.join("credentials.sealed"), master, lifetime).unwrap()
+        credentials_at(dir, master, lifetime, crate::clock::system())
+    }
+
+    fn credentials_at(
+        dir: &Path,
+        master: &MasterKey,
+        lifetime: Duration,
+        clock: SharedClock,
+    ) -> Credentials {
+        Credentials::open(&dir.join("credentials.sealed"), master, lifetime, clock).unwrap()
     }
 
     #[test]
@@ -483,14 +487,15 @@ mod tests {
     fn tokens_expire() {
         let dir = tempdir();
         let master = MasterKey::generate();
-        let creds = credentials(&dir, &master, Duration::from_secs(1));
+        let clock = std::sync::Arc::new(crate::clock::ManualClock::starting_now());
+        let creds = credentials_at(&dir, &master, Duration::from_secs(1), clock.clone());
         let new = creds.create(Principal::Admin, Scope::ALL.to_vec()).unwrap();
         let token = creds
             .issue_token(&new.client_id, &new.client_secret)
             .unwrap()
             .token;
         assert!(creds.verify_token(&token).is_ok());
-        std::thread::sleep(Duration::from_millis(2100));
+        clock.advance(Duration::from_millis(2100));
         assert_eq!(creds.verify_token(&token), Err(AuthError::Expired));
         let _ = std::fs::remove_dir_all(&dir);
     }

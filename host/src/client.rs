@@ -1,5 +1,6 @@
 //! A small client of the REST and Stats APIs, for the `ostore kv`,
-//! `stores`, `partitions` and `stats` commands.
+//! `stores`, `partitions` and `stats` commands: it speaks the
+//! [wire types](crate::api::wire) the server sends.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +10,12 @@ use http::{Method, Uri};
 use http_body_util::{BodyExt, Full};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::TOKEN_PATH;
+use crate::api::wire::{ErrorBody, Page, TokenRequest, TokenResponse};
+use crate::http::encode_segment;
 
 /// Connection settings of the client.
 pub struct Client {
@@ -24,25 +30,104 @@ pub struct Client {
 pub enum ClientError {
     #[error("{status}: {message}")]
     Status { status: u16, message: String },
-    #[error("{0}")]
-    Connection(String),
+    #[error("bad server URL {url:?}: {why}")]
+    Url { url: String, why: String },
+    #[error("cannot read the certificate {}: {source}", path.display())]
+    Certificate {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        server: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS with {server} failed: {source}")]
+    Tls {
+        server: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("HTTP exchange with {server} failed: {source}")]
+    Http {
+        server: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("the server's answer is not what the API sends: {0}")]
+    Decode(#[source] serde_json::Error),
 }
 
-fn connection(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Connection(e.to_string())
+/// The percent-encoded paths of one environment's resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentPaths {
+    /// `/api/v1/organizations/{org}/environments/{env}`
+    env: String,
+    org: String,
+    env_name: String,
 }
 
-/// Percent-encodes one path segment.
-pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+impl EnvironmentPaths {
+    pub fn new(org: &str, env: &str) -> Self {
+        Self {
+            env: format!(
+                "/api/v1/organizations/{}/environments/{}",
+                encode_segment(org),
+                encode_segment(env)
+            ),
+            org: org.into(),
+            env_name: env.into(),
         }
     }
-    out
+
+    pub fn stores(&self) -> String {
+        format!("{}/stores", self.env)
+    }
+
+    pub fn store(&self, store: &str) -> String {
+        format!("{}/{}", self.stores(), encode_segment(store))
+    }
+
+    pub fn partitions(&self, store: &str) -> String {
+        format!("{}/partitions", self.store(store))
+    }
+
+    pub fn partition(&self, store: &str, partition: &str) -> String {
+        format!("{}/{}", self.partitions(store), encode_segment(partition))
+    }
+
+    pub fn keys(&self, store: &str, partition: &str) -> String {
+        format!("{}/keys", self.partition(store, partition))
+    }
+
+    pub fn key(&self, store: &str, partition: &str, key: &str) -> String {
+        format!("{}/{}", self.keys(store, partition), encode_segment(key))
+    }
+
+    pub fn usage(&self) -> String {
+        format!("{}/usage", self.env)
+    }
+
+    /// The Stats API path of the environment, or of one store of it.
+    pub fn stats(&self, store: Option<&str>) -> String {
+        let env = format!(
+            "/api/v1/stats/organizations/{}/environments/{}",
+            encode_segment(&self.org),
+            encode_segment(&self.env_name)
+        );
+        match store {
+            Some(store) => format!("{env}/stores/{}", encode_segment(store)),
+            None => env,
+        }
+    }
+}
+
+/// `path` with `name=value` appended to its query, the value encoded.
+pub fn with_query(path: &str, name: &str, value: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}{name}={}", encode_segment(value))
 }
 
 impl Client {
@@ -50,38 +135,24 @@ impl Client {
     /// HTTPS, the server's certificate must chain to `ca_file` if given,
     /// else to the well-known public roots.
     pub fn new(base: &str, ca_file: Option<&Path>) -> Result<Self, ClientError> {
-        let base: Uri = base
+        let bad_url = |why: String| ClientError::Url {
+            url: base.into(),
+            why,
+        };
+        let uri: Uri = base
             .trim_end_matches('/')
             .parse()
-            .map_err(|e| ClientError::Connection(format!("bad server URL {base:?}: {e}")))?;
-        let tls = match base.scheme_str() {
-            Some("https") => {
-                let mut roots = rustls::RootCertStore::empty();
-                match ca_file {
-                    Some(path) => {
-                        for cert in CertificateDer::pem_file_iter(path).map_err(connection)? {
-                            roots.add(cert.map_err(connection)?).map_err(connection)?;
-                        }
-                    }
-                    None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-                }
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(connection)?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-            }
+            .map_err(|e: http::uri::InvalidUri| bad_url(e.to_string()))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => Some(tls_connector(ca_file)?),
             Some("http") => None,
-            _ => {
-                return Err(ClientError::Connection(
-                    "the server URL must start with http:// or https://".into(),
-                ));
-            }
+            _ => return Err(bad_url("it must start with http:// or https://".into())),
         };
+        if uri.host().is_none() {
+            return Err(bad_url("it has no host".into()));
+        }
         Ok(Self {
-            base,
+            base: uri,
             tls,
             token: None,
         })
@@ -95,46 +166,64 @@ impl Client {
 
     /// Exchanges client credentials for a token.
     pub async fn login(self, client_id: &str, client_secret: &str) -> Result<Self, ClientError> {
-        let body = serde_json::json!({
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "grant_type": "client_credentials",
-        });
-        let answer = self
-            .call(
-                Method::POST,
-                crate::api::TOKEN_PATH,
-                None,
-                Some(body.to_string().into()),
-            )
-            .await?;
-        let token = answer["access_token"]
-            .as_str()
-            .ok_or_else(|| {
-                ClientError::Connection("the token endpoint sent no access_token".into())
-            })?
-            .to_string();
-        Ok(self.with_token(token))
+        let request = TokenRequest::client_credentials(client_id, client_secret);
+        let answer: TokenResponse = self.send_json(Method::POST, TOKEN_PATH, &request).await?;
+        Ok(self.with_token(answer.access_token))
     }
 
-    /// Sends one request and returns the JSON answer (`Null` for none).
-    pub async fn call(
+    /// `GET` of a JSON answer.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        decode(&self.send(Method::GET, path, None).await?)
+    }
+
+    /// Every page of a listing.
+    pub async fn all_pages<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ClientError> {
+        let first = with_query(path, "pageSize", "1000");
+        let mut values = Vec::new();
+        let mut url = first.clone();
+        loop {
+            let page: Page<T> = self.get(&url).await?;
+            values.extend(page.values);
+            match page.next_page_token {
+                Some(token) => url = with_query(&first, "nextPageToken", &token),
+                None => return Ok(values),
+            }
+        }
+    }
+
+    /// Sends `body` as JSON and reads the JSON answer.
+    pub async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).expect("wire types serialize");
+        decode(&self.send(method, path, Some(body.into())).await?)
+    }
+
+    /// `DELETE`, expecting no answer.
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, path, None).await.map(drop)
+    }
+
+    /// Sends one request; returns the body of a 2xx answer, and the
+    /// server's message otherwise.
+    pub async fn send(
         &self,
         method: Method,
         path_and_query: &str,
-        headers: Option<&[(&str, &str)]>,
         body: Option<Bytes>,
-    ) -> Result<Value, ClientError> {
-        let host = self
-            .base
-            .host()
-            .ok_or_else(|| ClientError::Connection("the server URL has no host".into()))?;
+    ) -> Result<Bytes, ClientError> {
+        let server = self.base.to_string();
+        let host = self.base.host().expect("checked when made");
         let https = self.tls.is_some();
         let port = self.base.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tcp = tokio::net::TcpStream::connect((host, port))
             .await
-            .map_err(|e| {
-                ClientError::Connection(format!("cannot connect to {}: {e}", self.base))
+            .map_err(|source| ClientError::Connect {
+                server: server.clone(),
+                source,
             })?;
         let _ = tcp.set_nodelay(true);
         let mut request = hyper::Request::builder()
@@ -148,56 +237,93 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        for (name, value) in headers.unwrap_or_default() {
-            request = request.header(*name, *value);
-        }
         let request = request
             .body(Full::new(body.unwrap_or_default()))
-            .map_err(connection)?;
+            .map_err(|e| ClientError::Url {
+                url: format!("{server}{path_and_query}"),
+                why: e.to_string(),
+            })?;
+        let http_error = |source| ClientError::Http {
+            server: server.clone(),
+            source,
+        };
         let response = match &self.tls {
             Some(tls) => {
                 let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-                    .map_err(connection)?;
-                let stream = tls.connect(name, tcp).await.map_err(connection)?;
-                send(hyper_util::rt::TokioIo::new(stream), request).await?
+                    .map_err(|e| ClientError::Tls {
+                        server: server.clone(),
+                        source: e.into(),
+                    })?;
+                let stream = tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| ClientError::Tls {
+                        server: server.clone(),
+                        source: e.into(),
+                    })?;
+                exchange(hyper_util::rt::TokioIo::new(stream), request).await
             }
-            None => send(hyper_util::rt::TokioIo::new(tcp), request).await?,
-        };
+            None => exchange(hyper_util::rt::TokioIo::new(tcp), request).await,
+        }
+        .map_err(http_error)?;
         let status = response.status().as_u16();
         let bytes = response
             .into_body()
             .collect()
             .await
-            .map_err(connection)?
+            .map_err(http_error)?
             .to_bytes();
-        let json = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
         if (200..300).contains(&status) {
-            Ok(json)
-        } else {
-            let message = json["message"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| json.to_string());
-            Err(ClientError::Status { status, message })
+            return Ok(bytes);
         }
+        let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => body.message,
+            Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        Err(ClientError::Status { status, message })
     }
 }
 
-async fn send<IO>(
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes).map_err(ClientError::Decode)
+}
+
+/// A TLS connector that trusts `ca_file`, or the well-known public roots.
+fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |source: Box<dyn std::error::Error + Send + Sync>| {
+                ClientError::Certificate {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.into()))? {
+                roots
+                    .add(cert.map_err(|e| bad(e.into()))?)
+                    .map_err(|e| bad(e.into()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+async fn exchange<IO>(
     io: IO,
     request: hyper::Request<Full<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, ClientError>
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, connection_task) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(connection)?;
-    tokio::spawn(connection_task);
-    sender.send_request(request).await.map_err(connection)
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(connection);
+    sender.send_request(request).await
 }

@@ -93,7 +93,7 @@ impl MasterKey {
 
     /// The key as 64 lowercase hex digits, the form `parse` reads.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
 
     /// Reads the key file at `path`, or creates it with a fresh key and
@@ -140,6 +140,16 @@ impl MasterKey {
         mac.update(label);
         mac.finalize().into_bytes().into()
     }
+}
+
+/// Bytes as lowercase hex digits.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// Fills an array from the operating system's random source.

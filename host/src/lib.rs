@@ -7,23 +7,29 @@
 //!
 //! # Layout
 //!
-//! Each module is one layer; dependencies point downward only.
+//! One module per concept, in layers; dependencies point downward only.
 //!
 //! | module | job |
 //! |---|---|
-//! | [`cli`] | the `ostore` command: `up`, `credentials`, `tls`, and the client commands |
-//! | [`client`] | a small client of the REST and Stats APIs, for the client commands |
-//! | [`server`] | HTTP(S): routes requests to the API or to guest components, `serve(listener, router, tls, shutdown)` |
+//! | [`cli`] | the `ostore` command: flags to a [`HostConfig`](host::HostConfig); `credentials`, `tls`, and the client commands (binary side only) |
+//! | [`client`] | a client of the REST and Stats APIs, for the client commands |
+//! | [`host`] | the composition root: [`Host::build`](host::Host::build)`(config, manifests)`, then [`run`](host::Host::run)`(listener, admin_listener, shutdown)` |
+//! | [`app`] | loading one application: manifest, key-value grants, variables, components |
+//! | [`router`] | which component, API route or UI file answers a path |
+//! | [`server`] | connections, TLS, timeouts, graceful shutdown |
 //! | [`tls`] | rustls settings (TLS 1.2/1.3) and self-signed certificates |
-//! | [`api`] | the OSv2-shaped REST and Stats APIs, `/metrics`, the token endpoint, the OpenAPI document |
+//! | [`api`] | the OSv2-shaped REST and Stats APIs, `/metrics`, the token endpoint: one route table, handlers per resource, wire types |
+//! | [`admin`] | the admin web UI: static files that talk only to the API |
 //! | [`auth`] | client credentials, bearer tokens, scopes |
 //! | [`manifest`] | reading Spin manifests (`spin.toml`) |
 //! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request (WASIp2 and WASIp3) |
 //! | [`component`] | `ostore:objectstore` for guests, and the embedding API |
-//! | [`spin`] | Spin's key-value interfaces and wasi:keyvalue, labels, runtime config |
-//! | [`objectstore`] | applications, stores, partitions, keys, TTL, limits, usage and statistics |
-//! | [`encryption`] | AES-256-GCM sealing and HMAC lookup tags |
-//! | [`backend`] | the storage trait; redb file (group commit) and memory backends |
+//! | [`spin`] | Spin's key-value interfaces and wasi:keyvalue, labels, runtime config, variables |
+//! | [`objectstore`] | applications, stores, partitions, keys, TTL, limits, usage and statistics; the record layout |
+//! | [`encryption`] | AES-256-GCM sealing, HMAC lookup tags, the master key |
+//! | [`backend`] | the storage contract; redb file (group commit) and memory backends |
+//! | [`clock`] | where "now" comes from, and UTC calendar days |
+//! | [`http`] | response bodies and percent-encoding |
 //!
 //! # Embedding
 //!
@@ -80,6 +86,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod backend;
 mod bindings;
@@ -88,8 +95,11 @@ pub mod client;
 pub mod clock;
 pub mod component;
 pub mod encryption;
+pub mod host;
+pub mod http;
 pub mod manifest;
 pub mod objectstore;
+pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod spin;

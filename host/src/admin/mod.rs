@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{ResponseBody, full_body, text_response};
+use crate::encryption::hex;
+use crate::http::{ResponseBody, full_body, text_response};
 
 /// Where the UI lives. `/admin` itself redirects to `/admin/`.
 pub const PATH: &str = "/admin/";
@@ -117,8 +118,7 @@ fn etags() -> &'static [String; 3] {
     ETAGS.get_or_init(|| {
         ASSETS.each_ref().map(|a| {
             let digest = Sha256::digest(a.body);
-            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-            format!("\"{hex}\"")
+            format!("\"{}\"", hex(&digest[..12]))
         })
     })
 }

@@ -108,6 +108,20 @@ impl ObjectStore {
         &*self.inner.config.clock
     }
 
+    /// Waits (at most `patience`) until this is the last handle of the object
+    /// store, so that dropping it closes the backend (and the database file
+    /// can be opened again at once). Returns whether it was the last.
+    pub async fn close(self, patience: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        while Arc::strong_count(&self.inner) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// The application called `name`, created with fresh data keys on first
     /// use. Applications never see each other's data.
     pub async fn application(&self, name: &str) -> Result<Application, Error> {

@@ -26,6 +26,48 @@ pub struct Declared {
 #[derive(Debug, Clone, Default)]
 pub struct Variables(Arc<HashMap<String, String>>);
 
+/// Where variable values come from, as Spin's providers give them.
+#[derive(Debug, Clone, Default)]
+pub enum VariableSource {
+    /// `SPIN_VARIABLE_<NAME>` in the process environment, as `spin up`.
+    #[default]
+    Environment,
+    /// These values, by the same names (`SPIN_VARIABLE_<NAME>`).
+    Given(HashMap<String, String>),
+}
+
+impl VariableSource {
+    /// The value of `SPIN_VARIABLE_<NAME>`, if provided.
+    pub fn get(&self, env_name: &str) -> Option<String> {
+        match self {
+            VariableSource::Environment => std::env::var(env_name).ok(),
+            VariableSource::Given(values) => values.get(env_name).cloned(),
+        }
+    }
+}
+
+/// Why a component's variables cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VariableError {
+    #[error("component `{component}` refers to variable {name:?}, which [variables] does not declare")]
+    Undeclared { component: String, name: String },
+    #[error("variable {name:?} (used by component `{component}`) is required: set {env_name}")]
+    Missing {
+        component: String,
+        name: String,
+        env_name: String,
+    },
+    #[error("variable name {0:?} must be lowercase letters, digits and _")]
+    BadName(String),
+    #[error("component `{component}`: variable name {name:?} must be lowercase letters, digits and _")]
+    BadComponentName { component: String, name: String },
+    #[error("variable {0:?} cannot be both required and have a default")]
+    RequiredWithDefault(String),
+    #[error("unclosed {{{{ in {0:?}")]
+    Unclosed(String),
+}
+
 /// Whether `name` is a valid variable name: lowercase ASCII letters,
 /// digits and underscores, starting with a letter.
 pub fn valid_name(name: &str) -> bool {
@@ -42,38 +84,40 @@ impl Variables {
         declared: &BTreeMap<String, Declared>,
         templates: &BTreeMap<String, String>,
         provider: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
-        let value_of = |name: &str| -> Result<String, String> {
-            let decl = declared.get(name).ok_or_else(|| {
-                format!("component `{component}` refers to variable {name:?}, which [variables] does not declare")
-            })?;
+    ) -> Result<Self, VariableError> {
+        let value_of = |name: &str| -> Result<String, VariableError> {
+            let decl = declared
+                .get(name)
+                .ok_or_else(|| VariableError::Undeclared {
+                    component: component.into(),
+                    name: name.into(),
+                })?;
             let env_name = format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase());
             match (provider(&env_name), &decl.default) {
                 (Some(value), _) => Ok(value),
                 (None, Some(default)) => Ok(default.clone()),
-                (None, None) => Err(format!(
-                    "variable {name:?} (used by component `{component}`) is required: set {env_name}"
-                )),
+                (None, None) => Err(VariableError::Missing {
+                    component: component.into(),
+                    name: name.into(),
+                    env_name,
+                }),
             }
         };
         for (name, decl) in declared {
             if !valid_name(name) {
-                return Err(format!(
-                    "variable name {name:?} must be lowercase letters, digits and _"
-                ));
+                return Err(VariableError::BadName(name.clone()));
             }
             if decl.required && decl.default.is_some() {
-                return Err(format!(
-                    "variable {name:?} cannot be both required and have a default"
-                ));
+                return Err(VariableError::RequiredWithDefault(name.clone()));
             }
         }
         let mut values = HashMap::new();
         for (name, template) in templates {
             if !valid_name(name) {
-                return Err(format!(
-                    "component `{component}`: variable name {name:?} must be lowercase letters, digits and _"
-                ));
+                return Err(VariableError::BadComponentName {
+                    component: component.into(),
+                    name: name.clone(),
+                });
             }
             values.insert(name.clone(), expand(template, &value_of)?);
         }
@@ -94,8 +138,8 @@ impl Variables {
 /// Replaces each `{{ name }}` in `template` with the variable's value.
 fn expand(
     template: &str,
-    value_of: &impl Fn(&str) -> Result<String, String>,
-) -> Result<String, String> {
+    value_of: &impl Fn(&str) -> Result<String, VariableError>,
+) -> Result<String, VariableError> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -103,7 +147,7 @@ fn expand(
         let after = &rest[start + 2..];
         let end = after
             .find("}}")
-            .ok_or_else(|| format!("unclosed {{{{ in {template:?}"))?;
+            .ok_or_else(|| VariableError::Unclosed(template.into()))?;
         out.push_str(&value_of(after[..end].trim())?);
         rest = &after[end + 2..];
     }
@@ -191,7 +235,9 @@ mod tests {
         assert_eq!(vars.get("nope"), Err((false, "nope".into())));
         assert_eq!(vars.get("Bad-Name"), Err((true, "Bad-Name".into())));
 
-        let missing = Variables::resolve("c", &declared, &templates, |_| None).unwrap_err();
+        let missing = Variables::resolve("c", &declared, &templates, |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(
             missing.contains("SPIN_VARIABLE_SECRET") && missing.contains("`c`"),
             "{missing}"

@@ -1,0 +1,99 @@
+//! Loading one application: from its manifest to the key-value labels each
+//! component is granted (with their partitions' TTLs), its variables, and its
+//! compiled components, ready to be routed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::manifest::{Manifest, Route};
+use crate::objectstore::{self, Application};
+use crate::runtime::{ComponentError, ComponentSettings, HttpComponent, Runtime};
+use crate::spin::variables::{VariableError, VariableSource, Variables};
+use crate::spin::{RuntimeConfig, UnknownLabel};
+
+/// An application ready to serve: its name and its routes.
+pub struct LoadedApp {
+    pub name: String,
+    pub routes: Vec<(Route, HttpComponent)>,
+}
+
+/// Why an application cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("component `{component}`: {source}")]
+    Component {
+        component: String,
+        #[source]
+        source: ComponentError,
+    },
+    #[error(transparent)]
+    Label(#[from] UnknownLabel),
+    #[error(transparent)]
+    Variable(#[from] VariableError),
+    #[error("component `{component}`: cannot prepare its key-value stores: {source}")]
+    Storage {
+        component: String,
+        #[source]
+        source: objectstore::Error,
+    },
+}
+
+/// Everything an application's components need from the host.
+pub struct AppContext<'a> {
+    pub runtime: &'a Runtime,
+    pub runtime_config: &'a RuntimeConfig,
+    pub variables: &'a VariableSource,
+}
+
+/// Loads every component `manifest` routes to, for application `app`.
+pub async fn load(
+    cx: &AppContext<'_>,
+    manifest: &Manifest,
+    app: Application,
+) -> Result<LoadedApp, LoadError> {
+    let mut loaded: BTreeMap<&str, HttpComponent> = BTreeMap::new();
+    for trigger in &manifest.triggers {
+        let id = trigger.component.as_str();
+        if loaded.contains_key(id) {
+            continue;
+        }
+        let spec = &manifest.components[id];
+        let grants = cx.runtime_config.grant(id, &spec.key_value_stores)?;
+        grants
+            .prepare(&app)
+            .await
+            .map_err(|source| LoadError::Storage {
+                component: id.into(),
+                source,
+            })?;
+        let variables = Variables::resolve(id, &manifest.variables, &spec.variables, |name| {
+            cx.variables.get(name)
+        })?;
+        let settings = ComponentSettings {
+            id: id.into(),
+            environment: spec.environment.clone().into_iter().collect(),
+            grants,
+            files: spec.files.clone(),
+            allowed_outbound_hosts: Arc::new(spec.allowed_outbound_hosts.clone()),
+            variables,
+        };
+        let component = cx
+            .runtime
+            .load_http_component(&spec.source, app.clone(), settings)
+            .map_err(|source| LoadError::Component {
+                component: id.into(),
+                source,
+            })?;
+        loaded.insert(id, component);
+    }
+    let routes = manifest
+        .triggers
+        .iter()
+        .map(|t| (t.route.clone(), loaded[t.component.as_str()].clone()))
+        .collect();
+    Ok(LoadedApp {
+        name: manifest.name.clone(),
+        routes,
+    })
+}

@@ -1,0 +1,326 @@
+//! `ostore up`: flags to a [`HostConfig`], then the library's [`Host`],
+//! run until Ctrl-C or SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use clap::builder::TypedValueParser as _;
+
+use crate::host::{AdminUi, DataDir, Host, HostConfig, Sandbox};
+use crate::manifest::{Manifest, Route};
+use crate::objectstore::Limits;
+use crate::runtime::SandboxConfig;
+use crate::spin::RuntimeConfig;
+
+#[derive(Args)]
+pub(super) struct UpArgs {
+    /// A Spin manifest (spin.toml). Give it more than once to serve several
+    /// applications, each with its own isolated data, on one listener.
+    #[arg(
+        short = 'f',
+        long = "from",
+        value_name = "MANIFEST",
+        default_value = "spin.toml"
+    )]
+    manifests: Vec<PathBuf>,
+
+    /// Address to listen on. Port 0 picks a free port (the address served
+    /// is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// Serve the admin UI (with the REST API) on a listener of its own
+    /// instead of at /admin/ on --listen. Its own origin keeps the UI's
+    /// session out of reach of pages that the applications serve: use it
+    /// when the host runs applications you do not trust.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+
+    /// Run each component's `build.command` before starting.
+    #[arg(long)]
+    build: bool,
+
+    /// A Spin runtime config file: `[key_value_store.<label>]` tables map
+    /// store labels to a store and partition of the object store
+    /// (`type = "ostore"` or `"spin"`, `store`, `partition`, `ttl_seconds`,
+    /// `rolling`).
+    #[arg(long, value_name = "FILE")]
+    runtime_config_file: Option<PathBuf>,
+
+    /// Directory of the encrypted database. Default: `.ostore` beside the
+    /// first manifest.
+    #[arg(long, value_name = "DIR", env = "OSTORE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// File holding the master key (64 hex digits); created with mode 0600
+    /// if missing. Ignored when the OSTORE_MASTER_KEY environment variable
+    /// is set. Default: `master.key` in the data directory.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+
+    /// Longest key, store or partition name, in bytes (application names
+    /// too, so keep it at least as long as they are).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65_536).map(|n| n as usize))]
+    max_key_bytes: usize,
+
+    /// Largest value, in bytes (at most 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 10 << 20, value_parser = clap::value_parser!(u32).range(1..=1 << 30).map(|n| n as usize))]
+    max_value_bytes: usize,
+
+    /// Object-store requests per second one application may make (guest
+    /// calls and REST requests alike); over it, requests get rate-limited /
+    /// 429. Default: unlimited.
+    #[arg(long, value_name = "N")]
+    max_requests_per_second: Option<u32>,
+
+    /// Stores one application may have.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
+    max_stores: usize,
+
+    /// Keys one application may hold. Default: unlimited.
+    #[arg(long, value_name = "N")]
+    max_keys: Option<u64>,
+
+    /// Bytes one application may store (as encrypted at rest). Default:
+    /// unlimited.
+    #[arg(long, value_name = "BYTES")]
+    max_bytes: Option<u64>,
+
+    /// Seconds a request may run before its guest is stopped with a 504.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    request_timeout: f64,
+
+    /// Linear memory one guest instance may use, in MiB (1 to 4096).
+    #[arg(long, value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096).map(|n| n as usize))]
+    max_instance_memory: usize,
+
+    /// Guest instances that may run at once (1 to 10000).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_instances: u32,
+
+    /// Seconds between sweeps that reclaim expired keys.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    sweep_interval: f64,
+
+    /// The organization every application belongs to in the REST API.
+    #[arg(long, value_name = "ORG", default_value = "default")]
+    organization: String,
+
+    /// The REST API environment of an application, as APP=ENV; repeatable.
+    /// Default: the application's name.
+    #[arg(long = "environment", value_name = "APP=ENV", value_parser = parse_environment)]
+    environments: Vec<(String, String)>,
+
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Serve plain HTTP on an address other than loopback. Without TLS,
+    /// tokens and data cross the network readable by anyone on the path.
+    #[arg(long)]
+    allow_plain_http: bool,
+
+    /// Seconds a REST API bearer token stays valid.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    token_lifetime: u64,
+}
+
+fn parse_environment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((app, env)) if !app.is_empty() && !env.is_empty() => Ok((app.into(), env.into())),
+        _ => Err("expected APP=ENV".into()),
+    }
+}
+
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{flag} must be a positive number of seconds"))
+}
+
+pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let manifests = args
+        .manifests
+        .iter()
+        .map(|path| Manifest::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    for m in &manifests {
+        for warning in &m.warnings {
+            eprintln!("warning: {}: {warning}", m.path.display());
+        }
+    }
+    let runtime_config = match &args.runtime_config_file {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
+    for warning in &runtime_config.warnings {
+        eprintln!("warning: runtime config: {warning}");
+    }
+    if args.build {
+        for m in &manifests {
+            build(m)?;
+        }
+    }
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    for addr in std::iter::once(args.listen).chain(args.admin_listen) {
+        if tls.is_none() && !addr.ip().is_loopback() && !args.allow_plain_http {
+            bail!(
+                "refusing to serve plain HTTP on {addr}, which is not a loopback address: \
+                 give --tls-cert and --tls-key, or --allow-plain-http",
+            );
+        }
+    }
+    // Bind before the slow work, so that a port in use fails at once.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin_listener = match args.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+        ),
+        None => None,
+    };
+
+    let first_dir = manifests[0].path.parent().unwrap_or(Path::new("."));
+    let data_dir = DataDir::new(
+        args.data_dir
+            .clone()
+            .unwrap_or_else(|| first_dir.join(".ostore")),
+    );
+    data_dir.create()?;
+    let master_key = super::local::master_key(&data_dir, args.key_file.as_deref())?;
+    let mut config = HostConfig::new(data_dir, master_key);
+    config.limits = Limits {
+        max_key_bytes: args.max_key_bytes,
+        max_value_bytes: args.max_value_bytes,
+        requests_per_second: args.max_requests_per_second,
+        max_keys: args.max_keys,
+        max_bytes: args.max_bytes,
+        max_stores: args.max_stores,
+    };
+    config.sandbox = Sandbox::New(SandboxConfig {
+        request_timeout: seconds(args.request_timeout, "request-timeout")?,
+        max_instance_memory: args.max_instance_memory << 20,
+        max_instances: args.max_instances,
+    });
+    config.runtime_config = runtime_config;
+    config.organization = args.organization.clone();
+    config.environments = args.environments.iter().cloned().collect();
+    config.token_lifetime = Duration::from_secs(args.token_lifetime);
+    config.admin_ui = match admin_listener {
+        Some(_) => AdminUi::OwnListener,
+        None => AdminUi::AppListener,
+    };
+    config.tls = tls;
+    config.sweep_interval = seconds(args.sweep_interval, "sweep-interval")?;
+    let host = Host::build(config, &manifests).await?;
+
+    // Warnings first, so that they come before the announcement.
+    for r in host.shadowed_routes() {
+        eprintln!(
+            "warning: route {} of application {:?} is under a path the host serves itself \
+             (the REST API or the admin UI); requests there never reach the component",
+            r.route, r.application
+        );
+    }
+    let shutdown = shutdown_signal()?;
+    announce(&host, &listener, admin_listener.as_ref())?;
+    host.run(listener, admin_listener, shutdown).await?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Prints where everything is served; the first line is what scripts (and
+/// the tests) wait for.
+fn announce(
+    host: &Host,
+    listener: &tokio::net::TcpListener,
+    admin_listener: Option<&tokio::net::TcpListener>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let scheme = if host.serves_https() { "https" } else { "http" };
+    println!("Serving {scheme}://{addr}");
+    println!("Available Routes:");
+    for r in host.routes() {
+        let wildcard = matches!(r.route, Route::Wildcard(_));
+        let path = match &r.route {
+            Route::Wildcard(p) | Route::Exact(p) => p,
+        };
+        println!(
+            "  {}/{}: {scheme}://{addr}{path}{}",
+            r.application,
+            r.component.id(),
+            if wildcard { " (wildcard)" } else { "" }
+        );
+    }
+    for (org, env, app) in host.environments().iter() {
+        println!(
+            "  {app}: REST API {scheme}://{addr}/api/v1/organizations/{org}/environments/{env}/stores"
+        );
+    }
+    let admin_addr = match admin_listener {
+        Some(l) => l.local_addr()?,
+        None => addr,
+    };
+    println!("  Admin UI: {scheme}://{admin_addr}{}", crate::admin::PATH);
+    Ok(())
+}
+
+/// Runs each component's build command from the manifest.
+fn build(manifest: &Manifest) -> anyhow::Result<()> {
+    for (id, spec) in &manifest.components {
+        let Some(build) = &spec.build else { continue };
+        eprintln!("building component `{id}`: {}", build.command);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&build.command)
+            .current_dir(&build.workdir)
+            .status()
+            .with_context(|| format!("cannot run the build of component `{id}`"))?;
+        if !status.success() {
+            bail!("the build of component `{id}` failed ({status})");
+        }
+    }
+    Ok(())
+}
+
+
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are
+/// installed here, before the future is polled: a signal that arrives while
+/// the server is still starting must stop it cleanly, not kill it.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+

@@ -1,0 +1,453 @@
+//! The composition root: a [`Host`] is built from a [`HostConfig`] and the
+//! applications' manifests, then [run](Host::run) on bound listeners until a
+//! shutdown future completes. `ostore up` only turns flags into a
+//! `HostConfig`; tests and embedders build one directly.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use ostore::host::{DataDir, Host, HostConfig};
+//! use ostore::manifest::Manifest;
+//!
+//! let data = DataDir::new(".ostore");
+//! data.create()?;
+//! let (master_key, _created) = data.master_key(None, None)?;
+//! let manifest = Manifest::load("spin.toml".as_ref())?;
+//! let host = Host::build(HostConfig::new(data, master_key), &[manifest]).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! host.run(listener, None, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::{Api, EnvironmentClash, Environments};
+use crate::app::{self, AppContext, LoadError};
+use crate::auth::{AuthError, Credentials};
+use crate::backend::FileBackend;
+use crate::clock::{self, SharedClock};
+use crate::encryption::{EncryptionError, MasterKey};
+use crate::manifest::{Manifest, Route};
+use crate::objectstore::{self, Limits, ObjectStore};
+use crate::router::{RouteEntry, RouteError, Router};
+use crate::runtime::{Runtime, RuntimeError, SandboxConfig};
+use crate::server::serve;
+use crate::spin::RuntimeConfig;
+use crate::spin::variables::VariableSource;
+
+/// The database file inside a data directory.
+const DATABASE_FILE: &str = "ostore.redb";
+const CREDENTIALS_FILE: &str = "credentials.sealed";
+const KEY_FILE: &str = "master.key";
+
+/// How long [`Host::run`] waits, after the last request, for the data to be
+/// let go of.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// A host's data directory: the encrypted database, the sealed
+/// credentials, and (unless the key is kept elsewhere) the master key.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    path: PathBuf,
+}
+
+/// Why the master key cannot be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key text (from the environment) is not a key.
+    #[error(transparent)]
+    Malformed(EncryptionError),
+    /// Reading or making the key file failed.
+    #[error(transparent)]
+    File(EncryptionError),
+    /// The database exists but its key file does not: a new key would only
+    /// be refused, and leave a useless key file behind.
+    #[error(
+        "{} holds data but the master key file {} is missing; give the key with \
+         --key-file or ${}",
+        database.display(), key_file.display(), crate::encryption::MASTER_KEY_ENV
+    )]
+    MissingKeyFile { database: PathBuf, key_file: PathBuf },
+}
+
+impl DataDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes the directory if it does not exist.
+    pub fn create(&self) -> Result<(), HostError> {
+        std::fs::create_dir_all(&self.path).map_err(|source| HostError::DataDir {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// The database file.
+    pub fn database(&self) -> PathBuf {
+        self.path.join(DATABASE_FILE)
+    }
+
+    /// The sealed credentials file.
+    pub fn credentials(&self) -> PathBuf {
+        self.path.join(CREDENTIALS_FILE)
+    }
+
+    /// The master key: `text` (64 hex digits, from the environment) if
+    /// given, else the key file (by default `master.key` here), made with a
+    /// fresh key if missing. Says whether it made one.
+    pub fn master_key(
+        &self,
+        key_file: Option<&Path>,
+        text: Option<&str>,
+    ) -> Result<(MasterKey, bool), KeyError> {
+        if let Some(text) = text {
+            return Ok((MasterKey::parse(text).map_err(KeyError::Malformed)?, false));
+        }
+        let key_file = key_file.map_or_else(|| self.path.join(KEY_FILE), Path::to_path_buf);
+        let database = self.database();
+        if !key_file.exists() && database.exists() {
+            return Err(KeyError::MissingKeyFile { database, key_file });
+        }
+        MasterKey::load_or_create(&key_file).map_err(KeyError::File)
+    }
+}
+
+/// The engine components run in.
+#[derive(Clone)]
+pub enum Sandbox {
+    /// A new engine with these limits.
+    New(SandboxConfig),
+    /// An engine shared with other hosts, and the components it compiled
+    /// (tests start many hosts in one process).
+    Shared(Runtime),
+}
+
+/// Where the admin UI is served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AdminUi {
+    /// At `/admin/` on the applications' listener.
+    #[default]
+    AppListener,
+    /// Only on the admin listener given to [`Host::run`], an origin no
+    /// application's page shares.
+    OwnListener,
+}
+
+/// Everything a host is built from, besides the manifests.
+pub struct HostConfig {
+    pub data_dir: DataDir,
+    pub master_key: MasterKey,
+    pub limits: Limits,
+    pub sandbox: Sandbox,
+    /// The `[key_value_store.<label>]` tables of a runtime config file.
+    pub runtime_config: RuntimeConfig,
+    /// Where Spin variables get their values.
+    pub variables: VariableSource,
+    /// The organization every application belongs to in the REST API.
+    pub organization: String,
+    /// The REST API environment of applications, by name; by default an
+    /// application's environment is its name.
+    pub environments: BTreeMap<String, String>,
+    /// How long a REST API bearer token stays valid.
+    pub token_lifetime: Duration,
+    pub admin_ui: AdminUi,
+    /// HTTPS on every listener, if given.
+    pub tls: Option<TlsAcceptor>,
+    /// How often expired keys are reclaimed.
+    pub sweep_interval: Duration,
+    /// How often request counts are saved.
+    pub stats_flush_interval: Duration,
+    /// Where "now" comes from, for TTL, tokens, rate limits and statistics.
+    pub clock: SharedClock,
+}
+
+impl HostConfig {
+    /// A configuration with the defaults of `ostore up`.
+    pub fn new(data_dir: DataDir, master_key: MasterKey) -> Self {
+        Self {
+            data_dir,
+            master_key,
+            limits: Limits::default(),
+            sandbox: Sandbox::New(SandboxConfig::default()),
+            runtime_config: RuntimeConfig::default(),
+            variables: VariableSource::Environment,
+            organization: "default".into(),
+            environments: BTreeMap::new(),
+            token_lifetime: Duration::from_secs(3600),
+            admin_ui: AdminUi::AppListener,
+            tls: None,
+            sweep_interval: Duration::from_secs(60),
+            stats_flush_interval: Duration::from_secs(1),
+            clock: clock::system(),
+        }
+    }
+}
+
+/// Why a host cannot be built or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    #[error("cannot create data directory {}", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: objectstore::Error,
+    },
+    #[error(transparent)]
+    Credentials(#[from] AuthError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Environment(#[from] EnvironmentClash),
+    #[error("an environment is given for application {0:?}, which no manifest defines")]
+    UnknownApplication(String),
+    #[error("{}: {source}", path.display())]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: LoadError,
+    },
+    #[error("{}: {source}", path.display())]
+    Route {
+        path: PathBuf,
+        #[source]
+        source: RouteError,
+    },
+    #[error("cannot use application {name:?}: {source}")]
+    Application {
+        name: String,
+        #[source]
+        source: objectstore::Error,
+    },
+    #[error("the admin UI is configured for a listener of its own, and none was given")]
+    NoAdminListener,
+    #[error("serving failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("saving the last request counts: {0}")]
+    FlushStats(#[source] objectstore::Error),
+}
+
+/// A host: its object store, the REST API and every application's routes,
+/// ready to serve.
+pub struct Host {
+    objectstore: ObjectStore,
+    router: Router,
+    environments: Environments,
+    admin_ui: AdminUi,
+    tls: Option<TlsAcceptor>,
+    sweep_interval: Duration,
+    stats_flush_interval: Duration,
+}
+
+impl Host {
+    /// Opens the data, loads every application of `manifests`, and routes
+    /// them. Nothing is served until [`run`](Self::run).
+    pub async fn build(config: HostConfig, manifests: &[Manifest]) -> Result<Host, HostError> {
+        let data = &config.data_dir;
+        data.create()?;
+        let database = data.database();
+        let open = |source| HostError::Open {
+            path: database.clone(),
+            source,
+        };
+        let backend = FileBackend::open(&database).map_err(|e| open(e.into()))?;
+        let store_config = objectstore::Config {
+            limits: config.limits.clone(),
+            clock: config.clock.clone(),
+            ..Default::default()
+        };
+        let objectstore = ObjectStore::open(Arc::new(backend), &config.master_key, store_config)
+            .await
+            .map_err(open)?;
+        let runtime = match config.sandbox {
+            Sandbox::New(sandbox) => Runtime::new(sandbox)?,
+            Sandbox::Shared(runtime) => runtime,
+        };
+        let environments = environments(&config.organization, &config.environments, manifests)?;
+        let credentials = Credentials::open(
+            &data.credentials(),
+            &config.master_key,
+            config.token_lifetime,
+            config.clock.clone(),
+        )?;
+        let api = Api::new(
+            objectstore.clone(),
+            Arc::new(credentials),
+            environments.clone(),
+        );
+        let mut router =
+            Router::new().with_api(Arc::new(api), config.admin_ui == AdminUi::AppListener);
+        let cx = AppContext {
+            runtime: &runtime,
+            runtime_config: &config.runtime_config,
+            variables: &config.variables,
+        };
+        for manifest in manifests {
+            let app = objectstore
+                .application(&manifest.name)
+                .await
+                .map_err(|source| HostError::Application {
+                    name: manifest.name.clone(),
+                    source,
+                })?;
+            let loaded = app::load(&cx, manifest, app)
+                .await
+                .map_err(|source| HostError::Load {
+                    path: manifest.path.clone(),
+                    source,
+                })?;
+            router.add(loaded).map_err(|source| HostError::Route {
+                path: manifest.path.clone(),
+                source,
+            })?;
+        }
+        Ok(Host {
+            objectstore,
+            router,
+            environments,
+            admin_ui: config.admin_ui,
+            tls: config.tls,
+            sweep_interval: config.sweep_interval,
+            stats_flush_interval: config.stats_flush_interval,
+        })
+    }
+
+    pub fn objectstore(&self) -> &ObjectStore {
+        &self.objectstore
+    }
+
+    /// Every application route, for printing at start.
+    pub fn routes(&self) -> &[RouteEntry] {
+        self.router.routes()
+    }
+
+    /// The REST API environments, for printing at start.
+    pub fn environments(&self) -> &Environments {
+        &self.environments
+    }
+
+    /// Whether the listeners serve HTTPS.
+    pub fn serves_https(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Routes under a path the host answers itself (the REST API, or the
+    /// admin UI on the applications' listener): requests there never reach
+    /// the component.
+    pub fn shadowed_routes(&self) -> Vec<&RouteEntry> {
+        self.routes()
+            .iter()
+            .filter(|r| {
+                let path = match &r.route {
+                    Route::Wildcard(p) | Route::Exact(p) => p,
+                };
+                let below = format!("{}/", path.trim_end_matches('/'));
+                [path.as_str(), &below]
+                    .iter()
+                    .any(|p| self.router.reserves(p))
+            })
+            .collect()
+    }
+
+    /// Serves the applications and the API on `listener`, and the admin UI
+    /// with the API on `admin_listener` if given, until `shutdown`
+    /// completes; then waits for requests in flight (at most 30 s), saves
+    /// the last request counts, and closes the data: when it returns, the
+    /// data directory may be opened again.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        admin_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), HostError> {
+        let Host {
+            objectstore,
+            router,
+            admin_ui,
+            tls,
+            sweep_interval,
+            stats_flush_interval,
+            ..
+        } = self;
+        if admin_ui == AdminUi::OwnListener && admin_listener.is_none() {
+            return Err(HostError::NoAdminListener);
+        }
+        let sweeper = objectstore.spawn_sweeper(sweep_interval);
+        let flusher = objectstore.spawn_stats_flusher(stats_flush_interval);
+        // One shutdown stops every listener.
+        let (stop, stopping) = tokio::sync::watch::channel(());
+        let stopped = |mut stopping: tokio::sync::watch::Receiver<()>| async move {
+            let _ = stopping.changed().await;
+        };
+        let serving = async {
+            match admin_listener {
+                Some(admin_listener) => {
+                    let admin_router = router.admin_only();
+                    let (apps, admin) = tokio::join!(
+                        serve(listener, router, tls.clone(), stopped(stopping.clone())),
+                        serve(admin_listener, admin_router, tls, stopped(stopping)),
+                    );
+                    apps.and(admin)
+                }
+                None => serve(listener, router, tls, stopped(stopping)).await,
+            }
+        };
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(());
+        };
+        let (served, ()) = tokio::join!(serving, signal);
+        sweeper.abort();
+        flusher.abort();
+        let _ = sweeper.await;
+        let _ = flusher.await;
+        served.map_err(HostError::Serve)?;
+        objectstore
+            .flush_stats()
+            .await
+            .map_err(HostError::FlushStats)?;
+        // Guest instances finishing their last response may still hold the
+        // store for a moment; the data is closed once they let go.
+        if !objectstore.close(CLOSE_PATIENCE).await {
+            tracing::warn!("the object store was still in use {CLOSE_PATIENCE:?} after the last request");
+        }
+        Ok(())
+    }
+}
+
+/// The REST API environment of every application: the one given for it,
+/// or its name.
+fn environments(
+    organization: &str,
+    given: &BTreeMap<String, String>,
+    manifests: &[Manifest],
+) -> Result<Environments, HostError> {
+    if let Some(app) = given.keys().find(|app| !manifests.iter().any(|m| &m.name == *app)) {
+        return Err(HostError::UnknownApplication(app.clone()));
+    }
+    let mut environments = Environments::new();
+    for m in manifests {
+        let env = given.get(&m.name).unwrap_or(&m.name);
+        environments.add(organization, env, &m.name)?;
+    }
+    Ok(environments)
+}

@@ -1,0 +1,154 @@
+//! Which component serves which path, across all applications of a host,
+//! with the REST API and the admin UI ahead of them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+
+use crate::admin;
+use crate::api::{self, Api};
+use crate::app::LoadedApp;
+use crate::http::{ResponseBody, text_response};
+use crate::manifest::Route;
+use crate::runtime::HttpComponent;
+
+/// A served route.
+#[derive(Clone)]
+pub struct RouteEntry {
+    pub route: Route,
+    pub application: String,
+    pub component: HttpComponent,
+}
+
+/// Why an application's routes cannot be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    #[error("two manifests name the application {0:?}; each application needs its own name")]
+    DuplicateApplication(String),
+    #[error("route {route} of application {app:?} overlaps route {other} of application {other_app:?}")]
+    Overlap {
+        route: Route,
+        app: String,
+        other: Route,
+        other_app: String,
+    },
+}
+
+/// The routes of a host's listener.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: Vec<RouteEntry>,
+    api: Option<Arc<Api>>,
+    admin_ui: bool,
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves the REST API (with its token endpoint) ahead of guest routes,
+    /// and the admin UI at `/admin/` if `admin_ui`.
+    pub fn with_api(mut self, api: Arc<Api>, admin_ui: bool) -> Self {
+        self.api = Some(api);
+        self.admin_ui = admin_ui;
+        self
+    }
+
+    /// A router for a listener of the admin UI's own: the same API and the
+    /// UI, and no application routes.
+    pub fn admin_only(&self) -> Router {
+        Router {
+            routes: Vec::new(),
+            api: self.api.clone(),
+            admin_ui: self.api.is_some(),
+        }
+    }
+
+    /// Adds an application's routes. Fails if another application has its
+    /// name or a route overlapping one of its routes (within one
+    /// application the most specific route wins, as in Spin).
+    pub fn add(&mut self, app: LoadedApp) -> Result<(), RouteError> {
+        if self.routes.iter().any(|r| r.application == app.name) {
+            return Err(RouteError::DuplicateApplication(app.name));
+        }
+        for (route, _) in &app.routes {
+            if let Some(clash) = self.routes.iter().find(|r| r.route.overlaps(route)) {
+                return Err(RouteError::Overlap {
+                    route: route.clone(),
+                    app: app.name.clone(),
+                    other: clash.route.clone(),
+                    other_app: clash.application.clone(),
+                });
+            }
+        }
+        for (route, component) in app.routes {
+            self.routes.push(RouteEntry {
+                route,
+                application: app.name.clone(),
+                component,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn routes(&self) -> &[RouteEntry] {
+        &self.routes
+    }
+
+    /// Whether the host itself answers `path` (the REST API, or the admin
+    /// UI if this router serves it), so that no guest route can.
+    pub fn reserves(&self, path: &str) -> bool {
+        self.api.is_some() && (api::serves(path) || (self.admin_ui && admin::serves(path)))
+    }
+
+    /// The most specific route serving `path`.
+    pub fn find(&self, path: &str) -> Option<&RouteEntry> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.route.matches(path).map(|score| (score, r)))
+            .max_by_key(|(score, _)| *score)
+            .map(|(_, r)| r)
+    }
+
+    /// Answers one request: the API, the admin UI, or a guest.
+    pub async fn handle(
+        &self,
+        mut req: hyper::Request<Incoming>,
+        client: SocketAddr,
+        https: bool,
+    ) -> hyper::Response<ResponseBody> {
+        let path = req.uri().path().to_string();
+        if let Some(api) = self.api.as_ref() {
+            if api::serves(&path) {
+                return api.handle(req).await;
+            }
+            if self.admin_ui && admin::serves(&path) {
+                return admin::handle(&req);
+            }
+        }
+        let Some(entry) = self.find(&path) else {
+            return text_response(404, format!("no route serves {path}"));
+        };
+        // The request headers Spin gives its components, so that Spin apps
+        // that read them work unchanged.
+        let headers = req.headers_mut();
+        let route = entry.route.to_string();
+        let path_info = match &entry.route {
+            Route::Wildcard(prefix) => path.strip_prefix(prefix.as_str()).unwrap_or("").to_string(),
+            Route::Exact(_) => String::new(),
+        };
+        for (name, value) in [
+            ("spin-matched-route", route.as_str()),
+            ("spin-path-info", path_info.as_str()),
+            ("spin-client-addr", &client.to_string()),
+        ] {
+            if let Ok(value) = value.parse() {
+                headers.insert(name, value);
+            }
+        }
+        entry.component.handle(req, https).await
+    }
+}

@@ -1,0 +1,274 @@
+//! Serving one request: a fresh instance of the component, a deadline, and
+//! every way a guest can fail turned into a 5xx answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use crate::component::ObjectStoreCtx;
+use crate::http::{ResponseBody, full_body, text_response};
+use crate::objectstore::Application;
+use crate::spin::SpinKvCtx;
+
+use super::SandboxConfig;
+use super::instance::{ComponentSettings, InstanceState, OutboundPolicy, resource_table};
+
+/// A component ready to serve HTTP requests, one fresh instance each.
+#[derive(Clone)]
+pub struct HttpComponent {
+    pub(super) inner: Arc<ComponentInner>,
+}
+
+/// A pre-instantiated component of either WASI HTTP generation.
+pub(super) enum Handler {
+    P2(ProxyPre<InstanceState>),
+    P3(ServicePre<InstanceState>),
+}
+
+impl Handler {
+    fn engine(&self) -> &Engine {
+        match self {
+            Handler::P2(pre) => pre.engine(),
+            Handler::P3(pre) => pre.engine(),
+        }
+    }
+}
+
+pub(super) struct ComponentInner {
+    pub pre: Handler,
+    pub app: Application,
+    pub settings: ComponentSettings,
+    pub sandbox: SandboxConfig,
+}
+
+
+impl HttpComponent {
+    pub fn application(&self) -> &Application {
+        &self.inner.app
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.settings.id
+    }
+
+    /// Serves `req` with a fresh instance. Never fails: guest traps,
+    /// timeouts and exhausted instance pools become 5xx responses.
+    pub async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        https: bool,
+    ) -> hyper::Response<ResponseBody> {
+        let inner = &self.inner;
+        let id = &inner.settings.id;
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout().inherit_stderr();
+        for (k, v) in &inner.settings.environment {
+            wasi.env(k, v);
+        }
+        for mount in &inner.settings.files {
+            let preopened = wasi.preopened_dir(
+                &mount.host_path,
+                &mount.guest_path,
+                wasmtime_wasi::FsPerms::ReadOnly,
+            );
+            if let Err(e) = preopened {
+                tracing::error!(component = %inner.settings.id, "cannot mount {}: {e}", mount.host_path.display());
+                return text_response(500, "the component's files are not available");
+            }
+        }
+        let state = InstanceState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: resource_table(),
+            objectstore: ObjectStoreCtx::new(inner.app.clone()),
+            spin_kv: SpinKvCtx::new(inner.app.clone(), inner.settings.grants.clone()),
+            variables: inner.settings.variables.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(inner.sandbox.max_instance_memory)
+                .build(),
+            hooks: OutboundPolicy {
+                allowed: inner.settings.allowed_outbound_hosts.clone(),
+            },
+        };
+        let mut store = Store::new(inner.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        let timeout = inner.sandbox.request_timeout;
+        // At every epoch tick a running guest yields to the executor, so that
+        // a spinning guest holds a worker thread for one tick at a time and
+        // never starves other requests; past its deadline it is stopped.
+        let deadline = std::time::Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let pre = match &inner.pre {
+            Handler::P2(pre) => pre.clone(),
+            Handler::P3(pre) => return self.handle_p3(pre.clone(), store, req, https).await,
+        };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = store
+            .data_mut()
+            .http()
+            .new_incoming_request(if https { Scheme::Https } else { Scheme::Http }, req)
+            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
+        let (req, out) = match prepared {
+            Ok(pair) => pair,
+            Err(e) => return text_response(400, format!("bad request: {e}")),
+        };
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+        // The epoch deadline stops a spinning guest; this one stops a guest
+        // stuck waiting on the host, with a margin for the epoch to act first.
+        let response = tokio::time::timeout(timeout + Duration::from_secs(1), receiver).await;
+        match response {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                tracing::warn!(component = %id, "guest answered with an error: {code:?}");
+                text_response(500, format!("the component failed: {code:?}"))
+            }
+            Ok(Err(_)) => match task.await {
+                Ok(Ok(())) => text_response(500, "the component sent no response"),
+                Ok(Err(e)) => guest_failure(id, &e),
+                Err(e) => {
+                    tracing::error!(component = %id, "request task failed: {e}");
+                    text_response(500, "the component failed")
+                }
+            },
+            Err(_) => {
+                task.abort();
+                tracing::warn!(component = %id, "request timed out after {timeout:?}");
+                text_response(
+                    504,
+                    format!("the component did not answer within {timeout:?}"),
+                )
+            }
+        }
+    }
+
+    /// Serves `req` with a WASIp3 component. The response body is gathered
+    /// while the instance runs (bounded by the instance's memory), then sent.
+    async fn handle_p3(
+        &self,
+        pre: ServicePre<InstanceState>,
+        mut store: Store<InstanceState>,
+        req: hyper::Request<Incoming>,
+        https: bool,
+    ) -> hyper::Response<ResponseBody> {
+        let id = self.inner.settings.id.clone();
+        let timeout = self.inner.sandbox.request_timeout;
+        let (mut parts, body) = req.into_parts();
+        if parts.uri.scheme().is_none() {
+            // p3 requests carry scheme and authority in the URI.
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+                .to_string();
+            let scheme = if https { "https" } else { "http" };
+            let path = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            if let Ok(uri) = format!("{scheme}://{host}{path}").parse() {
+                parts.uri = uri;
+            }
+        }
+        let body = body.map_err(|e| {
+            wasmtime_wasi_http::p3::bindings::http::types::ErrorCode::InternalError(Some(
+                e.to_string(),
+            ))
+        });
+        let req = hyper::Request::from_parts(parts, body);
+        let task = tokio::spawn(async move {
+            let (request, io) =
+                wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, req);
+            let service = pre.instantiate_async(&mut store).await?;
+            store
+                .run_concurrent(async |store| {
+                    let response = async {
+                        let response = match service.handle(store, request).await? {
+                            Ok(response) => response,
+                            Err(code) => return wasmtime::Result::Ok(Err(format!("{code:?}"))),
+                        };
+                        let response =
+                            store.with(|store| response.into_http(store, async { Ok(()) }))?;
+                        let (parts, body) = response.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map_err(|e| wasmtime::format_err!("reading the response body: {e:?}"))?
+                            .to_bytes();
+                        Ok(Ok((parts, body)))
+                    };
+                    let (response, _) = futures_join(response, io).await;
+                    response
+                })
+                .await?
+        });
+        // timeout( join( wasmtime::Result( answer ) ) )
+        match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
+            Ok(Ok(Ok(Ok((parts, body))))) => hyper::Response::from_parts(parts, full_body(body)),
+            Ok(Ok(Ok(Err(code)))) => {
+                tracing::warn!(component = %id, "guest answered with an error: {code}");
+                text_response(500, format!("the component failed: {code}"))
+            }
+            Ok(Ok(Err(e))) => guest_failure(&id, &e),
+            Ok(Err(e)) => {
+                tracing::error!(component = %id, "request task failed: {e}");
+                text_response(500, "the component failed")
+            }
+            Err(_) => {
+                tracing::warn!(component = %id, "request timed out after {timeout:?}");
+                text_response(
+                    504,
+                    format!("the component did not answer within {timeout:?}"),
+                )
+            }
+        }
+    }
+}
+
+/// Runs both futures to completion and returns both results.
+async fn futures_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    tokio::join!(a, b)
+}
+
+/// The response for a guest that trapped or could not be instantiated.
+fn guest_failure(id: &str, e: &wasmtime::Error) -> hyper::Response<ResponseBody> {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        tracing::warn!(component = %id, "instance pool exhausted: {e:#}");
+        return text_response(503, "the server is at its instance limit; try again");
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            tracing::warn!(component = %id, "guest interrupted at its deadline");
+            text_response(504, "the component did not answer within its deadline")
+        }
+        _ => {
+            tracing::warn!(component = %id, "guest failed: {e:#}");
+            text_response(500, "the component failed")
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! What one guest instance holds: its WASI, HTTP, object-store, Spin
+//! key-value and variables contexts, its limits, and the policy for its
+//! outgoing requests.
+
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView};
+use crate::manifest::{Mount, OutboundRule};
+use crate::spin::variables::{Variables, VariablesView};
+use crate::spin::{Grants, SpinKvCtx, SpinKvCtxView, SpinKvView};
+
+/// Per-component settings from the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct ComponentSettings {
+    /// The component's id, for logs and errors.
+    pub id: String,
+    /// Environment variables the guest sees.
+    pub environment: Vec<(String, String)>,
+    /// The Spin key-value store labels the component may open.
+    pub grants: Grants,
+    /// Host directories the guest sees, read-only.
+    pub files: Vec<Mount>,
+    /// Where the guest may send HTTP requests; nowhere if empty.
+    pub allowed_outbound_hosts: Arc<Vec<OutboundRule>>,
+    /// The Spin variables the guest may read.
+    pub variables: Variables,
+}
+
+/// The store data of one instance.
+pub(super) struct InstanceState {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub table: ResourceTable,
+    pub objectstore: ObjectStoreCtx,
+    pub spin_kv: SpinKvCtx,
+    pub variables: Variables,
+    pub limits: StoreLimits,
+    pub hooks: OutboundPolicy,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl VariablesView for InstanceState {
+    fn variables(&mut self) -> &Variables {
+        &self.variables
+    }
+}
+
+impl SpinKvView for InstanceState {
+    fn spin_kv(&mut self) -> SpinKvCtxView<'_> {
+        SpinKvCtxView {
+            ctx: &mut self.spin_kv,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ObjectStoreView for InstanceState {
+    fn objectstore(&mut self) -> ObjectStoreCtxView<'_> {
+        ObjectStoreCtxView {
+            ctx: &mut self.objectstore,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Outgoing HTTP from guests: only to the hosts the manifest allows
+/// (`allowed_outbound_hosts`), as in Spin; by default nowhere.
+pub(super) struct OutboundPolicy {
+    pub allowed: Arc<Vec<OutboundRule>>,
+}
+
+type OutboundIo = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: OutboundIo,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (http::Response<wasmtime_wasi_http::WasiBody>, OutboundIo),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let allowed = uri.host().is_some_and(|host| {
+            self.allowed
+                .iter()
+                .any(|rule| rule.allows(scheme, host, port))
+        });
+        if !allowed {
+            tracing::debug!("outgoing request to {uri} denied");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as OutboundIo,
+            ))
+        })
+    }
+}
+
+/// Handles one instance may hold at once (streams, stores, partitions...).
+/// They live in host memory, outside the guest's memory limit, so a guest
+/// must not be able to make millions of them.
+const MAX_RESOURCES_PER_INSTANCE: usize = 4096;
+
+pub(super) fn resource_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES_PER_INSTANCE);
+    table
+}
+
