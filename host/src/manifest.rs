@@ -18,8 +18,52 @@ pub enum ManifestError {
         path: String,
         source: std::io::Error,
     },
-    #[error("malformed manifest {path}: {message}")]
-    Malformed { path: String, message: String },
+    #[error("malformed manifest {path}: {problem}")]
+    Malformed {
+        path: String,
+        #[source]
+        problem: Problem,
+    },
+}
+
+/// What is wrong with a manifest's content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Not TOML, or not the shape of a manifest.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("`spin_manifest_version = 2` is required")]
+    Version,
+    #[error("missing [application] table")]
+    NoApplication,
+    #[error("missing `application.name`")]
+    NoName,
+    #[error("component `{0}`: only a local file path is supported as `source`")]
+    Source(String),
+    #[error("component `{component}`: files destination {destination:?} must be absolute")]
+    Destination {
+        component: String,
+        destination: String,
+    },
+    #[error("component `{component}`: allowed_outbound_hosts entry {rule:?}: {why}")]
+    OutboundRule {
+        component: String,
+        rule: String,
+        why: &'static str,
+    },
+    #[error("route {route:?} names component `{component}`, which is not defined")]
+    UnknownComponent { route: String, component: String },
+    #[error("route {route:?}: {why}")]
+    Route { route: String, why: &'static str },
+    #[error("route {route} is given twice (components `{first}` and `{second}`)")]
+    DuplicateRoute {
+        route: Route,
+        first: String,
+        second: String,
+    },
+    #[error("no [[trigger.http]] routes")]
+    NoRoutes,
 }
 
 /// An application described by a manifest.
@@ -55,16 +99,20 @@ pub enum Route {
 }
 
 impl Route {
-    fn parse(text: &str) -> Result<Self, String> {
+    fn parse(text: &str) -> Result<Self, Problem> {
+        let bad = |why| Problem::Route {
+            route: text.into(),
+            why,
+        };
         if !text.starts_with('/') {
-            return Err(format!("route {text:?} must start with '/'"));
+            return Err(bad("it must start with '/'"));
         }
         let (path, wildcard) = match text.strip_suffix("/...") {
             Some(prefix) => (prefix, true),
             None => (text, false),
         };
         if path.contains("...") {
-            return Err(format!("route {text:?}: '...' may only end a route"));
+            return Err(bad("'...' may only end a route"));
         }
         let path = path.trim_end_matches('/').to_string();
         Ok(if wildcard {
@@ -136,8 +184,9 @@ pub struct OutboundRule {
 }
 
 impl OutboundRule {
-    fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("allowed_outbound_hosts entry {text:?}: {why}");
+    /// Reads a rule; an error says what is wrong with it.
+    fn parse(text: &str) -> Result<Self, &'static str> {
+        let bad = |why: &'static str| why;
         if text.contains("{{") {
             return Err(bad("variables in hosts are not supported"));
         }
@@ -305,27 +354,27 @@ impl Manifest {
     /// Parses manifest text; `path` locates relative files and names the
     /// manifest in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
-        let malformed = |message: String| ManifestError::Malformed {
+        let malformed = |problem: Problem| ManifestError::Malformed {
             path: path.display().to_string(),
-            message,
+            problem,
         };
         let raw: RawManifest =
-            toml::from_str(text).map_err(|e| malformed(e.message().to_string()))?;
+            toml::from_str(text).map_err(|e| malformed(Problem::Syntax(e.message().to_string())))?;
         match raw
             .spin_manifest_version
             .as_ref()
             .and_then(toml::Value::as_integer)
         {
             Some(2) => {}
-            _ => return Err(malformed("`spin_manifest_version = 2` is required".into())),
+            _ => return Err(malformed(Problem::Version)),
         }
         let app = raw
             .application
-            .ok_or_else(|| malformed("missing [application] table".into()))?;
+            .ok_or_else(|| malformed(Problem::NoApplication))?;
         let name = app
             .name
             .filter(|n| !n.trim().is_empty())
-            .ok_or_else(|| malformed("missing `application.name`".into()))?;
+            .ok_or_else(|| malformed(Problem::NoName))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut warnings = Vec::new();
         warn_unsupported(&mut warnings, "", &raw.other);
@@ -349,9 +398,7 @@ impl Manifest {
             let source = match &c.source {
                 toml::Value::String(s) => dir.join(s),
                 _ => {
-                    return Err(malformed(format!(
-                        "component `{id}`: only a local file path is supported as `source`"
-                    )));
+                    return Err(malformed(Problem::Source(id)));
                 }
             };
             warn_unsupported(&mut warnings, &format!("component.{id}."), &c.other);
@@ -377,9 +424,10 @@ impl Manifest {
                     continue;
                 }
                 if !destination.starts_with('/') {
-                    return Err(malformed(format!(
-                        "component `{id}`: files destination {destination:?} must be absolute"
-                    )));
+                    return Err(malformed(Problem::Destination {
+                        component: id,
+                        destination,
+                    }));
                 }
                 files.push(Mount {
                     host_path,
@@ -389,9 +437,15 @@ impl Manifest {
             let allowed_outbound_hosts = c
                 .allowed_outbound_hosts
                 .iter()
-                .map(|rule| OutboundRule::parse(rule))
+                .map(|rule| {
+                    OutboundRule::parse(rule).map_err(|why| Problem::OutboundRule {
+                        component: id.clone(),
+                        rule: rule.clone(),
+                        why,
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| malformed(format!("component `{id}`: {e}")))?;
+                .map_err(malformed)?;
             let build = c.build.map(|b| {
                 warn_unsupported(&mut warnings, &format!("component.{id}.build."), &b.other);
                 BuildSpec {
@@ -417,17 +471,18 @@ impl Manifest {
         for t in raw.trigger.http {
             warn_unsupported(&mut warnings, "trigger.http.", &t.other);
             if !components.contains_key(&t.component) {
-                return Err(malformed(format!(
-                    "route {:?} names component `{}`, which is not defined",
-                    t.route, t.component
-                )));
+                return Err(malformed(Problem::UnknownComponent {
+                    route: t.route,
+                    component: t.component,
+                }));
             }
             let route = Route::parse(&t.route).map_err(malformed)?;
             if let Some(dup) = triggers.iter().find(|other| other.route == route) {
-                return Err(malformed(format!(
-                    "route {route} is given twice (components `{}` and `{}`)",
-                    dup.component, t.component
-                )));
+                return Err(malformed(Problem::DuplicateRoute {
+                    route,
+                    first: dup.component.clone(),
+                    second: t.component,
+                }));
             }
             triggers.push(HttpTrigger {
                 route,
@@ -435,7 +490,7 @@ impl Manifest {
             });
         }
         if triggers.is_empty() {
-            return Err(malformed("no [[trigger.http]] routes".into()));
+            return Err(malformed(Problem::NoRoutes));
         }
         Ok(Self {
             path: path.to_path_buf(),

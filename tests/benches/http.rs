@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use ostore_tests::{Host, guest, write_manifest};
+use ostore_tests::{OstoreProcess, Serves, guest, write_manifest};
 
 #[derive(Clone, Copy)]
 enum Workload {
@@ -149,7 +149,7 @@ async fn main() {
         &[("/hello", "hello", &hello), ("/store/...", "flow", &flow)],
     );
     let data = dir.path().join("data");
-    let host = Host::start(&[
+    let host = OstoreProcess::start(&[
         "-f",
         manifest.to_str().unwrap(),
         "--data-dir",

@@ -1,15 +1,28 @@
-//! Helpers for the end-to-end tests: build the guests, start `ostore up` on
-//! a free loopback port, and talk HTTP to it.
+//! Helpers for the integration tests: build the guests, set up applications
+//! and their data in a temporary directory, and start hosts on a free
+//! loopback port: in this process through the library (most tests), or as
+//! the `ostore` binary (for what only the binary does: flags, signals,
+//! exit codes and messages).
 
-use std::io::{BufRead, BufReader};
+mod process;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use ostore::api::wire::{TokenRequest, TokenResponse};
+use ostore::auth::{Credentials, Principal, Scope};
+use ostore::clock::ManualClock;
+use ostore::host::{DataDir, Host, HostConfig, HostError, Sandbox};
+use ostore::manifest::Manifest;
+use ostore::runtime::{Runtime, SandboxConfig};
+
+pub use process::{Finished, OstoreProcess, create_credential, ostore_bin, run_ostore};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -73,166 +86,336 @@ pub fn write_manifest(dir: &Path, name: &str, routes: &[(&str, &str, &Path)]) ->
     path
 }
 
-/// A running `ostore up`, stopped (killed) on drop.
-pub struct Host {
-    child: Child,
-    pub addr: SocketAddr,
-    stdout: std::sync::Arc<std::sync::Mutex<String>>,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+/// One engine for every host this test process starts with the default
+/// sandbox, so that each guest is compiled once (debug builds of wasmtime
+/// compile slowly).
+fn shared_runtime() -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Runtime::new(SandboxConfig::default()).expect("a wasmtime engine"))
+        .clone()
 }
 
-/// How long a host may take to start: debug builds of wasmtime compile
-/// components slowly.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The path of the `ostore` binary under test. Cargo builds this crate's
-/// binaries before its integration tests, into the directory above the
-/// test executables (`target/<profile>/deps/`).
-pub fn ostore_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable is in target/<profile>/deps")
-        .join("ostore-under-test");
-    assert!(bin.is_file(), "{} is missing", bin.display());
-    bin
+/// Everything the hosts of this process logged, at debug level.
+pub fn host_log() -> String {
+    log_buffer().lock().unwrap().clone()
 }
 
-impl Host {
-    /// Starts `ostore up` with `args` (manifests, data dir, ...) on a free
-    /// loopback port and waits until it serves.
-    pub fn start(args: &[&str]) -> Host {
-        Self::start_with_env(args, &[])
+fn log_buffer() -> &'static Arc<Mutex<String>> {
+    static LOG: OnceLock<Arc<Mutex<String>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(String::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("ostore=debug"))
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+}
+
+struct LogWriter(Arc<Mutex<String>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
     }
 
-    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Host {
-        let mut cmd = Command::new(ostore_bin());
-        cmd.arg("up").args(args).args(["--listen", "127.0.0.1:0"]);
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("OSTORE_MASTER_KEY");
-        for (k, v) in env {
-            cmd.env(k, v);
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A client id and its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub id: String,
+    pub secret: String,
+}
+
+/// A test's applications and their data, in a temporary directory that is
+/// removed when the setup is dropped.
+pub struct Setup {
+    dir: tempfile::TempDir,
+    /// The data directory hosts of this setup use.
+    pub data: PathBuf,
+    manifests: Vec<PathBuf>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Setup {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data = dir.path().join("data");
+        Self {
+            dir,
+            data,
+            manifests: Vec::new(),
         }
-        let mut child = cmd.spawn().expect("starting ostore");
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let err_pipe = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
-                eprintln!("[ostore] {line}");
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let (tx, rx) = std::sync::mpsc::channel();
-        let out_pipe = child.stdout.take().expect("piped stdout");
-        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let out_sink = stdout.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
-                out_sink.lock().unwrap().push_str(&format!("{line}\n"));
-                let served = line
-                    .strip_prefix("Serving http://")
-                    .or_else(|| line.strip_prefix("Serving https://"));
-                if let Some(addr) = served {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
-                break addr
-                    .parse()
-                    .expect("a socket address after 'Serving http://'");
-            }
-            if let Some(status) = child.try_wait().expect("polling ostore") {
-                panic!(
-                    "ostore exited ({status}) before serving:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ostore did not start within {START_TIMEOUT:?}"
-            );
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds application `name`, serving each `(route, component id, guest
+    /// crate)`.
+    pub fn app(mut self, name: &str, routes: &[(&str, &str, &str)]) -> Self {
+        let wasm: Vec<PathBuf> = routes.iter().map(|(_, _, g)| guest(g)).collect();
+        let routes: Vec<(&str, &str, &Path)> = routes
+            .iter()
+            .zip(&wasm)
+            .map(|((route, id, _), wasm)| (*route, *id, wasm.as_path()))
+            .collect();
+        let path = write_manifest(self.dir.path(), name, &routes);
+        self.manifests.push(path);
+        self
+    }
+
+    /// Adds a manifest the test wrote itself.
+    pub fn manifest(mut self, path: PathBuf) -> Self {
+        self.manifests.push(path);
+        self
+    }
+
+    pub fn manifests(&self) -> &[PathBuf] {
+        &self.manifests
+    }
+
+    /// The manifests and data directory as `ostore up` flags, followed by
+    /// `extra`.
+    pub fn up_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = Vec::new();
+        for m in &self.manifests {
+            args.extend(["-f".to_string(), m.display().to_string()]);
+        }
+        args.extend(["--data-dir".to_string(), self.data.display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Starts `ostore up` with these applications and `extra` flags.
+    pub fn start_process(&self, extra: &[&str]) -> OstoreProcess {
+        let args = self.up_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        OstoreProcess::start(&args)
+    }
+
+    fn data_dir(&self) -> DataDir {
+        let data = DataDir::new(&self.data);
+        data.create().expect("creating the data directory");
+        data
+    }
+
+    /// Makes a credential for `principal` with `scopes` (all four if
+    /// empty), as `ostore credentials create` does.
+    pub fn credential(&self, principal: Principal, scopes: &[Scope]) -> Credential {
+        let data = self.data_dir();
+        let (key, _) = data.master_key(None, None).expect("the master key");
+        let credentials = Credentials::open(
+            &data.credentials(),
+            &key,
+            Duration::ZERO,
+            ostore::clock::system(),
+        )
+        .expect("the credentials file");
+        let scopes = if scopes.is_empty() {
+            Scope::ALL.to_vec()
+        } else {
+            scopes.to_vec()
         };
-        Host {
-            child,
+        let new = credentials
+            .create(principal, scopes)
+            .expect("making a credential");
+        Credential {
+            id: new.client_id.clone(),
+            secret: new.client_secret.clone(),
+        }
+    }
+
+    /// Deletes a credential, as `ostore credentials delete` does.
+    pub fn delete_credential(&self, credential: &Credential) {
+        let data = self.data_dir();
+        let (key, _) = data.master_key(None, None).expect("the master key");
+        let credentials = Credentials::open(
+            &data.credentials(),
+            &key,
+            Duration::ZERO,
+            ostore::clock::system(),
+        )
+        .expect("the credentials file");
+        assert!(credentials.delete(&credential.id).unwrap(), "no such credential");
+    }
+
+    /// Starts a host of these applications in this process, with the
+    /// defaults of `ostore up` and a manual clock.
+    pub async fn start(&self) -> TestHost {
+        self.start_with(|_| {}).await
+    }
+
+    /// Starts a host after `edit` has changed its configuration.
+    pub async fn start_with(&self, edit: impl FnOnce(&mut HostConfig)) -> TestHost {
+        log_buffer();
+        let data = self.data_dir();
+        let (key, _) = data.master_key(None, None).expect("the master key");
+        let clock = Arc::new(ManualClock::starting_now());
+        let mut config = HostConfig::new(data, key);
+        config.sandbox = Sandbox::Shared(shared_runtime());
+        config.clock = clock.clone();
+        edit(&mut config);
+        let manifests: Vec<Manifest> = self
+            .manifests
+            .iter()
+            .map(|p| Manifest::load(p).expect("a valid manifest"))
+            .collect();
+        let host = Host::build(config, &manifests)
+            .await
+            .expect("building the host");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let addr = listener.local_addr().expect("the bound address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(host.run(listener, None, async {
+            let _ = stopped.await;
+        }));
+        TestHost {
             addr,
-            stdout,
-            stderr,
+            clock,
+            stop: Some(stop),
+            task,
         }
     }
+}
 
-    /// What the host wrote to stderr so far.
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+/// A host running in this process; stopped when dropped.
+pub struct TestHost {
+    pub addr: SocketAddr,
+    /// The host's clock: move it forward to let time pass.
+    pub clock: Arc<ManualClock>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), HostError>>,
+}
+
+impl TestHost {
+    /// Lets `by` pass on the host's clock.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
     }
 
-    /// The first line of standard output starting with `prefix`, waiting
-    /// up to ten seconds for it.
-    pub fn stdout_line(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = self.stdout.lock().unwrap().clone();
-            if let Some(line) = text.lines().find(|l| l.trim_start().starts_with(prefix)) {
-                return line.trim().to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ostore printed no line starting with {prefix:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    /// Whether the host is still serving.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stops the host as a shutdown signal would, and waits until it has
+    /// answered what was in flight and closed its data.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().expect("stopped once").send(());
+        let task = &mut self.task;
+        task.await
+            .expect("the host task")
+            .expect("the host stops cleanly");
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
+}
 
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("polling ostore").is_none()
-    }
-
-    /// Stops the host with SIGKILL: no chance to flush or close anything.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Stops the host with SIGTERM and waits for a clean exit.
-    pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = self.child.wait().expect("waiting for ostore");
-        assert!(status.success(), "ostore exited with {status}");
-    }
+/// A host answering HTTP on an address, in this process or as a process.
+pub trait Serves {
+    fn addr(&self) -> SocketAddr;
 
     /// Sends one request and returns the status and body.
-    pub async fn request(&self, method: &str, path: &str, body: impl Into<Bytes>) -> Response {
-        request(self.addr, method, path, body.into()).await
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> impl Future<Output = Response> + Send {
+        request(self.addr(), method, path, body.into())
     }
 
-    pub async fn get(&self, path: &str) -> Response {
-        self.request("GET", path, Bytes::new()).await
+    fn get(&self, path: &str) -> impl Future<Output = Response> + Send {
+        self.request("GET", path, Bytes::new())
     }
 
     /// Sends one request with extra headers (such as `authorization`).
-    pub async fn request_with(
+    fn request_with(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
-    ) -> Response {
-        request_with(self.addr, method, path, headers, body.into()).await
+    ) -> impl Future<Output = Response> + Send {
+        request_with(self.addr(), method, path, headers, body.into())
+    }
+
+    /// Sends one request with `token` as its bearer token.
+    fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> impl Future<Output = Response> + Send {
+        let auth = format!("Bearer {token}");
+        request_with(
+            self.addr(),
+            method,
+            path,
+            &[("authorization", &auth)],
+            body.into(),
+        )
+    }
+
+    /// Exchanges a credential for a bearer token at the token endpoint.
+    fn token(&self, credential: &Credential) -> impl Future<Output = String> + Send {
+        let body = serde_json::to_vec(&TokenRequest::client_credentials(
+            &credential.id,
+            &credential.secret,
+        ))
+        .expect("a token request");
+        let answer = request(
+            self.addr(),
+            "POST",
+            ostore::api::TOKEN_PATH,
+            body.into(),
+        );
+        async move {
+            let r = answer.await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json::<TokenResponse>().access_token
+        }
     }
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Serves for TestHost {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Serves for OstoreProcess {
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -252,29 +435,31 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// The body as JSON of type `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
 }
 
 /// Sends one HTTP/1.1 request on a new connection.
-pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Bytes) -> Response {
-    request_with(addr, method, path, &[], body).await
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Bytes,
+) -> impl Future<Output = Response> + Send + use<> {
+    request_with(addr, method, path, &[], body)
 }
 
 /// Sends one HTTP/1.1 request with extra headers on a new connection.
-pub async fn request_with(
+pub fn request_with(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Bytes,
-) -> Response {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connecting to ostore");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("HTTP handshake");
-    tokio::spawn(conn);
+) -> impl Future<Output = Response> + Send + use<> {
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -284,20 +469,30 @@ pub async fn request_with(
         req = req.header(*name, *value);
     }
     let req = req.body(Full::new(body)).expect("a valid request");
-    let res = sender.send_request(req).await.expect("sending the request");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .expect("reading the body")
-        .to_bytes()
-        .to_vec();
-    Response {
-        status,
-        headers,
-        body,
+    async move {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connecting to ostore");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("HTTP handshake");
+        tokio::spawn(conn);
+        let res = sender.send_request(req).await.expect("sending the request");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .expect("reading the body")
+            .to_bytes()
+            .to_vec();
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
@@ -318,87 +513,15 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// What a finished `ostore` run printed.
-#[derive(Debug)]
-pub struct Finished {
-    pub success: bool,
-    /// Standard output, as printed (it may be binary).
-    pub raw_stdout: Vec<u8>,
-    pub stdout: String,
-    pub stderr: String,
+/// Whether `needle` occurs in any file under `dir`.
+pub fn on_disk(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    files_under(dir).into_iter().find(|file| {
+        let bytes = std::fs::read(file).expect("reading a file");
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
 }
 
-/// Runs `ostore` with `args` and `env` to completion (at most two minutes),
-/// for commands that are expected to exit, such as failing starts.
-pub fn run_ostore(args: &[&str], env: &[(&str, &str)]) -> Finished {
-    let mut cmd = Command::new(ostore_bin());
-    cmd.args(args).env_remove("OSTORE_MASTER_KEY");
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("starting ostore");
-    let deadline = Instant::now() + START_TIMEOUT;
-    while child.try_wait().expect("polling ostore").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ostore {args:?} did not exit within {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child
-        .wait_with_output()
-        .expect("collecting ostore's output");
-    Finished {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        raw_stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Makes a credential with `ostore credentials create` for the data in
-/// `data_dir`; `who` is `["--app", NAME]` or `["--admin"]`, `scopes` empty
-/// for all. Returns the client id and secret.
-pub fn create_credential(data_dir: &Path, who: &[&str], scopes: &[&str]) -> (String, String) {
-    let mut args = vec![
-        "credentials",
-        "create",
-        "--data-dir",
-        data_dir.to_str().expect("UTF-8 path"),
-    ];
-    args.extend(who);
-    for scope in scopes {
-        args.extend(["--scope", scope]);
-    }
-    let run = run_ostore(&args, &[]);
-    assert!(run.success, "{}", run.stderr);
-    let field = |name: &str| {
-        run.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| panic!("no {name} in {}", run.stdout))
-    };
-    (field("client_id:"), field("client_secret:"))
-}
-
-impl Host {
-    /// Exchanges a credential for a bearer token at the token endpoint.
-    pub async fn token(&self, (id, secret): &(String, String)) -> String {
-        let body = format!(
-            r#"{{"client_id":"{id}","client_secret":"{secret}","grant_type":"client_credentials"}}"#
-        );
-        let r = self
-            .request("POST", "/accounts/api/v2/oauth2/token", body)
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let text = r.text();
-        // {"access_token":"...","token_type":"bearer","expires_in":N}
-        let start = text.find("\"access_token\":\"").expect("an access_token") + 16;
-        let end = start + text[start..].find('"').expect("the token's end");
-        text[start..end].to_string()
-    }
+/// A credential for application `name`.
+pub fn app(name: &str) -> Principal {
+    Principal::Application(name.into())
 }

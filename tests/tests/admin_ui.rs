@@ -1,4 +1,4 @@
-//! The admin UI in a real browser. This test starts `ostore up` with two
+//! The admin UI in a real browser. This test starts a host with two
 //! applications and three credentials, then runs the browser tests in
 //! `tests/ui/admin.test.mjs` (Debian's Chromium driven by playwright-core,
 //! under `node --test`) against it. What each browser test checks is written
@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ostore_tests::{Host, create_credential, guest, repo_root, write_manifest};
+use ostore::auth::{Principal, Scope};
+use ostore_tests::{Setup, app, host_log, repo_root};
 
 /// The browser tests take about a minute; this bounds a hung browser.
 const BROWSER_TESTS_TIMEOUT: Duration = Duration::from_secs(600);
@@ -49,44 +50,37 @@ fn install_playwright(ui: &Path) {
     assert!(status.success(), "npm ci in {} failed", ui.display());
 }
 
-#[test]
-fn the_admin_ui_passes_its_browser_tests() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_ui_passes_its_browser_tests() {
     let chromium = chromium();
     let ui = repo_root().join("tests/ui");
     install_playwright(&ui);
 
-    let dir = tempfile::tempdir().unwrap();
-    let flow = guest("store-flow");
-    let tutorial = write_manifest(dir.path(), "store-flow", &[("/store/...", "flow", &flow)]);
-    let orders = write_manifest(dir.path(), "orders", &[("/orders/...", "flow", &flow)]);
-    let data = dir.path().join("data");
-    let admin = create_credential(&data, &["--admin"], &[]);
-    let app = create_credential(&data, &["--app", "orders"], &[]);
-    let reader = create_credential(
-        &data,
-        &["--app", "store-flow"],
-        &["read:store", "read:store_metrics"],
+    let setup = Setup::new()
+        .app("store-flow", &[("/store/...", "flow", "store-flow")])
+        .app("orders", &[("/orders/...", "flow", "store-flow")]);
+    let admin = setup.credential(Principal::Admin, &[]);
+    let orders = setup.credential(app("orders"), &[]);
+    let reader = setup.credential(
+        app("store-flow"),
+        &[Scope::ReadStore, Scope::ReadStoreMetrics],
     );
-    let host = Host::start(&[
-        "-f",
-        tutorial.to_str().unwrap(),
-        "-f",
-        orders.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    // The browser waits for keys to expire in real time.
+    let host = setup
+        .start_with(|c| c.clock = ostore::clock::system())
+        .await;
 
     let mut node = Command::new("node");
     node.args(["--test", "--test-reporter=spec", "admin.test.mjs"])
         .current_dir(&ui)
         .env("OSTORE_URL", format!("http://{}", host.addr))
         .env("CHROMIUM", &chromium)
-        .env("OSTORE_ADMIN_ID", &admin.0)
-        .env("OSTORE_ADMIN_SECRET", &admin.1)
-        .env("OSTORE_APP_ID", &app.0)
-        .env("OSTORE_APP_SECRET", &app.1)
-        .env("OSTORE_READER_ID", &reader.0)
-        .env("OSTORE_READER_SECRET", &reader.1)
+        .env("OSTORE_ADMIN_ID", &admin.id)
+        .env("OSTORE_ADMIN_SECRET", &admin.secret)
+        .env("OSTORE_APP_ID", &orders.id)
+        .env("OSTORE_APP_SECRET", &orders.secret)
+        .env("OSTORE_READER_ID", &reader.id)
+        .env("OSTORE_READER_SECRET", &reader.secret)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -111,7 +105,7 @@ fn the_admin_ui_passes_its_browser_tests() {
             let _ = child.kill();
             break child.wait().unwrap();
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let [out, err] = readers.map(|r| r.join().unwrap());
     let report = format!("{out}{err}");
@@ -121,8 +115,8 @@ fn the_admin_ui_passes_its_browser_tests() {
     );
     assert!(
         status.success(),
-        "the browser tests failed ({status}):\n{report}\nostore's stderr:\n{}",
-        host.stderr()
+        "the browser tests failed ({status}):\n{report}\nostore's log:\n{}",
+        host_log()
     );
     println!("{report}");
 }

@@ -4,30 +4,20 @@
 use std::sync::Arc;
 
 use ostore::backend::{Backend, Batch, Expect, FileBackend};
-use ostore_tests::{Host, files_under, guest, run_ostore, write_manifest};
+use ostore_tests::{OstoreProcess, Serves, Setup, files_under, guest, run_ostore, write_manifest};
 
 const KEY: &str = "SecretKey-7f3a";
 const VALUE: &str = "SecretValue-9c1e";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(
-        dir.path(),
-        "plaintext-app",
-        &[("/store/...", "store-flow", &guest("store-flow"))],
-    );
-    let data = dir.path().join("data");
-    let args = [
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ];
-    let host = Host::start(&args);
+    let setup =
+        Setup::new().app("plaintext-app", &[("/store/...", "store-flow", "store-flow")]);
+    let data = setup.data.clone();
+    let host = setup.start().await;
     let body = format!(r#"{{"key": "{KEY}", "value": "{VALUE}"}}"#);
     assert_eq!(host.request("POST", "/store", body).await.status, 200);
-    host.stop();
+    host.stop().await;
 
     let files = files_under(&data);
     assert!(files.iter().any(|f| f.ends_with("ostore.redb")));
@@ -70,7 +60,7 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
         batch.put(key, sealed, Expect::Any);
         Arc::new(backend).commit(batch).await.unwrap();
     }
-    let host = Host::start(&args);
+    let host = setup.start().await;
     let r = host.get(&format!("/store/{KEY}")).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("integrity"), "{}", r.text());
@@ -85,6 +75,8 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
     assert_eq!(host.get("/store/other").await.text(), "fine");
 }
 
+/// Through `ostore up`: the key comes from its environment, and a wrong one
+/// is an exit with a message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_master_key_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +93,7 @@ async fn a_wrong_master_key_is_refused_at_start() {
         data.to_str().unwrap(),
     ];
     let right = "11".repeat(32);
-    let host = Host::start_with_env(&args, &[("OSTORE_MASTER_KEY", &right)]);
+    let host = OstoreProcess::start_with_env(&args, &[("OSTORE_MASTER_KEY", &right)]);
     assert_eq!(
         host.request("POST", "/store", r#"{"key": "k", "value": "v"}"#)
             .await
@@ -127,10 +119,11 @@ async fn a_wrong_master_key_is_refused_at_start() {
         malformed.stderr
     );
 
-    let host = Host::start_with_env(&args, &[("OSTORE_MASTER_KEY", &right)]);
+    let host = OstoreProcess::start_with_env(&args, &[("OSTORE_MASTER_KEY", &right)]);
     assert_eq!(host.get("/store/k").await.text(), "v");
 }
 
+/// Through `ostore up`: an exit with a message, and no new key file.
 #[test]
 fn data_without_its_key_file_is_refused_without_making_a_new_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,7 +143,7 @@ fn data_without_its_key_file_is_refused_without_making_a_new_key() {
         data.to_str().unwrap(),
     ];
     // A first start makes the key and the database; stop it at once.
-    let host = Host::start(&[
+    let host = OstoreProcess::start(&[
         "-f",
         manifest.to_str().unwrap(),
         "--data-dir",

@@ -1,6 +1,6 @@
 //! The command line: help, and one clear line for each way a start fails.
 
-use ostore_tests::{Host, guest, run_ostore, write_manifest};
+use ostore_tests::{OstoreProcess, Serves, guest, run_ostore, write_manifest};
 
 #[test]
 fn every_command_has_help() {
@@ -65,7 +65,7 @@ fn a_missing_or_malformed_manifest_or_component_is_one_clear_error() {
 async fn a_port_in_use_is_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(dir.path(), "hello", &[("/hello", "hello", &guest("hello"))]);
-    let host = Host::start(&["-f", manifest.to_str().unwrap()]);
+    let host = OstoreProcess::start(&["-f", manifest.to_str().unwrap()]);
     let taken = host.addr.to_string();
     let line = error_line(&["up", "-f", manifest.to_str().unwrap(), "--listen", &taken]);
     assert!(
@@ -122,7 +122,7 @@ async fn a_route_under_the_admin_ui_or_the_api_is_warned_about_and_the_host_keep
         ],
     );
     let data = dir.path().join("data");
-    let host = Host::start(&[
+    let host = OstoreProcess::start(&[
         "-f",
         manifest.to_str().unwrap(),
         "--data-dir",
@@ -157,7 +157,7 @@ async fn admin_listen_moves_the_admin_ui_to_an_origin_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(dir.path(), "app", &[("/hello", "hello", &guest("hello"))]);
     let data = dir.path().join("data");
-    let host = Host::start(&[
+    let host = OstoreProcess::start(&[
         "-f",
         manifest.to_str().unwrap(),
         "--data-dir",

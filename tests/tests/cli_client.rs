@@ -1,7 +1,7 @@
 //! The command-line client (`ostore kv`, `stores`, `partitions`, `stats`)
 //! against a real HTTPS server.
 
-use ostore_tests::{Host, create_credential, guest, run_ostore, write_manifest};
+use ostore_tests::{OstoreProcess, create_credential, guest, run_ostore, write_manifest};
 
 #[test]
 fn kv_stores_partitions_and_stats_commands_work_over_https() {
@@ -20,9 +20,10 @@ fn kv_stores_partitions_and_stats_commands_work_over_https() {
         &[("/store/...", "flow", &guest("store-flow"))],
     );
     let data = dir.path().join("data");
-    let (id, secret) = create_credential(&data, &["--app", "cli-app"], &[]);
+    let credential = create_credential(&data, &["--app", "cli-app"], &[]);
+    let (id, secret) = (credential.id, credential.secret);
     let cert = tls.join("cert.pem");
-    let host = Host::start(&[
+    let host = OstoreProcess::start(&[
         "-f",
         manifest.to_str().unwrap(),
         "--data-dir",

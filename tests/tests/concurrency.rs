@@ -1,27 +1,17 @@
 //! Many instances of one application share its data exactly.
 
-use ostore_tests::{Host, guest, write_manifest};
+use ostore_tests::{Serves, Setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_requests_store_every_key_and_count_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let flow = guest("store-flow");
-    let misbehave = guest("misbehave");
-    let manifest = write_manifest(
-        dir.path(),
+    let setup = Setup::new().app(
         "concurrency",
         &[
-            ("/store/...", "store-flow", &flow),
-            ("/misbehave/...", "misbehave", &misbehave),
+            ("/store/...", "store-flow", "store-flow"),
+            ("/misbehave/...", "misbehave", "misbehave"),
         ],
     );
-    let data = dir.path().join("data");
-    let host = Host::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let host = setup.start().await;
 
     let mut tasks = Vec::new();
     for i in 0..64 {

@@ -1,22 +1,13 @@
 //! Applications served together never see each other's data.
 
-use ostore_tests::{Host, guest, run_ostore, write_manifest};
+use ostore_tests::{Serves, Setup, guest, run_ostore, write_manifest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_applications_on_one_host_do_not_share_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let flow = guest("store-flow");
-    let a = write_manifest(dir.path(), "app-a", &[("/a/...", "flow", &flow)]);
-    let b = write_manifest(dir.path(), "app-b", &[("/b/...", "flow", &flow)]);
-    let data = dir.path().join("data");
-    let host = Host::start(&[
-        "-f",
-        a.to_str().unwrap(),
-        "-f",
-        b.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let setup = Setup::new()
+        .app("app-a", &[("/a/...", "flow", "store-flow")])
+        .app("app-b", &[("/b/...", "flow", "store-flow")]);
+    let host = setup.start().await;
     let r = host
         .request("POST", "/a", r#"{"key": "shared", "value": "from a"}"#)
         .await;
@@ -35,6 +26,7 @@ async fn two_applications_on_one_host_do_not_share_keys() {
     assert_eq!(host.get("/b").await.text(), "shared\n");
 }
 
+/// Through `ostore up`: one clear error, and the exit status.
 #[test]
 fn overlapping_routes_across_applications_and_duplicate_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();

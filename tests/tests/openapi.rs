@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 
-use ostore_tests::{Host, create_credential, guest, write_manifest};
+use ostore::auth::Principal;
+use ostore_tests::{Serves, Setup};
 
 /// Resolves a `$ref` within the document.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -74,21 +75,10 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_answers_as_documented() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(
-        dir.path(),
-        "api-app",
-        &[("/hello", "hello", &guest("hello"))],
-    );
-    let data = dir.path().join("data");
-    let credential = create_credential(&data, &["--admin"], &[]);
-    let (id, secret) = credential.clone();
-    let host = Host::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let setup = Setup::new().app("api-app", &[("/hello", "hello", "hello")]);
+    let credential = setup.credential(Principal::Admin, &[]);
+    let (id, secret) = (credential.id.clone(), credential.secret.clone());
+    let host = setup.start().await;
 
     let served = host.get("/api/v1/openapi.json").await;
     assert_eq!(served.status, 200);
@@ -104,16 +94,24 @@ async fn every_documented_operation_answers_as_documented() {
     let token = host.token(&credential).await;
     let auth = format!("Bearer {token}");
 
-    // Operations in an order where each finds what it needs: writes first,
-    // then reads, then deletes from the deepest path up.
-    let mut operations: Vec<(String, String)> = Vec::new();
+    // The route table and the document list the same operations.
+    let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in ["post", "put", "get", "delete"] {
+        for method in ["post", "put", "get", "delete", "patch", "head"] {
             if item.get(method).is_some() {
-                operations.push((path.clone(), method.to_string()));
+                documented.push((path.clone(), method.to_string()));
             }
         }
     }
+    documented.sort();
+    // Operations in an order where each finds what it needs: writes first,
+    // then reads, then deletes from the deepest path up.
+    let mut operations: Vec<(String, String)> = ostore::api::routes::ROUTES
+        .iter()
+        .map(|r| (r.path.to_string(), r.method.as_str().to_lowercase()))
+        .collect();
+    operations.sort();
+    assert_eq!(operations, documented, "the route table against the document");
     let rank = |(path, method): &(String, String)| match method.as_str() {
         "post" | "put" => (0, path.len() as i64),
         "get" => (1, 0),

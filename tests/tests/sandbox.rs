@@ -1,33 +1,37 @@
 //! A misbehaving guest costs its own request, never the host.
 
-use ostore_tests::{Host, guest, write_manifest};
+use std::time::Duration;
 
-fn start(dir: &std::path::Path, timeout_seconds: &str) -> Host {
-    let misbehave = guest("misbehave");
-    let hello = guest("hello");
-    let manifest = write_manifest(
-        dir,
+use ostore::host::Sandbox;
+use ostore::runtime::SandboxConfig;
+use ostore_tests::{Serves, Setup, TestHost, guest};
+
+fn sandbox() -> Setup {
+    Setup::new().app(
         "sandbox",
         &[
-            ("/misbehave/...", "misbehave", &misbehave),
-            ("/hello", "hello", &hello),
+            ("/misbehave/...", "misbehave", "misbehave"),
+            ("/hello", "hello", "hello"),
         ],
-    );
-    let data = dir.join("data");
-    Host::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--request-timeout",
-        timeout_seconds,
-    ])
+    )
+}
+
+/// A host of `setup` whose requests may take `timeout`.
+async fn start(setup: &Setup, timeout: Duration) -> TestHost {
+    setup
+        .start_with(|c| {
+            c.sandbox = Sandbox::New(SandboxConfig {
+                request_timeout: timeout,
+                ..SandboxConfig::default()
+            })
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_guests_get_a_5xx_at_their_deadline_while_others_are_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut host = start(dir.path(), "10");
+    let setup = sandbox();
+    let host = start(&setup, Duration::from_secs(10)).await;
 
     // More spinning guests than the host has worker threads (2 cores).
     let loops: Vec<_> = (0..4)
@@ -59,8 +63,8 @@ async fn endless_guests_get_a_5xx_at_their_deadline_while_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_guest_gets_a_500_and_the_host_stays_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut host = start(dir.path(), "2");
+    let setup = sandbox();
+    let host = start(&setup, Duration::from_secs(2)).await;
     for _ in 0..3 {
         let r = host.get("/misbehave/trap").await;
         assert_eq!(r.status, 500);
@@ -72,10 +76,11 @@ async fn a_trapping_guest_gets_a_500_and_the_host_stays_up() {
     assert_eq!(unrouted.status, 404);
 }
 
+/// Through `ostore up`: SIGTERM stops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_answers_the_requests_in_flight() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = start(dir.path(), "10");
+    let setup = sandbox();
+    let host = setup.start_process(&["--request-timeout", "10"]);
     let addr = host.addr;
     let slow = tokio::spawn(async move {
         ostore_tests::request(addr, "GET", "/misbehave/slow", Default::default()).await
@@ -120,8 +125,8 @@ async fn upstream(body: &'static str) -> std::net::SocketAddr {
 async fn outgoing_http_goes_only_where_the_manifest_allows() {
     let allowed = upstream("from the allowed upstream").await;
     let other = upstream("from another upstream").await;
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("outbound.toml");
+    let setup = Setup::new();
+    let manifest = setup.path().join("outbound.toml");
     std::fs::write(
         &manifest,
         format!(
@@ -132,13 +137,8 @@ async fn outgoing_http_goes_only_where_the_manifest_allows() {
         ),
     )
     .unwrap();
-    let data = dir.path().join("data");
-    let host = Host::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let setup = setup.manifest(manifest);
+    let host = setup.start().await;
     let r = host.get(&format!("/misbehave/fetch?to={allowed}")).await;
     assert_eq!(
         (r.status, r.text().as_str()),
@@ -149,7 +149,8 @@ async fn outgoing_http_goes_only_where_the_manifest_allows() {
     assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
 
     // Without allowed_outbound_hosts a component reaches nothing.
-    let closed = start(&dir.path().join("closed"), "10");
+    let closed_setup = sandbox();
+    let closed = start(&closed_setup, Duration::from_secs(10)).await;
     let r = closed.get(&format!("/misbehave/fetch?to={allowed}")).await;
     assert_eq!(r.status, 502);
     assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());

@@ -2,9 +2,14 @@
 //! 5.2 (sync, WASIp2) guests share data through labels, which are
 //! partitions of the object store, with everything that implies.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use ostore_tests::{Host, create_credential, files_under, guest, run_ostore};
+use ostore::auth::Principal;
+use ostore::manifest::Manifest;
+use ostore::spin::RuntimeConfig;
+use ostore::spin::variables::VariableSource;
+use ostore_tests::{Serves, Setup, files_under, guest, host_log, run_ostore};
 
 /// One application: both Spin guests and the tutorial flow, granted the
 /// `default` and `tutorial` labels (the latter maps to the tutorial flow's
@@ -57,18 +62,12 @@ fn runtime_config(dir: &Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spin_guests_pass_their_own_checks_and_share_data_with_every_guest() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = manifest(dir.path(), "spin-app", r#""default", "tutorial""#);
-    let data = dir.path().join("data");
-    let config = runtime_config(dir.path());
-    let host = Host::start(&[
-        "-f",
-        app.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--runtime-config-file",
-        config.to_str().unwrap(),
-    ]);
+    let setup = Setup::new();
+    let app = manifest(setup.path(), "spin-app", r#""default", "tutorial""#);
+    let config = RuntimeConfig::load(&runtime_config(setup.path())).unwrap();
+    let setup = setup.manifest(app.clone());
+    let data = setup.data.clone();
+    let host = setup.start_with(|c| c.runtime_config = config).await;
 
     for base in ["/v3", "/v2"] {
         let r = host.get(&format!("{base}/selftest")).await;
@@ -85,11 +84,12 @@ async fn spin_guests_pass_their_own_checks_and_share_data_with_every_guest() {
             404
         );
     }
+    let warnings = Manifest::load(&app).unwrap().warnings;
     assert!(
-        host.stderr()
-            .contains("component.v2.files: \"*.md\" is not a directory"),
-        "{}",
-        host.stderr()
+        warnings
+            .iter()
+            .any(|w| w.contains("component.v2.files: \"*.md\" is not a directory")),
+        "{warnings:?}"
     );
 
     // Written by spin-sdk 7, read by spin-sdk 5.2, on the default label.
@@ -132,7 +132,7 @@ async fn spin_guests_pass_their_own_checks_and_share_data_with_every_guest() {
     assert_eq!(back, serde_json::json!({"name": "widget", "count": 3}));
 
     // Spin requests count in the statistics like any other: one each.
-    let admin = create_credential(&data, &["--admin"], &[]);
+    let admin = setup.credential(Principal::Admin, &[]);
     let auth = format!("Bearer {}", host.token(&admin).await);
     let requests = || async {
         let r = host
@@ -151,7 +151,7 @@ async fn spin_guests_pass_their_own_checks_and_share_data_with_every_guest() {
         assert_eq!(host.get(&format!("{base}/exists/doc")).await.text(), "true");
     }
     assert_eq!(requests().await - before, 3);
-    host.stop();
+    host.stop().await;
 
     // Nothing of it is plaintext at rest.
     for needle in ["from v3", "from v2", "spin-key", "widget", "spin-app"] {
@@ -207,16 +207,9 @@ async fn labels_are_checked_at_load_and_at_open_and_apps_are_isolated() {
         ),
     )
     .unwrap();
-    let host = Host::start(&[
-        "-f",
-        app.to_str().unwrap(),
-        "-f",
-        other.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--runtime-config-file",
-        config.to_str().unwrap(),
-    ]);
+    let config = RuntimeConfig::load(&config).unwrap();
+    let setup = Setup::new().manifest(app).manifest(other);
+    let host = setup.start_with(|c| c.runtime_config = config).await;
     for base in ["/v3", "/v2"] {
         let r = host.get(&format!("{base}/kv/x?store=tutorial")).await;
         assert_eq!(r.status, 403, "{base}: {}", r.text());
@@ -232,8 +225,8 @@ async fn labels_are_checked_at_load_and_at_open_and_apps_are_isolated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasi_keyvalue_counts_exactly_and_reports_cas_conflicts() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("wasi-kv.toml");
+    let setup = Setup::new();
+    let manifest = setup.path().join("wasi-kv.toml");
     std::fs::write(
         &manifest,
         format!(
@@ -242,13 +235,8 @@ async fn wasi_keyvalue_counts_exactly_and_reports_cas_conflicts() {
         ),
     )
     .unwrap();
-    let data = dir.path().join("data");
-    let host = Host::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let setup = setup.manifest(manifest);
+    let host = setup.start().await;
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let addr = host.addr;
@@ -327,7 +315,11 @@ async fn variables_come_from_the_manifest_and_the_environment() {
         run.stderr
     );
 
-    let host = Host::start_with_env(&args, &[("SPIN_VARIABLE_API_TOKEN", "abc123")]);
+    let given = HashMap::from([("SPIN_VARIABLE_API_TOKEN".to_string(), "abc123".to_string())]);
+    let setup = Setup::new().manifest(manifest.clone());
+    let host = setup
+        .start_with(|c| c.variables = VariableSource::Given(given))
+        .await;
     for base in ["/v3", "/v2"] {
         let r = host.get(&format!("{base}/var/message")).await;
         assert_eq!(
@@ -346,8 +338,5 @@ async fn variables_come_from_the_manifest_and_the_environment() {
         );
         assert_eq!(host.get(&format!("{base}/var/Not-Valid")).await.status, 400);
     }
-    assert!(
-        !host.stderr().contains("abc123"),
-        "the secret is not logged"
-    );
+    assert!(!host_log().contains("abc123"), "the secret is not logged");
 }

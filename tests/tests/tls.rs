@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use ostore_tests::{Host, guest, run_ostore, write_manifest};
+use ostore_tests::{OstoreProcess, guest, run_ostore, write_manifest};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
@@ -26,7 +26,7 @@ async fn https_serves_tls_1_2_and_1_3_and_refuses_1_1() {
         &[("/hello", "hello", &guest("hello"))],
     );
     let data = dir.path().join("data");
-    let host = Host::start(&[
+    let host = OstoreProcess::start(&[
         "-f",
         manifest.to_str().unwrap(),
         "--data-dir",

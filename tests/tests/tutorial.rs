@@ -1,29 +1,22 @@
 //! The Object Store tutorial flow, end to end: the root spin.toml's guest
-//! behind a real `ostore up`, driven over HTTP.
+//! behind a real host, driven over HTTP.
 
-use ostore_tests::{Host, guest, write_manifest};
+use std::time::Duration;
+
+use ostore_tests::{Serves, Setup};
 
 const TUTORIAL_BODY: &str = r#"{ "key": "TestKey01", "value": "This is an object store test" }"#;
 
-fn start(dir: &std::path::Path) -> Host {
-    let manifest = write_manifest(
-        dir,
-        "tutorial",
-        &[("/store/...", "store-flow", &guest("store-flow"))],
-    );
-    let data = dir.join("data");
-    Host::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ])
+fn tutorial() -> Setup {
+    Setup::new().app("tutorial", &[("/store/...", "store-flow", "store-flow")])
 }
 
+/// Through `ostore up`, which a signal stops and SIGKILL kills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tutorial_call_saves_and_the_value_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = start(dir.path());
+    let setup = tutorial();
+    let start = || setup.start_process(&[]);
+    let host = start();
     let r = host.request("POST", "/store", TUTORIAL_BODY).await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -38,7 +31,7 @@ async fn the_tutorial_call_saves_and_the_value_survives_a_restart() {
 
     // A clean stop and start keeps the value...
     host.stop();
-    let host = start(dir.path());
+    let host = start();
     let r = host.get("/store/TestKey01").await;
     assert_eq!(
         (r.status, r.text().as_str()),
@@ -56,15 +49,15 @@ async fn the_tutorial_call_saves_and_the_value_survives_a_restart() {
         .await;
     assert_eq!(r.status, 200);
     host.kill();
-    let host = start(dir.path());
+    let host = start();
     assert_eq!(host.get("/store/after-kill").await.text(), "durable");
     assert_eq!(host.get("/store/TestKey01").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_keys_deletes_and_malformed_bodies_are_answered_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = start(dir.path());
+    let setup = tutorial();
+    let host = setup.start().await;
     assert_eq!(host.get("/store/nope").await.status, 404);
 
     host.request("POST", "/store", r#"{"key": "k", "value": "v"}"#)
@@ -95,8 +88,8 @@ async fn missing_keys_deletes_and_malformed_bodies_are_answered_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_keys_and_values_are_refused_and_nothing_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = start(dir.path());
+    let setup = tutorial();
+    let host = setup.start().await;
     let long_key = "k".repeat(1025);
     let r = host
         .request(
@@ -133,8 +126,8 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_with_a_one_second_ttl_is_gone_once_it_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = start(dir.path());
+    let setup = tutorial();
+    let host = setup.start().await;
     let body = r#"{"key": "brief", "value": "v", "ttlSeconds": 1}"#;
     assert_eq!(host.request("POST", "/store", body).await.status, 200);
     let rolling = r#"{"key": "kept-alive", "value": "v", "ttlSeconds": 2, "rollingTtl": true}"#;
@@ -148,7 +141,7 @@ async fn a_key_with_a_one_second_ttl_is_gone_once_it_expires() {
     assert_eq!(host.get("/store/brief").await.status, 200);
     // Reads keep the rolling key alive past its first window of 2 s.
     for _ in 0..3 {
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        host.advance(Duration::from_millis(800));
         assert_eq!(host.get("/store/kept-alive").await.status, 200);
     }
     assert_eq!(host.get("/store/brief").await.status, 404);

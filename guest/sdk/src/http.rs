@@ -15,6 +15,8 @@ use wasip2::http::types::{
 
 pub use wasip2::http::types::Method;
 
+use crate::{Error, Precondition};
+
 /// The default bound of [`Request::body`]: 16 MiB.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -237,6 +239,22 @@ impl Response {
             .with_body(body)
     }
 
+    /// A `text/plain` answer to a store error, with the status every HTTP
+    /// front end of ostore gives it (see
+    /// [`ErrorCode::http_status`](crate::ErrorCode::http_status); conditions
+    /// a guest checks itself, such as fail-if-present, are `409`), and
+    /// `retry-after` (whole seconds) when the store is rate limited.
+    pub fn error(error: &Error) -> Response {
+        let status = error.code().http_status(Precondition::Body);
+        let response = Response::text(status, error.to_string());
+        match error {
+            Error::RateLimited(ms) => {
+                response.with_header("retry-after", ms.div_ceil(1000).max(1).to_string())
+            }
+            _ => response,
+        }
+    }
+
     /// Adds a header (names are sent lower-case by `wasi:http`).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Response {
         self.headers.push((name.into(), value.into()));
@@ -384,6 +402,26 @@ mod tests {
         assert_eq!(query_param(q, "missing"), None);
         assert_eq!(query_param("by=%ZZ", "by"), Some(Err(InvalidEncoding)));
         assert_eq!(query_param("", "by"), None);
+    }
+
+    #[test]
+    fn store_errors_get_the_shared_statuses() {
+        let status = |e: Error| Response::error(&e).status();
+        assert_eq!(status(Error::InvalidKey("empty".into())), 400);
+        assert_eq!(status(Error::KeyNotFound), 404);
+        assert_eq!(status(Error::ValueTooLarge(1)), 413);
+        assert_eq!(status(Error::RateLimited(1)), 429);
+        assert_eq!(status(Error::QuotaExceeded("keys".into())), 429);
+        assert_eq!(status(Error::StoreNotAvailable("disk".into())), 503);
+        assert_eq!(status(Error::KeyAlreadyExists), 409);
+        assert_eq!(status(Error::VersionMismatch(Some(2))), 409);
+        assert_eq!(status(Error::AccessDenied), 403);
+        let limited = Response::error(&Error::RateLimited(1500));
+        assert!(
+            limited
+                .headers()
+                .contains(&("retry-after".to_owned(), b"2".to_vec()))
+        );
     }
 
     #[test]

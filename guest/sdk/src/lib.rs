@@ -58,6 +58,9 @@ mod store;
 
 pub use store::{Entries, Error, Keys, Partition, Partitions, Result, Store};
 
+/// The error-to-HTTP-status table the host's REST API uses too.
+pub use ostore_status::{ErrorCode, Precondition};
+
 /// The generated types of `ostore:objectstore/types`, re-exported as they
 /// are because they need no wrapping.
 pub use bindings::ostore::objectstore::types::{

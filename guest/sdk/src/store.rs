@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use ostore_status::ErrorCode;
+
 use crate::bindings::ostore::objectstore::{store as raw, types};
 use crate::{Entry, EntryPage, KeyPage, Metadata, PartitionPage, StoreOptions, Ttl};
 
@@ -66,6 +68,25 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The error as the WIT interface names it; its HTTP status comes from
+    /// [`ErrorCode::http_status`], the table every front end shares.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::KeyNotFound => ErrorCode::KeyNotFound,
+            Error::KeyAlreadyExists => ErrorCode::KeyAlreadyExists,
+            Error::InvalidKey(_) => ErrorCode::InvalidKey,
+            Error::ValueTooLarge(_) => ErrorCode::ValueTooLarge,
+            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::VersionMismatch(_) => ErrorCode::VersionMismatch,
+            Error::StoreNotAvailable(_) => ErrorCode::StoreNotAvailable,
+            Error::RateLimited(_) => ErrorCode::RateLimited,
+            Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            Error::AccessDenied => ErrorCode::AccessDenied,
+        }
+    }
+}
 
 impl From<types::Error> for Error {
     fn from(e: types::Error) -> Self {

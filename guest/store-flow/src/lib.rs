@@ -28,10 +28,12 @@
 //! * 405: the method does not fit the path (with an `allow` header);
 //! * 409: the key already exists, or changed version, where that matters;
 //! * 413: the body exceeds 16 MiB, or the value the store's limit;
-//! * 429: the store's rate limit (with `retry-after`, in whole seconds);
-//! * 503: the store is not available;
-//! * 507: a key-count or byte quota is exhausted. Not 429: waiting does not
-//!   help, the application must first delete data.
+//! * 429: the store's rate limit (with `retry-after`, in whole seconds), or
+//!   a key-count or byte quota (the message says which);
+//! * 503: the store is not available.
+//!
+//! Store errors get the statuses every ostore HTTP front end gives them
+//! ([`Response::error`]).
 
 use ostore_sdk::http::{BodyError, Handler, Method, Request, Response, percent_decode};
 use ostore_sdk::{Error, Partition, Store, StoreOptions, Ttl};
@@ -264,25 +266,9 @@ fn method_not_allowed(allow: &'static str) -> Response {
     Response::text(405, format!("method not allowed; use {allow}")).with_header("allow", allow)
 }
 
-/// The HTTP answer to a store error; see the crate docs for the table.
+/// The HTTP answer to a store error.
 fn store_error(e: Error) -> Response {
-    let status = match e {
-        Error::InvalidKey(_) | Error::InvalidArgument(_) => 400,
-        Error::KeyNotFound => 404,
-        Error::ValueTooLarge(_) => 413,
-        Error::RateLimited(_) => 429,
-        Error::StoreNotAvailable(_) => 503,
-        Error::QuotaExceeded(_) => 507,
-        Error::KeyAlreadyExists | Error::VersionMismatch(_) => 409,
-        Error::AccessDenied => 403,
-    };
-    let response = Response::text(status, e.to_string());
-    match e {
-        Error::RateLimited(ms) => {
-            response.with_header("retry-after", ms.div_ceil(1000).max(1).to_string())
-        }
-        _ => response,
-    }
+    Response::error(&e)
 }
 
 #[cfg(test)]
@@ -341,7 +327,7 @@ mod tests {
         assert_eq!(status(Error::KeyNotFound), 404);
         assert_eq!(status(Error::ValueTooLarge(1)), 413);
         assert_eq!(status(Error::RateLimited(1)), 429);
-        assert_eq!(status(Error::QuotaExceeded("keys".into())), 507);
+        assert_eq!(status(Error::QuotaExceeded("keys".into())), 429);
         assert_eq!(status(Error::StoreNotAvailable("disk".into())), 503);
         assert_eq!(status(Error::InvalidArgument("not a number".into())), 400);
         assert_eq!(status(Error::KeyAlreadyExists), 409);

@@ -170,10 +170,12 @@ class SignedOut extends Error {
 
 /** An answer other than 2xx, or no answer at all (status 0). */
 class ApiError extends Error {
-  constructor(status, message, retryAfter) {
+  /** `code` is the object-store error's name (`quota-exceeded`, ...), if it is one. */
+  constructor(status, message, retryAfter, code) {
     super(message);
     this.status = status;
     this.retryAfter = retryAfter;
+    this.code = code;
   }
 }
 
@@ -230,7 +232,7 @@ async function send(path, { method = 'GET', body, headers = {} } = {}) {
   }
   if (!response.ok) {
     const message = (json && json.message) || text || response.statusText;
-    throw new ApiError(response.status, message, response.headers.get('Retry-After'));
+    throw new ApiError(response.status, message, response.headers.get('Retry-After'), json && json.error);
   }
   return { json, etag: response.headers.get('ETag') };
 }
@@ -249,7 +251,7 @@ function explain(err) {
     case 404: return ['Not found', `It may have been deleted, or this credential may not see it (${says}).`];
     case 412: return ['Changed meanwhile', `Someone else changed it since this page loaded (${says}). Nothing was saved; open it again from the list to see the current version (copy your text first if you need it).`];
     case 413: return ['Too large', says];
-    case 429: return says.startsWith('quota exceeded')
+    case 429: return err.code === 'quota-exceeded'
       ? ['Limit reached', `${says}. Delete something first, or raise the limit.`]
       : ['Too many requests', `${says}.${err.retryAfter ? ` Try again in ${err.retryAfter} s.` : ''}`];
     case 503: return ['The store cannot answer', says];

@@ -268,6 +268,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_openapi_document_names_every_error_code() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let documented = &doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"];
+        let codes: Vec<&str> = ostore_status::ErrorCode::ALL
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        assert_eq!(documented, &serde_json::json!(codes));
+    }
+
+    #[test]
     fn paging_defaults_to_25_and_bounds_page_size() {
         assert_eq!(paging(None).unwrap(), (None, 25));
         assert_eq!(
