@@ -254,13 +254,10 @@ impl Client {
                         server: server.clone(),
                         source: e.into(),
                     })?;
-                let stream = tls
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| ClientError::Tls {
-                        server: server.clone(),
-                        source: e.into(),
-                    })?;
+                let stream = tls.connect(name, tcp).await.map_err(|e| ClientError::Tls {
+                    server: server.clone(),
+                    source: e.into(),
+                })?;
                 exchange(hyper_util::rt::TokioIo::new(stream), request).await
             }
             None => exchange(hyper_util::rt::TokioIo::new(tcp), request).await,
@@ -293,11 +290,9 @@ fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, C
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let bad = |source: Box<dyn std::error::Error + Send + Sync>| {
-                ClientError::Certificate {
-                    path: path.to_path_buf(),
-                    source,
-                }
+            let bad = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Certificate {
+                path: path.to_path_buf(),
+                source,
             };
             for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.into()))? {
                 roots

@@ -191,7 +191,10 @@ mod tests {
     #[test]
     fn a_manual_clock_moves_only_when_told() {
         let clock = ManualClock::at(86_400_000 + 1500);
-        assert_eq!((clock.now_ms(), clock.now_secs(), clock.today()), (86_401_500, 86_401, 1));
+        assert_eq!(
+            (clock.now_ms(), clock.now_secs(), clock.today()),
+            (86_401_500, 86_401, 1)
+        );
         clock.advance(Duration::from_millis(500));
         assert_eq!(clock.now_secs(), 86_402);
     }

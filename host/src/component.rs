@@ -93,9 +93,7 @@ pub fn to_wit_error(e: objectstore::Error) -> types::Error {
         | E::WrongMasterKey
         | E::Storage(_)
         | E::Contended(_)
-        | E::UnknownApplication) => {
-            types::Error::StoreNotAvailable(other.to_string())
-        }
+        | E::UnknownApplication) => types::Error::StoreNotAvailable(other.to_string()),
     }
 }
 

@@ -75,7 +75,10 @@ pub enum KeyError {
          --key-file or ${}",
         database.display(), key_file.display(), crate::encryption::MASTER_KEY_ENV
     )]
-    MissingKeyFile { database: PathBuf, key_file: PathBuf },
+    MissingKeyFile {
+        database: PathBuf,
+        key_file: PathBuf,
+    },
 }
 
 impl DataDir {
@@ -230,7 +233,7 @@ pub enum HostError {
     Route {
         path: PathBuf,
         #[source]
-        source: RouteError,
+        source: Box<RouteError>,
     },
     #[error("cannot use application {name:?}: {source}")]
     Application {
@@ -317,7 +320,7 @@ impl Host {
                 })?;
             router.add(loaded).map_err(|source| HostError::Route {
                 path: manifest.path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         }
         Ok(Host {
@@ -428,7 +431,9 @@ impl Host {
         // Guest instances finishing their last response may still hold the
         // store for a moment; the data is closed once they let go.
         if !objectstore.close(CLOSE_PATIENCE).await {
-            tracing::warn!("the object store was still in use {CLOSE_PATIENCE:?} after the last request");
+            tracing::warn!(
+                "the object store was still in use {CLOSE_PATIENCE:?} after the last request"
+            );
         }
         Ok(())
     }
@@ -441,7 +446,10 @@ fn environments(
     given: &BTreeMap<String, String>,
     manifests: &[Manifest],
 ) -> Result<Environments, HostError> {
-    if let Some(app) = given.keys().find(|app| !manifests.iter().any(|m| &m.name == *app)) {
+    if let Some(app) = given
+        .keys()
+        .find(|app| !manifests.iter().any(|m| &m.name == *app))
+    {
         return Err(HostError::UnknownApplication(app.clone()));
     }
     let mut environments = Environments::new();

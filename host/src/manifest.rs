@@ -358,8 +358,8 @@ impl Manifest {
             path: path.display().to_string(),
             problem,
         };
-        let raw: RawManifest =
-            toml::from_str(text).map_err(|e| malformed(Problem::Syntax(e.message().to_string())))?;
+        let raw: RawManifest = toml::from_str(text)
+            .map_err(|e| malformed(Problem::Syntax(e.message().to_string())))?;
         match raw
             .spin_manifest_version
             .as_ref()

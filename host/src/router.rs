@@ -27,7 +27,9 @@ pub struct RouteEntry {
 pub enum RouteError {
     #[error("two manifests name the application {0:?}; each application needs its own name")]
     DuplicateApplication(String),
-    #[error("route {route} of application {app:?} overlaps route {other} of application {other_app:?}")]
+    #[error(
+        "route {route} of application {app:?} overlaps route {other} of application {other_app:?}"
+    )]
     Overlap {
         route: Route,
         app: String,

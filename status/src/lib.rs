@@ -115,8 +115,14 @@ mod tests {
                 _ => assert_eq!(headers, body, "{}", code.name()),
             }
         }
-        assert_eq!(ErrorCode::QuotaExceeded.http_status(Precondition::Body), 429);
-        assert_eq!(ErrorCode::StoreNotAvailable.http_status(Precondition::Body), 503);
+        assert_eq!(
+            ErrorCode::QuotaExceeded.http_status(Precondition::Body),
+            429
+        );
+        assert_eq!(
+            ErrorCode::StoreNotAvailable.http_status(Precondition::Body),
+            503
+        );
         assert_eq!(ErrorCode::RateLimited.name(), "rate-limited");
     }
 }

@@ -256,7 +256,10 @@ impl Setup {
             ostore::clock::system(),
         )
         .expect("the credentials file");
-        assert!(credentials.delete(&credential.id).unwrap(), "no such credential");
+        assert!(
+            credentials.delete(&credential.id).unwrap(),
+            "no such credential"
+        );
     }
 
     /// Starts a host of these applications in this process, with the
@@ -283,30 +286,46 @@ impl Setup {
         let host = Host::build(config, &manifests)
             .await
             .expect("building the host");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("the bound address");
+        // The host gets threads of its own, as `ostore up` has: a test's
+        // requests and its host's guests do not share two workers.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-host")
+            .enable_all()
+            .build()
+            .expect("the host's runtime");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(host.run(listener, None, async {
-            let _ = stopped.await;
-        }));
+        let task = runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("the listener");
+            host.run(listener, None, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
         TestHost {
             addr,
             clock,
             stop: Some(stop),
             task,
+            runtime: Some(runtime),
         }
     }
 }
 
-/// A host running in this process; stopped when dropped.
+/// A host running in this process, on threads of its own; stopped when
+/// dropped.
 pub struct TestHost {
     pub addr: SocketAddr,
     /// The host's clock: move it forward to let time pass.
     pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), HostError>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl TestHost {
@@ -335,6 +354,9 @@ impl Drop for TestHost {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -393,12 +415,7 @@ pub trait Serves {
             &credential.secret,
         ))
         .expect("a token request");
-        let answer = request(
-            self.addr(),
-            "POST",
-            ostore::api::TOKEN_PATH,
-            body.into(),
-        );
+        let answer = request(self.addr(), "POST", ostore::api::TOKEN_PATH, body.into());
         async move {
             let r = answer.await;
             assert_eq!(r.status, 200, "{}", r.text());

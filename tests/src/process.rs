@@ -152,7 +152,6 @@ impl Drop for OstoreProcess {
     }
 }
 
-
 /// What a finished `ostore` run printed.
 #[derive(Debug)]
 pub struct Finished {
@@ -222,4 +221,3 @@ pub fn create_credential(data_dir: &Path, who: &[&str], scopes: &[&str]) -> Cred
         secret: field("client_secret:"),
     }
 }
-

@@ -11,8 +11,10 @@ const VALUE: &str = "SecretValue-9c1e";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() {
-    let setup =
-        Setup::new().app("plaintext-app", &[("/store/...", "store-flow", "store-flow")]);
+    let setup = Setup::new().app(
+        "plaintext-app",
+        &[("/store/...", "store-flow", "store-flow")],
+    );
     let data = setup.data.clone();
     let host = setup.start().await;
     let body = format!(r#"{{"key": "{KEY}", "value": "{VALUE}"}}"#);

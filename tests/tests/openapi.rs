@@ -111,7 +111,10 @@ async fn every_documented_operation_answers_as_documented() {
         .map(|r| (r.path.to_string(), r.method.as_str().to_lowercase()))
         .collect();
     operations.sort();
-    assert_eq!(operations, documented, "the route table against the document");
+    assert_eq!(
+        operations, documented,
+        "the route table against the document"
+    );
     let rank = |(path, method): &(String, String)| match method.as_str() {
         "post" | "put" => (0, path.len() as i64),
         "get" => (1, 0),

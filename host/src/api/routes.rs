@@ -227,13 +227,24 @@ mod tests {
         .unwrap();
         assert_eq!(route.op, Op::PutKey);
         assert_eq!(params.key.as_deref(), Some("a/b"));
-        assert_eq!((params.org.as_deref(), params.store.as_deref()), (Some("o"), Some("s")));
+        assert_eq!(
+            (params.org.as_deref(), params.store.as_deref()),
+            (Some("o"), Some("s"))
+        );
         let (route, params) = find(&Method::GET, "/api/v1/stats/organizations/o").unwrap();
         assert_eq!((route.op, params.env), (Op::Stats, None));
 
-        let wrong = find(&Method::PATCH, "/api/v1/organizations/o/environments/e/stores/s").unwrap_err();
+        let wrong = find(
+            &Method::PATCH,
+            "/api/v1/organizations/o/environments/e/stores/s",
+        )
+        .unwrap_err();
         assert_eq!(wrong.status(), 405);
-        let missing = find(&Method::GET, "/api/v1/organizations/o/environments/e/stores/s/bogus").unwrap_err();
+        let missing = find(
+            &Method::GET,
+            "/api/v1/organizations/o/environments/e/stores/s/bogus",
+        )
+        .unwrap_err();
         assert_eq!(missing.status(), 404);
         assert!(serves("/api/v1/anything") && serves(TOKEN_PATH) && serves("/metrics"));
         assert!(!serves("/store") && !serves("/api/v2/x"));

@@ -26,9 +26,7 @@ fn day_param(call: &Call, name: &str) -> Result<Option<u32>, ApiError> {
     call.query_param(name)?
         .map(|text| {
             parse_day(&text).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "{text:?} is not an ISO-8601 date like 2026-11-24"
-                ))
+                ApiError::bad_request(format!("{text:?} is not an ISO-8601 date like 2026-11-24"))
             })
         })
         .transpose()
@@ -155,8 +153,9 @@ impl Api {
             "# HELP ostore_requests_total Object-store requests of an application.\n\
              # TYPE ostore_requests_total counter\n",
         );
-        let mut keys =
-            String::from("# HELP ostore_keys Keys an application holds.\n# TYPE ostore_keys gauge\n");
+        let mut keys = String::from(
+            "# HELP ostore_keys Keys an application holds.\n# TYPE ostore_keys gauge\n",
+        );
         let mut bytes = String::from(
             "# HELP ostore_bytes_stored Bytes an application stores at rest.\n\
              # TYPE ostore_bytes_stored gauge\n",

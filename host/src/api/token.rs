@@ -27,8 +27,8 @@ pub(super) fn openapi() -> hyper::Response<ResponseBody> {
 /// or non-text field is named.
 fn token_field(body: &[u8], is_form: bool, name: &str) -> Result<String, ApiError> {
     let value = if is_form {
-        let text =
-            std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the form is not UTF-8"))?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("the form is not UTF-8"))?;
         match query_param(Some(text), name) {
             Some(Some(value)) => Some(value),
             Some(None) => {

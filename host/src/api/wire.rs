@@ -4,9 +4,8 @@
 //! answers against it.
 //!
 //! Request bodies (`TokenRequest`, `StoreConfig`, `ValueWrite`) serialize
-//! for clients; the server reads them with its own checks (see
-//! [`keys`](super::keys) and [`stores`](super::stores)), which say exactly
-//! which field is wrong.
+//! for clients; the server reads them with its own checks (in the API's
+//! `keys` and `stores` modules), which say exactly which field is wrong.
 
 use serde::{Deserialize, Serialize};
 

@@ -26,7 +26,6 @@ pub(super) enum TlsCommand {
     },
 }
 
-
 #[derive(Subcommand)]
 pub(super) enum CredentialsCommand {
     /// Make a credential; its secret is printed once and stored only hashed.
@@ -91,7 +90,6 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
     })
 }
 
-
 /// The master key of `data`: from `$OSTORE_MASTER_KEY`, else from the key
 /// file (made if missing).
 pub(super) fn master_key(data: &DataDir, key_file: Option<&Path>) -> anyhow::Result<MasterKey> {
@@ -109,7 +107,9 @@ pub(super) fn master_key(data: &DataDir, key_file: Option<&Path>) -> anyhow::Res
     if created {
         eprintln!(
             "created a new master key in {}",
-            key_file.map_or_else(|| data.path().join("master.key"), Path::to_path_buf).display()
+            key_file
+                .map_or_else(|| data.path().join("master.key"), Path::to_path_buf)
+                .display()
         );
     }
     Ok(key)
@@ -186,4 +186,3 @@ pub(super) fn self_signed(dir: &Path, names: &[String]) -> anyhow::Result<()> {
     println!("private key: {}", key_path.display());
     Ok(())
 }
-

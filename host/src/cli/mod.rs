@@ -80,7 +80,6 @@ enum Command {
     },
 }
 
-
 /// Runs the `ostore` command with the process's arguments.
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -156,9 +155,15 @@ mod tests {
             path: "/data".into(),
             source: io,
         };
-        assert_eq!(report(&wrapped), "cannot create data directory /data: disk on fire");
+        assert_eq!(
+            report(&wrapped),
+            "cannot create data directory /data: disk on fire"
+        );
         let backend = crate::backend::BackendError::storage(std::io::Error::other("no space"));
         let store = crate::objectstore::Error::Storage(backend);
-        assert_eq!(report(&store), "store not available: storage failed: no space");
+        assert_eq!(
+            report(&store),
+            "store not available: storage failed: no space"
+        );
     }
 }

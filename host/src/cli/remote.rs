@@ -69,7 +69,6 @@ pub(super) struct ServerArgs {
     cacert: Option<PathBuf>,
 }
 
-
 #[derive(Subcommand)]
 pub(super) enum KvCommand {
     /// Print a key's value (binary values raw).
@@ -145,7 +144,6 @@ pub(super) enum PartitionsCommand {
         store: String,
     },
 }
-
 
 /// A logged-in client and the paths of its environment.
 async fn connect(server: &ServerArgs) -> anyhow::Result<(Client, EnvironmentPaths)> {
@@ -261,7 +259,10 @@ pub(super) async fn partitions(
     let (client, paths) = connect(&server).await?;
     match command {
         PartitionsCommand::List { store } => {
-            for name in client.all_pages::<String>(&paths.partitions(&store)).await? {
+            for name in client
+                .all_pages::<String>(&paths.partitions(&store))
+                .await?
+            {
                 println!("{name}");
             }
         }

@@ -140,7 +140,6 @@ fn parse_environment(text: &str) -> Result<(String, String), String> {
     }
 }
 
-
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
@@ -300,7 +299,6 @@ fn build(manifest: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// A future that completes on Ctrl-C or SIGTERM. The handlers are
 /// installed here, before the future is polled: a signal that arrives while
 /// the server is still starting must stop it cleanly, not kill it.
@@ -323,4 +321,3 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
         let _ = tokio::signal::ctrl_c().await;
     })
 }
-

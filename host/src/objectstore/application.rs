@@ -184,7 +184,10 @@ impl Application {
             default_ttl,
             quota,
         };
-        let key = RecordKey::Store { app: app.tag, store: tag };
+        let key = RecordKey::Store {
+            app: app.tag,
+            store: tag,
+        };
         self.table().put(&key, &record).await?;
         app.stores
             .lock()
@@ -204,13 +207,19 @@ impl Application {
         self.admit([0; TAG_LEN])?;
         let table = self.table();
         let scan = table.scan(Prefix::Stores(self.state.tag));
-        paging::page(&self.state.sealer, scan, cursor, page_size, |key, sealed| {
-            let record: StoreRecord = table.open(key, sealed)?;
-            let Some(RecordKey::Store { store, .. }) = RecordKey::parse(key) else {
-                return Err(Error::Integrity);
-            };
-            Ok(Some(Store::new(self.clone(), store, record)))
-        })
+        paging::page(
+            &self.state.sealer,
+            scan,
+            cursor,
+            page_size,
+            |key, sealed| {
+                let record: StoreRecord = table.open(key, sealed)?;
+                let Some(RecordKey::Store { store, .. }) = RecordKey::parse(key) else {
+                    return Err(Error::Integrity);
+                };
+                Ok(Some(Store::new(self.clone(), store, record)))
+            },
+        )
         .await
     }
 
@@ -280,7 +289,10 @@ impl Application {
         if let Some(record) = app.stores.lock().expect("stores lock").get(&tag) {
             return Ok(Some(Store::new(self.clone(), tag, record.clone())));
         }
-        let key = RecordKey::Store { app: app.tag, store: tag };
+        let key = RecordKey::Store {
+            app: app.tag,
+            store: tag,
+        };
         let table = self.table();
         let record = match table.read_or_create(&key, || None).await? {
             Some(record) => record,

@@ -323,7 +323,11 @@ mod tests {
             let bytes = key.encode();
             assert_eq!(RecordKey::parse(&bytes), Some(key), "{key:?}");
             for cut in 1..bytes.len() {
-                assert_eq!(RecordKey::parse(&bytes[..cut]), None, "{key:?} cut at {cut}");
+                assert_eq!(
+                    RecordKey::parse(&bytes[..cut]),
+                    None,
+                    "{key:?} cut at {cut}"
+                );
             }
             let mut longer = bytes.clone();
             longer.push(0);

@@ -78,7 +78,11 @@ pub(crate) async fn page<T>(
                 let last = last.expect("a full page has a last key");
                 return Ok(Page {
                     items,
-                    cursor: Some(encode_cursor(sealer, &prefix, &last[last.len() - TAG_LEN..])),
+                    cursor: Some(encode_cursor(
+                        sealer,
+                        &prefix,
+                        &last[last.len() - TAG_LEN..],
+                    )),
                 });
             }
             if let Some(item) = decode(&key, &sealed)? {

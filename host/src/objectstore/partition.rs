@@ -560,10 +560,16 @@ impl Partition {
         let now = self.inner().now_ms();
         let table = self.table();
         let scan = table.scan(self.id.entries());
-        paging::page(&self.app().sealer, scan, cursor, page_size, |key, sealed| {
-            let record: EntryRecord = table.open(key, sealed)?;
-            Ok(record.is_live_at(now).then(|| map(record)).flatten())
-        })
+        paging::page(
+            &self.app().sealer,
+            scan,
+            cursor,
+            page_size,
+            |key, sealed| {
+                let record: EntryRecord = table.open(key, sealed)?;
+                Ok(record.is_live_at(now).then(|| map(record)).flatten())
+            },
+        )
         .await
     }
 

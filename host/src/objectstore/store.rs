@@ -100,10 +100,16 @@ impl Store {
             app: self.app.state.tag,
             store: self.tag,
         });
-        paging::page(&self.app.state.sealer, scan, cursor, page_size, |key, sealed| {
-            let record: PartitionRecord = table.open(key, sealed)?;
-            Ok(Some(record.name))
-        })
+        paging::page(
+            &self.app.state.sealer,
+            scan,
+            cursor,
+            page_size,
+            |key, sealed| {
+                let record: PartitionRecord = table.open(key, sealed)?;
+                Ok(Some(record.name))
+            },
+        )
         .await
     }
 

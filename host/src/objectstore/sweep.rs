@@ -62,8 +62,7 @@ impl ObjectStore {
                 if table.commit(batch).await? == Commit::Done
                     && let Some(bytes) = freed
                 {
-                    app.usage
-                        .apply(partition::store_of(&entry_key), -1, -bytes);
+                    app.usage.apply(partition::store_of(&entry_key), -1, -bytes);
                     deleted += 1;
                 }
             }

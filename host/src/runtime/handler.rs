@@ -49,7 +49,6 @@ pub(super) struct ComponentInner {
     pub sandbox: SandboxConfig,
 }
 
-
 impl HttpComponent {
     pub fn application(&self) -> &Application {
         &self.inner.app

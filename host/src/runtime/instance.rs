@@ -143,4 +143,3 @@ pub(super) fn resource_table() -> ResourceTable {
     table.set_max_capacity(MAX_RESOURCES_PER_INSTANCE);
     table
 }
-

@@ -49,7 +49,6 @@ pub struct LabelTarget {
     pub ttl: Ttl,
 }
 
-
 /// The `[key_value_store.<label>]` tables of a runtime config file.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
@@ -168,7 +167,6 @@ impl RuntimeConfig {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,4 +222,3 @@ url = "redis://localhost"
         assert!(RuntimeConfig::parse("[key_value_store.x]\ntype='spin'\nttl_seconds=0").is_err());
     }
 }
-

@@ -57,4 +57,3 @@ impl spin_kv::HostStore for SpinKvCtxView<'_> {
         Ok(())
     }
 }
-

@@ -97,19 +97,15 @@ impl<T: Send> kv::HostStoreWithStore<T> for SpinKvBinding {
         };
         accessor.with(|mut access| {
             let stream = StreamReader::new(&mut access, keys)?;
-            let done =
-                FutureReader::new(
-                    &mut access,
-                    async move { Ok::<_, wasmtime::Error>(outcome) },
-                )?;
+            let done = FutureReader::new(
+                &mut access,
+                async move { Ok::<_, wasmtime::Error>(outcome) },
+            )?;
             Ok((stream, done))
         })
     }
 
-    async fn drop(
-        accessor: &Accessor<T, Self>,
-        this: Resource<Partition>,
-    ) -> wasmtime::Result<()> {
+    async fn drop(accessor: &Accessor<T, Self>, this: Resource<Partition>) -> wasmtime::Result<()> {
         accessor.with(|mut access| access.get().table.delete(this))?;
         Ok(())
     }

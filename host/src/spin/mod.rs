@@ -60,7 +60,6 @@ impl Grants {
     }
 }
 
-
 /// Per-instance state of the Spin key-value interfaces.
 pub struct SpinKvCtx {
     app: Application,
@@ -181,11 +180,9 @@ async fn all_keys(partition: &Partition) -> Result<Vec<String>, objectstore::Err
     }
 }
 
-
 /// Adds `spin:key-value/key-value@3.0.0` (async; spin-sdk 7) to `linker`.
 pub fn add_async_to_linker<T: SpinKvView + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
     bindings_v3::spin::key_value::key_value::add_to_linker::<T, SpinKvBinding>(linker, T::spin_kv)
 }
-

@@ -50,7 +50,9 @@ impl VariableSource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VariableError {
-    #[error("component `{component}` refers to variable {name:?}, which [variables] does not declare")]
+    #[error(
+        "component `{component}` refers to variable {name:?}, which [variables] does not declare"
+    )]
     Undeclared { component: String, name: String },
     #[error("variable {name:?} (used by component `{component}`) is required: set {env_name}")]
     Missing {
@@ -60,7 +62,9 @@ pub enum VariableError {
     },
     #[error("variable name {0:?} must be lowercase letters, digits and _")]
     BadName(String),
-    #[error("component `{component}`: variable name {name:?} must be lowercase letters, digits and _")]
+    #[error(
+        "component `{component}`: variable name {name:?} must be lowercase letters, digits and _"
+    )]
     BadComponentName { component: String, name: String },
     #[error("variable {0:?} cannot be both required and have a default")]
     RequiredWithDefault(String),

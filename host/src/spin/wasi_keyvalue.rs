@@ -189,4 +189,3 @@ impl batch::Host for SpinKvCtxView<'_> {
         Ok(())
     }
 }
-

@@ -19,7 +19,11 @@ async fn open_with(backend: Arc<dyn Backend>, master: &MasterKey) -> ObjectStore
 }
 
 /// An object store whose time is `clock`'s.
-async fn open_at(backend: Arc<dyn Backend>, master: &MasterKey, clock: &Arc<ManualClock>) -> ObjectStore {
+async fn open_at(
+    backend: Arc<dyn Backend>,
+    master: &MasterKey,
+    clock: &Arc<ManualClock>,
+) -> ObjectStore {
     let config = Config {
         clock: clock.clone(),
         ..Config::default()

@@ -154,4 +154,3 @@ async fn a_counter_keeps_its_own_ttl() {
     p.increment("n", 1).await.unwrap();
     assert_eq!(p.retrieve("n").await.unwrap().metadata.expires, None);
 }
-
