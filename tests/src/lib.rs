@@ -219,47 +219,36 @@ impl Setup {
         data
     }
 
-    /// Makes a credential for `principal` with `scopes` (all four if
-    /// empty), as `ostore credentials create` does.
-    pub fn credential(&self, principal: Principal, scopes: &[Scope]) -> Credential {
+    /// The credentials of the data, as `ostore credentials` opens them.
+    fn credentials(&self) -> Credentials {
         let data = self.data_dir();
         let (key, _) = data.master_key(None, None).expect("the master key");
-        let credentials = Credentials::open(
+        // No token is issued here: no lifetime, and the clock is moot.
+        Credentials::open(
             &data.credentials(),
             &key,
             Duration::ZERO,
             ostore::clock::system(),
         )
-        .expect("the credentials file");
+        .expect("the credentials file")
+    }
+
+    /// Makes a credential for `principal` with `scopes` (all four if
+    /// empty), as `ostore credentials create` does.
+    pub fn credential(&self, principal: Principal, scopes: &[Scope]) -> Credential {
         let scopes = if scopes.is_empty() {
             Scope::ALL.to_vec()
         } else {
             scopes.to_vec()
         };
-        let new = credentials
+        let new = self
+            .credentials()
             .create(principal, scopes)
             .expect("making a credential");
         Credential {
             id: new.client_id.clone(),
             secret: new.client_secret.clone(),
         }
-    }
-
-    /// Deletes a credential, as `ostore credentials delete` does.
-    pub fn delete_credential(&self, credential: &Credential) {
-        let data = self.data_dir();
-        let (key, _) = data.master_key(None, None).expect("the master key");
-        let credentials = Credentials::open(
-            &data.credentials(),
-            &key,
-            Duration::ZERO,
-            ostore::clock::system(),
-        )
-        .expect("the credentials file");
-        assert!(
-            credentials.delete(&credential.id).unwrap(),
-            "no such credential"
-        );
     }
 
     /// Starts a host of these applications in this process, with the

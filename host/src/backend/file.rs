@@ -16,7 +16,7 @@ use std::thread;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{Backend, BackendError, Batch, BoxFuture, Pair};
+use super::{Backend, BackendError, Batch, BoxFuture, Pair, scan_start};
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 
@@ -92,13 +92,9 @@ impl Backend for FileBackend {
         Box::pin(async move {
             let txn = self.db.begin_read().map_err(storage)?;
             let table = txn.open_table(RECORDS).map_err(storage)?;
-            let range = match after {
-                Some(a) if a >= prefix => {
-                    table.range::<&[u8]>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
-                }
-                _ => table.range::<&[u8]>(prefix..),
-            }
-            .map_err(storage)?;
+            let range = table
+                .range::<&[u8]>((scan_start(prefix, after), std::ops::Bound::Unbounded))
+                .map_err(storage)?;
             let mut out = Vec::new();
             for item in range {
                 let (k, v) = item.map_err(storage)?;

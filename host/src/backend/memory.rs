@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
 
-use super::{Backend, BackendError, Batch, BoxFuture, Pair};
+use super::{Backend, BackendError, Batch, BoxFuture, Pair, scan_start};
 
 /// A [`Backend`] over a `BTreeMap`; nothing survives the process.
 #[derive(Debug, Default)]
@@ -18,7 +18,7 @@ impl MemoryBackend {
     }
 }
 
-pub(crate) fn scan_map<'m>(
+fn scan_map<'m>(
     map: impl IntoIterator<Item = (&'m Vec<u8>, &'m Vec<u8>)>,
     prefix: &[u8],
     limit: usize,
@@ -48,12 +48,9 @@ impl Backend for MemoryBackend {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>> {
         let map = self.map.read().expect("memory backend lock");
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
-            _ => Bound::Included(prefix.to_vec()),
-        };
+        let start = scan_start(prefix, after);
         let pairs = scan_map(
-            map.range::<Vec<u8>, _>((start, Bound::Unbounded)),
+            map.range::<[u8], _>((start, Bound::Unbounded)),
             prefix,
             limit,
         );

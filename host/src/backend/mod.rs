@@ -10,6 +10,7 @@ mod file;
 mod memory;
 
 use std::future::Future;
+use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -49,6 +50,15 @@ pub trait Backend: Send + Sync + 'static {
     /// [`BackendError::Conflict`]. `Ok` is returned only once the batch is
     /// durable: a crash after it cannot lose the batch.
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>>;
+}
+
+/// Where a scan of `prefix` after `after` starts: just past `after` when it
+/// lies at or beyond the prefix, else at the prefix.
+pub(crate) fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> Bound<&'a [u8]> {
+    match after {
+        Some(a) if a >= prefix => Bound::Excluded(a),
+        _ => Bound::Included(prefix),
+    }
 }
 
 /// What a write requires of the key's current value.

@@ -13,7 +13,7 @@ use super::sealed::SealedTable;
 use super::store::Store;
 use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
 use super::usage::AppUsage;
-use super::{Error, Inner, paging, partition};
+use super::{Error, Inner, paging, write};
 
 /// One application's keys and what this host caches of it.
 pub(super) struct AppState {
@@ -113,7 +113,7 @@ impl Inner {
                 return Ok(footprints);
             }
             for (key, sealed) in &chunk {
-                let f = footprints.entry(partition::store_of(key)).or_default();
+                let f = footprints.entry(write::store_of(key)).or_default();
                 f.keys += 1;
                 f.bytes += (key.len() + sealed.len()) as u64;
             }
@@ -232,7 +232,7 @@ impl Application {
         self.admit(store.tag)?;
         let app = &self.state;
         let table = self.table();
-        partition::delete_entries(
+        write::delete_entries(
             table,
             app,
             self.inner.now_ms(),

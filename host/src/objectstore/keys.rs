@@ -292,8 +292,8 @@ mod tests {
         [n; TAG_LEN]
     }
 
-    #[test]
-    fn every_key_round_trips_and_starts_with_its_prefixes() {
+    /// A partition and a key of it, with tags 1 to 4.
+    fn ids() -> (PartitionId, EntryId) {
         let partition = PartitionId {
             app: tag(1),
             store: tag(2),
@@ -303,6 +303,12 @@ mod tests {
             partition,
             key: tag(4),
         };
+        (partition, entry)
+    }
+
+    #[test]
+    fn every_key_round_trips_and_starts_with_its_prefixes() {
+        let (partition, entry) = ids();
         let keys = [
             RecordKey::MasterCheck,
             RecordKey::App(tag(1)),
@@ -367,15 +373,7 @@ mod tests {
 
     #[test]
     fn entries_and_their_expiries_share_the_partitions_shard() {
-        let partition = PartitionId {
-            app: tag(1),
-            store: tag(2),
-            partition: tag(3),
-        };
-        let entry = EntryId {
-            partition,
-            key: tag(4),
-        };
+        let (partition, entry) = ids();
         assert_eq!(
             RecordKey::Entry(entry).shard(),
             RecordKey::Expiry { at: 1, entry }.shard()

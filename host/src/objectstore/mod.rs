@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`types`] | the public value types and settings ([`Ttl`], [`Metadata`], [`Page`], [`Config`], ...) |
 //! | `application`, `store`, `partition` | the rules of each level: names, TTL, quotas, compare-and-swap |
+//! | `write` | how one key changes: per-key locks, conditional commits, the expiry index, usage; bulk deletion |
 //! | `sweep` | reclaiming expired keys |
 //! | `stats` | request counts per store and day |
 //! | `usage` | the request rate and key and byte counts of an application |
@@ -28,6 +29,7 @@ mod store;
 mod sweep;
 pub mod types;
 mod usage;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,7 +68,7 @@ struct Inner {
     config: Config,
     /// Applications this host has used, by tag.
     apps: Mutex<HashMap<Tag, Arc<AppState>>>,
-    key_locks: partition::KeyLocks,
+    key_locks: write::KeyLocks,
 }
 
 impl ObjectStore {
@@ -94,7 +96,7 @@ impl ObjectStore {
                 master,
                 config,
                 apps: Mutex::new(HashMap::new()),
-                key_locks: partition::KeyLocks::new(),
+                key_locks: write::KeyLocks::new(),
             }),
         })
     }
@@ -120,6 +122,24 @@ impl ObjectStore {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         true
+    }
+
+    /// Runs `job` on this store every `interval` until the returned task is
+    /// aborted.
+    fn every<F, Fut>(&self, interval: std::time::Duration, job: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(ObjectStore) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                job(store.clone()).await;
+            }
+        })
     }
 
     /// The application called `name`, created with fresh data keys on first

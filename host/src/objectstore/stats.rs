@@ -59,15 +59,9 @@ impl ObjectStore {
     /// Runs [`flush_stats`](Self::flush_stats) every `interval` until the
     /// returned task is aborted.
     pub fn spawn_stats_flusher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                if let Err(e) = store.flush_stats().await {
-                    tracing::warn!("flushing request counts failed: {e}");
-                }
+        self.every(interval, |store| async move {
+            if let Err(e) = store.flush_stats().await {
+                tracing::warn!("flushing request counts failed: {e}");
             }
         })
     }

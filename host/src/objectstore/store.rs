@@ -7,9 +7,10 @@ use crate::encryption::Tag;
 
 use super::application::Application;
 use super::keys::{PartitionId, Prefix, RecordKey};
-use super::partition::{self, Partition};
+use super::partition::Partition;
 use super::record::{PartitionRecord, StoreRecord};
 use super::types::{Footprint, Page, StoreQuota, Ttl};
+use super::write;
 use super::{Error, paging};
 
 /// A store of one application.
@@ -119,7 +120,7 @@ impl Store {
         let partition = self.partition(name).await?;
         self.app.admit(self.tag)?;
         let table = self.app.table();
-        let removed = partition::delete_entries(
+        let removed = write::delete_entries(
             table,
             &self.app.state,
             self.app.inner.now_ms(),

@@ -9,7 +9,7 @@ use crate::backend::{Batch, Expect};
 use super::keys::{Prefix, RecordKey};
 use super::record::EntryRecord;
 use super::sealed::Commit;
-use super::{Error, ObjectStore, partition};
+use super::{Error, ObjectStore, write};
 
 impl ObjectStore {
     /// Deletes every key whose expiry has passed and returns how many were
@@ -62,7 +62,7 @@ impl ObjectStore {
                 if table.commit(batch).await? == Commit::Done
                     && let Some(bytes) = freed
                 {
-                    app.usage.apply(partition::store_of(&entry_key), -1, -bytes);
+                    app.usage.apply(write::store_of(&entry_key), -1, -bytes);
                     deleted += 1;
                 }
             }
@@ -72,17 +72,11 @@ impl ObjectStore {
     /// Runs [`sweep_expired`](Self::sweep_expired) every `interval` until
     /// the returned task is aborted.
     pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                match store.sweep_expired().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(deleted = n, "swept expired keys"),
-                    Err(e) => tracing::warn!("expiry sweep failed: {e}"),
-                }
+        self.every(interval, |store| async move {
+            match store.sweep_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "swept expired keys"),
+                Err(e) => tracing::warn!("expiry sweep failed: {e}"),
             }
         })
     }

@@ -1,0 +1,255 @@
+//! How a key changes. Every write is a read-modify-write cycle: under this
+//! host's lock for the key, read the current record, decide the new one,
+//! and commit it conditionally on what was read, with the key's expiry index
+//! entry and the usage counts in step; if another writer (on this host or
+//! another) got there first, read again. Also the bulk deletion behind
+//! clearing a partition and deleting a store.
+
+use std::collections::BTreeMap;
+
+use crate::backend::{Batch, Expect};
+use crate::encryption::Tag;
+
+use super::Error;
+use super::application::AppState;
+use super::keys::{EntryId, Prefix, RecordKey, Shard};
+use super::partition::Partition;
+use super::record::EntryRecord;
+use super::sealed::{Commit, SealedTable};
+
+/// How many times a write retries after another host changed the same key
+/// between its read and its commit.
+const MAX_CONFLICT_RETRIES: usize = 64;
+
+/// Serialises read-modify-write cycles on one key within this host, so that
+/// concurrent increments of a hot counter queue up instead of failing each
+/// other's conditional commits. Conditional commits still guard against
+/// writers on other hosts. Striped: two keys may share a lock, which only
+/// costs a little concurrency.
+pub(super) struct KeyLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl KeyLocks {
+    pub fn new() -> Self {
+        Self((0..1024).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    pub async fn lock(&self, entry: &EntryId) -> tokio::sync::MutexGuard<'_, ()> {
+        // Key tags are uniformly distributed.
+        let stripe = u64::from_le_bytes(entry.key[..8].try_into().expect("8 bytes")) as usize;
+        self.0[stripe % self.0.len()].lock().await
+    }
+}
+
+/// The store tag inside an entry's backend key.
+pub(super) fn store_of(entry_key: &[u8]) -> Tag {
+    match RecordKey::parse(entry_key) {
+        Some(RecordKey::Entry(id)) => id.partition.store,
+        _ => unreachable!("entry scans return entry keys"),
+    }
+}
+
+/// A record as read from the backend.
+pub(super) struct Stored {
+    /// `None` when the record failed its integrity check.
+    pub record: Option<EntryRecord>,
+    pub sealed: Vec<u8>,
+    /// Intact and not expired.
+    pub live: bool,
+}
+
+impl Stored {
+    pub fn live_record(&self) -> Option<&EntryRecord> {
+        self.record.as_ref().filter(|_| self.live)
+    }
+
+    /// Whether a write may skip this: an intact but expired record, which
+    /// the sweep reclaims.
+    pub fn is_dead(&self) -> bool {
+        self.record.is_some() && !self.live
+    }
+}
+
+/// What a read-modify-write does with a record that fails its integrity
+/// check.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Damaged {
+    /// Fail with `Integrity`: the operation needs the old value.
+    Refuse,
+    /// Treat it as absent and replace or delete it: the old value does not
+    /// matter, and the key must not stay unusable forever.
+    Replace,
+}
+
+impl Partition {
+    /// Reads what is stored for `entry`: the record, its sealed bytes (the
+    /// expectation for a conditional write) and whether it is live.
+    pub(super) async fn load(&self, entry: &EntryId) -> Result<Option<Stored>, Error> {
+        let table = self.table();
+        let key = RecordKey::Entry(*entry).encode();
+        let Some(sealed) = table.backend().get(&key).await? else {
+            return Ok(None);
+        };
+        let record = match table.open::<EntryRecord>(&key, &sealed) {
+            Ok(record) => Some(record),
+            Err(Error::Integrity) => None,
+            Err(e) => return Err(e),
+        };
+        let now = self.inner().now_ms();
+        let live = record.as_ref().is_some_and(|r| r.is_live_at(now));
+        Ok(Some(Stored {
+            record,
+            sealed,
+            live,
+        }))
+    }
+
+    /// Writes `record` in place of `previous` (what was last read), keeping
+    /// the expiry index and the usage counts in step. Returns
+    /// [`Commit::Conflict`], writing nothing, if the key changed since it
+    /// was read; fails with `QuotaExceeded` if the write would grow the
+    /// application or store past a quota.
+    pub(super) async fn commit_entry(
+        &self,
+        entry: &EntryId,
+        previous: Option<&Stored>,
+        record: Option<&EntryRecord>,
+    ) -> Result<Commit, Error> {
+        let app = self.app();
+        let table = self.table();
+        let key = RecordKey::Entry(*entry).encode();
+        let mut batch = Batch::new();
+        let expect = match previous {
+            Some(stored) => Expect::Value(stored.sealed.clone()),
+            None => Expect::Absent,
+        };
+        if let Some(at) = previous
+            .and_then(|p| p.record.as_ref())
+            .and_then(|r| r.expires)
+        {
+            let expiry = RecordKey::Expiry { at, entry: *entry };
+            batch.delete(expiry.encode(), Expect::Any);
+        }
+        let footprint = |sealed: &[u8]| (key.len() + sealed.len()) as i64;
+        let old_bytes = previous.map_or(0, |p| footprint(&p.sealed));
+        let (keys, bytes) = match record {
+            Some(record) => {
+                let sealed = table.seal(&key, record);
+                let delta = (
+                    i64::from(previous.is_none()),
+                    footprint(&sealed) - old_bytes,
+                );
+                batch.put(key, sealed, expect);
+                if let Some(at) = record.expires {
+                    let expiry = RecordKey::Expiry { at, entry: *entry };
+                    batch.put(expiry.encode(), Vec::new(), Expect::Any);
+                }
+                delta
+            }
+            None => {
+                batch.delete(key, expect);
+                (-1, -old_bytes)
+            }
+        };
+        app.usage
+            .check_quota(keys, bytes, &self.inner().config.limits)?;
+        app.usage
+            .check_store_quota(self.store.tag, keys, bytes, &self.store.quota())?;
+        if record.is_some() {
+            self.ensure_record().await?;
+        }
+        let outcome = table.commit(batch).await?;
+        if outcome == Commit::Done {
+            app.usage.apply(self.store.tag, keys, bytes);
+        }
+        Ok(outcome)
+    }
+
+    /// The read-modify-write cycle behind every write: under this host's
+    /// lock for the key, read the current record, let `change` decide the
+    /// new one, and commit it conditionally, retrying if another host got
+    /// there first. Also says whether a damaged record was replaced or
+    /// deleted.
+    pub(super) async fn modify<T>(
+        &self,
+        key: &str,
+        damaged: Damaged,
+        mut change: impl FnMut(Option<&EntryRecord>, u64) -> Result<(Option<EntryRecord>, T), Error>,
+    ) -> Result<(T, bool), Error> {
+        self.admit()?;
+        let entry = self.entry_id(key)?;
+        let _guard = self.inner().key_locks.lock(&entry).await;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let stored = self.load(&entry).await?;
+            let was_damaged = stored.as_ref().is_some_and(|s| s.record.is_none());
+            if damaged == Damaged::Refuse && was_damaged {
+                return Err(Error::Integrity);
+            }
+            let live = stored.as_ref().and_then(Stored::live_record);
+            let (next, out) = change(live, self.inner().now_ms())?;
+            if next.is_none() && stored.as_ref().is_none_or(Stored::is_dead) {
+                return Ok((out, false));
+            }
+            match self
+                .commit_entry(&entry, stored.as_ref(), next.as_ref())
+                .await?
+            {
+                Commit::Done => return Ok((out, was_damaged)),
+                Commit::Conflict => continue,
+            }
+        }
+        Err(Error::Contended("the key is"))
+    }
+}
+
+/// Deletes every entry under `prefix` with its expiry index entry; returns
+/// how many were live at `now`. Writes racing with it may survive or not.
+/// Each chunk is committed as one batch per partition (shard).
+pub(super) async fn delete_entries(
+    table: SealedTable<'_>,
+    app: &AppState,
+    now: u64,
+    prefix: Prefix,
+) -> Result<u64, Error> {
+    let mut removed = 0;
+    let mut scan = table.scan(prefix);
+    loop {
+        let chunk = scan.next_chunk().await?;
+        if chunk.is_empty() {
+            return Ok(removed);
+        }
+        let mut batches: BTreeMap<Shard, Batch> = BTreeMap::new();
+        let mut freed: BTreeMap<Tag, (i64, i64)> = BTreeMap::new();
+        for (key, sealed) in chunk {
+            let Some(RecordKey::Entry(entry)) = RecordKey::parse(&key) else {
+                unreachable!("entry scans return entry keys");
+            };
+            let batch = batches
+                .entry(Shard::Partition(entry.partition))
+                .or_default();
+            match table.open::<EntryRecord>(&key, &sealed) {
+                Ok(record) => {
+                    if record.is_live_at(now) {
+                        removed += 1;
+                    }
+                    if let Some(at) = record.expires {
+                        batch.delete(RecordKey::Expiry { at, entry }.encode(), Expect::Any);
+                    }
+                }
+                // A damaged record goes too (its index entry, if any, is
+                // dropped by the sweep); it counts as a key that was there.
+                Err(Error::Integrity) => removed += 1,
+                Err(e) => return Err(e),
+            }
+            let f = freed.entry(entry.partition.store).or_default();
+            f.0 -= 1;
+            f.1 -= (key.len() + sealed.len()) as i64;
+            batch.delete(key, Expect::Any);
+        }
+        for batch in batches.into_values() {
+            table.commit_unconditional(batch).await?;
+        }
+        for (store, (keys, bytes)) in freed {
+            app.usage.apply(store, keys, bytes);
+        }
+    }
+}
