@@ -2,7 +2,8 @@
 //! client credentials and then works only through the REST and Stats APIs,
 //! so it can do no more than the credential it signed in with.
 //!
-//! Its three files are compiled into the binary; the page loads nothing from
+//! Its files (the page, its style sheet and its JavaScript modules) are
+//! compiled into the binary; the page loads nothing from
 //! anywhere else, and its Content-Security-Policy forbids it to.
 
 use std::sync::OnceLock;
@@ -29,22 +30,37 @@ struct Asset {
     body: &'static [u8],
 }
 
-const ASSETS: [Asset; 3] = [
+/// A JavaScript module of the UI.
+macro_rules! module {
+    ($file:literal) => {
+        Asset {
+            path: concat!("/admin/", $file),
+            content_type: "text/javascript; charset=utf-8",
+            body: include_bytes!($file),
+        }
+    };
+}
+
+/// The page, its style, and its modules (`app.js` imports the others).
+const ASSETS: &[Asset] = &[
     Asset {
         path: PATH,
         content_type: "text/html; charset=utf-8",
         body: include_bytes!("index.html"),
     },
     Asset {
-        path: "/admin/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("app.js"),
-    },
-    Asset {
         path: "/admin/app.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("app.css"),
     },
+    module!("app.js"),
+    module!("api.js"),
+    module!("dom.js"),
+    module!("format.js"),
+    module!("usage.js"),
+    module!("value.js"),
+    module!("views.js"),
+    module!("widgets.js"),
 ];
 
 /// Whether `path` belongs to the UI rather than to a guest route.
@@ -113,13 +129,13 @@ pub fn handle<B>(req: &hyper::Request<B>) -> hyper::Response<ResponseBody> {
 }
 
 /// A strong ETag per asset, from its content.
-fn etags() -> &'static [String; 3] {
-    static ETAGS: OnceLock<[String; 3]> = OnceLock::new();
+fn etags() -> &'static [String] {
+    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
     ETAGS.get_or_init(|| {
-        ASSETS.each_ref().map(|a| {
-            let digest = Sha256::digest(a.body);
-            format!("\"{}\"", hex(&digest[..12]))
-        })
+        ASSETS
+            .iter()
+            .map(|a| format!("\"{}\"", hex(&Sha256::digest(a.body)[..12])))
+            .collect()
     })
 }
 
@@ -153,6 +169,14 @@ mod tests {
         assert_eq!(get("/admin/", Some("\"other\"")).status(), 200);
 
         assert_eq!(get("/admin/app.js", None).status(), 200);
+        for module in ["api", "dom", "format", "usage", "value", "views", "widgets"] {
+            let answer = get(&format!("/admin/{module}.js"), None);
+            assert_eq!(answer.status(), 200, "{module}.js");
+            assert_eq!(
+                answer.headers()[header::CONTENT_TYPE],
+                "text/javascript; charset=utf-8"
+            );
+        }
         assert_eq!(get("/admin/app.css", None).status(), 200);
         assert_eq!(get("/admin/index.html", None).status(), 200);
         assert_eq!(get("/admin/../api/v1", None).status(), 404);
