@@ -59,6 +59,14 @@ pub async fn load(
             continue;
         }
         let spec = &manifest.components[id];
+        // Before anything is written for the component: a missing file is
+        // the likeliest mistake, and says how to fix it.
+        if !spec.source.is_file() {
+            return Err(LoadError::Component {
+                component: id.into(),
+                source: ComponentError::Missing(spec.source.clone()),
+            });
+        }
         let grants = cx.runtime_config.grant(id, &spec.key_value_stores)?;
         grants
             .prepare(&app)

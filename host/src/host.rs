@@ -103,6 +103,11 @@ impl DataDir {
         self.path.join(DATABASE_FILE)
     }
 
+    /// Where the master key is kept unless it is given otherwise.
+    pub fn default_key_file(&self) -> PathBuf {
+        self.path.join(KEY_FILE)
+    }
+
     /// The sealed credentials file.
     pub fn credentials(&self) -> PathBuf {
         self.path.join(CREDENTIALS_FILE)
@@ -119,7 +124,7 @@ impl DataDir {
         if let Some(text) = text {
             return Ok((MasterKey::parse(text).map_err(KeyError::Malformed)?, false));
         }
-        let key_file = key_file.map_or_else(|| self.path.join(KEY_FILE), Path::to_path_buf);
+        let key_file = key_file.map_or_else(|| self.default_key_file(), Path::to_path_buf);
         let database = self.database();
         if !key_file.exists() && database.exists() {
             return Err(KeyError::MissingKeyFile { database, key_file });
@@ -419,15 +424,10 @@ impl Host {
             let _ = stop.send(());
         };
         let (served, ()) = tokio::join!(serving, signal);
-        sweeper.abort();
-        flusher.abort();
-        let _ = sweeper.await;
-        let _ = flusher.await;
-        served.map_err(HostError::Serve)?;
-        objectstore
-            .flush_stats()
-            .await
-            .map_err(HostError::FlushStats)?;
+        sweeper.stop().await;
+        flusher.stop().await;
+        // The last counts are saved even if serving failed.
+        let flushed = objectstore.flush_stats().await;
         // Guest instances finishing their last response may still hold the
         // store for a moment; the data is closed once they let go.
         if !objectstore.close(CLOSE_PATIENCE).await {
@@ -435,7 +435,8 @@ impl Host {
                 "the object store was still in use {CLOSE_PATIENCE:?} after the last request"
             );
         }
-        Ok(())
+        served.map_err(HostError::Serve)?;
+        flushed.map_err(HostError::FlushStats)
     }
 }
 

@@ -54,8 +54,10 @@ pub enum Problem {
     },
     #[error("route {route:?} names component `{component}`, which is not defined")]
     UnknownComponent { route: String, component: String },
-    #[error("route {route:?}: {why}")]
-    Route { route: String, why: &'static str },
+    #[error("route {0:?} must start with '/'")]
+    RouteStart(String),
+    #[error("route {0:?}: '...' may only end a route")]
+    RouteWildcard(String),
     #[error("route {route} is given twice (components `{first}` and `{second}`)")]
     DuplicateRoute {
         route: Route,
@@ -100,19 +102,15 @@ pub enum Route {
 
 impl Route {
     fn parse(text: &str) -> Result<Self, Problem> {
-        let bad = |why| Problem::Route {
-            route: text.into(),
-            why,
-        };
         if !text.starts_with('/') {
-            return Err(bad("it must start with '/'"));
+            return Err(Problem::RouteStart(text.into()));
         }
         let (path, wildcard) = match text.strip_suffix("/...") {
             Some(prefix) => (prefix, true),
             None => (text, false),
         };
         if path.contains("...") {
-            return Err(bad("'...' may only end a route"));
+            return Err(Problem::RouteWildcard(text.into()));
         }
         let path = path.trim_end_matches('/').to_string();
         Ok(if wildcard {
@@ -186,28 +184,24 @@ pub struct OutboundRule {
 impl OutboundRule {
     /// Reads a rule; an error says what is wrong with it.
     fn parse(text: &str) -> Result<Self, &'static str> {
-        let bad = |why: &'static str| why;
         if text.contains("{{") {
-            return Err(bad("variables in hosts are not supported"));
+            return Err("variables in hosts are not supported");
         }
         let (scheme, rest) = text
             .split_once("://")
-            .ok_or_else(|| bad("expected scheme://host[:port]"))?;
+            .ok_or("expected scheme://host[:port]")?;
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, "*")) => (host, None),
-            Some((host, port)) => (
-                host,
-                Some(port.parse::<u16>().map_err(|_| bad("bad port"))?),
-            ),
+            Some((host, port)) => (host, Some(port.parse::<u16>().map_err(|_| "bad port")?)),
             None => match scheme {
                 "http" => (rest, Some(80)),
                 "https" => (rest, Some(443)),
-                _ => return Err(bad("give a port for this scheme")),
+                _ => return Err("give a port for this scheme"),
             },
         };
         if host.is_empty() || rest.contains('/') {
-            return Err(bad("expected scheme://host[:port]"));
+            return Err("expected scheme://host[:port]");
         }
         Ok(Self {
             scheme: scheme.to_ascii_lowercase(),

@@ -11,7 +11,7 @@ use crate::http::{ResponseBody, json_response};
 use crate::objectstore::{self, Entry, Metadata, StoreOptions, Ttl, ValueKind};
 
 use super::wire::{KeyInfo, KeyMetadata, KeyValue, Value, ValueType};
-use super::{Api, ApiError, ApiResult, Call, no_content, page};
+use super::{Api, ApiError, ApiResult, Call, existing_store, no_content, page};
 
 /// `If-Match` / `If-None-Match` on a key write.
 enum Condition {
@@ -213,8 +213,12 @@ impl Api {
 
     /// One page of keys with their metadata, optionally by `prefix`.
     pub(super) async fn list_keys(&self, call: &Call) -> ApiResult {
-        let partition = self.partition(call).await?;
+        let app = self.application(call).await?;
         let (cursor, size) = call.paging()?;
+        let partition = existing_store(&app, call.store())
+            .await?
+            .partition(call.partition())
+            .await?;
         let prefix = call.query_param("prefix")?;
         let keys = partition
             .list_key_metadata(prefix.as_deref(), cursor.as_deref(), size)
@@ -249,16 +253,22 @@ impl Api {
         Ok(entry_response(&entry))
     }
 
-    /// Writes a key, conditionally on `If-Match` or `If-None-Match: *`.
-    pub(super) async fn put_key(&self, call: Call) -> ApiResult {
+    /// Writes a key, conditionally on `If-Match` or `If-None-Match: *`. The
+    /// body is checked before the store is looked at: a bad write creates
+    /// nothing (not even the default store).
+    pub(super) async fn put_key(&self, mut call: Call) -> ApiResult {
+        let app = self.application(&call).await?;
         let condition = Condition::from_headers(call.headers())?;
-        let partition = self.partition(&call).await?;
         let key = call.key().to_string();
         let limit = self.objectstore.config().limits.max_value_bytes;
         // Base64 makes binary values a third larger; leave room for the
         // JSON around them.
         let body = call.body(limit / 3 * 4 + (64 << 10)).await?;
         let (value, options) = parse_value(&key, &body)?;
+        let partition = existing_store(&app, call.store())
+            .await?
+            .partition(call.partition())
+            .await?;
         let metadata = match condition {
             Condition::None => partition.store(&key, value.clone(), options).await?,
             Condition::Absent => {

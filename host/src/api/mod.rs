@@ -56,7 +56,9 @@ type ApiResult = Result<hyper::Response<ResponseBody>, ApiError>;
 
 /// One request, matched to its route.
 struct Call {
-    req: hyper::Request<Incoming>,
+    parts: http::request::Parts,
+    /// Until read with [`Call::body`].
+    body: Option<Incoming>,
     params: Params,
     /// The token's grant; `None` only on routes anyone may call.
     grant: Option<Grant>,
@@ -64,11 +66,11 @@ struct Call {
 
 impl Call {
     fn headers(&self) -> &HeaderMap {
-        self.req.headers()
+        &self.parts.headers
     }
 
     fn query(&self) -> Option<&str> {
-        self.req.uri().query()
+        self.parts.uri.query()
     }
 
     /// The value of query parameter `name`, decoded.
@@ -105,8 +107,9 @@ impl Call {
     }
 
     /// Reads the request body, of at most `limit` bytes.
-    async fn body(self, limit: usize) -> Result<Bytes, ApiError> {
-        match Limited::new(self.req.into_body(), limit).collect().await {
+    async fn body(&mut self, limit: usize) -> Result<Bytes, ApiError> {
+        let body = self.body.take().expect("a body is read once");
+        match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -155,7 +158,13 @@ impl Api {
                 Some(grant)
             }
         };
-        let call = Call { req, params, grant };
+        let (parts, body) = req.into_parts();
+        let call = Call {
+            parts,
+            body: Some(body),
+            params,
+            grant,
+        };
         match route.op {
             Op::Token => self.token(call).await,
             Op::OpenApi => Ok(token::openapi()),
@@ -209,15 +218,18 @@ impl Api {
 
     /// The call's `{store}` if it exists. The default store always does.
     async fn existing_store(&self, call: &Call) -> Result<Store, ApiError> {
-        let app = self.application(call).await?;
-        let name = call.store();
-        if name == DEFAULT_STORE {
-            return Ok(app.default_store().await?);
-        }
-        app.find_store(name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no store {name:?}")))
+        existing_store(&self.application(call).await?, call.store()).await
     }
+}
+
+/// The store `name` of `app` if it exists. The default store always does.
+async fn existing_store(app: &Application, name: &str) -> Result<Store, ApiError> {
+    if name == DEFAULT_STORE {
+        return Ok(app.default_store().await?);
+    }
+    app.find_store(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no store {name:?}")))
 }
 
 /// The value of query parameter `name`, decoded.

@@ -7,7 +7,7 @@ use crate::http::json_response;
 use crate::objectstore::{DEFAULT_TTL_SECS, Store, StoreQuota, Ttl};
 
 use super::wire::StoreInfo;
-use super::{Api, ApiError, ApiResult, Call, no_content, page};
+use super::{Api, ApiError, ApiResult, Call, existing_store, no_content, page};
 
 /// The largest store configuration read: a few numbers.
 const MAX_STORE_CONFIG: usize = 64 << 10;
@@ -95,7 +95,7 @@ impl Api {
     }
 
     /// Creates or configures a store.
-    pub(super) async fn put_store(&self, call: Call) -> ApiResult {
+    pub(super) async fn put_store(&self, mut call: Call) -> ApiResult {
         let app = self.application(&call).await?;
         let name = call.store().to_string();
         let body = call.body(MAX_STORE_CONFIG).await?;
@@ -115,8 +115,9 @@ impl Api {
     }
 
     pub(super) async fn list_partitions(&self, call: &Call) -> ApiResult {
-        let store = self.existing_store(call).await?;
+        let app = self.application(call).await?;
         let (cursor, size) = call.paging()?;
+        let store = existing_store(&app, call.store()).await?;
         let partitions = store.list_partitions(cursor.as_deref(), size).await?;
         Ok(json_response(StatusCode::OK, &page(partitions, |p| p)))
     }

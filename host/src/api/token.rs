@@ -52,7 +52,7 @@ impl Api {
     /// `POST /accounts/api/v2/oauth2/token` with `client_id`,
     /// `client_secret` and `grant_type=client_credentials`, as JSON or as a
     /// form.
-    pub(super) async fn token(&self, call: Call) -> ApiResult {
+    pub(super) async fn token(&self, mut call: Call) -> ApiResult {
         let is_form = call
             .headers()
             .get(header::CONTENT_TYPE)

@@ -108,7 +108,7 @@ pub(super) fn master_key(data: &DataDir, key_file: Option<&Path>) -> anyhow::Res
         eprintln!(
             "created a new master key in {}",
             key_file
-                .map_or_else(|| data.path().join("master.key"), Path::to_path_buf)
+                .map_or_else(|| data.default_key_file(), Path::to_path_buf)
                 .display()
         );
     }

@@ -202,7 +202,6 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| first_dir.join(".ostore")),
     );
-    data_dir.create()?;
     let master_key = super::local::master_key(&data_dir, args.key_file.as_deref())?;
     let mut config = HostConfig::new(data_dir, master_key);
     config.limits = Limits {
@@ -220,7 +219,13 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
     });
     config.runtime_config = runtime_config;
     config.organization = args.organization.clone();
-    config.environments = args.environments.iter().cloned().collect();
+    // A repeated --environment for one application: the first counts.
+    for (app, env) in &args.environments {
+        config
+            .environments
+            .entry(app.clone())
+            .or_insert_with(|| env.clone());
+    }
     config.token_lifetime = Duration::from_secs(args.token_lifetime);
     config.admin_ui = match admin_listener {
         Some(_) => AdminUi::OwnListener,

@@ -102,18 +102,18 @@ impl Inner {
     /// Counts the keys and bytes of every store of an application.
     async fn measure(&self, app: &AppState) -> Result<HashMap<Tag, Footprint>, Error> {
         let mut footprints: HashMap<Tag, Footprint> = HashMap::new();
-        let mut scan = self.table(app).scan(Prefix::Entries {
-            app: app.tag,
-            store: None,
-            partition: None,
-        });
+        let mut scan = self.table(app).scan(Prefix::AppEntries(app.tag));
         loop {
             let chunk = scan.next_chunk_of(1024).await?;
             if chunk.is_empty() {
                 return Ok(footprints);
             }
             for (key, sealed) in &chunk {
-                let f = footprints.entry(write::store_of(key)).or_default();
+                let Some(store) = write::store_of(key) else {
+                    tracing::warn!("not counting a malformed entry key");
+                    continue;
+                };
+                let f = footprints.entry(store).or_default();
                 f.keys += 1;
                 f.bytes += (key.len() + sealed.len()) as u64;
             }
@@ -236,10 +236,9 @@ impl Application {
             table,
             app,
             self.inner.now_ms(),
-            Prefix::Entries {
+            Prefix::StoreEntries {
                 app: app.tag,
-                store: Some(store.tag),
-                partition: None,
+                store: store.tag,
             },
         )
         .await?;

@@ -19,7 +19,9 @@
 //!
 //! A record's *shard* is the unit a batch may touch: every batch the object
 //! store commits writes records of one shard only, so that a backend which
-//! spreads shards over machines can still apply a batch atomically.
+//! spreads shards over machines can still apply a batch atomically. (A key
+//! that parses as none of these, damage at rest, belongs to no shard; the
+//! sweep and bulk deletion delete such keys in batches of their own.)
 
 use crate::encryption::{TAG_LEN, Tag};
 
@@ -87,12 +89,12 @@ pub(crate) enum Prefix {
     Partitions { app: Tag, store: Tag },
     /// An application's request counts, or one store's.
     Stats { app: Tag, store: Option<Tag> },
-    /// An application's entries, or one store's, or one partition's.
-    Entries {
-        app: Tag,
-        store: Option<Tag>,
-        partition: Option<Tag>,
-    },
+    /// Every entry of an application.
+    AppEntries(Tag),
+    /// Every entry of one store.
+    StoreEntries { app: Tag, store: Tag },
+    /// Every entry of one partition.
+    PartitionEntries(PartitionId),
 }
 
 /// Bytes of an entry's tags: app, store, partition, key.
@@ -255,15 +257,17 @@ impl Prefix {
                 out.push(STATS);
                 [Some(app), store.as_ref(), None]
             }
-            Prefix::Entries {
-                app,
-                store,
-                partition,
-            } => {
+            Prefix::AppEntries(app) => {
                 out.push(ENTRY);
-                // A partition is named only within its store.
-                debug_assert!(partition.is_none() || store.is_some());
-                [Some(app), store.as_ref(), partition.as_ref()]
+                [Some(app), None, None]
+            }
+            Prefix::StoreEntries { app, store } => {
+                out.push(ENTRY);
+                [Some(app), Some(store), None]
+            }
+            Prefix::PartitionEntries(id) => {
+                out.push(ENTRY);
+                [Some(&id.app), Some(&id.store), Some(&id.partition)]
             }
         };
         for tag in tags.into_iter().map_while(|t| t) {
@@ -276,11 +280,7 @@ impl Prefix {
 impl PartitionId {
     /// The prefix of the partition's entries.
     pub fn entries(&self) -> Prefix {
-        Prefix::Entries {
-            app: self.app,
-            store: Some(self.store),
-            partition: Some(self.partition),
-        }
+        Prefix::PartitionEntries(*self)
     }
 }
 
@@ -350,23 +350,17 @@ mod tests {
         let entry_key = RecordKey::Entry(entry).encode();
         for prefix in [
             partition.entries(),
-            Prefix::Entries {
+            Prefix::StoreEntries {
                 app: tag(1),
-                store: Some(tag(2)),
-                partition: None,
+                store: tag(2),
             },
-            Prefix::Entries {
-                app: tag(1),
-                store: None,
-                partition: None,
-            },
+            Prefix::AppEntries(tag(1)),
         ] {
             assert!(entry_key.starts_with(&prefix.encode()), "{prefix:?}");
         }
-        let other_store = Prefix::Entries {
+        let other_store = Prefix::StoreEntries {
             app: tag(1),
-            store: Some(tag(9)),
-            partition: None,
+            store: tag(9),
         };
         assert!(!entry_key.starts_with(&other_store.encode()));
     }

@@ -52,6 +52,11 @@ use keys::RecordKey;
 use record::MasterCheck;
 use sealed::SealedTable;
 
+/// How many times a conditional write (of a key, or of a day's request
+/// count) retries after another writer, on this host or another, changed
+/// the record between the read and the commit.
+const MAX_CONFLICT_RETRIES: usize = 64;
+
 /// The object store service: one per host process, shared by all
 /// applications. Cheap to clone.
 #[derive(Clone)]
@@ -125,21 +130,30 @@ impl ObjectStore {
     }
 
     /// Runs `job` on this store every `interval` until the returned task is
-    /// aborted.
-    fn every<F, Fut>(&self, interval: std::time::Duration, job: F) -> tokio::task::JoinHandle<()>
+    /// stopped.
+    fn every<F, Fut>(&self, interval: std::time::Duration, job: F) -> Periodic
     where
         F: Fn(ObjectStore) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
         let store = self.clone();
-        tokio::spawn(async move {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
-                job(store.clone()).await;
+                // A stop waits for the job under way: it is never cut off
+                // half-way (a flush, say, with counts taken but not saved).
+                tokio::select! {
+                    _ = ticker.tick() => job(store.clone()).await,
+                    _ = &mut stopped => return,
+                }
             }
-        })
+        });
+        Periodic {
+            stop: Some(stop),
+            task,
+        }
     }
 
     /// The application called `name`, created with fresh data keys on first
@@ -180,6 +194,28 @@ impl Inner {
             )));
         }
         Ok(())
+    }
+}
+
+/// A job the object store runs periodically (the sweep, the stats flush).
+/// Dropping it aborts the job; [`stop`](Self::stop) lets a run under way
+/// finish first.
+pub struct Periodic {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Periodic {
+    /// Stops the job once its current run, if any, has finished.
+    pub async fn stop(mut self) {
+        self.stop.take();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Periodic {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

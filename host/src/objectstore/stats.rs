@@ -15,11 +15,7 @@ use super::keys::{Prefix, RecordKey};
 use super::record::StatsRecord;
 use super::sealed::Commit;
 use super::types::DayStats;
-use super::{Error, Inner, ObjectStore};
-
-/// How many times adding to a day's count retries after another host added
-/// to it between the read and the write.
-const MAX_CONFLICT_RETRIES: usize = 64;
+use super::{Error, Inner, MAX_CONFLICT_RETRIES, ObjectStore, Periodic};
 
 impl ObjectStore {
     /// Adds the request counts gathered since the last flush to the stored
@@ -56,9 +52,9 @@ impl ObjectStore {
         Ok(())
     }
 
-    /// Runs [`flush_stats`](Self::flush_stats) every `interval` until the
-    /// returned task is aborted.
-    pub fn spawn_stats_flusher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// Runs [`flush_stats`](Self::flush_stats) every `interval` until
+    /// stopped.
+    pub fn spawn_stats_flusher(&self, interval: Duration) -> Periodic {
         self.every(interval, |store| async move {
             if let Err(e) = store.flush_stats().await {
                 tracing::warn!("flushing request counts failed: {e}");

@@ -9,7 +9,7 @@ use crate::backend::{Batch, Expect};
 use super::keys::{Prefix, RecordKey};
 use super::record::EntryRecord;
 use super::sealed::Commit;
-use super::{Error, ObjectStore, write};
+use super::{Error, ObjectStore, Periodic};
 
 impl ObjectStore {
     /// Deletes every key whose expiry has passed and returns how many were
@@ -37,17 +37,16 @@ impl ObjectStore {
                 if at > now {
                     return Ok(deleted);
                 }
-                let app = inner.app_state(entry.partition.app, None).await?;
-                let table = inner.table(&app);
                 let entry_key = RecordKey::Entry(entry).encode();
                 let _guard = inner.key_locks.lock(&entry).await;
                 let mut batch = Batch::new();
                 batch.delete(index_key, Expect::Any);
                 let mut freed = None;
                 if let Some(sealed) = inner.backend.get(&entry_key).await? {
-                    match table.open::<EntryRecord>(&entry_key, &sealed) {
+                    let app = inner.app_state(entry.partition.app, None).await?;
+                    match inner.table(&app).open::<EntryRecord>(&entry_key, &sealed) {
                         Ok(record) if record.expires == Some(at) => {
-                            freed = Some((entry_key.len() + sealed.len()) as i64);
+                            freed = Some((app, (entry_key.len() + sealed.len()) as i64));
                             batch.delete(entry_key.clone(), Expect::Value(sealed));
                         }
                         // Rewritten since: only the index entry is stale.
@@ -59,10 +58,10 @@ impl ObjectStore {
                 }
                 // Changed since it was read: the write that changed it also
                 // replaced the index entry; a later sweep sees the new one.
-                if table.commit(batch).await? == Commit::Done
-                    && let Some(bytes) = freed
+                if index.commit(batch).await? == Commit::Done
+                    && let Some((app, bytes)) = freed
                 {
-                    app.usage.apply(write::store_of(&entry_key), -1, -bytes);
+                    app.usage.apply(entry.partition.store, -1, -bytes);
                     deleted += 1;
                 }
             }
@@ -70,8 +69,8 @@ impl ObjectStore {
     }
 
     /// Runs [`sweep_expired`](Self::sweep_expired) every `interval` until
-    /// the returned task is aborted.
-    pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// stopped.
+    pub fn spawn_sweeper(&self, interval: Duration) -> Periodic {
         self.every(interval, |store| async move {
             match store.sweep_expired().await {
                 Ok(0) => {}

@@ -50,10 +50,11 @@ impl AppUsage {
                 tokens: rate,
                 at_ms: now_ms,
             });
-            // A clock that steps back refills nothing rather than draining.
+            // A clock that steps back refills nothing and counts on from its
+            // new reading, rather than waiting to catch up.
             let elapsed = now_ms.saturating_sub(b.at_ms) as f64 / 1000.0;
             b.tokens = (b.tokens + elapsed * rate).min(rate);
-            b.at_ms = b.at_ms.max(now_ms);
+            b.at_ms = now_ms;
             if b.tokens < 1.0 {
                 let wait = (1.0 - b.tokens) / rate;
                 return Err(Error::RateLimited {
@@ -215,6 +216,21 @@ mod tests {
             5,
             "refused requests are not counted"
         );
+    }
+
+    #[test]
+    fn the_bucket_refills_with_time_and_survives_a_clock_stepping_back() {
+        let usage = AppUsage::default();
+        let limits = Limits {
+            requests_per_second: Some(2),
+            ..Limits::default()
+        };
+        let admit = |at: u64| usage.admit([0; 16], &limits, at).is_ok();
+        assert!(admit(10_000) && admit(10_000) && !admit(10_000));
+        assert!(admit(10_500), "half a second brings one token back");
+        // The clock steps back an hour: the bucket counts on from there.
+        assert!(!admit(10_500 - 3_600_000));
+        assert!(admit(10_500 - 3_600_000 + 500));
     }
 
     #[test]

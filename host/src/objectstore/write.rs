@@ -10,16 +10,12 @@ use std::collections::BTreeMap;
 use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
-use super::Error;
 use super::application::AppState;
-use super::keys::{EntryId, Prefix, RecordKey, Shard};
+use super::keys::{EntryId, PartitionId, Prefix, RecordKey};
 use super::partition::Partition;
 use super::record::EntryRecord;
 use super::sealed::{Commit, SealedTable};
-
-/// How many times a write retries after another host changed the same key
-/// between its read and its commit.
-const MAX_CONFLICT_RETRIES: usize = 64;
+use super::{Error, MAX_CONFLICT_RETRIES};
 
 /// Serialises read-modify-write cycles on one key within this host, so that
 /// concurrent increments of a hot counter queue up instead of failing each
@@ -40,11 +36,12 @@ impl KeyLocks {
     }
 }
 
-/// The store tag inside an entry's backend key.
-pub(super) fn store_of(entry_key: &[u8]) -> Tag {
+/// The store tag of an entry's backend key; `None` for a key that is no
+/// entry key (damage at rest).
+pub(super) fn store_of(entry_key: &[u8]) -> Option<Tag> {
     match RecordKey::parse(entry_key) {
-        Some(RecordKey::Entry(id)) => id.partition.store,
-        _ => unreachable!("entry scans return entry keys"),
+        Some(RecordKey::Entry(id)) => Some(id.partition.store),
+        _ => None,
     }
 }
 
@@ -203,13 +200,21 @@ impl Partition {
 
 /// Deletes every entry under `prefix` with its expiry index entry; returns
 /// how many were live at `now`. Writes racing with it may survive or not.
-/// Each chunk is committed as one batch per partition (shard).
+/// Each chunk is committed as one batch per partition (its shard), and the
+/// usage counts follow each batch that lands.
 pub(super) async fn delete_entries(
     table: SealedTable<'_>,
     app: &AppState,
     now: u64,
     prefix: Prefix,
 ) -> Result<u64, Error> {
+    /// The deletions of one partition, and the keys and bytes they free.
+    #[derive(Default)]
+    struct Deletions {
+        batch: Batch,
+        keys: i64,
+        bytes: i64,
+    }
     let mut removed = 0;
     let mut scan = table.scan(prefix);
     loop {
@@ -217,22 +222,25 @@ pub(super) async fn delete_entries(
         if chunk.is_empty() {
             return Ok(removed);
         }
-        let mut batches: BTreeMap<Shard, Batch> = BTreeMap::new();
-        let mut freed: BTreeMap<Tag, (i64, i64)> = BTreeMap::new();
+        let mut by_partition: BTreeMap<PartitionId, Deletions> = BTreeMap::new();
+        let mut malformed = Batch::new();
         for (key, sealed) in chunk {
             let Some(RecordKey::Entry(entry)) = RecordKey::parse(&key) else {
-                unreachable!("entry scans return entry keys");
+                // Damage at rest: not a key of this layout, and so of no
+                // shard; it goes with what it is under, in a batch of its own.
+                tracing::warn!("deleting a malformed entry key");
+                malformed.delete(key, Expect::Any);
+                continue;
             };
-            let batch = batches
-                .entry(Shard::Partition(entry.partition))
-                .or_default();
+            let deletions = by_partition.entry(entry.partition).or_default();
             match table.open::<EntryRecord>(&key, &sealed) {
                 Ok(record) => {
                     if record.is_live_at(now) {
                         removed += 1;
                     }
                     if let Some(at) = record.expires {
-                        batch.delete(RecordKey::Expiry { at, entry }.encode(), Expect::Any);
+                        let expiry = RecordKey::Expiry { at, entry }.encode();
+                        deletions.batch.delete(expiry, Expect::Any);
                     }
                 }
                 // A damaged record goes too (its index entry, if any, is
@@ -240,16 +248,17 @@ pub(super) async fn delete_entries(
                 Err(Error::Integrity) => removed += 1,
                 Err(e) => return Err(e),
             }
-            let f = freed.entry(entry.partition.store).or_default();
-            f.0 -= 1;
-            f.1 -= (key.len() + sealed.len()) as i64;
-            batch.delete(key, Expect::Any);
+            deletions.keys -= 1;
+            deletions.bytes -= (key.len() + sealed.len()) as i64;
+            deletions.batch.delete(key, Expect::Any);
         }
-        for batch in batches.into_values() {
-            table.commit_unconditional(batch).await?;
+        for (partition, deletions) in by_partition {
+            table.commit_unconditional(deletions.batch).await?;
+            app.usage
+                .apply(partition.store, deletions.keys, deletions.bytes);
         }
-        for (store, (keys, bytes)) in freed {
-            app.usage.apply(store, keys, bytes);
+        if !malformed.is_empty() {
+            table.backend().commit(malformed).await?;
         }
     }
 }
