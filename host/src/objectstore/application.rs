@@ -36,13 +36,14 @@ impl AppState {
         self.sealer.tag(b"store", b"", name.as_bytes())
     }
 
-    /// The cached settings of a partition, if this host knows them.
-    pub fn cached_partition(&self, store: Tag, partition: Tag) -> Option<PartitionRecord> {
+    /// The cached TTL setting of a partition (`Some(None)`: the store's),
+    /// if this host knows the partition.
+    pub fn cached_ttl(&self, store: Tag, partition: Tag) -> Option<Option<Ttl>> {
         self.partitions
             .lock()
             .expect("partitions lock")
             .get(&(store, partition))
-            .cloned()
+            .map(|r| r.ttl)
     }
 
     pub fn cache_partition(&self, store: Tag, partition: Tag, record: PartitionRecord) {

@@ -65,11 +65,8 @@ impl Partition {
     /// The application's view of the partition wins over this handle's, so
     /// that a TTL set through another handle applies at once.
     pub fn effective_ttl(&self) -> Ttl {
-        let cached = self
-            .app()
-            .cached_partition(self.store.tag, self.id.partition)
-            .map(|r| r.ttl);
-        cached
+        self.app()
+            .cached_ttl(self.store.tag, self.id.partition)
             .unwrap_or(self.ttl)
             .unwrap_or(self.store.default_ttl())
     }
@@ -97,10 +94,7 @@ impl Partition {
     /// deleted. Never overwrites a record (and so its TTL).
     pub(super) async fn ensure_record(&self) -> Result<(), Error> {
         let app = self.app();
-        if app
-            .cached_partition(self.store.tag, self.id.partition)
-            .is_some()
-        {
+        if app.cached_ttl(self.store.tag, self.id.partition).is_some() {
             return Ok(());
         }
         let mine = PartitionRecord {
@@ -249,28 +243,32 @@ impl Partition {
     }
 
     /// Counts a read of `key` and loads it; fails unless it is there, live
-    /// and intact.
-    async fn load_live(&self, key: &str) -> Result<(EntryId, Stored, EntryRecord), Error> {
+    /// and intact. The returned [`Stored`] holds the record.
+    async fn load_live(&self, key: &str) -> Result<(EntryId, Stored), Error> {
         self.admit()?;
         let entry = self.entry_id(key)?;
         let stored = self.load(&entry).await?.ok_or(Error::KeyNotFound)?;
-        match (stored.record.clone(), stored.live) {
+        match (&stored.record, stored.live) {
             (None, _) => Err(Error::Integrity),
             (Some(_), false) => Err(Error::KeyNotFound),
-            (Some(record), true) => Ok((entry, stored, record)),
+            (Some(_), true) => Ok((entry, stored)),
         }
     }
 
     /// Reads `key` without extending a rolling TTL: a look at the key, as
     /// an administrator takes, rather than a use of it.
     pub async fn peek(&self, key: &str) -> Result<Entry, Error> {
-        let (_, _, record) = self.load_live(key).await?;
-        Ok(record.into_entry())
+        let (_, stored) = self.load_live(key).await?;
+        Ok(stored
+            .record
+            .expect("load_live holds a record")
+            .into_entry())
     }
 
     /// Reads `key`, extending a rolling TTL.
     pub async fn retrieve(&self, key: &str) -> Result<Entry, Error> {
-        let (entry, stored, mut record) = self.load_live(key).await?;
+        let (entry, stored) = self.load_live(key).await?;
+        let record = stored.record.as_ref().expect("load_live holds a record");
         if let Ttl::Rolling(secs) = record.ttl {
             let now = self.inner().now_ms();
             let window = secs.saturating_mul(1000);
@@ -285,7 +283,7 @@ impl Partition {
                     .commit_entry(&entry, Some(&stored), Some(&refreshed))
                     .await
                 {
-                    Ok(Commit::Done) => record = refreshed,
+                    Ok(Commit::Done) => return Ok(refreshed.into_entry()),
                     // A concurrent write replaced the key and set its
                     // expiry; or the store is at its byte quota, which must
                     // not make reads fail.
@@ -294,7 +292,10 @@ impl Partition {
                 }
             }
         }
-        Ok(record.into_entry())
+        Ok(stored
+            .record
+            .expect("load_live holds a record")
+            .into_entry())
     }
 
     /// Whether `key` exists; does not extend a rolling TTL.

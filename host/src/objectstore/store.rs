@@ -67,26 +67,25 @@ impl Store {
         self.app.inner.check_name(name, "partition name")?;
         let app = &self.app.state;
         let id = self.partition_id(app.sealer.tag(b"partition", &self.tag, name.as_bytes()));
-        let record = match app.cached_partition(self.tag, id.partition) {
-            Some(record) => Some(record),
+        let ttl = match app.cached_ttl(self.tag, id.partition) {
+            Some(ttl) => ttl,
             None => {
                 let stored = self
                     .app
                     .table()
                     .get::<PartitionRecord>(&RecordKey::Partition(id))
                     .await?;
-                stored.map(|opened| {
-                    app.cache_partition(self.tag, id.partition, opened.record.clone());
-                    opened.record
-                })
+                match stored {
+                    Some(opened) => {
+                        let ttl = opened.record.ttl;
+                        app.cache_partition(self.tag, id.partition, opened.record);
+                        ttl
+                    }
+                    None => None,
+                }
             }
         };
-        Ok(Partition::new(
-            self.clone(),
-            name.into(),
-            id,
-            record.and_then(|r| r.ttl),
-        ))
+        Ok(Partition::new(self.clone(), name.into(), id, ttl))
     }
 
     /// One page of the names of this store's partitions.
