@@ -408,6 +408,7 @@ mod tests {
     fn store_errors_get_the_shared_statuses() {
         let status = |e: Error| Response::error(&e).status();
         assert_eq!(status(Error::InvalidKey("empty".into())), 400);
+        assert_eq!(status(Error::InvalidArgument("not a number".into())), 400);
         assert_eq!(status(Error::KeyNotFound), 404);
         assert_eq!(status(Error::ValueTooLarge(1)), 413);
         assert_eq!(status(Error::RateLimited(1)), 429);
