@@ -297,11 +297,12 @@ impl Credentials {
         let tmp = self.path.with_extension("tmp");
         let io = |e: std::io::Error| AuthError::File(format!("{}: {e}", self.path.display()));
         {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp).map_err(io)?;
+            let mut file = crate::fs::private_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(io)?;
             std::io::Write::write_all(&mut file, &sealed).map_err(io)?;
             file.sync_all().map_err(io)?;
         }

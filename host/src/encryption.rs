@@ -111,11 +111,11 @@ impl MasterKey {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(io_err)?;
                 }
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(io_err)?;
+                let mut file = crate::fs::private_options()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(io_err)?;
                 writeln!(file, "{}", key.to_hex()).map_err(io_err)?;
                 file.sync_all().map_err(io_err)?;
                 Ok((key, true))

@@ -30,6 +30,7 @@
 //! | [`backend`] | the storage contract; redb file (group commit) and memory backends |
 //! | [`clock`] | where "now" comes from, and UTC calendar days |
 //! | [`http`] | response bodies and percent-encoding |
+//! | `fs` | files only their owner may read |
 //!
 //! # Embedding
 //!
@@ -95,6 +96,7 @@ pub mod client;
 pub mod clock;
 pub mod component;
 pub mod encryption;
+mod fs;
 pub mod host;
 pub mod http;
 pub mod manifest;

@@ -47,6 +47,13 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "the generated key file is private");
+        // The database is sealed, but what it reveals (sizes, when keys
+        // expire) is no one else's business either.
+        let mode = std::fs::metadata(data.join("ostore.redb"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the database file is private");
     }
 
     // Flip one byte in the middle of the stored entry, as a disk fault or an

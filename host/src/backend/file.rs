@@ -41,8 +41,14 @@ pub struct CommitStats {
 }
 
 impl FileBackend {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path`, readable by its owner
+    /// only.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
+        crate::fs::make_private(path).map_err(|e| BackendError::Open {
+            path: path.display().to_string(),
+            hint: " (cannot make the file private)",
+            source: Arc::new(e),
+        })?;
         let db = Database::create(path).map_err(|e| BackendError::Open {
             path: path.display().to_string(),
             hint: match e {

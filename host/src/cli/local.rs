@@ -174,11 +174,10 @@ pub(super) fn self_signed(dir: &Path, names: &[String]) -> anyhow::Result<()> {
     let key_path = dir.join("key.pem");
     std::fs::write(&cert_path, cert)
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    let mut file = crate::fs::private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
         .open(&key_path)
         .with_context(|| format!("cannot write {}", key_path.display()))?;
     std::io::Write::write_all(&mut file, key.as_bytes())?;
