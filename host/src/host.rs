@@ -38,7 +38,7 @@ use crate::manifest::{Manifest, Route};
 use crate::objectstore::{self, Limits, ObjectStore};
 use crate::router::{RouteEntry, RouteError, Router};
 use crate::runtime::{Runtime, RuntimeError, SandboxConfig};
-use crate::server::serve;
+use crate::server::{ConnectionLimits, serve};
 use crate::spin::RuntimeConfig;
 use crate::spin::variables::VariableSource;
 
@@ -174,6 +174,8 @@ pub struct HostConfig {
     pub admin_ui: AdminUi,
     /// HTTPS on every listener, if given.
     pub tls: Option<TlsAcceptor>,
+    /// Timeouts and the connection cap of every listener.
+    pub connections: ConnectionLimits,
     /// How often expired keys are reclaimed.
     pub sweep_interval: Duration,
     /// How often request counts are saved.
@@ -197,6 +199,7 @@ impl HostConfig {
             token_lifetime: Duration::from_secs(3600),
             admin_ui: AdminUi::AppListener,
             tls: None,
+            connections: ConnectionLimits::default(),
             sweep_interval: Duration::from_secs(60),
             stats_flush_interval: Duration::from_secs(1),
             clock: clock::system(),
@@ -262,6 +265,7 @@ pub struct Host {
     environments: Environments,
     admin_ui: AdminUi,
     tls: Option<TlsAcceptor>,
+    connections: ConnectionLimits,
     sweep_interval: Duration,
     stats_flush_interval: Duration,
 }
@@ -301,6 +305,7 @@ impl Host {
             objectstore.clone(),
             Arc::new(credentials),
             environments.clone(),
+            config.connections.body_timeout,
         );
         let mut router =
             Router::new().with_api(Arc::new(api), config.admin_ui == AdminUi::AppListener);
@@ -334,6 +339,7 @@ impl Host {
             environments,
             admin_ui: config.admin_ui,
             tls: config.tls,
+            connections: config.connections,
             sweep_interval: config.sweep_interval,
             stats_flush_interval: config.stats_flush_interval,
         })
@@ -392,6 +398,7 @@ impl Host {
             router,
             admin_ui,
             tls,
+            connections,
             sweep_interval,
             stats_flush_interval,
             ..
@@ -411,12 +418,24 @@ impl Host {
                 Some(admin_listener) => {
                     let admin_router = router.admin_only();
                     let (apps, admin) = tokio::join!(
-                        serve(listener, router, tls.clone(), stopped(stopping.clone())),
-                        serve(admin_listener, admin_router, tls, stopped(stopping)),
+                        serve(
+                            listener,
+                            router,
+                            tls.clone(),
+                            &connections,
+                            stopped(stopping.clone())
+                        ),
+                        serve(
+                            admin_listener,
+                            admin_router,
+                            tls,
+                            &connections,
+                            stopped(stopping)
+                        ),
                     );
                     apps.and(admin)
                 }
-                None => serve(listener, router, tls, stopped(stopping)).await,
+                None => serve(listener, router, tls, &connections, stopped(stopping)).await,
             }
         };
         let signal = async move {

@@ -9,18 +9,46 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::router::Router;
 
-/// How long a client may take to send a request's headers; a slow or
-/// stalled client must not hold a connection forever.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limits of every connection, whatever route its requests reach: a slow,
+/// stalled or numerous client must not hold the host.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// How long a client may take to send a request's headers, or to finish
+    /// a TLS handshake.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body to the REST API
+    /// (a guest's request, body included, is bounded by its deadline).
+    pub body_timeout: Duration,
+    /// Connections served at once; past it, a connection is answered
+    /// `503` (plain HTTP) or closed (TLS) at once.
+    pub max_connections: usize,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
 
-/// How long a shutdown waits for requests in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a connection past [`ConnectionLimits::max_connections`] is told.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 43\r\nretry-after: 1\r\n\
+connection: close\r\n\r\nthe server has too many connections; retry\n";
 
 /// Serves `router` on `listener` until `shutdown` completes, over TLS when
 /// given an acceptor. Then it accepts no new connection and waits (at most
@@ -30,11 +58,14 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<TlsAcceptor>,
+    limits: &ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let router = Arc::new(router);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let header_timeout = limits.header_timeout;
     tokio::pin!(shutdown);
     loop {
         // Forget connections that have ended.
@@ -54,10 +85,17 @@ pub async fn serve(
         // Small request/response exchanges must not wait for Nagle's
         // algorithm to meet the client's delayed ACK (40 ms stalls).
         let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if tls.is_none() {
+                connections.spawn(refuse(stream));
+            }
+            continue;
+        };
         let router = router.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
         connections.spawn(async move {
+            let _slot = slot;
             let https = tls.is_some();
             let service = service_fn(move |req| {
                 let router = router.clone();
@@ -66,11 +104,11 @@ pub async fn serve(
             let mut http = http1::Builder::new();
             http.keep_alive(true)
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(header_timeout);
             let served = match tls {
                 Some(acceptor) => {
                     let handshake =
-                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                        tokio::time::timeout(header_timeout, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(stream)) => {
                             watcher
@@ -98,14 +136,37 @@ pub async fn serve(
             }
         });
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    let grace = limits.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?} were cut off");
+        tracing::warn!("requests still in flight after {grace:?} were cut off");
     }
     // Connections still open (idle ones, and those past the grace) end here.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Answers a connection past the limit with a 503, and closes it.
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_one_well_formed_response() {
+        let text = std::str::from_utf8(TOO_MANY_CONNECTIONS).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
 }

@@ -26,6 +26,7 @@ mod token;
 pub mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -50,6 +51,8 @@ pub struct Api {
     objectstore: ObjectStore,
     credentials: Arc<Credentials>,
     environments: Environments,
+    /// How long a client may take to send a request body.
+    body_timeout: Duration,
 }
 
 type ApiResult = Result<hyper::Response<ResponseBody>, ApiError>;
@@ -62,6 +65,7 @@ struct Call {
     params: Params,
     /// The token's grant; `None` only on routes anyone may call.
     grant: Option<Grant>,
+    body_timeout: Duration,
 }
 
 impl Call {
@@ -106,10 +110,21 @@ impl Call {
         paging(self.query())
     }
 
-    /// Reads the request body, of at most `limit` bytes.
+    /// Reads the request body, of at most `limit` bytes, within the body
+    /// timeout: a client that stalls must not hold the request forever.
     async fn body(&mut self, limit: usize) -> Result<Bytes, ApiError> {
         let body = self.body.take().expect("a body is read once");
-        match Limited::new(body, limit).collect().await {
+        let read = Limited::new(body, limit).collect();
+        let Ok(read) = tokio::time::timeout(self.body_timeout, read).await else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    self.body_timeout.as_secs_f64()
+                ),
+            ));
+        };
+        match read {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,11 +142,13 @@ impl Api {
         objectstore: ObjectStore,
         credentials: Arc<Credentials>,
         environments: Environments,
+        body_timeout: Duration,
     ) -> Self {
         Self {
             objectstore,
             credentials,
             environments,
+            body_timeout,
         }
     }
 
@@ -164,6 +181,7 @@ impl Api {
             body: Some(body),
             params,
             grant,
+            body_timeout: self.body_timeout,
         };
         match route.op {
             Op::Token => self.token(call).await,

@@ -94,6 +94,16 @@ pub(super) struct UpArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     request_timeout: f64,
 
+    /// Seconds a client may take to send a REST API request's body; past
+    /// it the request gets a 408.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    body_timeout: f64,
+
+    /// Connections served at once, on each listener; past it a connection
+    /// gets a 503 (over TLS: is closed).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
+    max_connections: usize,
+
     /// Linear memory one guest instance may use, in MiB (1 to 4096).
     #[arg(long, value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096).map(|n| n as usize))]
     max_instance_memory: usize,
@@ -232,6 +242,8 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
         None => AdminUi::AppListener,
     };
     config.tls = tls;
+    config.connections.body_timeout = seconds(args.body_timeout, "body-timeout")?;
+    config.connections.max_connections = args.max_connections;
     config.sweep_interval = seconds(args.sweep_interval, "sweep-interval")?;
     let host = Host::build(config, &manifests).await?;
 

@@ -1,0 +1,101 @@
+//! Hostile clients: a client that stalls or opens many connections costs
+//! its own requests, never everyone's.
+
+use std::time::Duration;
+
+use ostore::auth::Principal;
+use ostore_tests::{Serves, Setup};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The time a test waits for an answer that must come; well past the
+/// limits these hosts are given.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn setup() -> Setup {
+    Setup::new().app("hostile", &[("/store/...", "flow", "store-flow")])
+}
+
+/// Sends `head` and `body` on a new connection and reads until the server
+/// closes it (or `PATIENCE` runs out, which fails the test).
+async fn exchange(host: &impl Serves, head: &str, body: &[u8]) -> String {
+    let mut stream = TcpStream::connect(host.addr()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answered and closed the connection in time")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_body_that_stalls_is_answered_408_at_the_body_timeout() {
+    let setup = setup();
+    let admin = setup.credential(Principal::Admin, &[]);
+    let host = setup
+        .start_with(|c| c.connections.body_timeout = Duration::from_secs(1))
+        .await;
+    let token = host.token(&admin).await;
+    let key = "/api/v1/organizations/default/environments/hostile/stores/\
+               _defaultUserObjectStore/partitions/P/keys/k";
+    // 1,000 bytes announced, one sent: the token endpoint (no credential
+    // needed) and a key write alike.
+    for (method, path, auth) in [
+        ("POST", ostore::api::TOKEN_PATH, String::new()),
+        ("PUT", key, format!("authorization: Bearer {token}\r\n")),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = exchange(
+            &host,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\n\
+                 content-length: 1000\r\n\r\n"
+            ),
+            b"{",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{path}");
+    }
+    // The host serves everyone else meanwhile and after.
+    assert_eq!(host.get("/store/nothing").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_refused_with_503_and_served_once_one_closes() {
+    let setup = setup();
+    let host = setup
+        .start_with(|c| c.connections.max_connections = 2)
+        .await;
+    let idle = [
+        TcpStream::connect(host.addr).await.unwrap(),
+        TcpStream::connect(host.addr).await.unwrap(),
+    ];
+    // The host takes both before the next is tried.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = exchange(&host, "GET /store HTTP/1.1\r\nhost: x\r\n\r\n", b"").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert!(refused.contains("too many connections"), "{refused}");
+
+    drop(idle);
+    let mut served = false;
+    // Bounded: the host notices the closed connections within moments.
+    for _ in 0..50 {
+        let answer = exchange(
+            &host,
+            "GET /store HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            b"",
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "a free slot is served again");
+}
