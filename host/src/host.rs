@@ -406,6 +406,7 @@ impl Host {
         if admin_ui == AdminUi::OwnListener && admin_listener.is_none() {
             return Err(HostError::NoAdminListener);
         }
+        let connections = connections.within_file_limit(1 + usize::from(admin_listener.is_some()));
         let sweeper = objectstore.spawn_sweeper(sweep_interval);
         let flusher = objectstore.spawn_stats_flusher(stats_flush_interval);
         // One shutdown stops every listener.

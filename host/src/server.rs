@@ -45,6 +45,70 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// File descriptors kept free of connections: for the database, the
+/// listeners, logs, outgoing requests of guests, and the refusals
+/// themselves (a refusal needs the connection it refuses).
+const RESERVED_FILES: u64 = 64;
+
+impl ConnectionLimits {
+    /// The limits with `max_connections` lowered, if need be, so that
+    /// `listeners` listeners at their caps stay within the files the process
+    /// may open: past the cap a client gets a 503, where past the file limit
+    /// it would get nothing at all. Raises the process's soft file limit to
+    /// its hard limit first.
+    pub fn within_file_limit(&self, listeners: usize) -> ConnectionLimits {
+        let files = raise_file_limit();
+        let per_listener = files.saturating_sub(RESERVED_FILES) / listeners.max(1) as u64;
+        let cap = usize::try_from(per_listener)
+            .unwrap_or(usize::MAX)
+            .clamp(1, self.max_connections);
+        if cap < self.max_connections {
+            tracing::warn!(
+                "the process may open {files} files: serving at most {cap} connections per \
+                 listener instead of {}",
+                self.max_connections
+            );
+        }
+        ConnectionLimits {
+            max_connections: cap,
+            ..self.clone()
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the limit
+/// now in force (`u64::MAX`: none, or unknown).
+fn raise_file_limit() -> u64 {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return u64::MAX;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: setrlimit reads one rlimit from the struct it is given.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        if limit.rlim_cur == libc::RLIM_INFINITY {
+            u64::MAX
+        } else {
+            limit.rlim_cur
+        }
+    }
+    #[cfg(not(unix))]
+    u64::MAX
+}
+
 /// What a connection past [`ConnectionLimits::max_connections`] is told.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: text/plain; charset=utf-8\r\ncontent-length: 43\r\nretry-after: 1\r\n\
@@ -65,6 +129,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut failures = AcceptFailures::default();
     let header_timeout = limits.header_timeout;
     tokio::pin!(shutdown);
     loop {
@@ -72,11 +137,14 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    failures.succeeded();
+                    pair
+                }
                 Err(e) => {
-                    // Running out of file descriptors must not end the server.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Running out of file descriptors must not end the
+                    // server, nor fill its log.
+                    tokio::time::sleep(failures.failed(&e)).await;
                     continue;
                 }
             },
@@ -147,6 +215,52 @@ pub async fn serve(
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Failed accepts in a row (out of file descriptors, say): each waits a
+/// little longer, up to half a second, and the log says so once in a while,
+/// not once per try.
+#[derive(Default)]
+struct AcceptFailures {
+    in_a_row: u32,
+    unlogged: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+/// How often failed accepts are logged while they go on.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+impl AcceptFailures {
+    /// Notes a failure; returns how long to wait before the next try.
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.unlogged += 1;
+        if self
+            .logged_at
+            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                failures = self.unlogged,
+                "accepting connections fails: {e}; new clients wait until connections close"
+            );
+            self.unlogged = 0;
+            self.logged_at = Some(std::time::Instant::now());
+        }
+        // 10 ms, 20 ms, ... 500 ms.
+        Duration::from_millis(10 << self.in_a_row.min(6)).min(Duration::from_millis(500))
+    }
+
+    fn succeeded(&mut self) {
+        if self.in_a_row > 0 && self.unlogged > 0 {
+            tracing::info!(
+                failures = self.unlogged,
+                "accepting connections works again"
+            );
+        }
+        self.in_a_row = 0;
+        self.unlogged = 0;
+        self.logged_at = None;
+    }
 }
 
 /// Answers a connection past the limit with a 503, and closes it.

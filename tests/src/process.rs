@@ -43,7 +43,20 @@ impl OstoreProcess {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> OstoreProcess {
-        let mut cmd = Command::new(ostore_bin());
+        Self::start_under(&[], args, env)
+    }
+
+    /// Starts `ostore up` through `wrapper` (a command that runs the rest of
+    /// its arguments, such as `prlimit --nofile=128:128`), with `env` set.
+    pub fn start_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> OstoreProcess {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(ostore_bin());
+                cmd
+            }
+            None => Command::new(ostore_bin()),
+        };
         cmd.arg("up").args(args).args(["--listen", "127.0.0.1:0"]);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -99,3 +99,49 @@ async fn connections_past_the_cap_are_refused_with_503_and_served_once_one_close
     }
     assert!(served, "a free slot is served again");
 }
+
+/// Through `ostore up` under a limit of 128 open files, as an operator's
+/// `ulimit -n` sets it: a flood of idle connections gets 503s instead of
+/// leaving everyone unanswered, and the log does not fill up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_files_a_flood_of_connections_is_refused_and_the_log_stays_quiet() {
+    let setup = setup();
+    let args = setup.up_args(&["--max-connections", "10000"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let host =
+        ostore_tests::OstoreProcess::start_under(&["prlimit", "--nofile=128:128"], &args, &[]);
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(TcpStream::connect(host.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = exchange(&host, "GET /store HTTP/1.1\r\nhost: x\r\n\r\n", b"").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = host.stderr();
+    assert!(
+        log.contains("serving at most") && log.contains("connections per listener"),
+        "{log}"
+    );
+    assert!(
+        log.matches("accept").count() <= 1,
+        "accept failures are logged once in a while, not per try:\n{log}"
+    );
+
+    drop(idle);
+    let mut served = false;
+    for _ in 0..50 {
+        let answer = exchange(
+            &host,
+            "GET /store HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            b"",
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "once the flood is gone, clients are served again");
+}
