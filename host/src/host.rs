@@ -259,6 +259,10 @@ pub enum HostError {
 
 /// A host: its object store, the REST API and every application's routes,
 /// ready to serve.
+///
+/// An embedding process should set `RUST_LIB_BACKTRACE=0` before its first
+/// thread starts, as `ostore up` does: host errors can reach clients as
+/// text (through a guest), and must not carry the host's stack.
 pub struct Host {
     objectstore: ObjectStore,
     router: Router,

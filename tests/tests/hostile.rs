@@ -145,3 +145,29 @@ async fn out_of_files_a_flood_of_connections_is_refused_and_the_log_stays_quiet(
     }
     assert!(served, "once the flood is gone, clients are served again");
 }
+
+/// Through `ostore up`, whose environment asks for backtraces: a request
+/// whose body breaks off mid-way is answered without anything of the
+/// host's insides (its stack, its source paths).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_answers_carry_no_host_backtrace_whatever_the_environment() {
+    let setup = setup();
+    let args = setup.up_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let host = ostore_tests::OstoreProcess::start_with_env(
+        &args,
+        &[("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")],
+    );
+    // A chunk size that is not hexadecimal: the guest's read of the body
+    // fails, and it answers with the reason the host gave it.
+    let answer = exchange(
+        &host,
+        "POST /store HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        b"zz\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    for inside in ["backtrace", ".rs:", "index.crates.io", "/root/"] {
+        assert!(!answer.contains(inside), "{inside:?} in:\n{answer}");
+    }
+}

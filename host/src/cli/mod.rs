@@ -82,6 +82,11 @@ enum Command {
 
 /// Runs the `ostore` command with the process's arguments.
 pub fn main() -> ExitCode {
+    // Host errors can reach clients as text (a guest that echoes why its
+    // read of a body failed, say): they must not carry the host's stack and
+    // source paths, whatever RUST_BACKTRACE asks. Panics keep theirs.
+    // SAFETY: nothing else runs yet; no other thread reads the environment.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
