@@ -63,6 +63,13 @@ fn parse_store_config(body: &[u8]) -> Result<(Ttl, StoreQuota), ApiError> {
     };
     let seconds = match json.get("defaultTtlSeconds") {
         None => DEFAULT_TTL_SECS,
+        // Keys that never expire have no TTL to extend: a rolling TTL of
+        // none is a contradiction, not a setting to answer as static.
+        Some(Value::Null) if !fixed => {
+            return Err(ApiError::bad_request(
+                "isFixedTtl false needs defaultTtlSeconds: keys that never expire cannot roll",
+            ));
+        }
         Some(Value::Null) => return Ok((Ttl::Never, quota)),
         Some(v) => v.as_u64().filter(|&s| s > 0).ok_or_else(|| {
             ApiError::bad_request(
@@ -128,5 +135,39 @@ impl Api {
             .delete_partition(call.partition())
             .await?;
         Ok(no_content())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_settings_parse_and_contradictions_are_refused() {
+        let parse = |body: &str| parse_store_config(body.as_bytes());
+        assert_eq!(
+            parse("").unwrap(),
+            (Ttl::Fixed(DEFAULT_TTL_SECS), StoreQuota::default())
+        );
+        assert_eq!(
+            parse(r#"{"isFixedTtl": false}"#).unwrap().0,
+            Ttl::Rolling(DEFAULT_TTL_SECS)
+        );
+        assert_eq!(
+            parse(r#"{"defaultTtlSeconds": null}"#).unwrap().0,
+            Ttl::Never
+        );
+        let (_, quota) = parse(r#"{"maxKeys": 3, "maxBytes": null}"#).unwrap();
+        assert_eq!((quota.max_keys, quota.max_bytes), (Some(3), None));
+        for bad in [
+            r#"{"isFixedTtl": false, "defaultTtlSeconds": null}"#,
+            r#"{"defaultTtlSeconds": 0}"#,
+            r#"{"isFixedTtl": "no"}"#,
+            r#"{"maxKeys": -1}"#,
+            "[]",
+            "not json",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }
