@@ -14,7 +14,9 @@
 //! let manifest = Manifest::load("spin.toml".as_ref())?;
 //! let host = Host::build(HostConfig::new(data, master_key), &[manifest]).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! host.run(listener, None, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! // The admin UI gets an origin of its own.
+//! let admin = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
+//! host.run(listener, Some(admin), async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -146,12 +148,17 @@ pub enum Sandbox {
 /// Where the admin UI is served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum AdminUi {
-    /// At `/admin/` on the applications' listener.
+    /// Only on the admin listener given to [`Host::run`] (with the REST
+    /// API): an origin no application's page shares. Without an admin
+    /// listener the UI is not served.
     #[default]
-    AppListener,
-    /// Only on the admin listener given to [`Host::run`], an origin no
-    /// application's page shares.
     OwnListener,
+    /// At `/admin/` on the applications' listener. A page an application
+    /// serves then shares the UI's origin: it can open the UI in a window
+    /// of its own and read what is typed there. The host refuses the
+    /// applications' service workers, which could otherwise replace the
+    /// UI for good; only trusted applications should share its origin.
+    AppListener,
 }
 
 /// Everything a host is built from, besides the manifests.
@@ -197,7 +204,7 @@ impl HostConfig {
             organization: "default".into(),
             environments: BTreeMap::new(),
             token_lifetime: Duration::from_secs(3600),
-            admin_ui: AdminUi::AppListener,
+            admin_ui: AdminUi::OwnListener,
             tls: None,
             connections: ConnectionLimits::default(),
             sweep_interval: Duration::from_secs(60),
@@ -249,8 +256,6 @@ pub enum HostError {
         #[source]
         source: objectstore::Error,
     },
-    #[error("the admin UI is configured for a listener of its own, and none was given")]
-    NoAdminListener,
     #[error("serving failed: {0}")]
     Serve(#[source] std::io::Error),
     #[error("saving the last request counts: {0}")]
@@ -408,7 +413,7 @@ impl Host {
             ..
         } = self;
         if admin_ui == AdminUi::OwnListener && admin_listener.is_none() {
-            return Err(HostError::NoAdminListener);
+            tracing::info!("no admin listener: the admin UI is not served");
         }
         let connections = connections.within_file_limit(1 + usize::from(admin_listener.is_some()));
         let sweeper = objectstore.spawn_sweeper(sweep_interval);

@@ -13,6 +13,12 @@ use crate::http::{ResponseBody, text_response};
 use crate::manifest::Route;
 use crate::runtime::HttpComponent;
 
+/// The request header with which browsers fetch a service worker's script.
+const SERVICE_WORKER: &str = "service-worker";
+/// The response header that lets a service worker control pages above its
+/// script's path.
+const SERVICE_WORKER_ALLOWED: &str = "service-worker-allowed";
+
 /// A served route.
 #[derive(Clone)]
 pub struct RouteEntry {
@@ -52,7 +58,8 @@ impl Router {
     }
 
     /// Serves the REST API (with its token endpoint) ahead of guest routes,
-    /// and the admin UI at `/admin/` if `admin_ui`.
+    /// and the admin UI at `/admin/` if `admin_ui`. Applications sharing
+    /// an origin with the UI may not register service workers.
     pub fn with_api(mut self, api: Arc<Api>, admin_ui: bool) -> Self {
         self.api = Some(api);
         self.admin_ui = admin_ui;
@@ -134,6 +141,17 @@ impl Router {
         let Some(entry) = self.find(&path) else {
             return text_response(404, format!("no route serves {path}"));
         };
+        // A service worker of an application's would control every page of
+        // its scope, the admin UI's included when they share this origin.
+        // Browsers fetch a worker's script with `Service-Worker: script`,
+        // and need `Service-Worker-Allowed` to widen its scope.
+        if self.admin_ui && req.headers().contains_key(SERVICE_WORKER) {
+            return text_response(
+                403,
+                "applications may not register service workers on this origin: the admin UI \
+                 shares it\n",
+            );
+        }
         // The request headers Spin gives its components, so that Spin apps
         // that read them work unchanged.
         let headers = req.headers_mut();
@@ -151,6 +169,19 @@ impl Router {
                 headers.insert(name, value);
             }
         }
-        entry.component.handle(req, https).await
+        let response = entry.component.handle(req, https).await;
+        if self.admin_ui && response.headers().contains_key(SERVICE_WORKER_ALLOWED) {
+            tracing::warn!(
+                application = %entry.application,
+                "refused a response to {path} with Service-Worker-Allowed: the admin UI shares \
+                 this origin"
+            );
+            return text_response(
+                502,
+                "the application's response was refused: it widens a service worker's scope on \
+                 an origin the admin UI shares\n",
+            );
+        }
+        response
     }
 }

@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use ostore::api::wire::{TokenRequest, TokenResponse};
 use ostore::auth::{Credentials, Principal, Scope};
 use ostore::clock::ManualClock;
-use ostore::host::{DataDir, Host, HostConfig, HostError, Sandbox};
+use ostore::host::{AdminUi, DataDir, Host, HostConfig, HostError, Sandbox};
 use ostore::manifest::Manifest;
 use ostore::runtime::{Runtime, SandboxConfig};
 
@@ -267,6 +267,7 @@ impl Setup {
         config.sandbox = Sandbox::Shared(shared_runtime());
         config.clock = clock.clone();
         edit(&mut config);
+        let own_admin_listener = config.admin_ui == AdminUi::OwnListener;
         let manifests: Vec<Manifest> = self
             .manifests
             .iter()
@@ -280,6 +281,16 @@ impl Setup {
             .set_nonblocking(true)
             .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("the bound address");
+        let admin_listener = own_admin_listener.then(|| {
+            let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            admin
+                .set_nonblocking(true)
+                .expect("a non-blocking listener");
+            admin
+        });
+        let admin_addr = admin_listener
+            .as_ref()
+            .map_or(addr, |l| l.local_addr().expect("the bound address"));
         // The host gets threads of its own, as `ostore up` has: a test's
         // requests and its host's guests do not share two workers.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -291,13 +302,16 @@ impl Setup {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("the listener");
-            host.run(listener, None, async {
+            let admin_listener = admin_listener
+                .map(|l| tokio::net::TcpListener::from_std(l).expect("the admin listener"));
+            host.run(listener, admin_listener, async {
                 let _ = stopped.await;
             })
             .await
         });
         TestHost {
             addr,
+            admin_addr,
             clock,
             stop: Some(stop),
             task,
@@ -309,7 +323,11 @@ impl Setup {
 /// A host running in this process, on threads of its own; stopped when
 /// dropped.
 pub struct TestHost {
+    /// The applications' listener (with the REST API).
     pub addr: SocketAddr,
+    /// The admin UI's listener (with the REST API): its own, unless the
+    /// configuration puts the UI on the applications' listener.
+    pub admin_addr: SocketAddr,
     /// The host's clock: move it forward to let time pass.
     pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,

@@ -1,8 +1,9 @@
-//! The admin UI in a real browser. This test starts a host with two
+//! The admin UI in a real browser. One test starts a host with two
 //! applications and three credentials, then runs the browser tests in
 //! `tests/ui/admin.test.mjs` (Debian's Chromium driven by playwright-core,
-//! under `node --test`) against it. What each browser test checks is written
-//! there; this file fails if any of them fails.
+//! under `node --test`) against it; another runs `tests/ui/origin.test.mjs`
+//! against hosts serving a hostile page. What each browser test checks is
+//! written there; this file fails if any of them fails.
 //!
 //! Needs `node` and Debian's `chromium` (`/usr/bin/chromium`, or `$CHROMIUM`);
 //! `.ci/run` installs it. playwright-core is installed from
@@ -16,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ostore::auth::{Principal, Scope};
+use ostore::host::AdminUi;
 use ostore_tests::{Setup, app, host_log, repo_root};
 
 /// The browser tests take about a minute; this bounds a hung browser.
@@ -52,10 +54,6 @@ fn install_playwright(ui: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_ui_passes_its_browser_tests() {
-    let chromium = chromium();
-    let ui = repo_root().join("tests/ui");
-    install_playwright(&ui);
-
     let setup = Setup::new()
         .app("store-flow", &[("/store/...", "flow", "store-flow")])
         .app("orders", &[("/orders/...", "flow", "store-flow")]);
@@ -70,25 +68,61 @@ async fn the_admin_ui_passes_its_browser_tests() {
         .start_with(|c| c.clock = ostore::clock::system())
         .await;
 
-    let mut node = Command::new("node");
-    node.args(["--test", "--test-reporter=spec", "admin.test.mjs"])
-        .current_dir(&ui)
-        .env("OSTORE_URL", format!("http://{}", host.addr))
-        .env("CHROMIUM", &chromium)
-        .env("OSTORE_ADMIN_ID", &admin.id)
-        .env("OSTORE_ADMIN_SECRET", &admin.secret)
-        .env("OSTORE_APP_ID", &orders.id)
-        .env("OSTORE_APP_SECRET", &orders.secret)
-        .env("OSTORE_READER_ID", &reader.id)
-        .env("OSTORE_READER_SECRET", &reader.secret)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut env = vec![
+        ("OSTORE_URL", format!("http://{}", host.admin_addr)),
+        ("OSTORE_APPS_URL", format!("http://{}", host.addr)),
+        ("OSTORE_ADMIN_ID", admin.id),
+        ("OSTORE_ADMIN_SECRET", admin.secret),
+        ("OSTORE_APP_ID", orders.id),
+        ("OSTORE_APP_SECRET", orders.secret),
+        ("OSTORE_READER_ID", reader.id),
+        ("OSTORE_READER_SECRET", reader.secret),
+    ];
     if let Some(shots) = std::env::var_os("OSTORE_SCREENSHOTS") {
         // A relative path is taken from the repository's root.
         let shots = repo_root().join(shots);
-        node.env("OSTORE_SCREENSHOTS", shots);
+        env.push(("OSTORE_SCREENSHOTS", shots.display().to_string()));
     }
+    run_browser_tests("admin.test.mjs", &env).await;
+}
+
+/// An application's page cannot take over the admin UI: not on the UI's
+/// own origin (the default), and not on the applications' origin when an
+/// operator puts the UI there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_page_cannot_take_over_the_admin_ui() {
+    let setup = Setup::new().app("pages", &[("/...", "pages", "pages")]);
+    let own = setup.start().await;
+    let shared = Setup::new()
+        .app("pages", &[("/...", "pages", "pages")])
+        .start_with(|c| c.admin_ui = AdminUi::AppListener)
+        .await;
+    assert_eq!(shared.admin_addr, shared.addr);
+    run_browser_tests(
+        "origin.test.mjs",
+        &[
+            ("OSTORE_URL", format!("http://{}", own.admin_addr)),
+            ("OSTORE_APPS_URL", format!("http://{}", own.addr)),
+            ("OSTORE_SHARED_URL", format!("http://{}", shared.addr)),
+        ],
+    )
+    .await;
+}
+
+/// Runs `file` of `tests/ui` under `node --test` with `env`, in Chromium;
+/// fails if any of its tests fails, and prints its report.
+async fn run_browser_tests(file: &str, env: &[(&str, String)]) {
+    let chromium = chromium();
+    let ui = repo_root().join("tests/ui");
+    install_playwright(&ui);
+    let mut node = Command::new("node");
+    node.args(["--test", "--test-reporter=spec", file])
+        .current_dir(&ui)
+        .env("CHROMIUM", &chromium)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = node
         .spawn()
         .expect("running node (the admin UI tests need Node.js 20)");
@@ -111,11 +145,11 @@ async fn the_admin_ui_passes_its_browser_tests() {
     let report = format!("{out}{err}");
     assert!(
         Instant::now() <= deadline,
-        "the browser tests did not finish within {BROWSER_TESTS_TIMEOUT:?}:\n{report}"
+        "the browser tests of {file} did not finish within {BROWSER_TESTS_TIMEOUT:?}:\n{report}"
     );
     assert!(
         status.success(),
-        "the browser tests failed ({status}):\n{report}\nostore's log:\n{}",
+        "the browser tests of {file} failed ({status}):\n{report}\nostore's log:\n{}",
         host_log()
     );
     println!("{report}");

@@ -108,19 +108,38 @@ fn unsupported_manifest_fields_are_named_in_a_warning() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_route_under_the_admin_ui_or_the_api_is_warned_about_and_the_host_keeps_those_paths() {
-    let dir = tempfile::tempdir().unwrap();
+/// Waits until `host` has printed `count` warnings about routes.
+fn route_warnings(host: &OstoreProcess, count: usize) -> String {
+    // Printed before the announcement; stderr is read on a thread of its own.
+    let mut stderr = host.stderr();
+    for _ in 0..100 {
+        if stderr.matches("warning: route").count() >= count {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stderr = host.stderr();
+    }
+    stderr
+}
+
+/// A manifest with routes under the API, under `/admin/`, and elsewhere.
+fn shadowing_manifest(dir: &std::path::Path) -> std::path::PathBuf {
     let hello = guest("hello");
-    let manifest = write_manifest(
-        dir.path(),
+    write_manifest(
+        dir,
         "shadowed",
         &[
             ("/admin/...", "ui", &hello),
             ("/api/v1/mine", "api", &hello),
             ("/hello", "fine", &hello),
         ],
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_under_the_api_is_warned_about_and_the_host_keeps_those_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = shadowing_manifest(dir.path());
     let data = dir.path().join("data");
     let host = OstoreProcess::start(&[
         "-f",
@@ -128,15 +147,32 @@ async fn a_route_under_the_admin_ui_or_the_api_is_warned_about_and_the_host_keep
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    // Printed before the announcement; stderr is read on a thread of its own.
-    let mut stderr = host.stderr();
-    for _ in 0..100 {
-        if stderr.matches("warning: route").count() >= 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        stderr = host.stderr();
-    }
+    let stderr = route_warnings(&host, 1);
+    assert!(
+        stderr.contains("warning: route /api/v1/mine of application \"shadowed\""),
+        "{stderr}"
+    );
+    // The admin UI has an origin of its own: /admin/ here is the guest's.
+    assert!(!stderr.contains("route /admin/..."), "{stderr}");
+    assert!(!stderr.contains("route /hello"), "{stderr}");
+    assert_eq!(host.get("/admin/").await.text(), "hello, world");
+    assert_eq!(host.get("/api/v1/mine").await.status, 404);
+    assert_eq!(host.get("/hello").await.text(), "hello, world");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_ui_on_the_applications_listener_is_warned_about_and_keeps_its_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = shadowing_manifest(dir.path());
+    let data = dir.path().join("data");
+    let host = OstoreProcess::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--admin-on-app-listener",
+    ]);
+    let stderr = route_warnings(&host, 2);
     for route in ["/admin/...", "/api/v1/mine"] {
         assert!(
             stderr.contains(&format!(
@@ -145,11 +181,75 @@ async fn a_route_under_the_admin_ui_or_the_api_is_warned_about_and_the_host_keep
             "{stderr}"
         );
     }
+    assert!(
+        stderr.contains("warning: the admin UI shares the applications' origin"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("route /hello"), "{stderr}");
     let page = host.get("/admin/").await;
     assert_eq!(page.status, 200);
     assert!(page.text().contains("<title>ostore admin</title>"));
     assert_eq!(host.get("/hello").await.text(), "hello, world");
+    let line = host.stdout_line("Admin UI:");
+    assert_eq!(line, format!("Admin UI: http://{}/admin/", host.addr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_the_admin_ui_has_an_origin_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "app", &[("/hello", "hello", &guest("hello"))]);
+    let data = dir.path().join("data");
+    let host = OstoreProcess::start(&[
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let admin = admin_address(&host);
+    assert_ne!(admin.port(), host.addr.port());
+    let page = ostore_tests::request(admin, "GET", "/admin/", Default::default()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<title>ostore admin</title>"));
+    assert_eq!(host.get("/admin/").await.status, 404);
+    host.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_admin_port_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "app", &[("/hello", "hello", &guest("hello"))]);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    let run = run_ostore(
+        &[
+            "up",
+            "-f",
+            manifest.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            &busy,
+        ],
+        &[],
+    );
+    assert!(!run.success);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot listen on {busy} for the admin UI")),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The admin UI's address, from the start-up banner.
+fn admin_address(host: &OstoreProcess) -> std::net::SocketAddr {
+    let line = host.stdout_line("Admin UI:");
+    line.trim_start_matches("Admin UI: http://")
+        .trim_end_matches("/admin/")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,12 +265,7 @@ async fn admin_listen_moves_the_admin_ui_to_an_origin_of_its_own() {
         "--admin-listen",
         "127.0.0.1:0",
     ]);
-    let line = host.stdout_line("Admin UI:");
-    let admin: std::net::SocketAddr = line
-        .trim_start_matches("Admin UI: http://")
-        .trim_end_matches("/admin/")
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}: {line}"));
+    let admin = admin_address(&host);
     assert_ne!(admin.port(), host.addr.port());
 
     let page = ostore_tests::request(admin, "GET", "/admin/", Default::default()).await;

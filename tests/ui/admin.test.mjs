@@ -4,7 +4,8 @@
 // this file with `node --test`, passing the server's address and the
 // credentials it made in the environment:
 //
-//   OSTORE_URL                          http://127.0.0.1:PORT
+//   OSTORE_URL                          the admin UI's origin (with the API): http://127.0.0.1:PORT
+//   OSTORE_APPS_URL                     the applications' origin
 //   OSTORE_ADMIN_ID / _SECRET           an admin credential, every scope
 //   OSTORE_APP_ID / _SECRET             a credential of application `orders`
 //   OSTORE_READER_ID / _SECRET          a `store-flow` credential that may only read
@@ -21,6 +22,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 const BASE = need('OSTORE_URL');
+const APPS = need('OSTORE_APPS_URL');
 const ADMIN = { id: need('OSTORE_ADMIN_ID'), secret: need('OSTORE_ADMIN_SECRET') };
 const APP = { id: need('OSTORE_APP_ID'), secret: need('OSTORE_APP_SECRET') };
 const READER = { id: need('OSTORE_READER_ID'), secret: need('OSTORE_READER_SECRET') };
@@ -40,7 +42,7 @@ function need(name) {
 
 /** A request to the tutorial guest (no token: it is the application's own HTTP route). */
 async function guest(method, route, body) {
-  const response = await fetch(`${BASE}${route}`, {
+  const response = await fetch(`${APPS}${route}`, {
     method,
     headers: body ? { 'content-type': 'application/json' } : {},
     body: body ? JSON.stringify(body) : undefined,

@@ -33,12 +33,19 @@ pub(super) struct UpArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
 
-    /// Serve the admin UI (with the REST API) on a listener of its own
-    /// instead of at /admin/ on --listen. Its own origin keeps the UI's
-    /// session out of reach of pages that the applications serve: use it
-    /// when the host runs applications you do not trust.
+    /// Address of the admin UI (served at /admin/, with the REST API). Its
+    /// own origin keeps the UI and what is typed into it out of reach of
+    /// the pages that applications serve. Default: the address of --listen
+    /// with the next port (port 0 if --listen has port 0).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
+
+    /// Serve the admin UI at /admin/ on --listen instead, on the
+    /// applications' origin: only for applications you trust, since their
+    /// pages could then read what is typed into the UI. Applications may
+    /// not register service workers there.
+    #[arg(long, conflicts_with = "admin_listen")]
+    admin_on_app_listener: bool,
 
     /// Run each component's `build.command` before starting.
     #[arg(long)]
@@ -150,6 +157,25 @@ fn parse_environment(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Where the admin UI listens, unless it shares --listen: --admin-listen,
+/// or the next port of --listen.
+fn admin_address(args: &UpArgs) -> anyhow::Result<Option<SocketAddr>> {
+    if args.admin_on_app_listener {
+        return Ok(None);
+    }
+    if let Some(addr) = args.admin_listen {
+        return Ok(Some(addr));
+    }
+    let mut addr = args.listen;
+    if addr.port() != 0 {
+        let Some(next) = addr.port().checked_add(1) else {
+            bail!("--listen has the last port: give the admin UI's address with --admin-listen");
+        };
+        addr.set_port(next);
+    }
+    Ok(Some(addr))
+}
+
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
@@ -185,7 +211,7 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
         _ => None,
     };
-    for addr in std::iter::once(args.listen).chain(args.admin_listen) {
+    for addr in std::iter::once(args.listen).chain(admin_address(&args)?) {
         if tls.is_none() && !addr.ip().is_loopback() && !args.allow_plain_http {
             bail!(
                 "refusing to serve plain HTTP on {addr}, which is not a loopback address: \
@@ -197,12 +223,13 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let admin_listener = match args.admin_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
-        ),
+    let admin_listener = match admin_address(&args)? {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} for the admin UI: give another address with \
+                         --admin-listen"
+            )
+        })?),
         None => None,
     };
 
@@ -237,9 +264,17 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
             .or_insert_with(|| env.clone());
     }
     config.token_lifetime = Duration::from_secs(args.token_lifetime);
-    config.admin_ui = match admin_listener {
-        Some(_) => AdminUi::OwnListener,
-        None => AdminUi::AppListener,
+    config.admin_ui = if args.admin_on_app_listener {
+        eprintln!(
+            "warning: the admin UI shares the applications' origin (--admin-on-app-listener): \
+             a page an application serves can open the UI and read what is typed into it, \
+             admin credentials included. Applications may not register service workers there; \
+             serve the UI on an origin of its own (the default) unless you trust every \
+             application"
+        );
+        AdminUi::AppListener
+    } else {
+        AdminUi::OwnListener
     };
     config.tls = tls;
     config.connections.body_timeout = seconds(args.body_timeout, "body-timeout")?;
