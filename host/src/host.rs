@@ -40,7 +40,7 @@ use crate::manifest::{Manifest, Route};
 use crate::objectstore::{self, Limits, ObjectStore};
 use crate::router::{RouteEntry, RouteError, Router};
 use crate::runtime::{Runtime, RuntimeError, SandboxConfig};
-use crate::server::{ConnectionLimits, serve};
+use crate::server::{ConnectionLimits, Stopping, serve};
 use crate::spin::RuntimeConfig;
 use crate::spin::variables::VariableSource;
 
@@ -271,6 +271,9 @@ pub enum HostError {
 pub struct Host {
     objectstore: ObjectStore,
     router: Router,
+    /// Raised when the shutdown future completes: the listeners stop, and
+    /// requests waiting for their client's body end.
+    stop: tokio::sync::watch::Sender<bool>,
     environments: Environments,
     admin_ui: AdminUi,
     tls: Option<TlsAcceptor>,
@@ -310,11 +313,13 @@ impl Host {
             config.token_lifetime,
             config.clock.clone(),
         )?;
+        let (stop, stopping) = Stopping::channel();
         let api = Api::new(
             objectstore.clone(),
             Arc::new(credentials),
             environments.clone(),
             config.connections.body_timeout,
+            stopping,
         );
         let mut router =
             Router::new().with_api(Arc::new(api), config.admin_ui == AdminUi::AppListener);
@@ -345,6 +350,7 @@ impl Host {
         Ok(Host {
             objectstore,
             router,
+            stop,
             environments,
             admin_ui: config.admin_ui,
             tls: config.tls,
@@ -405,6 +411,7 @@ impl Host {
         let Host {
             objectstore,
             router,
+            stop,
             admin_ui,
             tls,
             connections,
@@ -419,10 +426,8 @@ impl Host {
         let sweeper = objectstore.spawn_sweeper(sweep_interval);
         let flusher = objectstore.spawn_stats_flusher(stats_flush_interval);
         // One shutdown stops every listener.
-        let (stop, stopping) = tokio::sync::watch::channel(());
-        let stopped = |mut stopping: tokio::sync::watch::Receiver<()>| async move {
-            let _ = stopping.changed().await;
-        };
+        let stopping = Stopping::from(&stop);
+        let stopped = |stopping: Stopping| async move { stopping.wait().await };
         let serving = async {
             match admin_listener {
                 Some(admin_listener) => {
@@ -450,7 +455,7 @@ impl Host {
         };
         let signal = async move {
             shutdown.await;
-            let _ = stop.send(());
+            let _ = stop.send(true);
         };
         let (served, ()) = tokio::join!(serving, signal);
         sweeper.stop().await;

@@ -2,19 +2,22 @@
 //! each request gets is the [`Router`]'s business.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::http::text_response;
 use crate::router::Router;
 
 /// Limits of every connection, whatever route its requests reach: a slow,
@@ -30,7 +33,15 @@ pub struct ConnectionLimits {
     /// Connections served at once; past it, a connection is answered
     /// `503` (plain HTTP) or closed (TLS) at once.
     pub max_connections: usize,
-    /// How long a shutdown waits for requests in flight.
+    /// How long a request may take from its head to its answer's head,
+    /// whatever serves it; past it the client gets a `503`. Keep it above
+    /// the body timeout and the guests' deadline, which answer first.
+    pub request_deadline: Duration,
+    /// How long a client may accept no byte of what it is sent (a response
+    /// it does not read) before its connection is closed.
+    pub write_timeout: Duration,
+    /// How long a shutdown waits for requests in flight. Requests still
+    /// waiting for their client's body are answered at once.
     pub shutdown_grace: Duration,
 }
 
@@ -40,6 +51,8 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            request_deadline: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -162,12 +175,25 @@ pub async fn serve(
         let router = router.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
+        let stream = WriteDeadline::new(stream, limits.write_timeout);
+        let deadline = limits.request_deadline;
         connections.spawn(async move {
             let _slot = slot;
             let https = tls.is_some();
             let service = service_fn(move |req| {
                 let router = router.clone();
-                async move { Ok::<_, std::convert::Infallible>(router.handle(req, client, https).await) }
+                async move {
+                    let answer = tokio::time::timeout(deadline, router.handle(req, client, https));
+                    Ok::<_, std::convert::Infallible>(answer.await.unwrap_or_else(|_| {
+                        text_response(
+                            503,
+                            format!(
+                                "the request was not answered within {} s\n",
+                                deadline.as_secs_f64()
+                            ),
+                        )
+                    }))
+                }
             });
             let mut http = http1::Builder::new();
             http.keep_alive(true)
@@ -175,8 +201,7 @@ pub async fn serve(
                 .header_read_timeout(header_timeout);
             let served = match tls {
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(stream)) => {
                             watcher
@@ -215,6 +240,120 @@ pub async fn serve(
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Whether the host has begun to stop: work that waits on a client (a
+/// request body, say) ends at once then, so that a stalled client does not
+/// hold the shutdown for its whole grace.
+#[derive(Debug, Clone)]
+pub struct Stopping(watch::Receiver<bool>);
+
+impl From<&watch::Sender<bool>> for Stopping {
+    fn from(stop: &watch::Sender<bool>) -> Self {
+        Stopping(stop.subscribe())
+    }
+}
+
+impl Stopping {
+    /// A signal that `stop` raises (or dropping it).
+    pub fn channel() -> (watch::Sender<bool>, Stopping) {
+        let (stop, stopping) = watch::channel(false);
+        (stop, Stopping(stopping))
+    }
+
+    /// Completes once the host stops.
+    pub async fn wait(&self) {
+        let mut stopping = self.0.clone();
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// A connection's stream whose writes fail once the client has taken no
+/// byte for a while: a client that never reads its response must not hold
+/// the connection, and the response in memory, forever.
+struct WriteDeadline<S> {
+    inner: S,
+    patience: Duration,
+    /// Armed while a write waits for the client.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, patience: Duration) -> Self {
+        Self {
+            inner,
+            patience,
+            stalled: None,
+        }
+    }
+
+    /// Passes on a write's outcome; a write that has waited past the
+    /// patience becomes an error.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let patience = self.patience;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(patience)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client took nothing for {} s", patience.as_secs_f64()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, polled)
+    }
 }
 
 /// Failed accepts in a row (out of file descriptors, say): each waits a

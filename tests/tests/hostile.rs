@@ -171,3 +171,109 @@ async fn error_answers_carry_no_host_backtrace_whatever_the_environment() {
         assert!(!answer.contains(inside), "{inside:?} in:\n{answer}");
     }
 }
+
+/// A request with its key path, announcing 1,000 bytes of body.
+fn stalled_put(token: &str) -> String {
+    format!(
+        "PUT /api/v1/organizations/default/environments/hostile/stores/_defaultUserObjectStore/\
+         partitions/P/keys/k HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_the_total_deadline_gets_503() {
+    let setup = setup();
+    let admin = setup.credential(Principal::Admin, &[]);
+    // The body timeout alone would answer after 60 s.
+    let host = setup
+        .start_with(|c| {
+            c.connections.body_timeout = Duration::from_secs(60);
+            c.connections.request_deadline = Duration::from_secs(1);
+        })
+        .await;
+    let token = host.token(&admin).await;
+    let answer = exchange(&host, &stalled_put(&token), b"{").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("not answered within 1 s"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_answers_a_request_whose_body_stalls_at_once() {
+    let setup = setup();
+    let admin = setup.credential(Principal::Admin, &[]);
+    // Both the body timeout and the shutdown's grace are long.
+    let host = setup
+        .start_with(|c| {
+            c.connections.body_timeout = Duration::from_secs(60);
+            c.connections.shutdown_grace = Duration::from_secs(60);
+        })
+        .await;
+    let token = host.token(&admin).await;
+    let mut stream = TcpStream::connect(host.addr).await.unwrap();
+    stream
+        .write_all(stalled_put(&token).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(b"{").await.unwrap();
+    // The request is in the host's hands before it is told to stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = tokio::spawn(host.stop());
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the stalled request was answered, and its connection closed, in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("the server is stopping"), "{answer}");
+    tokio::time::timeout(PATIENCE, stopped)
+        .await
+        .expect("the host stopped in time")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_responses_is_disconnected() {
+    let host = setup()
+        .start_with(|c| c.connections.write_timeout = Duration::from_secs(1))
+        .await;
+    // Thousands of pipelined requests for the 45 kB OpenAPI document, far
+    // more than socket buffers hold, and nothing read.
+    const REQUESTS: usize = 5_000;
+    let stream = TcpStream::connect(host.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        let request = b"GET /api/v1/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n";
+        for _ in 0..REQUESTS {
+            if writer.write_all(request).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Now read: the host has given up on this client, so the answers end
+    // (with an end of stream or a reset) before the last one.
+    let mut answers = Vec::new();
+    let mut buf = vec![0; 1 << 16];
+    let read_all = async {
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answers.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read_all)
+        .await
+        .expect("the host closed the connection");
+    let answered = answers
+        .windows(b"HTTP/1.1 200".len())
+        .filter(|w| *w == b"HTTP/1.1 200")
+        .count();
+    assert!(answered < REQUESTS, "{answered} of {REQUESTS} answered");
+    sending.abort();
+    // The host serves others as before.
+    assert_eq!(host.get("/api/v1/openapi.json").await.status, 200);
+}

@@ -41,6 +41,7 @@ pub use token::OPENAPI;
 use crate::auth::{AuthError, Credentials, Grant};
 use crate::http::{ResponseBody, query_param};
 use crate::objectstore::{Application, DEFAULT_STORE, MAX_PAGE_SIZE, ObjectStore, Store};
+use crate::server::Stopping;
 use routes::{Access, Op, Params};
 
 /// OSv2 lists 25 keys per call by default.
@@ -53,6 +54,8 @@ pub struct Api {
     environments: Environments,
     /// How long a client may take to send a request body.
     body_timeout: Duration,
+    /// Raised when the host stops: a body still on its way is not waited for.
+    stopping: Stopping,
 }
 
 type ApiResult = Result<hyper::Response<ResponseBody>, ApiError>;
@@ -66,6 +69,7 @@ struct Call {
     /// The token's grant; `None` only on routes anyone may call.
     grant: Option<Grant>,
     body_timeout: Duration,
+    stopping: Stopping,
 }
 
 impl Call {
@@ -115,7 +119,16 @@ impl Call {
     async fn body(&mut self, limit: usize) -> Result<Bytes, ApiError> {
         let body = self.body.take().expect("a body is read once");
         let read = Limited::new(body, limit).collect();
-        let Ok(read) = tokio::time::timeout(self.body_timeout, read).await else {
+        let read = tokio::select! {
+            read = tokio::time::timeout(self.body_timeout, read) => read,
+            () = self.stopping.wait() => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server is stopping; send the request again",
+                ));
+            }
+        };
+        let Ok(read) = read else {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
@@ -143,12 +156,14 @@ impl Api {
         credentials: Arc<Credentials>,
         environments: Environments,
         body_timeout: Duration,
+        stopping: Stopping,
     ) -> Self {
         Self {
             objectstore,
             credentials,
             environments,
             body_timeout,
+            stopping,
         }
     }
 
@@ -182,6 +197,7 @@ impl Api {
             params,
             grant,
             body_timeout: self.body_timeout,
+            stopping: self.stopping.clone(),
         };
         match route.op {
             Op::Token => self.token(call).await,

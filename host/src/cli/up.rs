@@ -106,6 +106,17 @@ pub(super) struct UpArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     body_timeout: f64,
 
+    /// Seconds a request may take from its head to its answer, whatever
+    /// serves it; past it the client gets a 503. Must exceed
+    /// --request-timeout and --body-timeout, which answer first.
+    #[arg(long, value_name = "SECONDS", default_value_t = 90.0)]
+    request_deadline: f64,
+
+    /// Seconds a client may take no byte of its response (not reading it)
+    /// before its connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    write_timeout: f64,
+
     /// Connections served at once, on each listener; past it a connection
     /// gets a 503 (over TLS: is closed).
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
@@ -278,6 +289,17 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     config.tls = tls;
     config.connections.body_timeout = seconds(args.body_timeout, "body-timeout")?;
+    config.connections.write_timeout = seconds(args.write_timeout, "write-timeout")?;
+    config.connections.request_deadline = seconds(args.request_deadline, "request-deadline")?;
+    if args.request_deadline <= args.request_timeout.max(args.body_timeout) {
+        bail!(
+            "--request-deadline ({} s) must exceed --request-timeout ({} s) and --body-timeout \
+             ({} s), which answer first",
+            args.request_deadline,
+            args.request_timeout,
+            args.body_timeout
+        );
+    }
     config.connections.max_connections = args.max_connections;
     config.sweep_interval = seconds(args.sweep_interval, "sweep-interval")?;
     let host = Host::build(config, &manifests).await?;
