@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::budget::MemoryBudget;
+
 use crate::manifest::{Manifest, Route};
 use crate::objectstore::{self, Application};
 use crate::runtime::{ComponentError, ComponentSettings, HttpComponent, Runtime};
@@ -42,6 +44,8 @@ pub enum LoadError {
 /// Everything an application's components need from the host.
 pub struct AppContext<'a> {
     pub runtime: &'a Runtime,
+    /// The host's memory budget, which guests' memories are charged to.
+    pub memory: &'a MemoryBudget,
     pub runtime_config: &'a RuntimeConfig,
     pub variables: &'a VariableSource,
 }
@@ -85,6 +89,7 @@ pub async fn load(
             files: spec.files.clone(),
             allowed_outbound_hosts: Arc::new(spec.allowed_outbound_hosts.clone()),
             variables,
+            memory: cx.memory.clone(),
         };
         let component = cx
             .runtime

@@ -34,6 +34,7 @@ use crate::api::{Api, EnvironmentClash, Environments};
 use crate::app::{self, AppContext, LoadError};
 use crate::auth::{AuthError, Credentials};
 use crate::backend::FileBackend;
+use crate::budget::MemoryBudget;
 use crate::clock::{self, SharedClock};
 use crate::encryption::{EncryptionError, MasterKey};
 use crate::manifest::{Manifest, Route};
@@ -48,6 +49,9 @@ use crate::spin::variables::VariableSource;
 const DATABASE_FILE: &str = "ostore.redb";
 const CREDENTIALS_FILE: &str = "credentials.sealed";
 const KEY_FILE: &str = "master.key";
+
+/// The default of [`HostConfig::memory_budget`]: 1 GiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// How long [`Host::run`] waits, after the last request, for the data to be
 /// let go of.
@@ -189,6 +193,9 @@ pub struct HostConfig {
     pub stats_flush_interval: Duration,
     /// Where "now" comes from, for TTL, tokens, rate limits and statistics.
     pub clock: SharedClock,
+    /// Bytes that large request bodies in flight and guests' memories may
+    /// take together; `None`: no bound.
+    pub memory_budget: Option<u64>,
 }
 
 impl HostConfig {
@@ -210,6 +217,7 @@ impl HostConfig {
             sweep_interval: Duration::from_secs(60),
             stats_flush_interval: Duration::from_secs(1),
             clock: clock::system(),
+            memory_budget: Some(DEFAULT_MEMORY_BUDGET),
         }
     }
 }
@@ -321,10 +329,15 @@ impl Host {
             config.connections.body_timeout,
             stopping,
         );
-        let mut router =
-            Router::new().with_api(Arc::new(api), config.admin_ui == AdminUi::AppListener);
+        let memory = config
+            .memory_budget
+            .map_or_else(MemoryBudget::unlimited, MemoryBudget::new);
+        let mut router = Router::new()
+            .with_api(Arc::new(api), config.admin_ui == AdminUi::AppListener)
+            .with_memory_budget(memory.clone());
         let cx = AppContext {
             runtime: &runtime,
+            memory: &memory,
             runtime_config: &config.runtime_config,
             variables: &config.variables,
         };

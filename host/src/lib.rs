@@ -17,6 +17,7 @@
 //! | [`app`] | loading one application: manifest, key-value grants, variables, components |
 //! | [`router`] | which component, API route or UI file answers a path |
 //! | [`server`] | connections, TLS, timeouts, graceful shutdown |
+//! | [`budget`] | one memory budget for request bodies in flight and guests' memories |
 //! | [`tls`] | rustls settings (TLS 1.2/1.3) and self-signed certificates |
 //! | [`api`] | the OSv2-shaped REST and Stats APIs, `/metrics`, the token endpoint: one route table, handlers per resource, wire types |
 //! | [`admin`] | the admin web UI: static files that talk only to the API |
@@ -91,6 +92,7 @@ pub mod app;
 pub mod auth;
 pub mod backend;
 mod bindings;
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod clock;

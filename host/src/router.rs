@@ -9,9 +9,16 @@ use hyper::body::Incoming;
 use crate::admin;
 use crate::api::{self, Api};
 use crate::app::LoadedApp;
+use crate::budget::{Charge, MemoryBudget};
 use crate::http::{ResponseBody, text_response};
 use crate::manifest::Route;
 use crate::runtime::HttpComponent;
+
+/// Request bodies up to this size are not charged to the memory budget.
+const FREE_BODY_BYTES: u64 = 64 << 10;
+/// What a body costs the memory budget, in copies of itself: as received,
+/// decoded, sealed, and in the storage engine's write.
+const BODY_COPIES: u64 = 4;
 
 /// The request header with which browsers fetch a service worker's script.
 const SERVICE_WORKER: &str = "service-worker";
@@ -50,6 +57,8 @@ pub struct Router {
     routes: Vec<RouteEntry>,
     api: Option<Arc<Api>>,
     admin_ui: bool,
+    /// What large request bodies in flight are charged to.
+    memory: MemoryBudget,
 }
 
 impl Router {
@@ -66,6 +75,12 @@ impl Router {
         self
     }
 
+    /// Charges request bodies in flight to `memory`.
+    pub fn with_memory_budget(mut self, memory: MemoryBudget) -> Self {
+        self.memory = memory;
+        self
+    }
+
     /// A router for a listener of the admin UI's own: the same API and the
     /// UI, and no application routes.
     pub fn admin_only(&self) -> Router {
@@ -73,6 +88,7 @@ impl Router {
             routes: Vec::new(),
             api: self.api.clone(),
             admin_ui: self.api.is_some(),
+            memory: self.memory.clone(),
         }
     }
 
@@ -122,6 +138,40 @@ impl Router {
             .map(|(_, r)| r)
     }
 
+    /// Takes a large body's cost from the memory budget, or answers `503`
+    /// (with `Retry-After`) if the budget cannot pay it now. Small bodies
+    /// are free, so that small requests are served however busy the host
+    /// is; a body without a length is paid as the guest's memory grows, or
+    /// bounded by the REST API's body limit.
+    fn charge_body(
+        &self,
+        req: &hyper::Request<Incoming>,
+    ) -> Result<Charge, hyper::Response<ResponseBody>> {
+        let length = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if length <= FREE_BODY_BYTES {
+            return Ok(Charge::default());
+        }
+        self.memory
+            .try_charge(length.saturating_mul(BODY_COPIES))
+            .ok_or_else(|| {
+                let mut refusal = text_response(
+                    503,
+                    "the server has no memory to spare for a request this large now; retry \
+                     shortly\n",
+                );
+                refusal.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    hyper::header::HeaderValue::from_static("1"),
+                );
+                refusal
+            })
+    }
+
     /// Answers one request: the API, the admin UI, or a guest.
     pub async fn handle(
         &self,
@@ -129,6 +179,12 @@ impl Router {
         client: SocketAddr,
         https: bool,
     ) -> hyper::Response<ResponseBody> {
+        // Held until the answer's head is ready: by then the body has been
+        // read, and its copies are the guest's or gone.
+        let _charge = match self.charge_body(&req) {
+            Ok(charge) => charge,
+            Err(refusal) => return refusal,
+        };
         let path = req.uri().path().to_string();
         if let Some(api) = self.api.as_ref() {
             if api::serves(&path) {

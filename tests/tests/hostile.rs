@@ -277,3 +277,65 @@ async fn a_client_that_does_not_read_its_responses_is_disconnected() {
     // The host serves others as before.
     assert_eq!(host.get("/api/v1/openapi.json").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_memory_budget_large_requests_get_503_until_memory_is_free() {
+    let setup = setup();
+    let admin = setup.credential(Principal::Admin, &[]);
+    // Room for two 3 MiB bodies in flight (each is charged four copies).
+    let host = setup.start_with(|c| c.memory_budget = Some(24 << 20)).await;
+    let token = host.token(&admin).await;
+    let key = "/api/v1/organizations/default/environments/hostile/stores/\
+               _defaultUserObjectStore/partitions/P/keys/big";
+    let value = "a".repeat(3 << 20);
+    let body = format!(r#"{{"valueType":"STRING","stringValue":"{value}"}}"#);
+    let head = format!(
+        "PUT {key} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    // Two clients start sending large bodies, slowly.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(host.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body.as_bytes()[..1000]).await.unwrap();
+        slow.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A third large request is refused at once, and told when to retry.
+    let refused = exchange(&host, &head, body.as_bytes()).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{}", &refused[..200]);
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
+    assert!(refused.contains("no memory to spare"), "{refused}");
+    // Small requests are served as before.
+    let small = host
+        .call(&token, "GET", "/api/v1/openapi.json", String::new())
+        .await;
+    assert_eq!(small.status, 200);
+    // Once the slow clients give up, their memory is free again.
+    drop(slow);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = host.call(&token, "PUT", key, body.clone()).await.status;
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_grow_past_the_memory_budget() {
+    // Less than a Rust guest's first memory: no instance can start.
+    let host = setup()
+        .start_with(|c| c.memory_budget = Some(64 << 10))
+        .await;
+    let answer = host.get("/store/anything").await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert!(host.is_running());
+}

@@ -126,6 +126,12 @@ pub(super) struct UpArgs {
     #[arg(long, value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096).map(|n| n as usize))]
     max_instance_memory: usize,
 
+    /// MiB that large request bodies in flight and guests' memories may
+    /// take together (1 to 1048576); past it, large requests and growing
+    /// guests get 503 with Retry-After instead of growing the process.
+    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576).map(u64::from))]
+    memory_budget: u64,
+
     /// Guest instances that may run at once (1 to 10000).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_instances: u32,
@@ -301,6 +307,7 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     config.connections.max_connections = args.max_connections;
+    config.memory_budget = Some(args.memory_budget << 20);
     config.sweep_interval = seconds(args.sweep_interval, "sweep-interval")?;
     let host = Host::build(config, &manifests).await?;
 

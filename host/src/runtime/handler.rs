@@ -19,7 +19,10 @@ use crate::objectstore::Application;
 use crate::spin::SpinKvCtx;
 
 use super::SandboxConfig;
-use super::instance::{ComponentSettings, InstanceState, OutboundPolicy, resource_table};
+use super::instance::{
+    ComponentSettings, GuestLimits, InstanceState, MemoryBudgetSpent, OutboundPolicy,
+    resource_table,
+};
 
 /// A component ready to serve HTTP requests, one fresh instance each.
 #[derive(Clone)]
@@ -90,9 +93,12 @@ impl HttpComponent {
             objectstore: ObjectStoreCtx::new(inner.app.clone()),
             spin_kv: SpinKvCtx::new(inner.app.clone(), inner.settings.grants.clone()),
             variables: inner.settings.variables.clone(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(inner.sandbox.max_instance_memory)
-                .build(),
+            limits: GuestLimits::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(inner.sandbox.max_instance_memory)
+                    .build(),
+                inner.settings.memory.clone(),
+            ),
             hooks: OutboundPolicy {
                 allowed: inner.settings.allowed_outbound_hosts.clone(),
             },
@@ -259,6 +265,18 @@ fn guest_failure(id: &str, e: &wasmtime::Error) -> hyper::Response<ResponseBody>
     {
         tracing::warn!(component = %id, "instance pool exhausted: {e:#}");
         return text_response(503, "the server is at its instance limit; try again");
+    }
+    if let Some(spent) = e.downcast_ref::<MemoryBudgetSpent>() {
+        tracing::warn!(component = %id, "{spent}");
+        let mut busy = text_response(
+            503,
+            "the server has no memory to spare now; retry shortly\n",
+        );
+        busy.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        return busy;
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => {

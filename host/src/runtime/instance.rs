@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::budget::{Charge, MemoryBudget};
 use crate::component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView};
 use crate::manifest::{Mount, OutboundRule};
 use crate::spin::variables::{Variables, VariablesView};
@@ -30,6 +31,8 @@ pub struct ComponentSettings {
     pub allowed_outbound_hosts: Arc<Vec<OutboundRule>>,
     /// The Spin variables the guest may read.
     pub variables: Variables,
+    /// The host's memory budget, which the guest's memory is charged to.
+    pub memory: MemoryBudget,
 }
 
 /// The store data of one instance.
@@ -40,8 +43,78 @@ pub(super) struct InstanceState {
     pub objectstore: ObjectStoreCtx,
     pub spin_kv: SpinKvCtx,
     pub variables: Variables,
-    pub limits: StoreLimits,
+    pub limits: GuestLimits,
     pub hooks: OutboundPolicy,
+}
+
+/// Why a guest's memory could not grow: the host's memory budget is spent
+/// (by other requests), not the guest's own limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the host's memory budget cannot spare {wanted} more bytes for this guest")]
+pub struct MemoryBudgetSpent {
+    pub wanted: u64,
+}
+
+/// An instance's limits: its own (memory size, table size) and its share
+/// of the host's memory budget, held until the instance is dropped.
+pub(super) struct GuestLimits {
+    own: StoreLimits,
+    budget: MemoryBudget,
+    charged: Charge,
+}
+
+impl GuestLimits {
+    pub fn new(own: StoreLimits, budget: MemoryBudget) -> Self {
+        Self {
+            own,
+            budget,
+            charged: Charge::default(),
+        }
+    }
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if !self.own.memory_growing(current, desired, maximum)? {
+            return Ok(false);
+        }
+        let more = desired.saturating_sub(current) as u64;
+        match self.budget.try_charge(more) {
+            Some(charge) => {
+                self.charged.absorb(charge);
+                Ok(true)
+            }
+            // A trap, not a failed `memory.grow`: the request is then
+            // answered 503 (busy), not 500 (the guest's fault).
+            None => Err(MemoryBudgetSpent { wanted: more }.into()),
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.own.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.own.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.own.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.own.memories()
+    }
 }
 
 impl WasiView for InstanceState {
