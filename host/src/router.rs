@@ -138,15 +138,12 @@ impl Router {
             .map(|(_, r)| r)
     }
 
-    /// Takes a large body's cost from the memory budget, or answers `503`
-    /// (with `Retry-After`) if the budget cannot pay it now. Small bodies
-    /// are free, so that small requests are served however busy the host
-    /// is; a body without a length is paid as the guest's memory grows, or
-    /// bounded by the REST API's body limit.
-    fn charge_body(
-        &self,
-        req: &hyper::Request<Incoming>,
-    ) -> Result<Charge, hyper::Response<ResponseBody>> {
+    /// Takes a large body's cost from the memory budget; `None` if the
+    /// budget cannot pay it now. Small bodies are free, so that small
+    /// requests are served however busy the host is; a body without a
+    /// length is paid as the guest's memory grows, or bounded by the REST
+    /// API's body limit.
+    fn charge_body(&self, req: &hyper::Request<Incoming>) -> Option<Charge> {
         let length = req
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
@@ -154,22 +151,9 @@ impl Router {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         if length <= FREE_BODY_BYTES {
-            return Ok(Charge::default());
+            return Some(Charge::default());
         }
-        self.memory
-            .try_charge(length.saturating_mul(BODY_COPIES))
-            .ok_or_else(|| {
-                let mut refusal = text_response(
-                    503,
-                    "the server has no memory to spare for a request this large now; retry \
-                     shortly\n",
-                );
-                refusal.headers_mut().insert(
-                    hyper::header::RETRY_AFTER,
-                    hyper::header::HeaderValue::from_static("1"),
-                );
-                refusal
-            })
+        self.memory.try_charge(length.saturating_mul(BODY_COPIES))
     }
 
     /// Answers one request: the API, the admin UI, or a guest.
@@ -181,9 +165,16 @@ impl Router {
     ) -> hyper::Response<ResponseBody> {
         // Held until the answer's head is ready: by then the body has been
         // read, and its copies are the guest's or gone.
-        let _charge = match self.charge_body(&req) {
-            Ok(charge) => charge,
-            Err(refusal) => return refusal,
+        let Some(_charge) = self.charge_body(&req) else {
+            let mut refusal = text_response(
+                503,
+                "the server has no memory to spare for a request this large now; retry shortly\n",
+            );
+            refusal.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
+            return refusal;
         };
         let path = req.uri().path().to_string();
         if let Some(api) = self.api.as_ref() {
