@@ -339,3 +339,31 @@ async fn a_guest_cannot_grow_past_the_memory_budget() {
     assert_eq!(answer.status, 503, "{}", answer.text());
     assert!(host.is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_or_oversized_request_heads_are_refused() {
+    let host = setup().start().await;
+    let path = ostore::api::TOKEN_PATH;
+    // Smuggling attempts: a body length given two ways, or twice.
+    for lengths in [
+        "content-length: 4\r\ntransfer-encoding: chunked\r\n",
+        "content-length: 4\r\ncontent-length: 40\r\n",
+    ] {
+        let answer = exchange(
+            &host,
+            &format!("POST {path} HTTP/1.1\r\nhost: x\r\n{lengths}connection: close\r\n\r\n"),
+            b"0\r\n\r\nGET /admin/ HTTP/1.1\r\nhost: x\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{lengths}: {answer}");
+        assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    }
+    // A head larger than the server reads.
+    let huge = format!(
+        "GET /store/x HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let answer = exchange(&host, &huge, b"").await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(host.is_running());
+}

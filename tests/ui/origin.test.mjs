@@ -54,7 +54,13 @@ async function register(page, origin, script) {
 
 /** The page at `origin`/admin/ is the host's UI: its sign-in form. */
 async function expectAdminUi(page, origin) {
-  await page.goto(`${origin}/admin/`);
+  const response = await page.goto(`${origin}/admin/`);
+  // A window that a guest's page opens gets no handle on the UI, and no
+  // page may frame it.
+  const headers = response.headers();
+  assert.equal(headers['cross-origin-opener-policy'], 'same-origin');
+  assert.equal(headers['x-frame-options'], 'DENY');
+  assert.match(headers['content-security-policy'], /frame-ancestors 'none'/);
   await page.getByLabel('Client ID').waitFor({ timeout: 10_000 });
   assert.equal(await page.title(), 'Sign in · ostore admin');
 }
