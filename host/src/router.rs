@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::admin;
@@ -19,6 +21,17 @@ const FREE_BODY_BYTES: u64 = 64 << 10;
 /// What a body costs the memory budget, in copies of itself: as received,
 /// decoded, sealed, and in the storage engine's write.
 const BODY_COPIES: u64 = 4;
+
+/// How long a refused request's body is read (and dropped) at most.
+const DISCARD_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Reads `body` to its end, or for [`DISCARD_PATIENCE`], keeping nothing.
+async fn discard(mut body: Incoming) {
+    let _ = tokio::time::timeout(DISCARD_PATIENCE, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+}
 
 /// The request header with which browsers fetch a service worker's script.
 const SERVICE_WORKER: &str = "service-worker";
@@ -166,6 +179,10 @@ impl Router {
         // Held until the answer's head is ready: by then the body has been
         // read, and its copies are the guest's or gone.
         let Some(_charge) = self.charge_body(&req) else {
+            // The body is read and dropped as it comes, so that the client,
+            // which may send it all before reading any answer, gets to read
+            // this one.
+            tokio::spawn(discard(req.into_body()));
             let mut refusal = text_response(
                 503,
                 "the server has no memory to spare for a request this large now; retry shortly\n",
