@@ -3,7 +3,7 @@
 
 Starts the release build of `ostore up` with the tutorial application
 (spin.toml) on a fresh data directory, sends CONCURRENCY writes of
-VALUE_MIB MiB each at the same moment (`POST /store`, the tutorial route,
+10 MiB each (a value just under the default 10 MiB limit) at the same moment (`POST /store`, the tutorial route,
 which needs no credential), and prints the answers by status, the peak RSS
 (VmHWM) and the RSS after the writes. Extra arguments go to `ostore up`, e.g.
 
@@ -26,7 +26,7 @@ import threading
 import time
 
 CONCURRENCY = 64
-VALUE_MIB = 9
+VALUE_BYTES = (10 << 20) - 64
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -41,10 +41,11 @@ def status_kib(pid, field):
 def main():
     binary = os.path.join(ROOT, "target/release/ostore")
     data = tempfile.mkdtemp(prefix="ostore-memory-")
+    log = open(os.path.join(data, "host.log"), "w+")
     host = subprocess.Popen(
         [binary, "up", "-f", os.path.join(ROOT, "spin.toml"), "--data-dir", data,
          "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *sys.argv[1:]],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         addr = None
         deadline = time.time() + 60
@@ -56,7 +57,7 @@ def main():
         if addr is None:
             raise SystemExit("ostore did not start")
         hostname, port = addr.rsplit(":", 1)
-        value = "v" * (VALUE_MIB << 20)
+        value = "v" * VALUE_BYTES
         barrier = threading.Barrier(CONCURRENCY)
         statuses = collections.Counter()
         lock = threading.Lock()
@@ -83,9 +84,12 @@ def main():
         time.sleep(1)
         peak = status_kib(host.pid, "VmHWM") / 1024
         after = status_kib(host.pid, "VmRSS") / 1024
-        print(f"{CONCURRENCY} writes of {VALUE_MIB} MiB, args {' '.join(sys.argv[1:]) or '(defaults)'}")
+        print(f"{CONCURRENCY} writes of {len(value) / (1 << 20):.2f} MiB, args {' '.join(sys.argv[1:]) or '(defaults)'}")
         print(f"  answers: {dict(sorted(statuses.items(), key=str))} in {elapsed:.1f} s")
         print(f"  peak RSS {peak:.0f} MiB, RSS after {after:.0f} MiB")
+        log.seek(0)
+        guests = log.read().count("memory budget cannot spare")
+        print(f"  guests refused memory while running: {guests}")
     finally:
         host.terminate()
         host.wait(timeout=60)
