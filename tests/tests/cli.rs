@@ -122,31 +122,34 @@ fn route_warnings(host: &OstoreProcess, count: usize) -> String {
     stderr
 }
 
-/// A manifest with routes under the API, under `/admin/`, and elsewhere.
-fn shadowing_manifest(dir: &std::path::Path) -> std::path::PathBuf {
+/// `ostore up` with `extra` flags and routes under the API, under
+/// `/admin/`, and elsewhere; the directory holds its manifest and data.
+fn start_shadowed(extra: &[&str]) -> (OstoreProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
     let hello = guest("hello");
-    write_manifest(
-        dir,
+    let manifest = write_manifest(
+        dir.path(),
         "shadowed",
         &[
             ("/admin/...", "ui", &hello),
             ("/api/v1/mine", "api", &hello),
             ("/hello", "fine", &hello),
         ],
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_route_under_the_api_is_warned_about_and_the_host_keeps_those_paths() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = shadowing_manifest(dir.path());
+    );
     let data = dir.path().join("data");
-    let host = OstoreProcess::start(&[
+    let mut args = vec![
         "-f",
         manifest.to_str().unwrap(),
         "--data-dir",
         data.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    (OstoreProcess::start(&args), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_under_the_api_is_warned_about_and_the_host_keeps_those_paths() {
+    let (host, _dir) = start_shadowed(&[]);
     let stderr = route_warnings(&host, 1);
     assert!(
         stderr.contains("warning: route /api/v1/mine of application \"shadowed\""),
@@ -162,16 +165,7 @@ async fn a_route_under_the_api_is_warned_about_and_the_host_keeps_those_paths() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_ui_on_the_applications_listener_is_warned_about_and_keeps_its_paths() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = shadowing_manifest(dir.path());
-    let data = dir.path().join("data");
-    let host = OstoreProcess::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--admin-on-app-listener",
-    ]);
+    let (host, _dir) = start_shadowed(&["--admin-on-app-listener"]);
     let stderr = route_warnings(&host, 2);
     for route in ["/admin/...", "/api/v1/mine"] {
         assert!(
