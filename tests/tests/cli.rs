@@ -278,3 +278,50 @@ async fn admin_listen_moves_the_admin_ui_to_an_origin_of_its_own() {
     assert_eq!(host.get("/api/v1/environments").await.status, 401);
     host.stop();
 }
+
+#[test]
+fn a_credential_for_an_application_no_one_has_run_is_warned_about_naming_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let create = |app: &str| {
+        let run = run_ostore(
+            &["credentials", "create", "--data-dir", data, "--app", app],
+            &[],
+        );
+        assert!(run.success, "{}", run.stderr);
+        assert!(run.stdout.contains("client_id:"), "{}", run.stdout);
+        run.stderr
+    };
+
+    // Before any application has run: a credential may be made ahead of
+    // its application's first start, with a warning.
+    let stderr = create("shop");
+    assert!(
+        stderr.contains("warning: no application has run with") && stderr.contains("\"shop\""),
+        "{stderr}"
+    );
+
+    let manifest = write_manifest(dir.path(), "shop", &[("/hello", "hello", &guest("hello"))]);
+    let host = OstoreProcess::start(&["-f", manifest.to_str().unwrap(), "--data-dir", data]);
+    // While a host holds the database the name cannot be checked, and the
+    // command says so rather than pass it silently.
+    let stderr = create("shpo");
+    assert!(
+        stderr.contains("note: cannot check that an application called \"shpo\" exists"),
+        "{stderr}"
+    );
+    host.stop();
+
+    let stderr = create("shpo");
+    assert!(
+        stderr.contains("warning: no application called \"shpo\" has run")
+            && stderr.contains("known applications: shop."),
+        "{stderr}"
+    );
+    let stderr = create("shop");
+    assert!(
+        !stderr.contains("warning") && !stderr.contains("note"),
+        "{stderr}"
+    );
+}

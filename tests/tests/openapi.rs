@@ -195,3 +195,61 @@ async fn every_documented_operation_answers_as_documented() {
         "401",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_with_a_control_character_is_a_documented_400_on_every_operation() {
+    let setup = Setup::new().app("api-app", &[("/hello", "hello", "hello")]);
+    let credential = setup.credential(Principal::Admin, &[]);
+    let host = setup.start().await;
+    let auth = format!("Bearer {}", host.token(&credential).await);
+    let doc: Value = serde_json::from_str(ostore::api::OPENAPI).unwrap();
+
+    let mut checked = 0;
+    for route in ostore::api::routes::ROUTES {
+        let method = route.method.as_str();
+        let operation = &doc["paths"][route.path][method.to_lowercase()];
+        for bad in ["{store}", "{partition}", "{key}"] {
+            if !route.path.contains(bad) {
+                continue;
+            }
+            // %01 decodes to U+0001, which no name may hold; every other
+            // name is one that exists.
+            let url = route
+                .path
+                .replace(bad, "bad%01name")
+                .replace("{org}", "default")
+                .replace("{env}", "api-app")
+                .replace("{store}", "_defaultUserObjectStore")
+                .replace("{partition}", "P")
+                .replace("{key}", "k");
+            let body = match (method, route.path.ends_with("{key}")) {
+                ("PUT" | "POST", true) => r#"{"valueType":"STRING","stringValue":"v"}"#,
+                _ => "",
+            };
+            let r = host
+                .request_with(method, &url, &[("authorization", &auth)], body.to_string())
+                .await;
+            assert!(
+                operation["responses"][r.status.to_string()].is_object(),
+                "{method} {url} answered undocumented {}: {}",
+                r.status,
+                r.text()
+            );
+            // The Stats API reports on names it is given (none used, none
+            // counted) rather than checking them.
+            if !route.path.starts_with("/api/v1/stats/") {
+                assert_eq!(r.status, 400, "{method} {url}: {}", r.text());
+                let error: Value = r.json();
+                assert_eq!(error["error"], "invalid-key", "{method} {url}");
+                check(
+                    &doc,
+                    &json!({"$ref": "#/components/schemas/Error"}),
+                    &error,
+                    &url,
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations and names checked");
+}

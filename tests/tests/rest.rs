@@ -867,3 +867,44 @@ async fn a_flood_over_the_rate_limit_gets_429_and_refused_writes_store_nothing()
     assert_eq!(r.status, 429);
     assert!(json(&r)["message"].as_str().unwrap().contains("quota"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_spelled_in_json_escapes_is_limited_by_its_decoded_size() {
+    let s = setup();
+    let creds = s.credential(app("rest-app"), &[]);
+    let host = s.start().await;
+    let t = host.token(&creds).await;
+    let path = format!("{BASE}{TUTORIAL}/keys/escaped");
+
+    // 3 MiB of control characters, each six bytes of JSON (`\u0001`): an
+    // 18 MiB body for a value well below the 10 MiB limit.
+    let chars = 3 << 20;
+    let body = format!(
+        r#"{{"valueType":"STRING","stringValue":"{}"}}"#,
+        "\\u0001".repeat(chars)
+    );
+    let r = call(&host, &t, "PUT", &path, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(json(&r)["size"], chars);
+    let read = json(&call(&host, &t, "GET", &path, "").await);
+    assert_eq!(read["stringValue"], "\u{1}".repeat(chars));
+
+    // The limit is the decoded value's: one byte past it is refused by
+    // name, however it is spelled, and nothing is stored.
+    let over = format!(
+        r#"{{"valueType":"STRING","stringValue":"{}"}}"#,
+        "a".repeat((10 << 20) + 1)
+    );
+    let r = call(
+        &host,
+        &t,
+        "PUT",
+        &format!("{BASE}{TUTORIAL}/keys/over"),
+        &over,
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(json(&r)["error"], "value-too-large");
+    let r = call(&host, &t, "GET", &format!("{BASE}{TUTORIAL}/keys/over"), "").await;
+    assert_eq!(r.status, 404);
+}

@@ -110,6 +110,18 @@ fn entry_response(entry: &Entry) -> hyper::Response<ResponseBody> {
     response
 }
 
+/// The largest key-write body read for values of at most `max_value` bytes.
+///
+/// JSON may spell each byte of a string as a six-byte escape (`\u0001`), and
+/// a value that decodes well below the limit must not be refused for how it
+/// was spelled: the body may be six times the value (escapes inside base64
+/// are legal JSON too), plus room for the fields around it. That still bounds
+/// what one request holds in memory; the decoded value is checked against
+/// the limit itself.
+fn max_value_body(max_value: usize) -> usize {
+    max_value.saturating_mul(6).saturating_add(64 << 10)
+}
+
 /// Reads a [`ValueWrite`](super::wire::ValueWrite): `{"keyId"?,
 /// "valueType", "stringValue" | "binaryValue" | "numberValue",
 /// "ttlSeconds"?, "rollingTtl"?}`, saying exactly what is wrong with it.
@@ -261,10 +273,16 @@ impl Api {
         let condition = Condition::from_headers(call.headers())?;
         let key = call.key().to_string();
         let limit = self.objectstore.config().limits.max_value_bytes;
-        // Base64 makes binary values a third larger; leave room for the
-        // JSON around them.
-        let body = call.body(limit / 3 * 4 + (64 << 10)).await?;
+        let body = call.body(max_value_body(limit)).await?;
         let (value, options) = parse_value(&key, &body)?;
+        // The body's bound allows for escapes; the value's is checked here,
+        // decoded, before any store is made for it.
+        if value.len() > limit {
+            return Err(objectstore::Error::ValueTooLarge {
+                limit: limit as u64,
+            }
+            .into());
+        }
         let partition = existing_store(&app, call.store())
             .await?
             .partition(call.partition())

@@ -325,6 +325,51 @@ mod tests {
     }
 
     #[test]
+    fn the_openapi_document_states_the_limits_the_server_checks() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("StringWrite", "ttlSeconds"),
+            ("BinaryWrite", "ttlSeconds"),
+            ("NumberWrite", "ttlSeconds"),
+            ("StoreConfig", "defaultTtlSeconds"),
+        ] {
+            let ttl = &schemas[schema]["properties"][field];
+            assert_eq!(ttl["minimum"], 1, "{schema}.{field}");
+            assert_eq!(
+                ttl["maximum"],
+                crate::objectstore::MAX_TTL_SECS,
+                "{schema}.{field}"
+            );
+        }
+        // Names are what the object store's name check lets through: not
+        // empty, and no control character (Unicode's Cc, as
+        // `char::is_control`).
+        let control: Vec<char> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_control())
+            .collect();
+        assert_eq!(
+            control,
+            ('\u{0}'..='\u{1f}')
+                .chain('\u{7f}'..='\u{9f}')
+                .collect::<Vec<_>>()
+        );
+        let mut checked = 0;
+        for item in doc["paths"].as_object().unwrap().values() {
+            for param in item["parameters"].as_array().into_iter().flatten() {
+                if ["store", "partition", "key"].contains(&param["name"].as_str().unwrap()) {
+                    let schema = &param["schema"];
+                    assert_eq!(schema["minLength"], 1);
+                    assert_eq!(schema["pattern"], "^[^\u{0}-\u{1f}\u{7f}-\u{9f}]+$");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 10, "only {checked} name parameters");
+    }
+
+    #[test]
     fn paging_defaults_to_25_and_bounds_page_size() {
         assert_eq!(paging(None).unwrap(), (None, 25));
         assert_eq!(

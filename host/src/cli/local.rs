@@ -8,8 +8,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::auth::{Credentials, Principal, Scope};
+use crate::backend::FileBackend;
 use crate::encryption::{MASTER_KEY_ENV, MasterKey};
 use crate::host::DataDir;
+use crate::objectstore::{Config, ObjectStore};
 
 #[derive(Subcommand)]
 pub(super) enum TlsCommand {
@@ -115,7 +117,7 @@ pub(super) fn master_key(data: &DataDir, key_file: Option<&Path>) -> anyhow::Res
     Ok(key)
 }
 
-pub(super) fn credentials(command: CredentialsCommand) -> anyhow::Result<()> {
+pub(super) async fn credentials(command: CredentialsCommand) -> anyhow::Result<()> {
     let keys = match &command {
         CredentialsCommand::Create(args) => &args.keys,
         CredentialsCommand::List(keys) | CredentialsCommand::Delete { keys, .. } => keys,
@@ -133,7 +135,10 @@ pub(super) fn credentials(command: CredentialsCommand) -> anyhow::Result<()> {
     match command {
         CredentialsCommand::Create(args) => {
             let principal = match args.app {
-                Some(app) => Principal::Application(app),
+                Some(app) => {
+                    warn_if_unknown(&data, &master, &app).await;
+                    Principal::Application(app)
+                }
                 None => Principal::Admin,
             };
             let scopes = if args.scopes.is_empty() {
@@ -164,6 +169,43 @@ pub(super) fn credentials(command: CredentialsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Warns when no application called `app` has run with `data`: a misspelt
+/// name makes a credential that can never reach anything. Only a warning,
+/// since a credential may well be made before its application first starts.
+async fn warn_if_unknown(data: &DataDir, master: &MasterKey, app: &str) {
+    match known_applications(data, master).await {
+        Ok(known) if known.iter().any(|name| name == app) => {}
+        Ok(known) if known.is_empty() => eprintln!(
+            "warning: no application has run with {} yet; the credential will work \
+             once an application called {app:?} does",
+            data.path().display()
+        ),
+        Ok(known) => eprintln!(
+            "warning: no application called {app:?} has run with {}; known applications: \
+             {}. The credential will work once an application of that name does",
+            data.path().display(),
+            known.join(", ")
+        ),
+        Err(e) => eprintln!(
+            "note: cannot check that an application called {app:?} exists: {}",
+            super::report(e.as_ref())
+        ),
+    }
+}
+
+/// The applications that have run with `data`, read from its database
+/// (none if it has none yet). Fails while a running host holds the
+/// database.
+async fn known_applications(data: &DataDir, master: &MasterKey) -> anyhow::Result<Vec<String>> {
+    let database = data.database();
+    if !database.exists() {
+        return Ok(Vec::new());
+    }
+    let backend = FileBackend::open(&database)?;
+    let store = ObjectStore::open(std::sync::Arc::new(backend), master, Config::default()).await?;
+    Ok(store.application_names().await?)
 }
 
 /// Writes a self-signed certificate and its key into `dir`.

@@ -108,7 +108,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up::up(args).await,
-            Command::Credentials(command) => local::credentials(command),
+            Command::Credentials(command) => local::credentials(command).await,
             Command::Tls(TlsCommand::SelfSigned { out_dir, names }) => {
                 local::self_signed(&out_dir, &names)
             }

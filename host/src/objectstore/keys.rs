@@ -81,6 +81,8 @@ pub(crate) enum Shard {
 /// The prefix of a scan: all records of one kind under one parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Prefix {
+    /// Every application's record.
+    Apps,
     /// The whole expiry index, in expiry order.
     Expiries,
     /// An application's stores.
@@ -241,6 +243,10 @@ impl Prefix {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + 3 * TAG_LEN);
         let tags: [Option<&Tag>; 3] = match self {
+            Prefix::Apps => {
+                out.push(APP);
+                [None; 3]
+            }
             Prefix::Expiries => {
                 out.push(EXPIRY);
                 [None; 3]

@@ -48,8 +48,8 @@ use crate::clock::Clock;
 use crate::encryption::{MasterKey, Sealer, Tag};
 
 use application::AppState;
-use keys::RecordKey;
-use record::MasterCheck;
+use keys::{Prefix, RecordKey};
+use record::{AppRecord, MasterCheck};
 use sealed::SealedTable;
 
 /// How many times a conditional write (of a key, or of a day's request
@@ -163,6 +163,26 @@ impl ObjectStore {
         let tag = self.inner.master.tag(b"app", b"", name.as_bytes());
         let state = self.inner.app_state(tag, Some(name)).await?;
         Ok(Application::new(self.inner.clone(), state))
+    }
+
+    /// The names of every application this data has seen (a host records
+    /// each of its applications when it starts), in name order.
+    pub async fn application_names(&self) -> Result<Vec<String>, Error> {
+        let table = self.inner.master_table();
+        let mut scan = table.scan(Prefix::Apps);
+        let mut names = Vec::new();
+        loop {
+            let chunk = scan.next_chunk().await?;
+            if chunk.is_empty() {
+                break;
+            }
+            for (key, sealed) in chunk {
+                let record: AppRecord = table.open(&key, &sealed)?;
+                names.push(record.name);
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 }
 
