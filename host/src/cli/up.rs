@@ -141,6 +141,17 @@ pub(super) struct UpArgs {
     /// Seconds a REST API bearer token stays valid.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     token_lifetime: u64,
+
+    /// Guest instances one application may run at once (1 to 10000); past
+    /// it, its requests get a 503 with Retry-After while other applications
+    /// are served.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_instances_per_app: u32,
+
+    /// Guest instances one component may run at once (1 to 10000); past
+    /// it, its requests get a 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_instances_per_component: u32,
 }
 
 fn parse_environment(text: &str) -> Result<(String, String), String> {
@@ -226,6 +237,8 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
         request_timeout: seconds(args.request_timeout, "request-timeout")?,
         max_instance_memory: args.max_instance_memory << 20,
         max_instances: args.max_instances,
+        max_instances_per_app: args.max_instances_per_app,
+        max_instances_per_component: args.max_instances_per_component,
     });
     config.runtime_config = runtime_config;
     config.organization = args.organization.clone();

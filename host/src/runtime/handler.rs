@@ -19,6 +19,7 @@ use crate::objectstore::Application;
 use crate::spin::SpinKvCtx;
 
 use super::SandboxConfig;
+use super::fairness::{CpuTurns, FailureLog, InstanceCaps, InstanceSlot, Turn};
 use super::instance::{ComponentSettings, InstanceState, OutboundPolicy, resource_table};
 
 /// A component ready to serve HTTP requests, one fresh instance each.
@@ -47,6 +48,12 @@ pub(super) struct ComponentInner {
     pub app: Application,
     pub settings: ComponentSettings,
     pub sandbox: SandboxConfig,
+    /// Its instance cap and its application's.
+    pub caps: InstanceCaps,
+    /// The turns long-running guests take, shared by the runtime.
+    pub turns: Arc<CpuTurns>,
+    /// Its failures lately, so that a burst logs a few lines.
+    pub failures: FailureLog,
 }
 
 impl HttpComponent {
@@ -59,7 +66,8 @@ impl HttpComponent {
     }
 
     /// Serves `req` with a fresh instance. Never fails: guest traps,
-    /// timeouts and exhausted instance pools become 5xx responses.
+    /// timeouts, instance caps and exhausted instance pools become 5xx
+    /// responses.
     pub async fn handle(
         &self,
         req: hyper::Request<Incoming>,
@@ -67,6 +75,18 @@ impl HttpComponent {
     ) -> hyper::Response<ResponseBody> {
         let inner = &self.inner;
         let id = &inner.settings.id;
+        // Taken before anything is made for the instance, and held by the
+        // task that runs it: a request cut off at its deadline keeps its
+        // slot until its instance is gone.
+        let slot = match inner.caps.try_take(id) {
+            Ok(slot) => slot,
+            Err(at_cap) => {
+                inner
+                    .failures
+                    .log(id, format_args!("request refused: {at_cap}"));
+                return retry_later(at_cap.to_string());
+            }
+        };
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout().inherit_stderr();
         for (k, v) in &inner.settings.environment {
@@ -100,22 +120,45 @@ impl HttpComponent {
         let mut store = Store::new(inner.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let timeout = inner.sandbox.request_timeout;
-        // At every epoch tick a running guest yields to the executor, so that
-        // a spinning guest holds a worker thread for one tick at a time and
-        // never starves other requests; past its deadline it is stopped.
+        // A guest that runs a whole epoch tick is a long runner: from then
+        // on, at every tick it gives its turn back and waits for the next
+        // one (see `fairness`), so that spinning guests hold at most the
+        // long runners' worker threads, one tick at a time, and the
+        // application that used the least CPU lately goes first. Past its
+        // deadline it is stopped.
         let deadline = std::time::Instant::now() + timeout;
-        store.set_epoch_deadline(1);
+        let turns = inner.turns.clone();
+        let usage = inner.caps.app().cpu.clone();
+        let held: Arc<std::sync::Mutex<Option<Turn>>> = Arc::default();
+        // Two ticks: a short request that happens to straddle one tick does
+        // not queue for a turn.
+        store.set_epoch_deadline(2);
         store.epoch_deadline_callback(move |_| {
             if std::time::Instant::now() >= deadline {
-                Err(Trap::Interrupt.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Err(Trap::Interrupt.into());
             }
+            usage.charge();
+            // Given back before asking again: a waiter of an application
+            // that used less CPU gets it first.
+            drop(held.lock().expect("turn lock").take());
+            let (turns, usage, held) = (turns.clone(), usage.clone(), held.clone());
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    let turn = turns.take(usage).await;
+                    *held.lock().expect("turn lock") = Some(turn);
+                    // Whether or not it waited, others on this worker get
+                    // their go before the guest runs on.
+                    tokio::task::yield_now().await;
+                }),
+            ))
         });
 
         let pre = match &inner.pre {
             Handler::P2(pre) => pre.clone(),
-            Handler::P3(pre) => return self.handle_p3(pre.clone(), store, req, https).await,
+            Handler::P3(pre) => {
+                return self.handle_p3(pre.clone(), store, slot, req, https).await;
+            }
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = store
@@ -128,6 +171,7 @@ impl HttpComponent {
             Err(e) => return text_response(400, format!("bad request: {e}")),
         };
         let task = tokio::spawn(async move {
+            let _slot = slot;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
@@ -140,12 +184,14 @@ impl HttpComponent {
         match response {
             Ok(Ok(Ok(response))) => response,
             Ok(Ok(Err(code))) => {
-                tracing::warn!(component = %id, "guest answered with an error: {code:?}");
+                inner
+                    .failures
+                    .log(id, format_args!("guest answered with an error: {code:?}"));
                 text_response(500, format!("the component failed: {code:?}"))
             }
             Ok(Err(_)) => match task.await {
                 Ok(Ok(())) => text_response(500, "the component sent no response"),
-                Ok(Err(e)) => guest_failure(id, &e),
+                Ok(Err(e)) => guest_failure(inner, &e),
                 Err(e) => {
                     tracing::error!(component = %id, "request task failed: {e}");
                     text_response(500, "the component failed")
@@ -153,7 +199,9 @@ impl HttpComponent {
             },
             Err(_) => {
                 task.abort();
-                tracing::warn!(component = %id, "request timed out after {timeout:?}");
+                inner
+                    .failures
+                    .log(id, format_args!("request timed out after {timeout:?}"));
                 text_response(
                     504,
                     format!("the component did not answer within {timeout:?}"),
@@ -168,10 +216,12 @@ impl HttpComponent {
         &self,
         pre: ServicePre<InstanceState>,
         mut store: Store<InstanceState>,
+        slot: InstanceSlot,
         req: hyper::Request<Incoming>,
         https: bool,
     ) -> hyper::Response<ResponseBody> {
-        let id = self.inner.settings.id.clone();
+        let inner = &self.inner;
+        let id = &inner.settings.id;
         let timeout = self.inner.sandbox.request_timeout;
         let (mut parts, body) = req.into_parts();
         if parts.uri.scheme().is_none() {
@@ -199,6 +249,7 @@ impl HttpComponent {
         });
         let req = hyper::Request::from_parts(parts, body);
         let task = tokio::spawn(async move {
+            let _slot = slot;
             let (request, io) =
                 wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, req);
             let service = pre.instantiate_async(&mut store).await?;
@@ -228,16 +279,20 @@ impl HttpComponent {
         match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
             Ok(Ok(Ok(Ok((parts, body))))) => hyper::Response::from_parts(parts, full_body(body)),
             Ok(Ok(Ok(Err(code)))) => {
-                tracing::warn!(component = %id, "guest answered with an error: {code}");
+                inner
+                    .failures
+                    .log(id, format_args!("guest answered with an error: {code}"));
                 text_response(500, format!("the component failed: {code}"))
             }
-            Ok(Ok(Err(e))) => guest_failure(&id, &e),
+            Ok(Ok(Err(e))) => guest_failure(inner, &e),
             Ok(Err(e)) => {
                 tracing::error!(component = %id, "request task failed: {e}");
                 text_response(500, "the component failed")
             }
             Err(_) => {
-                tracing::warn!(component = %id, "request timed out after {timeout:?}");
+                inner
+                    .failures
+                    .log(id, format_args!("request timed out after {timeout:?}"));
                 text_response(
                     504,
                     format!("the component did not answer within {timeout:?}"),
@@ -252,21 +307,45 @@ async fn futures_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output
     tokio::join!(a, b)
 }
 
+/// A 503 that asks the client to come back in a second.
+fn retry_later(text: String) -> hyper::Response<ResponseBody> {
+    let mut response = text_response(503, text);
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
 /// The response for a guest that trapped or could not be instantiated.
-fn guest_failure(id: &str, e: &wasmtime::Error) -> hyper::Response<ResponseBody> {
+/// The log says why in one line (a trap's kind, not its backtrace), and
+/// only a few times per burst; the bounded backtrace goes to the debug log.
+fn guest_failure(inner: &ComponentInner, e: &wasmtime::Error) -> hyper::Response<ResponseBody> {
+    let id = &inner.settings.id;
     if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()
     {
-        tracing::warn!(component = %id, "instance pool exhausted: {e:#}");
-        return text_response(503, "the server is at its instance limit; try again");
+        inner
+            .failures
+            .log(id, format_args!("instance pool exhausted: {e}"));
+        return retry_later("the server is at its instance limit; try again".into());
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => {
-            tracing::warn!(component = %id, "guest interrupted at its deadline");
+            inner
+                .failures
+                .log(id, format_args!("guest interrupted at its deadline"));
             text_response(504, "the component did not answer within its deadline")
         }
-        _ => {
-            tracing::warn!(component = %id, "guest failed: {e:#}");
+        trap => {
+            let why = match trap {
+                Some(trap) => format!("trap: {trap}"),
+                // A host error; its outermost context is the backtrace.
+                None => e.root_cause().to_string(),
+            };
+            if inner.failures.log(id, format_args!("guest failed: {why}")) {
+                tracing::debug!(component = %id, "guest failure in full: {e:?}");
+            }
             text_response(500, "the component failed")
         }
     }
