@@ -189,3 +189,18 @@ async fn admin_listen_moves_the_admin_ui_to_an_origin_of_its_own() {
     assert_eq!(host.get("/api/v1/environments").await.status, 401);
     host.stop();
 }
+
+#[test]
+fn an_instance_cap_of_zero_is_refused_naming_the_flag_and_its_range() {
+    for flag in ["--max-instances-per-app", "--max-instances-per-component"] {
+        let run = run_ostore(&["up", flag, "0"], &[]);
+        assert!(!run.success, "{flag} 0 was accepted");
+        assert!(
+            run.stderr
+                .contains(&format!("invalid value '0' for '{flag} <N>'"))
+                && run.stderr.contains("1..=10000"),
+            "{}",
+            run.stderr
+        );
+    }
+}

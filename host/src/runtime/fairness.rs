@@ -5,16 +5,20 @@
 //!   have only so many instances at once; past its cap a request gets a 503
 //!   at once (it does not queue), and the instances of other applications
 //!   are unaffected.
-//! - **CPU turns.** A guest that runs past its first epoch tick is a long
-//!   runner. Long runners take turns, a tick at a time, on fewer worker
-//!   threads than the host has, so that short requests (and the HTTP and
-//!   I/O tasks) always find a free worker. At each turn the long runner of
-//!   the application that has used the least CPU lately goes first: an
-//!   application that has used its share yields to the others.
+//! - **CPU turns.** Each epoch tick charges the applications whose guests
+//!   are running (a sample of the CPU they use). A guest that runs past two
+//!   ticks is a long runner, and so is every guest of an application that
+//!   has used more than its share lately. Long runners take turns, a tick
+//!   at a time, on fewer worker threads than the host has, so that short
+//!   requests of other applications (and the HTTP and I/O tasks) always
+//!   find a free worker. The turn goes to the application that has used the
+//!   least CPU lately: one that has used its share yields to the others. A
+//!   guest gives its turn back when it calls the host (it may wait there),
+//!   and asks again at its next tick.
 //! - **Quiet failures.** A guest's failures (traps, deadlines, refusals)
 //!   are logged a few at a time, with counts, not one line each.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -31,12 +35,12 @@ pub struct AppShare {
 }
 
 impl AppShare {
-    pub(super) fn new(name: &str, cap: u32) -> Self {
+    pub(super) fn new(name: &str, cap: u32, cpu: Arc<CpuUsage>) -> Self {
         Self {
             name: name.into(),
             instances: Arc::new(Semaphore::new(cap as usize)),
             cap,
-            cpu: Arc::default(),
+            cpu,
         }
     }
 }
@@ -151,7 +155,13 @@ pub(super) fn long_runner_slots() -> usize {
 /// goes first (the longest waiting among equals).
 pub(super) struct CpuTurns {
     state: Mutex<TurnState>,
+    /// Every application's usage, to tell which are over their share.
+    apps: Mutex<Vec<Weak<CpuUsage>>>,
 }
+
+/// Ticks of use lately below which no application is over its share: a
+/// little CPU is nobody's problem.
+const USAGE_FLOOR: f64 = 10.0;
 
 struct TurnState {
     free: usize,
@@ -186,7 +196,35 @@ impl CpuTurns {
                 waiting: Vec::new(),
                 next: 0,
             }),
+            apps: Mutex::default(),
         })
+    }
+
+    /// A CPU account for a new application.
+    pub(super) fn account(&self) -> Arc<CpuUsage> {
+        let usage = Arc::new(CpuUsage::default());
+        let mut apps = self.apps.lock().expect("cpu accounts lock");
+        apps.retain(|app| app.strong_count() > 0);
+        apps.push(Arc::downgrade(&usage));
+        usage
+    }
+
+    /// Whether the application of `usage` has used more than its share
+    /// lately: more than the mean of the applications that used any, when
+    /// there are at least two of them.
+    pub(super) fn over_share(&self, usage: &CpuUsage) -> bool {
+        let mine = usage.current();
+        if mine < USAGE_FLOOR {
+            return false;
+        }
+        let apps = self.apps.lock().expect("cpu accounts lock");
+        let (total, active) = apps
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|app| app.current())
+            .filter(|&used| used >= 1.0)
+            .fold((0.0, 0u32), |(total, n), used| (total + used, n + 1));
+        active >= 2 && mine > total / f64::from(active)
     }
 
     /// Waits for a turn for a guest of the application whose usage is
@@ -304,7 +342,7 @@ mod tests {
 
     #[test]
     fn past_its_cap_an_application_is_refused_and_its_slots_come_back() {
-        let app = AppShare::new("busy", 2);
+        let app = AppShare::new("busy", 2, Arc::default());
         let first = InstanceCaps::new(app.clone(), 10);
         let second = InstanceCaps::new(app, 1);
         let a = first.try_take("first").unwrap();
@@ -342,6 +380,23 @@ mod tests {
         let light_turn = futures_poll(&mut light_waits).expect("the light one's turn");
         drop(light_turn);
         assert!(futures_poll(&mut heavy_waits).is_some());
+    }
+
+    #[test]
+    fn an_application_is_over_its_share_when_it_used_more_than_the_others() {
+        let turns = CpuTurns::new(1);
+        let heavy = turns.account();
+        let light = turns.account();
+        for _ in 0..100 {
+            heavy.charge();
+        }
+        // Alone in using CPU, it has no one to yield to.
+        assert!(!turns.over_share(&heavy));
+        for _ in 0..20 {
+            light.charge();
+        }
+        assert!(turns.over_share(&heavy));
+        assert!(!turns.over_share(&light));
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -120,28 +120,52 @@ impl HttpComponent {
         let mut store = Store::new(inner.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let timeout = inner.sandbox.request_timeout;
-        // A guest that runs a whole epoch tick is a long runner: from then
-        // on, at every tick it gives its turn back and waits for the next
-        // one (see `fairness`), so that spinning guests hold at most the
-        // long runners' worker threads, one tick at a time, and the
-        // application that used the least CPU lately goes first. Past its
-        // deadline it is stopped.
+        // Every epoch tick charges the running guest's application. A long
+        // runner (past two ticks, or of an application over its CPU share)
+        // then gives its turn back and waits for the next one (see
+        // `fairness`): spinning guests hold at most the long runners' worker
+        // threads, one tick at a time, and the application that used the
+        // least CPU lately goes first. Past its deadline a guest is stopped.
         let deadline = std::time::Instant::now() + timeout;
         let turns = inner.turns.clone();
         let usage = inner.caps.app().cpu.clone();
         let held: Arc<std::sync::Mutex<Option<Turn>>> = Arc::default();
-        // Two ticks: a short request that happens to straddle one tick does
-        // not queue for a turn.
-        store.set_epoch_deadline(2);
+        // An application over its share waits for a turn before it starts,
+        // at most until its deadline.
+        if turns.over_share(&usage) {
+            match tokio::time::timeout(timeout, turns.take(usage.clone())).await {
+                Ok(turn) => *held.lock().expect("turn lock") = Some(turn),
+                Err(_) => {
+                    inner.failures.log(
+                        id,
+                        format_args!("request refused: no CPU turn within {timeout:?}"),
+                    );
+                    return retry_later(format!(
+                        "application `{}` has used more than its share of the CPU lately, and \
+                         got no turn within {timeout:?}; try again",
+                        inner.caps.app().name
+                    ));
+                }
+            }
+        }
+        let mut ticks = 0u32;
+        store.set_epoch_deadline(1);
+        let on_tick = held.clone();
         store.epoch_deadline_callback(move |_| {
             if std::time::Instant::now() >= deadline {
                 return Err(Trap::Interrupt.into());
             }
             usage.charge();
+            ticks = ticks.saturating_add(1);
+            let mut holding = on_tick.lock().expect("turn lock");
+            // A short request that straddles one tick does not queue.
+            if holding.is_none() && ticks < 2 && !turns.over_share(&usage) {
+                return Ok(UpdateDeadline::Yield(1));
+            }
             // Given back before asking again: a waiter of an application
             // that used less CPU gets it first.
-            drop(held.lock().expect("turn lock").take());
-            let (turns, usage, held) = (turns.clone(), usage.clone(), held.clone());
+            drop(holding.take());
+            let (turns, usage, held) = (turns.clone(), usage.clone(), on_tick.clone());
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move {
@@ -152,6 +176,14 @@ impl HttpComponent {
                     tokio::task::yield_now().await;
                 }),
             ))
+        });
+        // A guest calling the host may wait there (for a body, a store, a
+        // timer): it gives its turn back, and asks again at its next tick.
+        store.call_hook(move |_, hook| {
+            if matches!(hook, CallHook::CallingHost) {
+                drop(held.lock().expect("turn lock").take());
+            }
+            Ok(())
         });
 
         let pre = match &inner.pre {

@@ -77,11 +77,9 @@ impl Default for SandboxConfig {
             request_timeout: Duration::from_secs(30),
             max_instance_memory: 128 << 20,
             max_instances: 256,
-            // A quarter of the pool each: one application cannot take the
-            // whole pool, nor one component the whole of its application's
-            // share unless the operator says so.
-            max_instances_per_app: 64,
-            max_instances_per_component: 64,
+            // Half the pool: one application cannot take all of it.
+            max_instances_per_app: 128,
+            max_instances_per_component: 128,
         }
     }
 }
@@ -180,7 +178,11 @@ impl Runtime {
     /// A new share of this runtime for application `name`, with the
     /// per-application instance cap; its components are loaded with it.
     pub fn app_share(&self, name: &str) -> AppShare {
-        AppShare::new(name, self.config.max_instances_per_app)
+        AppShare::new(
+            name,
+            self.config.max_instances_per_app,
+            self.turns.account(),
+        )
     }
 
     pub fn engine(&self) -> &Engine {
