@@ -57,6 +57,9 @@ pub async fn load(
     app: Application,
 ) -> Result<LoadedApp, LoadError> {
     let mut loaded: BTreeMap<&str, HttpComponent> = BTreeMap::new();
+    // One share for the whole application: its components' instances count
+    // against one cap, and their CPU against one account.
+    let share = cx.runtime.app_share(&manifest.name);
     for trigger in &manifest.triggers {
         let id = trigger.component.as_str();
         if loaded.contains_key(id) {
@@ -93,7 +96,7 @@ pub async fn load(
         };
         let component = cx
             .runtime
-            .load_http_component(&spec.source, app.clone(), settings)
+            .load_http_component(&spec.source, app.clone(), &share, settings)
             .map_err(|source| LoadError::Component {
                 component: id.into(),
                 source,

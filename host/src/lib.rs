@@ -23,7 +23,7 @@
 //! | [`admin`] | the admin web UI: static files that talk only to the API |
 //! | [`auth`] | client credentials, bearer tokens, scopes |
 //! | [`manifest`] | reading Spin manifests (`spin.toml`) |
-//! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request (WASIp2 and WASIp3) |
+//! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request (WASIp2 and WASIp3), fair sharing between applications (instance caps, CPU turns, quiet failure logs) |
 //! | [`component`] | `ostore:objectstore` for guests, and the embedding API |
 //! | [`spin`] | Spin's key-value interfaces and wasi:keyvalue, labels, runtime config, variables |
 //! | [`objectstore`] | applications, stores, partitions, keys, TTL, limits, usage and statistics; the record layout |

@@ -12,12 +12,11 @@
 //! Defaults: 10 seconds per workload, 1 and 64 connections.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use ostore_tests::load::{drive, ms};
 use ostore_tests::{OstoreProcess, Serves, guest, write_manifest};
 
 #[derive(Clone, Copy)]
@@ -59,76 +58,6 @@ impl Workload {
 /// Keys stored before the retrieve workload.
 const SEEDED: u64 = 1000;
 
-struct Figures {
-    requests: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-async fn drive(
-    addr: SocketAddr,
-    workload: Workload,
-    connections: usize,
-    time: Duration,
-) -> Figures {
-    let errors = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + time;
-    let tasks: Vec<_> = (0..connections)
-        .map(|conn| {
-            let errors = errors.clone();
-            tokio::spawn(async move {
-                let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-                stream.set_nodelay(true).expect("nodelay");
-                let (mut sender, c) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                        .await
-                        .expect("handshake");
-                tokio::spawn(c);
-                let mut latencies = Vec::new();
-                let mut n = 0;
-                while Instant::now() < deadline {
-                    let req = workload.request(addr, conn, n);
-                    n += 1;
-                    let sent = Instant::now();
-                    let res = sender.send_request(req).await.expect("request");
-                    let ok = res.status().is_success();
-                    res.into_body().collect().await.expect("body");
-                    latencies.push(sent.elapsed());
-                    if !ok {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("connection task"));
-    }
-    let elapsed = start.elapsed();
-    latencies.sort();
-    Figures {
-        requests: latencies.len() as u64,
-        errors: errors.load(Ordering::Relaxed),
-        elapsed,
-        latencies,
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args()
@@ -161,7 +90,11 @@ async fn main() {
         assert_eq!(r.status, 200, "seeding: {}", r.text());
     }
     // Warm up: first requests pay for lazy initialisation.
-    drive(host.addr, Workload::Hello, 4, Duration::from_secs(1)).await;
+    let addr = host.addr;
+    drive(addr, 4, Duration::from_secs(1), move |conn, n| {
+        Workload::Hello.request(addr, conn, n)
+    })
+    .await;
 
     println!(
         "ostore HTTP benchmark: {seconds} s per run, 100-byte values, host = {}",
@@ -173,18 +106,18 @@ async fn main() {
     for &connections in &counts {
         for workload in [Workload::Hello, Workload::Store, Workload::Retrieve] {
             let f = drive(
-                host.addr,
-                workload,
+                addr,
                 connections,
                 Duration::from_secs(seconds),
+                move |conn, n| workload.request(addr, conn, n),
             )
             .await;
             println!(
                 "| {} | {connections} | {:.0} | {} | {} | {} |",
                 workload.name(),
-                f.requests as f64 / f.elapsed.as_secs_f64(),
-                ms(percentile(&f.latencies, 0.50)),
-                ms(percentile(&f.latencies, 0.99)),
+                f.requests_per_second(),
+                ms(f.percentile(0.50)),
+                ms(f.percentile(0.99)),
                 f.errors
             );
         }

@@ -4,6 +4,7 @@
 //! the `ostore` binary (for what only the binary does: flags, signals,
 //! exit codes and messages).
 
+pub mod load;
 mod process;
 
 use std::future::Future;

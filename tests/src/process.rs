@@ -49,7 +49,7 @@ impl OstoreProcess {
     /// Starts `ostore up` through `wrapper` (a command that runs the rest of
     /// its arguments, such as `prlimit --nofile=128:128`), with `env` set.
     pub fn start_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> OstoreProcess {
-        let mut cmd = match wrapper.split_first() {
+        let cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut cmd = Command::new(program);
                 cmd.args(rest).arg(ostore_bin());
@@ -57,6 +57,16 @@ impl OstoreProcess {
             }
             None => Command::new(ostore_bin()),
         };
+        Self::spawn(cmd, args, env)
+    }
+
+    /// Starts `ostore up` from the binary `bin` (another build of ostore,
+    /// for benches that compare two builds).
+    pub fn start_binary(bin: &Path, args: &[&str]) -> OstoreProcess {
+        Self::spawn(Command::new(bin), args, &[])
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> OstoreProcess {
         cmd.arg("up").args(args).args(["--listen", "127.0.0.1:0"]);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -325,3 +325,18 @@ fn a_credential_for_an_application_no_one_has_run_is_warned_about_naming_the_kno
         "{stderr}"
     );
 }
+
+#[test]
+fn an_instance_cap_of_zero_is_refused_naming_the_flag_and_its_range() {
+    for flag in ["--max-instances-per-app", "--max-instances-per-component"] {
+        let run = run_ostore(&["up", flag, "0"], &[]);
+        assert!(!run.success, "{flag} 0 was accepted");
+        assert!(
+            run.stderr
+                .contains(&format!("invalid value '0' for '{flag} <N>'"))
+                && run.stderr.contains("1..=10000"),
+            "{}",
+            run.stderr
+        );
+    }
+}

@@ -2,6 +2,10 @@
 //!
 //! * `GET /misbehave/loop` spins forever; the host must interrupt it.
 //! * `GET /misbehave/trap` panics, which traps the instance.
+//! * `GET /misbehave/grow` allocates (and touches) memory a mebibyte at a
+//!   time until the host's memory limit refuses more, which traps.
+//! * `GET /misbehave/recurse` recurses until the wasm stack overflows,
+//!   which traps with a deep stack.
 //! * `GET /misbehave/ok` answers 200 `ok`, to show the host still serves.
 //! * `GET /misbehave/slow` waits 1.5 s (without spinning), then answers
 //!   200 `slow ok`: a request in flight, for shutdown tests.
@@ -32,6 +36,8 @@ impl Handler for Misbehave {
         let action = match request.path() {
             "/misbehave/loop" => spin,
             "/misbehave/trap" => trap,
+            "/misbehave/grow" => grow,
+            "/misbehave/recurse" => recurse,
             "/misbehave/ok" => ok,
             "/misbehave/slow" => slow,
             "/misbehave/instance-requests" => instance_requests,
@@ -55,6 +61,29 @@ fn spin() -> Response {
 
 fn trap() -> Response {
     panic!("misbehave: deliberate trap");
+}
+
+/// Never returns: allocation fails at the memory limit, and Rust aborts
+/// (a trap). Each mebibyte is written, so the host really provides it.
+fn grow() -> Response {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+/// Never returns: every call keeps a frame with a buffer the optimiser
+/// cannot remove, until the stack overflows (the depth never reaches
+/// `u64::MAX`, but the compiler cannot know that).
+fn recurse() -> Response {
+    fn deeper(depth: u64) -> u64 {
+        if black_box(depth) == u64::MAX {
+            return 0;
+        }
+        let frame = black_box([depth; 32]);
+        black_box(deeper(depth + 1)) + frame[black_box(0)]
+    }
+    Response::text(200, deeper(0).to_string())
 }
 
 /// Requests served by this instance; a global, so it would carry over if

@@ -165,6 +165,18 @@ pub(super) struct UpArgs {
     /// Seconds a REST API bearer token stays valid.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     token_lifetime: u64,
+
+    /// Guest instances one application may run at once (1 to 10000); past
+    /// it, its requests get a 503 with Retry-After while other applications
+    /// are served. Default: half of --max-instances.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_instances_per_app: Option<u32>,
+
+    /// Guest instances one component may run at once (1 to 10000); past
+    /// it, its requests get a 503 with Retry-After. Default: as
+    /// --max-instances-per-app.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_instances_per_component: Option<u32>,
 }
 
 fn parse_environment(text: &str) -> Result<(String, String), String> {
@@ -266,10 +278,17 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_bytes: args.max_bytes,
         max_stores: args.max_stores,
     };
+    let max_instances_per_app = args
+        .max_instances_per_app
+        .unwrap_or((args.max_instances / 2).max(1));
     config.sandbox = Sandbox::New(SandboxConfig {
         request_timeout: seconds(args.request_timeout, "request-timeout")?,
         max_instance_memory: args.max_instance_memory << 20,
         max_instances: args.max_instances,
+        max_instances_per_app,
+        max_instances_per_component: args
+            .max_instances_per_component
+            .unwrap_or(max_instances_per_app),
     });
     config.runtime_config = runtime_config;
     config.organization = args.organization.clone();

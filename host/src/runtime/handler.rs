@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -19,6 +19,7 @@ use crate::objectstore::Application;
 use crate::spin::SpinKvCtx;
 
 use super::SandboxConfig;
+use super::fairness::{CpuTurns, FailureLog, InstanceCaps, InstanceSlot, Turn};
 use super::instance::{
     ComponentSettings, GuestLimits, InstanceState, MemoryBudgetSpent, OutboundPolicy,
     resource_table,
@@ -50,6 +51,12 @@ pub(super) struct ComponentInner {
     pub app: Application,
     pub settings: ComponentSettings,
     pub sandbox: SandboxConfig,
+    /// Its instance cap and its application's.
+    pub caps: InstanceCaps,
+    /// The turns long-running guests take, shared by the runtime.
+    pub turns: Arc<CpuTurns>,
+    /// Its failures lately, so that a burst logs a few lines.
+    pub failures: FailureLog,
 }
 
 impl HttpComponent {
@@ -62,7 +69,8 @@ impl HttpComponent {
     }
 
     /// Serves `req` with a fresh instance. Never fails: guest traps,
-    /// timeouts and exhausted instance pools become 5xx responses.
+    /// timeouts, instance caps and exhausted instance pools become 5xx
+    /// responses.
     pub async fn handle(
         &self,
         req: hyper::Request<Incoming>,
@@ -70,6 +78,18 @@ impl HttpComponent {
     ) -> hyper::Response<ResponseBody> {
         let inner = &self.inner;
         let id = &inner.settings.id;
+        // Taken before anything is made for the instance, and held by the
+        // task that runs it: a request cut off at its deadline keeps its
+        // slot until its instance is gone.
+        let slot = match inner.caps.try_take(id) {
+            Ok(slot) => slot,
+            Err(at_cap) => {
+                inner
+                    .failures
+                    .log(id, format_args!("request refused: {at_cap}"));
+                return retry_later(at_cap.to_string());
+            }
+        };
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout().inherit_stderr();
         for (k, v) in &inner.settings.environment {
@@ -106,22 +126,77 @@ impl HttpComponent {
         let mut store = Store::new(inner.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let timeout = inner.sandbox.request_timeout;
-        // At every epoch tick a running guest yields to the executor, so that
-        // a spinning guest holds a worker thread for one tick at a time and
-        // never starves other requests; past its deadline it is stopped.
+        // Every epoch tick charges the running guest's application. A long
+        // runner (past two ticks, or of an application over its CPU share)
+        // then gives its turn back and waits for the next one (see
+        // `fairness`): spinning guests hold at most the long runners' worker
+        // threads, one tick at a time, and the application that used the
+        // least CPU lately goes first. Past its deadline a guest is stopped.
         let deadline = std::time::Instant::now() + timeout;
+        let turns = inner.turns.clone();
+        let usage = inner.caps.app().cpu.clone();
+        let held: Arc<std::sync::Mutex<Option<Turn>>> = Arc::default();
+        // An application over its share waits for a turn before it starts,
+        // at most until its deadline.
+        if turns.over_share(&usage) {
+            match tokio::time::timeout(timeout, turns.take(usage.clone())).await {
+                Ok(turn) => *held.lock().expect("turn lock") = Some(turn),
+                Err(_) => {
+                    inner.failures.log(
+                        id,
+                        format_args!("request refused: no CPU turn within {timeout:?}"),
+                    );
+                    return retry_later(format!(
+                        "application `{}` has used more than its share of the CPU lately, and \
+                         got no turn within {timeout:?}; try again",
+                        inner.caps.app().name
+                    ));
+                }
+            }
+        }
+        let mut ticks = 0u32;
         store.set_epoch_deadline(1);
+        let on_tick = held.clone();
         store.epoch_deadline_callback(move |_| {
             if std::time::Instant::now() >= deadline {
-                Err(Trap::Interrupt.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Err(Trap::Interrupt.into());
             }
+            usage.charge();
+            ticks = ticks.saturating_add(1);
+            let mut holding = on_tick.lock().expect("turn lock");
+            // A short request that straddles one tick does not queue.
+            if holding.is_none() && ticks < 2 && !turns.over_share(&usage) {
+                return Ok(UpdateDeadline::Yield(1));
+            }
+            // Given back before asking again: a waiter of an application
+            // that used less CPU gets it first.
+            drop(holding.take());
+            let (turns, usage, held) = (turns.clone(), usage.clone(), on_tick.clone());
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    let turn = turns.take(usage).await;
+                    *held.lock().expect("turn lock") = Some(turn);
+                    // Whether or not it waited, others on this worker get
+                    // their go before the guest runs on.
+                    tokio::task::yield_now().await;
+                }),
+            ))
+        });
+        // A guest calling the host may wait there (for a body, a store, a
+        // timer): it gives its turn back, and asks again at its next tick.
+        store.call_hook(move |_, hook| {
+            if matches!(hook, CallHook::CallingHost) {
+                drop(held.lock().expect("turn lock").take());
+            }
+            Ok(())
         });
 
         let pre = match &inner.pre {
             Handler::P2(pre) => pre.clone(),
-            Handler::P3(pre) => return self.handle_p3(pre.clone(), store, req, https).await,
+            Handler::P3(pre) => {
+                return self.handle_p3(pre.clone(), store, slot, req, https).await;
+            }
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = store
@@ -134,6 +209,7 @@ impl HttpComponent {
             Err(e) => return text_response(400, format!("bad request: {e}")),
         };
         let task = tokio::spawn(async move {
+            let _slot = slot;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
@@ -146,12 +222,14 @@ impl HttpComponent {
         match response {
             Ok(Ok(Ok(response))) => response,
             Ok(Ok(Err(code))) => {
-                tracing::warn!(component = %id, "guest answered with an error: {code:?}");
+                inner
+                    .failures
+                    .log(id, format_args!("guest answered with an error: {code:?}"));
                 text_response(500, format!("the component failed: {code:?}"))
             }
             Ok(Err(_)) => match task.await {
                 Ok(Ok(())) => text_response(500, "the component sent no response"),
-                Ok(Err(e)) => guest_failure(id, &e),
+                Ok(Err(e)) => guest_failure(inner, &e),
                 Err(e) => {
                     tracing::error!(component = %id, "request task failed: {e}");
                     text_response(500, "the component failed")
@@ -159,7 +237,9 @@ impl HttpComponent {
             },
             Err(_) => {
                 task.abort();
-                tracing::warn!(component = %id, "request timed out after {timeout:?}");
+                inner
+                    .failures
+                    .log(id, format_args!("request timed out after {timeout:?}"));
                 text_response(
                     504,
                     format!("the component did not answer within {timeout:?}"),
@@ -174,10 +254,12 @@ impl HttpComponent {
         &self,
         pre: ServicePre<InstanceState>,
         mut store: Store<InstanceState>,
+        slot: InstanceSlot,
         req: hyper::Request<Incoming>,
         https: bool,
     ) -> hyper::Response<ResponseBody> {
-        let id = self.inner.settings.id.clone();
+        let inner = &self.inner;
+        let id = &inner.settings.id;
         let timeout = self.inner.sandbox.request_timeout;
         let (mut parts, body) = req.into_parts();
         if parts.uri.scheme().is_none() {
@@ -205,6 +287,7 @@ impl HttpComponent {
         });
         let req = hyper::Request::from_parts(parts, body);
         let task = tokio::spawn(async move {
+            let _slot = slot;
             let (request, io) =
                 wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, req);
             let service = pre.instantiate_async(&mut store).await?;
@@ -234,16 +317,20 @@ impl HttpComponent {
         match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
             Ok(Ok(Ok(Ok((parts, body))))) => hyper::Response::from_parts(parts, full_body(body)),
             Ok(Ok(Ok(Err(code)))) => {
-                tracing::warn!(component = %id, "guest answered with an error: {code}");
+                inner
+                    .failures
+                    .log(id, format_args!("guest answered with an error: {code}"));
                 text_response(500, format!("the component failed: {code}"))
             }
-            Ok(Ok(Err(e))) => guest_failure(&id, &e),
+            Ok(Ok(Err(e))) => guest_failure(inner, &e),
             Ok(Err(e)) => {
                 tracing::error!(component = %id, "request task failed: {e}");
                 text_response(500, "the component failed")
             }
             Err(_) => {
-                tracing::warn!(component = %id, "request timed out after {timeout:?}");
+                inner
+                    .failures
+                    .log(id, format_args!("request timed out after {timeout:?}"));
                 text_response(
                     504,
                     format!("the component did not answer within {timeout:?}"),
@@ -258,33 +345,49 @@ async fn futures_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output
     tokio::join!(a, b)
 }
 
+/// A 503 that asks the client to come back in a second.
+fn retry_later(text: String) -> hyper::Response<ResponseBody> {
+    let mut response = text_response(503, text);
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
 /// The response for a guest that trapped or could not be instantiated.
-fn guest_failure(id: &str, e: &wasmtime::Error) -> hyper::Response<ResponseBody> {
+/// The log says why in one line (a trap's kind, not its backtrace), and
+/// only a few times per burst; the bounded backtrace goes to the debug log.
+fn guest_failure(inner: &ComponentInner, e: &wasmtime::Error) -> hyper::Response<ResponseBody> {
+    let id = &inner.settings.id;
     if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()
     {
-        tracing::warn!(component = %id, "instance pool exhausted: {e:#}");
-        return text_response(503, "the server is at its instance limit; try again");
+        inner
+            .failures
+            .log(id, format_args!("instance pool exhausted: {e}"));
+        return retry_later("the server is at its instance limit; try again".into());
     }
     if let Some(spent) = e.downcast_ref::<MemoryBudgetSpent>() {
-        tracing::warn!(component = %id, "{spent}");
-        let mut busy = text_response(
-            503,
-            "the server has no memory to spare now; retry shortly\n",
-        );
-        busy.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        );
-        return busy;
+        inner.failures.log(id, format_args!("{spent}"));
+        return retry_later("the server has no memory to spare now; retry shortly".into());
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => {
-            tracing::warn!(component = %id, "guest interrupted at its deadline");
+            inner
+                .failures
+                .log(id, format_args!("guest interrupted at its deadline"));
             text_response(504, "the component did not answer within its deadline")
         }
-        _ => {
-            tracing::warn!(component = %id, "guest failed: {e:#}");
+        trap => {
+            let why = match trap {
+                Some(trap) => format!("trap: {trap}"),
+                // A host error; its outermost context is the backtrace.
+                None => e.root_cause().to_string(),
+            };
+            if inner.failures.log(id, format_args!("guest failed: {why}")) {
+                tracing::debug!(component = %id, "guest failure in full: {e:?}");
+            }
             text_response(500, "the component failed")
         }
     }

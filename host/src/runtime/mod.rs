@@ -6,36 +6,52 @@
 //! - Each instance may grow its memory up to a configured limit.
 //! - An epoch ticker interrupts a guest that runs past the request deadline;
 //!   the request gets a 504 and the host carries on.
+//! - Applications share the host fairly: instance caps per application and
+//!   per component, CPU turns for long-running guests that favour the
+//!   applications that used the least CPU lately, and failures logged a few
+//!   at a time (see `fairness`).
 //!
 //! | module | job |
 //! |---|---|
 //! | this one | the engine, compiling and linking components |
 //! | `instance` | what one instance holds, and its outgoing-request policy |
 //! | `handler` | serving one request with a fresh instance |
+//! | `fairness` | instance caps, CPU turns and failure logs shared between applications |
 
+mod fairness;
 mod handler;
 mod instance;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
+};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
+pub use fairness::AppShare;
 pub use handler::HttpComponent;
 pub use instance::ComponentSettings;
 
 use crate::objectstore::Application;
+use fairness::{CpuTurns, FailureLog, InstanceCaps};
 use handler::{ComponentInner, Handler};
 use instance::InstanceState;
 
 /// How often the epoch advances; the granularity of request deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Wasm frames kept in a trap's backtrace. Capturing is a frame-pointer
+/// walk, but a guest that overflows its stack has thousands of frames, and
+/// a guest can trap on every request: the innermost frames say enough.
+const BACKTRACE_FRAMES: NonZeroUsize = NonZeroUsize::new(16).expect("not zero");
 
 /// Sandbox limits of guest instances.
 #[derive(Debug, Clone)]
@@ -46,6 +62,13 @@ pub struct SandboxConfig {
     pub max_instance_memory: usize,
     /// Instances that may exist at once; further requests get a 503.
     pub max_instances: u32,
+    /// Instances of one application that may exist at once; its further
+    /// requests get a 503 (with Retry-After), while other applications are
+    /// served.
+    pub max_instances_per_app: u32,
+    /// Instances of one component that may exist at once; further requests
+    /// to it get a 503 (with Retry-After).
+    pub max_instances_per_component: u32,
 }
 
 impl Default for SandboxConfig {
@@ -54,6 +77,9 @@ impl Default for SandboxConfig {
             request_timeout: Duration::from_secs(30),
             max_instance_memory: 128 << 20,
             max_instances: 256,
+            // Half the pool: one application cannot take all of it.
+            max_instances_per_app: 128,
+            max_instances_per_component: 128,
         }
     }
 }
@@ -104,6 +130,8 @@ pub struct Runtime {
     /// that several manifests (or hosts sharing this runtime) name is
     /// compiled once.
     compiled: Arc<Mutex<HashMap<[u8; 32], Component>>>,
+    /// The turns long-running guests of every application take.
+    turns: Arc<CpuTurns>,
 }
 
 impl Runtime {
@@ -121,7 +149,11 @@ impl Runtime {
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
-            .wasm_component_model_async(true);
+            .wasm_component_model_async(true)
+            // Traps must cost little: a bounded backtrace, and no DWARF
+            // parsing on each one (whatever WASMTIME_BACKTRACE_DETAILS says).
+            .wasm_backtrace_max_frames(Some(BACKTRACE_FRAMES))
+            .wasm_backtrace_details(WasmBacktraceDetails::Disable);
         let engine = Engine::new(&wasm).map_err(RuntimeError::Engine)?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -139,7 +171,18 @@ impl Runtime {
             engine,
             config,
             compiled: Arc::default(),
+            turns: CpuTurns::new(fairness::long_runner_slots()),
         })
+    }
+
+    /// A new share of this runtime for application `name`, with the
+    /// per-application instance cap; its components are loaded with it.
+    pub fn app_share(&self, name: &str) -> AppShare {
+        AppShare::new(
+            name,
+            self.config.max_instances_per_app,
+            self.turns.account(),
+        )
     }
 
     pub fn engine(&self) -> &Engine {
@@ -178,12 +221,14 @@ impl Runtime {
         Ok(component)
     }
 
-    /// Compiles the component at `path` and links it for `app`; fails if
-    /// it is not an HTTP component or imports what the host does not offer.
+    /// Compiles the component at `path` and links it for `app`, whose
+    /// instances count against `share`; fails if it is not an HTTP
+    /// component or imports what the host does not offer.
     pub fn load_http_component(
         &self,
         path: &Path,
         app: Application,
+        share: &AppShare,
         settings: ComponentSettings,
     ) -> Result<HttpComponent, ComponentError> {
         let component = self.compile(path)?;
@@ -230,6 +275,9 @@ impl Runtime {
                 app,
                 settings,
                 sandbox: self.config.clone(),
+                caps: InstanceCaps::new(share.clone(), self.config.max_instances_per_component),
+                turns: self.turns.clone(),
+                failures: FailureLog::default(),
             }),
         })
     }
