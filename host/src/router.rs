@@ -217,8 +217,18 @@ impl Router {
             );
         }
         // The request headers Spin gives its components, so that Spin apps
-        // that read them work unchanged.
+        // that read them work unchanged. Those are the host's word: any
+        // `spin-` header the client sent is dropped first, so that no client
+        // can tell a component what route matched.
         let headers = req.headers_mut();
+        let forged: Vec<_> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("spin-"))
+            .cloned()
+            .collect();
+        for name in forged {
+            headers.remove(name);
+        }
         let route = entry.route.to_string();
         let path_info = match &entry.route {
             Route::Wildcard(prefix) => path.strip_prefix(prefix.as_str()).unwrap_or("").to_string(),

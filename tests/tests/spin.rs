@@ -340,3 +340,45 @@ async fn variables_come_from_the_manifest_and_the_environment() {
     }
     assert!(!host_log().contains("abc123"), "the secret is not logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_headers_a_client_sends_never_reach_the_component() {
+    let host = Setup::new()
+        .app("echo", &[("/echo/...", "echo", "spin-echo")])
+        .start()
+        .await;
+    let forged = [
+        ("spin-path-match-id", "admin"),
+        ("spin-full-url", "http://elsewhere/"),
+        ("Spin-Matched-Route", "/forged/..."),
+        ("spin-client-addr", "10.0.0.1:1"),
+        ("x-kept", "yes"),
+    ];
+    let answer = host
+        .request_with("GET", "/echo/a/b?k=v", &forged, Vec::new())
+        .await;
+    assert_eq!(answer.status, 200);
+    let text = answer.text();
+    let seen: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .collect();
+    let value = |name: &str| -> Vec<&str> {
+        seen.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    // The host's values, once each; the client's are gone.
+    assert_eq!(value("spin-matched-route"), ["/echo/..."], "{text}");
+    assert_eq!(value("spin-path-info"), ["/a/b"], "{text}");
+    assert_eq!(value("spin-client-addr").len(), 1, "{text}");
+    assert_ne!(value("spin-client-addr"), ["10.0.0.1:1"], "{text}");
+    assert!(!value("spin-path-match-id").contains(&"admin"), "{text}");
+    assert!(
+        !value("spin-full-url").contains(&"http://elsewhere/"),
+        "{text}"
+    );
+    // Other headers pass.
+    assert_eq!(value("x-kept"), ["yes"], "{text}");
+}
