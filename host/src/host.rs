@@ -37,7 +37,7 @@ use crate::backend::FileBackend;
 use crate::budget::MemoryBudget;
 use crate::clock::{self, SharedClock};
 use crate::encryption::{EncryptionError, MasterKey};
-use crate::manifest::{Manifest, Route};
+use crate::manifest::Manifest;
 use crate::objectstore::{self, Limits, ObjectStore};
 use crate::router::{RouteEntry, RouteError, Router};
 use crate::runtime::{Runtime, RuntimeError, SandboxConfig};
@@ -399,10 +399,8 @@ impl Host {
         self.routes()
             .iter()
             .filter(|r| {
-                let path = match &r.route {
-                    Route::Wildcard(p) | Route::Exact(p) => p,
-                };
-                let below = format!("{}/", path.trim_end_matches('/'));
+                let path = r.route.literal_prefix();
+                let below = format!("{path}/");
                 [path.as_str(), &below]
                     .iter()
                     .any(|p| self.router.reserves(p))

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod route;
+
+pub use route::{Matched, Route};
+
 /// Why a manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,9 +62,11 @@ pub enum Problem {
     RouteStart(String),
     #[error("route {0:?}: '...' may only end a route")]
     RouteWildcard(String),
+    #[error("route {0:?}: a ':' segment needs a name")]
+    RouteParam(String),
     #[error("route {route} is given twice (components `{first}` and `{second}`)")]
     DuplicateRoute {
-        route: Route,
+        route: String,
         first: String,
         second: String,
     },
@@ -90,69 +96,6 @@ pub struct Manifest {
 pub struct HttpTrigger {
     pub route: Route,
     pub component: String,
-}
-
-/// A route pattern: a path, or a path prefix when written `/prefix/...`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Exact(String),
-    /// Matches the prefix itself and everything below it.
-    Wildcard(String),
-}
-
-impl Route {
-    fn parse(text: &str) -> Result<Self, Problem> {
-        if !text.starts_with('/') {
-            return Err(Problem::RouteStart(text.into()));
-        }
-        let (path, wildcard) = match text.strip_suffix("/...") {
-            Some(prefix) => (prefix, true),
-            None => (text, false),
-        };
-        if path.contains("...") {
-            return Err(Problem::RouteWildcard(text.into()));
-        }
-        let path = path.trim_end_matches('/').to_string();
-        Ok(if wildcard {
-            Route::Wildcard(path)
-        } else {
-            Route::Exact(if path.is_empty() { "/".into() } else { path })
-        })
-    }
-
-    /// Whether this route serves `path`; `Some(specificity)` if it does.
-    pub fn matches(&self, path: &str) -> Option<usize> {
-        let path = path.trim_end_matches('/');
-        match self {
-            Route::Exact(p) => (p == path || (p == "/" && path.is_empty())).then_some(usize::MAX),
-            Route::Wildcard(prefix) => {
-                let rest = path.strip_prefix(prefix.as_str())?;
-                (rest.is_empty() || rest.starts_with('/')).then_some(prefix.len())
-            }
-        }
-    }
-
-    /// Whether some path is served by both routes.
-    pub fn overlaps(&self, other: &Route) -> bool {
-        match (self, other) {
-            (Route::Exact(a), Route::Exact(b)) => a == b,
-            (Route::Exact(path), wild @ Route::Wildcard(_))
-            | (wild @ Route::Wildcard(_), Route::Exact(path)) => wild.matches(path).is_some(),
-            (Route::Wildcard(a), Route::Wildcard(b)) => {
-                Route::Wildcard(a.clone()).matches(b).is_some()
-                    || Route::Wildcard(b.clone()).matches(a).is_some()
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for Route {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Route::Exact(p) => f.write_str(p),
-            Route::Wildcard(p) => write!(f, "{p}/..."),
-        }
-    }
 }
 
 /// A component of the application.
@@ -473,7 +416,7 @@ impl Manifest {
             let route = Route::parse(&t.route).map_err(malformed)?;
             if let Some(dup) = triggers.iter().find(|other| other.route == route) {
                 return Err(malformed(Problem::DuplicateRoute {
-                    route,
+                    route: route.to_string(),
                     first: dup.component.clone(),
                     second: t.component,
                 }));
@@ -522,7 +465,7 @@ workdir = "guest"
     fn reads_routes_components_and_warns_on_unsupported_fields() {
         let m = Manifest::parse(Path::new("/app/spin.toml"), GOOD).unwrap();
         assert_eq!(m.name, "demo");
-        assert_eq!(m.triggers[0].route, Route::Wildcard("/store".into()));
+        assert_eq!(m.triggers[0].route.to_string(), "/store/...");
         let c = &m.components["flow"];
         assert_eq!(c.source, Path::new("/app/flow.wasm"));
         assert_eq!(c.build.as_ref().unwrap().workdir, Path::new("/app/guest"));
@@ -566,25 +509,5 @@ workdir = "guest"
         ] {
             assert!(OutboundRule::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn routes_match_and_overlap() {
-        let wild = Route::parse("/store/...").unwrap();
-        assert!(wild.matches("/store").is_some());
-        assert!(wild.matches("/store/a/b").is_some());
-        assert!(wild.matches("/storage").is_none());
-        let root = Route::parse("/...").unwrap();
-        assert!(root.matches("/anything").is_some());
-        let exact = Route::parse("/hello").unwrap();
-        assert!(exact.matches("/hello").is_some() && exact.matches("/hello/x").is_none());
-        assert!(root.overlaps(&exact) && exact.overlaps(&root));
-        assert!(wild.overlaps(&Route::parse("/store/x").unwrap()));
-        assert!(!wild.overlaps(&exact));
-        assert!(
-            !Route::parse("/a/...")
-                .unwrap()
-                .overlaps(&Route::parse("/ab/...").unwrap())
-        );
     }
 }

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
 
 use crate::admin;
 use crate::api::{self, Api};
 use crate::app::LoadedApp;
 use crate::budget::{Charge, MemoryBudget};
 use crate::http::{ResponseBody, text_response};
-use crate::manifest::Route;
+use crate::manifest::{Matched, Route};
 use crate::runtime::HttpComponent;
 
 /// Request bodies up to this size are not charged to the memory budget.
@@ -21,6 +22,59 @@ const FREE_BODY_BYTES: u64 = 64 << 10;
 /// What a body costs the memory budget, in copies of itself: as received,
 /// decoded, sealed, and in the storage engine's write.
 const BODY_COPIES: u64 = 4;
+
+/// The headers Spin sets on a request to a component, with Spin's values:
+/// for `GET /base/x/y/rest?k=v` (`Host: example.com`) to route
+/// `/base/:a/:b/...`, `spin-full-url` is `http://example.com/base/x/y/rest?k=v`,
+/// `spin-path-info` `/rest`, `spin-matched-route` and
+/// `spin-raw-component-route` the route, `spin-component-route`
+/// `/base/:a/:b`, `spin-base-path` `/`, `spin-path-match-a` `x`.
+fn spin_headers(
+    req: &hyper::Request<Incoming>,
+    entry: &RouteEntry,
+    matched: &Matched<'_>,
+    client: SocketAddr,
+    https: bool,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if https { "https" } else { "http" };
+    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let route = &entry.route;
+    let mut headers = vec![
+        (
+            "spin-full-url".to_string(),
+            format!("{scheme}://{host}{path_and_query}"),
+        ),
+        ("spin-path-info".to_string(), matched.path_info.clone()),
+        ("spin-matched-route".to_string(), route.to_string()),
+        (
+            "spin-raw-component-route".to_string(),
+            route.raw().to_string(),
+        ),
+        ("spin-component-route".to_string(), route.component_route()),
+        ("spin-base-path".to_string(), "/".to_string()),
+        ("spin-client-addr".to_string(), client.to_string()),
+    ];
+    for (name, value) in &matched.params {
+        let name = name.to_ascii_lowercase().replace('_', "-");
+        headers.push((format!("spin-path-match-{name}"), value.clone()));
+    }
+    // A name or value that is no header (a parameter name with a space,
+    // say) is left out rather than failing the request.
+    headers
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::try_from(name).ok()?,
+                HeaderValue::try_from(value).ok()?,
+            ))
+        })
+        .collect()
+}
 
 /// How long a refused request's body is read (and dropped) at most.
 const DISCARD_PATIENCE: Duration = Duration::from_secs(30);
@@ -57,9 +111,9 @@ pub enum RouteError {
         "route {route} of application {app:?} overlaps route {other} of application {other_app:?}"
     )]
     Overlap {
-        route: Route,
+        route: String,
         app: String,
-        other: Route,
+        other: String,
         other_app: String,
     },
 }
@@ -115,9 +169,9 @@ impl Router {
         for (route, _) in &app.routes {
             if let Some(clash) = self.routes.iter().find(|r| r.route.overlaps(route)) {
                 return Err(RouteError::Overlap {
-                    route: route.clone(),
+                    route: route.to_string(),
                     app: app.name.clone(),
-                    other: clash.route.clone(),
+                    other: clash.route.to_string(),
                     other_app: clash.application.clone(),
                 });
             }
@@ -142,13 +196,14 @@ impl Router {
         self.api.is_some() && (api::serves(path) || (self.admin_ui && admin::serves(path)))
     }
 
-    /// The most specific route serving `path`.
-    pub fn find(&self, path: &str) -> Option<&RouteEntry> {
+    /// The route serving `path`, as Spin picks it: the most specific of
+    /// those that match, the first listed among equals; and what it made
+    /// of the path.
+    pub fn find(&self, path: &str) -> Option<(&RouteEntry, Matched<'_>)> {
         self.routes
             .iter()
-            .filter_map(|r| r.route.matches(path).map(|score| (score, r)))
-            .max_by_key(|(score, _)| *score)
-            .map(|(_, r)| r)
+            .filter_map(|r| r.route.matches(path).map(|m| (r, m)))
+            .min_by(|(a, _), (b, _)| a.route.precedence(&b.route))
     }
 
     /// Takes a large body's cost from the memory budget; `None` if the
@@ -202,7 +257,7 @@ impl Router {
                 return admin::handle(&req);
             }
         }
-        let Some(entry) = self.find(&path) else {
+        let Some((entry, matched)) = self.find(&path) else {
             return text_response(404, format!("no route serves {path}"));
         };
         // A service worker of an application's would control every page of
@@ -220,28 +275,18 @@ impl Router {
         // that read them work unchanged. Those are the host's word: any
         // `spin-` header the client sent is dropped first, so that no client
         // can tell a component what route matched.
-        let headers = req.headers_mut();
-        let forged: Vec<_> = headers
+        let headers = spin_headers(&req, entry, &matched, client, https);
+        let sent = req.headers_mut();
+        let forged: Vec<_> = sent
             .keys()
             .filter(|name| name.as_str().starts_with("spin-"))
             .cloned()
             .collect();
         for name in forged {
-            headers.remove(name);
+            sent.remove(name);
         }
-        let route = entry.route.to_string();
-        let path_info = match &entry.route {
-            Route::Wildcard(prefix) => path.strip_prefix(prefix.as_str()).unwrap_or("").to_string(),
-            Route::Exact(_) => String::new(),
-        };
-        for (name, value) in [
-            ("spin-matched-route", route.as_str()),
-            ("spin-path-info", path_info.as_str()),
-            ("spin-client-addr", &client.to_string()),
-        ] {
-            if let Ok(value) = value.parse() {
-                headers.insert(name, value);
-            }
+        for (name, value) in headers {
+            sent.insert(name, value);
         }
         let response = entry.component.handle(req, https).await;
         if self.admin_ui && response.headers().contains_key(SERVICE_WORKER_ALLOWED) {

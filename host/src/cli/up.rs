@@ -11,7 +11,7 @@ use clap::Args;
 use clap::builder::TypedValueParser as _;
 
 use crate::host::{AdminUi, DataDir, Host, HostConfig, Sandbox};
-use crate::manifest::{Manifest, Route};
+use crate::manifest::Manifest;
 use crate::objectstore::Limits;
 use crate::runtime::SandboxConfig;
 use crate::spin::RuntimeConfig;
@@ -357,10 +357,8 @@ fn announce(
     println!("Serving {scheme}://{addr}");
     println!("Available Routes:");
     for r in host.routes() {
-        let wildcard = matches!(r.route, Route::Wildcard(_));
-        let path = match &r.route {
-            Route::Wildcard(p) | Route::Exact(p) => p,
-        };
+        let wildcard = r.route.is_wildcard();
+        let path = r.route.component_route();
         println!(
             "  {}/{}: {scheme}://{addr}{path}{}",
             r.application,
