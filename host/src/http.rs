@@ -26,6 +26,15 @@ pub fn text_response(status: u16, text: impl Into<String>) -> hyper::Response<Re
         .expect("a valid status and header")
 }
 
+/// A `503` that asks the client to come back in a second.
+pub fn retry_later(text: impl Into<String>) -> hyper::Response<ResponseBody> {
+    let mut response = text_response(503, text);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
 /// `body` as a JSON response.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> hyper::Response<ResponseBody> {
     hyper::Response::builder()

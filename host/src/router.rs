@@ -13,7 +13,7 @@ use crate::admin;
 use crate::api::{self, Api};
 use crate::app::LoadedApp;
 use crate::budget::{Charge, MemoryBudget};
-use crate::http::{ResponseBody, text_response};
+use crate::http::{ResponseBody, retry_later, text_response};
 use crate::manifest::{Matched, Route};
 use crate::runtime::HttpComponent;
 
@@ -55,7 +55,10 @@ fn spin_headers(
             "spin-raw-component-route".to_string(),
             route.raw().to_string(),
         ),
-        ("spin-component-route".to_string(), route.component_route()),
+        (
+            "spin-component-route".to_string(),
+            route.component_route().to_string(),
+        ),
         ("spin-base-path".to_string(), "/".to_string()),
         ("spin-client-addr".to_string(), client.to_string()),
     ];
@@ -238,15 +241,9 @@ impl Router {
             // which may send it all before reading any answer, gets to read
             // this one.
             tokio::spawn(discard(req.into_body()));
-            let mut refusal = text_response(
-                503,
+            return retry_later(
                 "the server has no memory to spare for a request this large now; retry shortly\n",
             );
-            refusal.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from_static("1"),
-            );
-            return refusal;
         };
         let path = req.uri().path().to_string();
         if let Some(api) = self.api.as_ref() {

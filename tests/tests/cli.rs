@@ -190,15 +190,7 @@ async fn the_admin_ui_on_the_applications_listener_is_warned_about_and_keeps_its
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_the_admin_ui_has_an_origin_of_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(dir.path(), "app", &[("/hello", "hello", &guest("hello"))]);
-    let data = dir.path().join("data");
-    let host = OstoreProcess::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let (host, _dir) = start_hello(&[]);
     let admin = admin_address(&host);
     assert_ne!(admin.port(), host.addr.port());
     let page = ostore_tests::request(admin, "GET", "/admin/", Default::default()).await;
@@ -237,6 +229,22 @@ async fn a_busy_admin_port_is_a_clear_error() {
     );
 }
 
+/// `ostore up` with `extra` flags and one application that answers
+/// `/hello`; the directory holds its manifest and data.
+fn start_hello(extra: &[&str]) -> (OstoreProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "app", &[("/hello", "hello", &guest("hello"))]);
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (OstoreProcess::start(&args), dir)
+}
+
 /// The admin UI's address, from the start-up banner.
 fn admin_address(host: &OstoreProcess) -> std::net::SocketAddr {
     let line = host.stdout_line("Admin UI:");
@@ -248,17 +256,7 @@ fn admin_address(host: &OstoreProcess) -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_listen_moves_the_admin_ui_to_an_origin_of_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(dir.path(), "app", &[("/hello", "hello", &guest("hello"))]);
-    let data = dir.path().join("data");
-    let host = OstoreProcess::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]);
+    let (host, _dir) = start_hello(&["--admin-listen", "127.0.0.1:0"]);
     let admin = admin_address(&host);
     assert_ne!(admin.port(), host.addr.port());
 

@@ -30,6 +30,24 @@ async fn exchange(host: &impl Serves, head: &str, body: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// Whether a new client is served within five seconds (the host notices
+/// closed connections within moments).
+async fn served_again(host: &impl Serves) -> bool {
+    for _ in 0..50 {
+        let answer = exchange(
+            host,
+            "GET /store HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            b"",
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rest_body_that_stalls_is_answered_408_at_the_body_timeout() {
     let setup = setup();
@@ -82,21 +100,7 @@ async fn connections_past_the_cap_are_refused_with_503_and_served_once_one_close
     assert!(refused.contains("too many connections"), "{refused}");
 
     drop(idle);
-    let mut served = false;
-    // Bounded: the host notices the closed connections within moments.
-    for _ in 0..50 {
-        let answer = exchange(
-            &host,
-            "GET /store HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-            b"",
-        )
-        .await;
-        if answer.starts_with("HTTP/1.1 200") {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let served = served_again(&host).await;
     assert!(served, "a free slot is served again");
 }
 
@@ -129,20 +133,7 @@ async fn out_of_files_a_flood_of_connections_is_refused_and_the_log_stays_quiet(
     );
 
     drop(idle);
-    let mut served = false;
-    for _ in 0..50 {
-        let answer = exchange(
-            &host,
-            "GET /store HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-            b"",
-        )
-        .await;
-        if answer.starts_with("HTTP/1.1 200") {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let served = served_again(&host).await;
     assert!(served, "once the flood is gone, clients are served again");
 }
 

@@ -18,6 +18,9 @@ pub struct Route {
     segments: Vec<Segment>,
     /// Ends in `/...`: matches the segments below it too.
     wildcard: bool,
+    /// The segments written out again, without the wildcard (made once:
+    /// every request to the route is told it).
+    component_route: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,11 +74,19 @@ impl Route {
                 Some(name) => Ok(Segment::Param(name.into())),
                 None => Ok(Segment::Literal(segment.into())),
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let component_route = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => format!("/{l}"),
+                Segment::Param(n) => format!("/:{n}"),
+            })
+            .collect();
         Ok(Route {
             raw: text.into(),
             segments,
             wildcard,
+            component_route,
         })
     }
 
@@ -91,14 +102,8 @@ impl Route {
     /// The route without its trailing wildcard: `/users/:id` for
     /// `/users/:id/...`, and `""` for `/...` (Spin's
     /// `spin-component-route`).
-    pub fn component_route(&self) -> String {
-        self.segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(l) => format!("/{l}"),
-                Segment::Param(n) => format!("/:{n}"),
-            })
-            .collect()
+    pub fn component_route(&self) -> &str {
+        &self.component_route
     }
 
     /// The literal path below which every path it serves lies: `/users`
@@ -193,7 +198,7 @@ impl std::fmt::Display for Route {
         match (base.is_empty(), self.wildcard) {
             (_, true) => write!(f, "{base}/..."),
             (true, false) => f.write_str("/"),
-            (false, false) => f.write_str(&base),
+            (false, false) => f.write_str(base),
         }
     }
 }

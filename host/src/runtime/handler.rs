@@ -14,7 +14,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::component::ObjectStoreCtx;
-use crate::http::{ResponseBody, full_body, text_response};
+use crate::http::{ResponseBody, full_body, retry_later, text_response};
 use crate::objectstore::Application;
 use crate::spin::SpinKvCtx;
 
@@ -345,16 +345,6 @@ async fn futures_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output
     tokio::join!(a, b)
 }
 
-/// A 503 that asks the client to come back in a second.
-fn retry_later(text: String) -> hyper::Response<ResponseBody> {
-    let mut response = text_response(503, text);
-    response.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static("1"),
-    );
-    response
-}
-
 /// The response for a guest that trapped or could not be instantiated.
 /// The log says why in one line (a trap's kind, not its backtrace), and
 /// only a few times per burst; the bounded backtrace goes to the debug log.
@@ -366,11 +356,11 @@ fn guest_failure(inner: &ComponentInner, e: &wasmtime::Error) -> hyper::Response
         inner
             .failures
             .log(id, format_args!("instance pool exhausted: {e}"));
-        return retry_later("the server is at its instance limit; try again".into());
+        return retry_later("the server is at its instance limit; try again");
     }
     if let Some(spent) = e.downcast_ref::<MemoryBudgetSpent>() {
         inner.failures.log(id, format_args!("{spent}"));
-        return retry_later("the server has no memory to spare now; retry shortly".into());
+        return retry_later("the server has no memory to spare now; retry shortly");
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => {
