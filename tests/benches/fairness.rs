@@ -88,10 +88,7 @@ fn row(scenario: &str, f: &Figures, statuses: &Statuses) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = ostore_tests::load::bench_args();
     let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
     let connections: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(16);
     let time = Duration::from_secs(seconds);

@@ -60,10 +60,7 @@ const SEEDED: u64 = 1000;
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = ostore_tests::load::bench_args();
     let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
     let mut counts: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     if counts.is_empty() {

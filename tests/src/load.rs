@@ -112,3 +112,12 @@ pub fn get(addr: SocketAddr, path: &str) -> hyper::Request<Full<Bytes>> {
         .body(Full::default())
         .expect("a valid request")
 }
+
+/// A bench's own arguments: those after the program's name, without the
+/// `--bench` that `cargo bench` adds.
+pub fn bench_args() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect()
+}
