@@ -33,7 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{Api, EnvironmentClash, Environments};
 use crate::app::{self, AppContext, LoadError};
 use crate::auth::{AuthError, Credentials};
-use crate::backend::FileBackend;
+use crate::backend::{BackendConfig, BackendError};
 use crate::budget::MemoryBudget;
 use crate::clock::{self, SharedClock};
 use crate::encryption::{EncryptionError, MasterKey};
@@ -169,6 +169,9 @@ pub enum AdminUi {
 pub struct HostConfig {
     pub data_dir: DataDir,
     pub master_key: MasterKey,
+    /// Where records are kept: redb in the data directory by default, or a
+    /// Redis server or cluster that several hosts share.
+    pub backend: BackendConfig,
     pub limits: Limits,
     pub sandbox: Sandbox,
     /// The `[key_value_store.<label>]` tables of a runtime config file.
@@ -204,6 +207,7 @@ impl HostConfig {
         Self {
             data_dir,
             master_key,
+            backend: BackendConfig::Redb,
             limits: Limits::default(),
             sandbox: Sandbox::New(SandboxConfig::default()),
             runtime_config: RuntimeConfig::default(),
@@ -232,12 +236,18 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open {}: {source}", path.display())]
+    /// The data could not be opened; `place` is the database file, or the
+    /// Redis addresses.
+    #[error("cannot open {place}: {source}")]
     Open {
-        path: PathBuf,
+        place: String,
         #[source]
         source: objectstore::Error,
     },
+    /// The backend could not be reached or used (Redis); its message is
+    /// one line naming the address.
+    #[error("{0}")]
+    Backend(#[source] BackendError),
     #[error(transparent)]
     Credentials(#[from] AuthError),
     #[error(transparent)]
@@ -297,17 +307,25 @@ impl Host {
         let data = &config.data_dir;
         data.create()?;
         let database = data.database();
+        let place = match &config.backend {
+            BackendConfig::Redb => database.display().to_string(),
+            BackendConfig::Redis(redis) => format!("the data in Redis at {}", redis.addresses()),
+        };
         let open = |source| HostError::Open {
-            path: database.clone(),
+            place: place.clone(),
             source,
         };
-        let backend = FileBackend::open(&database).map_err(|e| open(e.into()))?;
+        let backend = match config.backend.open(&database).await {
+            Ok(backend) => backend,
+            Err(e @ BackendError::Connect { .. }) => return Err(HostError::Backend(e)),
+            Err(e) => return Err(open(e.into())),
+        };
         let store_config = objectstore::Config {
             limits: config.limits.clone(),
             clock: config.clock.clone(),
             ..Default::default()
         };
-        let objectstore = ObjectStore::open(Arc::new(backend), &config.master_key, store_config)
+        let objectstore = ObjectStore::open(backend, &config.master_key, store_config)
             .await
             .map_err(open)?;
         let runtime = match config.sandbox {

@@ -6,6 +6,7 @@
 
 pub mod load;
 mod process;
+pub mod redis;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -16,7 +16,7 @@ use std::thread;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{Backend, BackendError, Batch, BoxFuture, Pair, scan_start};
+use super::{Backend, BackendError, Batch, BoxFuture, Pair, Shards, scan_start};
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 
@@ -81,7 +81,11 @@ fn storage(e: impl Into<redb::Error>) -> BackendError {
 }
 
 impl Backend for FileBackend {
-    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
+    fn get<'a>(
+        &'a self,
+        _shard: &'a [u8],
+        key: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
         Box::pin(async move {
             let txn = self.db.begin_read().map_err(storage)?;
             let table = txn.open_table(RECORDS).map_err(storage)?;
@@ -89,8 +93,10 @@ impl Backend for FileBackend {
         })
     }
 
+    /// One ordered map holds every shard: a prefix scan reads them all.
     fn scan<'a>(
         &'a self,
+        _shards: Shards<'a>,
         prefix: &'a [u8],
         after: Option<&'a [u8]>,
         limit: usize,

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
 
-use super::{Backend, BackendError, Batch, BoxFuture, Pair, scan_start};
+use super::{Backend, BackendError, Batch, BoxFuture, Pair, Shards, scan_start};
 
-/// A [`Backend`] over a `BTreeMap`; nothing survives the process.
+/// A [`Backend`] over a `BTreeMap`, for one process; nothing survives it.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
@@ -31,7 +31,11 @@ fn scan_map<'m>(
 }
 
 impl Backend for MemoryBackend {
-    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
+    fn get<'a>(
+        &'a self,
+        _shard: &'a [u8],
+        key: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
         let value = self
             .map
             .read()
@@ -41,8 +45,10 @@ impl Backend for MemoryBackend {
         Box::pin(async move { Ok(value) })
     }
 
+    /// One ordered map holds every shard: a prefix scan reads them all.
     fn scan<'a>(
         &'a self,
+        _shards: Shards<'a>,
         prefix: &'a [u8],
         after: Option<&'a [u8]>,
         limit: usize,

@@ -5,9 +5,22 @@
 //! time a key reaches a backend it is an HMAC tag and its value is sealed.
 //! That keeps the trait small enough that a new backend (or a
 //! fault-injecting one in a test) is a short file.
+//!
+//! # Shards
+//!
+//! Every key lives in one *shard*, opaque bytes the caller names with each
+//! call (the object store names a partition or an application; see
+//! `objectstore::keys`). A batch writes one shard, so a backend that spreads
+//! shards over machines (Redis Cluster) can still apply it atomically; a scan
+//! reads one shard, or every shard whose name starts with given bytes, and
+//! merges them in key order. The caller keeps each key in one shard and
+//! scans a prefix only in the shards that hold it; a backend on one machine
+//! may then ignore shards altogether, as redb and the memory backend do.
 
+pub mod contract;
 mod file;
 mod memory;
+mod redis;
 
 use std::future::Future;
 use std::ops::Bound;
@@ -16,6 +29,43 @@ use std::sync::Arc;
 
 pub use file::{CommitStats, FileBackend};
 pub use memory::MemoryBackend;
+pub use redis::{RedisBackend, RedisConfig, RedisDurability, RedisUrlError};
+
+/// Which backend the object store keeps its records in, as a runtime
+/// config file's `[object_store]` table names it (`type = "redb"`, or
+/// `type = "redis"` with `url` and `durability`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum BackendConfig {
+    /// One redb file in the host's data directory: one host, nothing else
+    /// to install.
+    #[default]
+    Redb,
+    /// A Redis server or cluster, which several hosts may share.
+    Redis(RedisConfig),
+}
+
+impl BackendConfig {
+    /// Opens the backend; `redb_file` is where redb keeps its data.
+    pub async fn open(&self, redb_file: &std::path::Path) -> Result<Arc<dyn Backend>, BackendError> {
+        Ok(match self {
+            BackendConfig::Redb => Arc::new(FileBackend::open(redb_file)?),
+            BackendConfig::Redis(config) => Arc::new(RedisBackend::connect(config).await?),
+        })
+    }
+}
+
+impl std::str::FromStr for BackendConfig {
+    type Err = RedisUrlError;
+
+    /// `redb`, or a Redis URL.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "redb" => Ok(BackendConfig::Redb),
+            url => Ok(BackendConfig::Redis(url.parse()?)),
+        }
+    }
+}
 
 /// A key and its value.
 pub type Pair = (Vec<u8>, Vec<u8>);
@@ -25,31 +75,53 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A key-value engine the object store keeps its records in.
 pub trait Backend: Send + Sync + 'static {
-    /// Returns the value under `key`.
+    /// Returns the value under `key`, which lives in `shard`.
     ///
-    /// Sees every batch whose [`commit`](Backend::commit) has returned `Ok`.
-    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>>;
+    /// Sees every batch whose [`commit`](Backend::commit) has returned `Ok`,
+    /// on this host or any other sharing the backend.
+    fn get<'a>(
+        &'a self,
+        shard: &'a [u8],
+        key: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>>;
 
-    /// Returns up to `limit` pairs whose keys start with `prefix` and sort
-    /// strictly after `after` (from the first such key when `after` is
-    /// `None`), in ascending key order.
+    /// Returns up to `limit` pairs of `shards` whose keys start with
+    /// `prefix` and sort strictly after `after` (from the first such key
+    /// when `after` is `None`), in ascending key order.
     ///
-    /// A scan is a consistent snapshot of one moment, but successive scans
-    /// (pages) may see writes made between them.
+    /// Within one shard a scan is a consistent snapshot of one moment; a
+    /// scan of several shards may read each at a different moment, and
+    /// successive scans (pages) may see writes made between them.
     fn scan<'a>(
         &'a self,
+        shards: Shards<'a>,
         prefix: &'a [u8],
         after: Option<&'a [u8]>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>>;
 
-    /// Applies every write of `batch`, or none of them.
+    /// Applies every write of `batch` (all of them in its shard), or none.
     ///
     /// If any write's [`Expect`] does not hold at the moment the batch is
     /// applied, nothing is written and the result is
     /// [`BackendError::Conflict`]. `Ok` is returned only once the batch is
-    /// durable: a crash after it cannot lose the batch.
+    /// as durable as the backend promises (see each backend): for redb, a
+    /// crash after it cannot lose the batch.
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>>;
+}
+
+/// The shards a scan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards<'a> {
+    /// One shard.
+    One(&'a [u8]),
+    /// Every shard whose name starts with these bytes (all, if empty).
+    StartingWith(&'a [u8]),
+}
+
+impl Shards<'_> {
+    /// Every shard.
+    pub const ALL: Shards<'static> = Shards::StartingWith(b"");
 }
 
 /// Where a scan of `prefix` after `after` starts: just past `after` when it
@@ -91,15 +163,20 @@ pub struct Write {
     pub expect: Expect,
 }
 
-/// Writes applied together, atomically.
+/// Writes to one shard, applied together, atomically.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
+    pub shard: Vec<u8>,
     pub writes: Vec<Write>,
 }
 
 impl Batch {
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty batch of writes to `shard`.
+    pub fn new(shard: impl Into<Vec<u8>>) -> Self {
+        Self {
+            shard: shard.into(),
+            writes: Vec::new(),
+        }
     }
 
     /// Adds a put of `value` under `key`, conditional on `expect`.
@@ -162,6 +239,14 @@ pub enum BackendError {
     /// The thread that writes the database has stopped.
     #[error("storage failed: the database writer has stopped")]
     WriterStopped,
+    /// The backend could not be reached or refused us at start; `what` says
+    /// which and why, in one line.
+    #[error("{what}")]
+    Connect {
+        what: String,
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl BackendError {
@@ -171,116 +256,3 @@ impl BackendError {
     }
 }
 
-/// The contract every backend must keep, run against each of them.
-#[cfg(test)]
-mod contract {
-    use super::*;
-
-    async fn put(b: &dyn Backend, k: &[u8], v: &[u8], expect: Expect) -> Result<(), BackendError> {
-        let mut batch = Batch::new();
-        batch.put(k.to_vec(), v.to_vec(), expect);
-        b.commit(batch).await
-    }
-
-    async fn keeps_the_contract(b: Arc<dyn Backend>) {
-        assert_eq!(b.get(b"a").await.unwrap(), None);
-        put(&*b, b"a", b"1", Expect::Absent).await.unwrap();
-        assert_eq!(b.get(b"a").await.unwrap().as_deref(), Some(&b"1"[..]));
-        // A failed expectation writes nothing of its batch.
-        let mut batch = Batch::new();
-        batch.put(b"b".to_vec(), b"2".to_vec(), Expect::Any);
-        batch.put(b"a".to_vec(), b"x".to_vec(), Expect::Absent);
-        assert!(matches!(b.commit(batch).await, Err(BackendError::Conflict)));
-        assert_eq!(b.get(b"b").await.unwrap(), None);
-        assert_eq!(b.get(b"a").await.unwrap().as_deref(), Some(&b"1"[..]));
-        put(&*b, b"a", b"2", Expect::Value(b"1".to_vec()))
-            .await
-            .unwrap();
-        assert!(matches!(
-            put(&*b, b"a", b"3", Expect::Value(b"1".to_vec())).await,
-            Err(BackendError::Conflict)
-        ));
-        // Scans are ordered, bounded by prefix, limit and `after`.
-        for k in [&b"p/2"[..], b"p/1", b"p/3", b"q/1", b"o/9"] {
-            put(&*b, k, k, Expect::Any).await.unwrap();
-        }
-        let keys = |pairs: Vec<Pair>| pairs.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-        assert_eq!(
-            keys(b.scan(b"p/", None, 10).await.unwrap()),
-            [b"p/1", b"p/2", b"p/3"]
-        );
-        assert_eq!(
-            keys(b.scan(b"p/", None, 2).await.unwrap()),
-            [b"p/1", b"p/2"]
-        );
-        assert_eq!(
-            keys(b.scan(b"p/", Some(b"p/1"), 10).await.unwrap()),
-            [b"p/2", b"p/3"]
-        );
-        assert!(b.scan(b"p/", Some(b"p/3"), 10).await.unwrap().is_empty());
-        let mut delete = Batch::new();
-        delete.delete(b"p/2".to_vec(), Expect::Any);
-        b.commit(delete).await.unwrap();
-        assert_eq!(
-            keys(b.scan(b"p/", None, 10).await.unwrap()),
-            [b"p/1", b"p/3"]
-        );
-        // Concurrent conditional creates of one key: exactly one wins.
-        let racers: Vec<_> = (0..50u8)
-            .map(|i| {
-                let b = b.clone();
-                tokio::spawn(async move { put(&*b, b"race", &[i], Expect::Absent).await.is_ok() })
-            })
-            .collect();
-        let mut winners = 0;
-        for r in racers {
-            winners += usize::from(r.await.unwrap());
-        }
-        assert_eq!(winners, 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn memory_backend_keeps_the_contract() {
-        keeps_the_contract(Arc::new(MemoryBackend::new())).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn file_backend_keeps_the_contract_and_its_data() {
-        let dir = std::env::temp_dir().join(format!("ostore-contract-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("db.redb");
-        let _ = std::fs::remove_file(&path);
-        keeps_the_contract(Arc::new(FileBackend::open(&path).unwrap())).await;
-        // Many concurrent writers, grouped into shared commits, all land.
-        {
-            let file = Arc::new(FileBackend::open(&path).unwrap());
-            let b: Arc<dyn Backend> = file.clone();
-            let writers: Vec<_> = (0..200u32)
-                .map(|i| {
-                    let b = b.clone();
-                    tokio::spawn(async move {
-                        put(&*b, format!("w/{i:03}").as_bytes(), b"v", Expect::Absent).await
-                    })
-                })
-                .collect();
-            for w in writers {
-                w.await.unwrap().unwrap();
-            }
-            // Writes that waited while a commit was syncing shared the next
-            // transaction: fewer fsyncs than writes.
-            let stats = file.commit_stats();
-            assert_eq!(stats.batches, 200);
-            assert!(
-                stats.transactions < 200,
-                "{stats:?}: no write shared a commit"
-            );
-        }
-        let reopened = FileBackend::open(&path).unwrap();
-        assert_eq!(reopened.scan(b"w/", None, 1000).await.unwrap().len(), 200);
-        assert_eq!(
-            reopened.get(b"a").await.unwrap().as_deref(),
-            Some(&b"2"[..])
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}

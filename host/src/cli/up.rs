@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use clap::builder::TypedValueParser as _;
 
+use crate::backend::{BackendConfig, RedisDurability};
 use crate::host::{AdminUi, DataDir, Host, HostConfig, Sandbox};
 use crate::manifest::Manifest;
 use crate::objectstore::Limits;
@@ -62,6 +63,21 @@ pub(super) struct UpArgs {
     /// first manifest.
     #[arg(long, value_name = "DIR", env = "OSTORE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+
+    /// Where records are kept: `redb`, a file in the data directory (the
+    /// default), or a Redis URL, which several hosts may share:
+    /// `redis://host:port[/db]`, `redis+cluster://host:port,host:port,...`,
+    /// `rediss://` or `rediss+cluster://` for TLS. A password not in the
+    /// URL is taken from OSTORE_REDIS_PASSWORD. Overrides the runtime config
+    /// file's `[object_store]`.
+    #[arg(long, value_name = "redb|URL")]
+    backend: Option<BackendConfig>,
+
+    /// When a write to Redis is acknowledged: `master`, once the master has
+    /// applied it (kept through a Redis crash if Redis fsyncs every write);
+    /// or `replica`, once a replica has it too (kept through a failover).
+    #[arg(long, value_name = "master|replica")]
+    redis_durability: Option<RedisDurability>,
 
     /// File holding the master key (64 hex digits); created with mode 0600
     /// if missing. Ignored when the OSTORE_MASTER_KEY environment variable
@@ -212,6 +228,33 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("--{flag} must be a positive number of seconds"))
 }
 
+/// The backend of `--backend`, else of the runtime config file, else redb;
+/// with `--redis-durability` and `OSTORE_REDIS_PASSWORD` applied.
+fn backend(args: &UpArgs, runtime_config: &RuntimeConfig) -> anyhow::Result<BackendConfig> {
+    let mut backend = args
+        .backend
+        .clone()
+        .or_else(|| runtime_config.backend.clone())
+        .unwrap_or_default();
+    match &mut backend {
+        BackendConfig::Redb if args.redis_durability.is_some() => {
+            bail!("--redis-durability needs a Redis backend (--backend redis://...)")
+        }
+        BackendConfig::Redb => {}
+        BackendConfig::Redis(redis) => {
+            if let Some(durability) = args.redis_durability {
+                redis.durability = durability;
+            }
+            if redis.password.is_none() {
+                redis.password = std::env::var("OSTORE_REDIS_PASSWORD")
+                    .ok()
+                    .filter(|p| !p.is_empty());
+            }
+        }
+    }
+    Ok(backend)
+}
+
 pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let manifests = args
         .manifests
@@ -290,6 +333,7 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
             .max_instances_per_component
             .unwrap_or(max_instances_per_app),
     });
+    config.backend = backend(&args, &runtime_config)?;
     config.runtime_config = runtime_config;
     config.organization = args.organization.clone();
     // A repeated --environment for one application: the first counts.

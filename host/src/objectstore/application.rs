@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::backend::{Batch, Expect};
 use crate::encryption::{Sealer, TAG_LEN, Tag, random_array};
 
-use super::keys::{Prefix, RecordKey};
+use super::keys::{Prefix, RecordKey, Shard};
 use super::record::{AppRecord, PartitionRecord, StoreRecord};
 use super::sealed::SealedTable;
 use super::store::Store;
@@ -252,13 +252,13 @@ impl Application {
             if chunk.is_empty() {
                 break;
             }
-            let mut batch = Batch::new();
+            let mut batch = Batch::new(Shard::App(app.tag).encode());
             for (key, _) in chunk {
                 batch.delete(key, Expect::Any);
             }
             table.commit_unconditional(batch).await?;
         }
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(Shard::App(app.tag).encode());
         batch.delete(
             RecordKey::Store {
                 app: app.tag,

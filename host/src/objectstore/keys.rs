@@ -23,6 +23,7 @@
 //! that parses as none of these, damage at rest, belongs to no shard; the
 //! sweep and bulk deletion delete such keys in batches of their own.)
 
+use crate::backend::Shards;
 use crate::encryption::{TAG_LEN, Tag};
 
 const MASTER_CHECK: &[u8] = b"m/master-check";
@@ -77,6 +78,32 @@ pub(crate) enum Shard {
     /// A partition's keys and their expiry entries.
     Partition(PartitionId),
 }
+
+impl Shard {
+    /// The shard's name in the backend: a kind byte, then the tags. Every
+    /// name of a kind has one length, so a partition shard's name starts
+    /// with its application's kind and tag only if it is one of its
+    /// partitions.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 3 * TAG_LEN);
+        match self {
+            Shard::Host => out.push(SHARD_HOST),
+            Shard::App(app) => {
+                out.push(SHARD_APP);
+                out.extend_from_slice(app);
+            }
+            Shard::Partition(id) => {
+                out.push(SHARD_PARTITION);
+                push_partition(&mut out, id);
+            }
+        }
+        out
+    }
+}
+
+const SHARD_HOST: u8 = b'h';
+const SHARD_APP: u8 = b'a';
+const SHARD_PARTITION: u8 = b'p';
 
 /// The prefix of a scan: all records of one kind under one parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +310,50 @@ impl Prefix {
     }
 }
 
+/// Which shards hold a prefix's records: one shard, or every shard whose
+/// name starts with `start` (see [`Prefix::shards`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ShardSpan {
+    One(Vec<u8>),
+    StartingWith(Vec<u8>),
+}
+
+impl ShardSpan {
+    pub fn as_shards(&self) -> Shards<'_> {
+        match self {
+            ShardSpan::One(name) => Shards::One(name),
+            ShardSpan::StartingWith(start) => Shards::StartingWith(start),
+        }
+    }
+}
+
+impl Prefix {
+    /// The shards that hold the prefix's records: the one shard of an
+    /// application's stores, partitions or counts, or of a partition's
+    /// entries; every partition of an application or store for their
+    /// entries; every application, or every partition, for the scans that
+    /// span them (listing applications, the expiry sweep).
+    pub fn shards(&self) -> ShardSpan {
+        let partitions_of = |tags: &[&Tag]| {
+            let mut start = vec![SHARD_PARTITION];
+            for tag in tags {
+                start.extend_from_slice(*tag);
+            }
+            ShardSpan::StartingWith(start)
+        };
+        match self {
+            Prefix::Apps => ShardSpan::StartingWith(vec![SHARD_APP]),
+            Prefix::Expiries => partitions_of(&[]),
+            Prefix::Stores(app) | Prefix::Partitions { app, .. } | Prefix::Stats { app, .. } => {
+                ShardSpan::One(Shard::App(*app).encode())
+            }
+            Prefix::AppEntries(app) => partitions_of(&[app]),
+            Prefix::StoreEntries { app, store } => partitions_of(&[app, store]),
+            Prefix::PartitionEntries(id) => ShardSpan::One(Shard::Partition(*id).encode()),
+        }
+    }
+}
+
 impl PartitionId {
     /// The prefix of the partition's entries.
     pub fn entries(&self) -> Prefix {
@@ -369,6 +440,61 @@ mod tests {
             store: tag(9),
         };
         assert!(!entry_key.starts_with(&other_store.encode()));
+    }
+
+    #[test]
+    fn every_prefix_names_the_shards_of_its_records() {
+        let (partition, entry) = ids();
+        let in_span = |key: RecordKey, prefix: Prefix| {
+            let shard = key.shard().encode();
+            assert!(key.encode().starts_with(&prefix.encode()), "{key:?} {prefix:?}");
+            match prefix.shards() {
+                ShardSpan::One(name) => assert_eq!(name, shard, "{key:?} {prefix:?}"),
+                ShardSpan::StartingWith(start) => {
+                    assert!(shard.starts_with(&start), "{key:?} {prefix:?}")
+                }
+            }
+        };
+        let store = RecordKey::Store {
+            app: tag(1),
+            store: tag(2),
+        };
+        in_span(RecordKey::App(tag(1)), Prefix::Apps);
+        in_span(store, Prefix::Stores(tag(1)));
+        in_span(
+            RecordKey::Partition(partition),
+            Prefix::Partitions {
+                app: tag(1),
+                store: tag(2),
+            },
+        );
+        let stats = RecordKey::Stats {
+            app: tag(1),
+            store: tag(2),
+            day: 3,
+        };
+        in_span(
+            stats,
+            Prefix::Stats {
+                app: tag(1),
+                store: None,
+            },
+        );
+        in_span(RecordKey::Expiry { at: 5, entry }, Prefix::Expiries);
+        in_span(RecordKey::Entry(entry), Prefix::AppEntries(tag(1)));
+        in_span(
+            RecordKey::Entry(entry),
+            Prefix::StoreEntries {
+                app: tag(1),
+                store: tag(2),
+            },
+        );
+        in_span(RecordKey::Entry(entry), partition.entries());
+        // Another application's partitions are not in its span.
+        let ShardSpan::StartingWith(start) = Prefix::AppEntries(tag(9)).shards() else {
+            panic!("entries of an application span its partitions")
+        };
+        assert!(!RecordKey::Entry(entry).shard().encode().starts_with(&start));
     }
 
     #[test]

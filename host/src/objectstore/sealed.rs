@@ -10,7 +10,7 @@ use crate::backend::{Backend, BackendError, Batch, Expect, Pair};
 use crate::encryption::Sealer;
 
 use super::Error;
-use super::keys::{Prefix, RecordKey};
+use super::keys::{Prefix, RecordKey, ShardSpan};
 use super::record::Record;
 
 /// The backend seen through one set of keys.
@@ -66,7 +66,7 @@ impl<'a> SealedTable<'a> {
     /// The record at `key`, if there is one.
     pub async fn get<R: Record>(&self, key: &RecordKey) -> Result<Option<Opened<R>>, Error> {
         let bytes = key.encode();
-        match self.backend.get(&bytes).await? {
+        match self.backend.get(&key.shard().encode(), &bytes).await? {
             Some(sealed) => Ok(Some(Opened {
                 record: self.open(&bytes, &sealed)?,
                 sealed,
@@ -84,14 +84,15 @@ impl<'a> SealedTable<'a> {
         mut create: impl FnMut() -> Option<R>,
     ) -> Result<Option<R>, Error> {
         let bytes = key.encode();
+        let shard = key.shard().encode();
         loop {
-            if let Some(sealed) = self.backend.get(&bytes).await? {
+            if let Some(sealed) = self.backend.get(&shard, &bytes).await? {
                 return Ok(Some(self.open(&bytes, &sealed)?));
             }
             let Some(record) = create() else {
                 return Ok(None);
             };
-            let mut batch = Batch::new();
+            let mut batch = Batch::new(shard.clone());
             batch.put(bytes.clone(), self.seal(&bytes, &record), Expect::Absent);
             match self.commit(batch).await? {
                 Commit::Done => return Ok(Some(record)),
@@ -104,15 +105,15 @@ impl<'a> SealedTable<'a> {
     /// Writes `record` at `key` whatever is there.
     pub async fn put<R: Record>(&self, key: &RecordKey, record: &R) -> Result<(), Error> {
         let bytes = key.encode();
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(key.shard().encode());
         batch.put(bytes.clone(), self.seal(&bytes, record), Expect::Any);
         self.commit_unconditional(batch).await
     }
 
-    /// Applies `batch` (writes of one shard), or nothing if an expectation
-    /// fails.
+    /// Applies `batch` (writes of its one shard), or nothing if an
+    /// expectation fails.
     pub async fn commit(&self, batch: Batch) -> Result<Commit, Error> {
-        debug_assert!(one_shard(&batch), "a batch spans shards: {batch:?}");
+        debug_assert!(in_its_shard(&batch), "a write is outside its batch's shard: {batch:?}");
         match self.backend.commit(batch).await {
             Ok(()) => Ok(Commit::Done),
             Err(BackendError::Conflict) => Ok(Commit::Conflict),
@@ -133,6 +134,7 @@ impl<'a> SealedTable<'a> {
     pub fn scan(&self, prefix: Prefix) -> Scan<'a> {
         Scan {
             backend: self.backend,
+            shards: prefix.shards(),
             prefix: prefix.encode(),
             after: None,
             done: false,
@@ -140,16 +142,11 @@ impl<'a> SealedTable<'a> {
     }
 }
 
-/// Whether every write of `batch` is to one shard.
-fn one_shard(batch: &Batch) -> bool {
-    let mut shards = batch
-        .writes
-        .iter()
-        .map(|w| RecordKey::parse(&w.key).map(|k| k.shard()));
-    match shards.next() {
-        None => true,
-        Some(first) => first.is_some() && shards.all(|s| s == first),
-    }
+/// Whether every write of `batch` is to a record of the batch's shard.
+fn in_its_shard(batch: &Batch) -> bool {
+    batch.writes.iter().all(|w| {
+        RecordKey::parse(&w.key).is_some_and(|k| k.shard().encode() == batch.shard)
+    })
 }
 
 /// A scan in progress: successive chunks of the pairs under a prefix. Each
@@ -157,6 +154,7 @@ fn one_shard(batch: &Batch) -> bool {
 /// seen, and deleting what was returned does not disturb the scan.
 pub(crate) struct Scan<'a> {
     backend: &'a dyn Backend,
+    shards: ShardSpan,
     prefix: Vec<u8>,
     after: Option<Vec<u8>>,
     done: bool,
@@ -181,7 +179,12 @@ impl Scan<'_> {
         }
         let chunk = self
             .backend
-            .scan(&self.prefix, self.after.as_deref(), limit)
+            .scan(
+                self.shards.as_shards(),
+                &self.prefix,
+                self.after.as_deref(),
+                limit,
+            )
             .await?;
         self.done = chunk.len() < limit;
         if let Some((last, _)) = chunk.last() {

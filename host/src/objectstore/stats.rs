@@ -89,7 +89,7 @@ impl Inner {
             record.keys = size.keys;
             record.bytes = size.bytes;
             let bytes = key.encode();
-            let mut batch = Batch::new();
+            let mut batch = Batch::new(key.shard().encode());
             batch.put(bytes.clone(), table.seal(&bytes, &record), expect);
             if table.commit(batch).await? == Commit::Done {
                 return Ok(());

@@ -126,8 +126,9 @@ impl Store {
             partition.id().entries(),
         )
         .await?;
-        let mut batch = Batch::new();
-        batch.delete(RecordKey::Partition(partition.id()).encode(), Expect::Any);
+        let record = RecordKey::Partition(partition.id());
+        let mut batch = Batch::new(record.shard().encode());
+        batch.delete(record.encode(), Expect::Any);
         table.commit_unconditional(batch).await?;
         self.app
             .state

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::backend::{Batch, Expect};
 
-use super::keys::{Prefix, RecordKey};
+use super::keys::{Prefix, RecordKey, Shard};
 use super::record::EntryRecord;
 use super::sealed::Commit;
 use super::{Error, ObjectStore, Periodic};
@@ -28,21 +28,22 @@ impl ObjectStore {
             for (index_key, _) in due {
                 let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(&index_key) else {
                     tracing::warn!("dropping a malformed expiry index entry");
-                    let mut batch = Batch::new();
+                    // A malformed key has no shard; it is deleted alone.
+                    let mut batch = Batch::new(Vec::new());
                     batch.delete(index_key, Expect::Any);
-                    // A malformed key has no shard; it is written alone.
                     inner.backend.commit(batch).await?;
                     continue;
                 };
                 if at > now {
                     return Ok(deleted);
                 }
+                let shard = Shard::Partition(entry.partition).encode();
                 let entry_key = RecordKey::Entry(entry).encode();
                 let _guard = inner.key_locks.lock(&entry).await;
-                let mut batch = Batch::new();
+                let mut batch = Batch::new(shard.clone());
                 batch.delete(index_key, Expect::Any);
                 let mut freed = None;
-                if let Some(sealed) = inner.backend.get(&entry_key).await? {
+                if let Some(sealed) = inner.backend.get(&shard, &entry_key).await? {
                     let app = inner.app_state(entry.partition.app, None).await?;
                     match inner.table(&app).open::<EntryRecord>(&entry_key, &sealed) {
                         Ok(record) if record.expires == Some(at) => {

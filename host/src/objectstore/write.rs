@@ -11,7 +11,7 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::AppState;
-use super::keys::{EntryId, PartitionId, Prefix, RecordKey};
+use super::keys::{EntryId, PartitionId, Prefix, RecordKey, Shard};
 use super::partition::Partition;
 use super::record::EntryRecord;
 use super::sealed::{Commit, SealedTable};
@@ -82,8 +82,10 @@ impl Partition {
     /// expectation for a conditional write) and whether it is live.
     pub(super) async fn load(&self, entry: &EntryId) -> Result<Option<Stored>, Error> {
         let table = self.table();
-        let key = RecordKey::Entry(*entry).encode();
-        let Some(sealed) = table.backend().get(&key).await? else {
+        let record_key = RecordKey::Entry(*entry);
+        let key = record_key.encode();
+        let shard = record_key.shard().encode();
+        let Some(sealed) = table.backend().get(&shard, &key).await? else {
             return Ok(None);
         };
         let record = match table.open::<EntryRecord>(&key, &sealed) {
@@ -113,8 +115,9 @@ impl Partition {
     ) -> Result<Commit, Error> {
         let app = self.app();
         let table = self.table();
-        let key = RecordKey::Entry(*entry).encode();
-        let mut batch = Batch::new();
+        let key = RecordKey::Entry(*entry);
+        let mut batch = Batch::new(key.shard().encode());
+        let key = key.encode();
         let expect = match previous {
             Some(stored) => Expect::Value(stored.sealed.clone()),
             None => Expect::Absent,
@@ -209,7 +212,6 @@ pub(super) async fn delete_entries(
     prefix: Prefix,
 ) -> Result<u64, Error> {
     /// The deletions of one partition, and the keys and bytes they free.
-    #[derive(Default)]
     struct Deletions {
         batch: Batch,
         keys: i64,
@@ -223,16 +225,22 @@ pub(super) async fn delete_entries(
             return Ok(removed);
         }
         let mut by_partition: BTreeMap<PartitionId, Deletions> = BTreeMap::new();
-        let mut malformed = Batch::new();
+        // Damage at rest: not a key of this layout, and so of no shard; such
+        // keys go in a batch of their own, in no shard.
+        let mut malformed = Batch::new(Vec::new());
         for (key, sealed) in chunk {
             let Some(RecordKey::Entry(entry)) = RecordKey::parse(&key) else {
-                // Damage at rest: not a key of this layout, and so of no
-                // shard; it goes with what it is under, in a batch of its own.
                 tracing::warn!("deleting a malformed entry key");
                 malformed.delete(key, Expect::Any);
                 continue;
             };
-            let deletions = by_partition.entry(entry.partition).or_default();
+            let deletions = by_partition
+                .entry(entry.partition)
+                .or_insert_with(|| Deletions {
+                    batch: Batch::new(Shard::Partition(entry.partition).encode()),
+                    keys: 0,
+                    bytes: 0,
+                });
             match table.open::<EntryRecord>(&key, &sealed) {
                 Ok(record) => {
                     if record.is_live_at(now) {

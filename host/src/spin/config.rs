@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::backend::BackendConfig;
 use crate::objectstore::{DEFAULT_STORE, Ttl};
 
 use super::Grants;
@@ -53,6 +54,8 @@ pub struct LabelTarget {
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
     labels: BTreeMap<String, LabelTarget>,
+    /// The `[object_store]` table: where records are kept.
+    pub backend: Option<BackendConfig>,
     /// Settings ostore does not support, named for a warning.
     pub warnings: Vec<String>,
 }
@@ -61,6 +64,7 @@ pub struct RuntimeConfig {
 struct RawRuntimeConfig {
     #[serde(default)]
     key_value_store: BTreeMap<String, RawLabel>,
+    object_store: Option<BackendConfig>,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
 }
@@ -101,7 +105,10 @@ impl RuntimeConfig {
         };
         let raw: RawRuntimeConfig =
             toml::from_str(text).map_err(|e| malformed(e.message().to_string()))?;
-        let mut config = RuntimeConfig::default();
+        let mut config = RuntimeConfig {
+            backend: raw.object_store,
+            ..RuntimeConfig::default()
+        };
         for table in raw.other.keys() {
             config
                 .warnings

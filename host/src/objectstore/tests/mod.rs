@@ -8,7 +8,7 @@ mod ttl;
 use std::sync::Arc;
 
 use super::*;
-use crate::backend::{Backend, Batch, Expect, MemoryBackend};
+use crate::backend::{Backend, Batch, Expect, MemoryBackend, Shards};
 use crate::clock::ManualClock;
 use crate::encryption::MasterKey;
 
@@ -29,6 +29,14 @@ async fn open_at(
         ..Config::default()
     };
     ObjectStore::open(backend, master, config).await.unwrap()
+}
+
+/// The shard of a record's backend key, to write it directly.
+fn shard_of(key: &[u8]) -> Vec<u8> {
+    keys::RecordKey::parse(key)
+        .expect("a record key")
+        .shard()
+        .encode()
 }
 
 fn manual_clock() -> Arc<ManualClock> {
