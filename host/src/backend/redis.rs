@@ -432,12 +432,18 @@ impl RedisBackend {
         };
         // The manager connects lazily on some errors: prove the server
         // answers (and takes our password) before saying we are up.
-        let info: String = redis::cmd("INFO")
+        // (A cluster answers from every master, a server from itself.)
+        let info: Value = redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut connection)
             .await
             .map_err(refused)?;
-        if !config.cluster && info.contains("cluster_enabled:1") {
+        let cluster_node = match info {
+            Value::BulkString(text) => text.windows(17).any(|w| w == b"cluster_enabled:1"),
+            Value::VerbatimString { text, .. } => text.contains("cluster_enabled:1"),
+            _ => false,
+        };
+        if !config.cluster && cluster_node {
             return Err(BackendError::Connect {
                 what: format!(
                     "Redis at {at} is a cluster node (use redis+cluster:// to use the cluster)"
