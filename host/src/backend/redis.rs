@@ -52,6 +52,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one command may wait for its answer. A failover takes a few
 /// seconds; a request's own deadline bounds the whole.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a commit waits for a replica (`WAIT`) in the replica mode:
+/// less than the response timeout, so that WAIT answers first.
+const REPLICA_PATIENCE: Duration = Duration::from_secs(5);
 /// How long a commit id is remembered: far longer than any retry.
 const COMMIT_ID_TTL_MS: u64 = 120_000;
 /// The sorted set of every shard's name.
@@ -123,7 +126,7 @@ pub enum RedisDurability {
     /// Acknowledged once the master has applied it and at least one replica
     /// has received it (`WAIT 1`): it survives a failover too. A write whose
     /// replica does not confirm within the response timeout is reported as
-    /// failed, though it may have landed on the master.
+    /// failed (after 5 s), though it may have landed on the master.
     Replica,
 }
 
@@ -520,7 +523,7 @@ impl RedisBackend {
             return Ok(());
         }
         let mut wait = redis::cmd("WAIT");
-        wait.arg(1).arg(RESPONSE_TIMEOUT.as_millis() as u64);
+        wait.arg(1).arg(REPLICA_PATIENCE.as_millis() as u64);
         let acked: i64 = match self.connection.clone() {
             Connection::Standalone(mut c) => wait.query_async(&mut c).await.map_err(storage)?,
             Connection::Cluster(mut c) => {
