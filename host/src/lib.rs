@@ -28,7 +28,7 @@
 //! | [`spin`] | Spin's key-value interfaces and wasi:keyvalue, labels, runtime config, variables |
 //! | [`objectstore`] | applications, stores, partitions, keys, TTL, limits, usage and statistics; the record layout |
 //! | [`encryption`] | AES-256-GCM sealing, HMAC lookup tags, the master key |
-//! | [`backend`] | the storage contract; redb file (group commit) and memory backends |
+//! | [`backend`] | the storage contract (and its test suite, `contract`); redb file (group commit), Redis (standalone or Cluster, shared by several hosts) and memory backends |
 //! | [`clock`] | where "now" comes from, and UTC calendar days |
 //! | [`http`] | response bodies and percent-encoding |
 //! | `fs` | files only their owner may read |
@@ -68,7 +68,8 @@
 //! let mut linker = Linker::<MyState>::new(&engine);
 //! ostore::add_to_linker(&mut linker)?;
 //!
-//! // FileBackend::open(path) for data on disk; memory for this example.
+//! // FileBackend::open(path) for data on disk, RedisBackend::connect(&config)
+//! // to share it with other hosts through Redis; memory for this example.
 //! let backend = Arc::new(MemoryBackend::new());
 //! let objectstore = ObjectStore::open(backend, &MasterKey::generate(), Config::default()).await?;
 //! let app = objectstore.application("my-app").await?;

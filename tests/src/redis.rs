@@ -121,8 +121,7 @@ impl RedisServer {
             .stdin(Stdio::null())
             .output()
             .expect("running redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 
     /// Like [`cli`](Self::cli), for binary output (`--no-raw` is not used).
@@ -161,10 +160,10 @@ impl RedisServer {
                 let path = entry.path();
                 if path.is_dir() {
                     walk(&path, out);
-                } else if path.file_name().is_some_and(|n| n != "redis.log") {
-                    if let Ok(bytes) = std::fs::read(&path) {
-                        out.push((path, bytes));
-                    }
+                } else if path.file_name().is_some_and(|n| n != "redis.log")
+                    && let Ok(bytes) = std::fs::read(&path)
+                {
+                    out.push((path, bytes));
                 }
             }
         }
