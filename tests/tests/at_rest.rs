@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ostore::backend::{Backend, Batch, Expect, FileBackend};
+use ostore::backend::{Backend, Batch, Expect, FileBackend, Shards};
 use ostore_tests::{OstoreProcess, Serves, Setup, files_under, guest, run_ostore, write_manifest};
 
 const KEY: &str = "SecretKey-7f3a";
@@ -60,12 +60,14 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
     // attacker would.
     {
         let backend = FileBackend::open(&data.join("ostore.redb")).unwrap();
-        let entries = backend.scan(b"e", None, 10).await.unwrap();
+        let entries = backend.scan(Shards::ALL, b"e", None, 10).await.unwrap();
         assert_eq!(entries.len(), 1);
         let (key, mut sealed) = entries.into_iter().next().unwrap();
         let middle = sealed.len() / 2;
         sealed[middle] ^= 0x01;
-        let mut batch = Batch::new();
+        // An entry's shard is its partition: `p` and the three tags that
+        // follow the entry's kind byte.
+        let mut batch = Batch::new([&b"p"[..], &key[1..49]].concat());
         batch.put(key, sealed, Expect::Any);
         Arc::new(backend).commit(batch).await.unwrap();
     }
