@@ -19,9 +19,12 @@ use super::{Error, MAX_CONFLICT_RETRIES};
 
 /// Serialises read-modify-write cycles on one key within this host, so that
 /// concurrent increments of a hot counter queue up instead of failing each
-/// other's conditional commits. Conditional commits still guard against
-/// writers on other hosts. Striped: two keys may share a lock, which only
-/// costs a little concurrency.
+/// other's conditional commits. Only an optimisation: correctness comes from
+/// the conditional commits alone (every write expects the bytes it read,
+/// and the usage change it counts is the difference from those bytes), as
+/// it must with writers on other hosts, which this lock does not see.
+/// Striped: two keys may share a lock, which only costs a little
+/// concurrency.
 pub(super) struct KeyLocks(Vec<tokio::sync::Mutex<()>>);
 
 impl KeyLocks {
@@ -147,33 +150,36 @@ impl Partition {
                 (-1, -old_bytes)
             }
         };
-        app.usage
-            .check_quota(keys, bytes, &self.inner().config.limits)?;
-        app.usage
-            .check_store_quota(self.store.tag, keys, bytes, &self.store.quota())?;
+        let reservation = self
+            .inner()
+            .reserve(app, self.store.tag, (keys, bytes), &self.store.quota())
+            .await?;
         if record.is_some() {
             self.ensure_record().await?;
         }
         let outcome = table.commit(batch).await?;
         if outcome == Commit::Done {
-            app.usage.apply(self.store.tag, keys, bytes);
+            reservation.settle(keys, bytes);
         }
         Ok(outcome)
     }
 
-    /// The read-modify-write cycle behind every write: under this host's
-    /// lock for the key, read the current record, let `change` decide the
-    /// new one, and commit it conditionally, retrying if another host got
-    /// there first. Also says whether a damaged record was replaced or
-    /// deleted.
+    /// The read-modify-write cycle behind every write: check that the store
+    /// still exists and bring the store's and partition's settings up to
+    /// date (within the cache bound), then under this host's lock for the
+    /// key, read the current record, let `change` decide the new one, and
+    /// commit it conditionally, retrying if another host got there first.
+    /// Also says whether a damaged record was replaced or deleted.
     pub(super) async fn modify<T>(
         &self,
         key: &str,
         damaged: Damaged,
         mut change: impl FnMut(Option<&EntryRecord>, u64) -> Result<(Option<EntryRecord>, T), Error>,
     ) -> Result<(T, bool), Error> {
-        self.admit()?;
+        self.admit().await?;
         let entry = self.entry_id(key)?;
+        self.store.refresh().await?;
+        self.refresh().await?;
         let _guard = self.inner().key_locks.lock(&entry).await;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let stored = self.load(&entry).await?;
