@@ -31,7 +31,9 @@
 //!   ([`Error::StoreNotFound`]) within one second of the deletion.
 //! - **Writes** are conditional commits that expect the bytes they read,
 //!   retried on conflict; the per-key lock of a host only spares its own
-//!   writers the retries.
+//!   writers the retries. Bulk deletions (clearing a partition, deleting a
+//!   store) expect what they scanned too, so each key is deleted and
+//!   counted once whatever other hosts do meanwhile.
 //! - **The request rate, key and byte quotas, request counts** are kept in
 //!   the backend; see `usage` for how, and for the quotas' overshoot bound
 //!   (with `N` hosts, at most `(N-1)·max(Q/16, the growth one host has under

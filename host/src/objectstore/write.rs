@@ -206,8 +206,11 @@ impl Partition {
 
 /// Deletes every entry under `prefix` with its expiry index entry; returns
 /// how many were live at `now`. Writes racing with it may survive or not.
-/// Each chunk is committed as one batch per partition (its shard), and the
-/// usage counts follow each batch that lands.
+/// Each chunk is committed as one batch per partition (its shard), each
+/// delete expecting the bytes the scan read, and the usage counts follow
+/// each batch that lands; a partition's batch that meets a concurrent write
+/// (from any host) is done again key by key from what is there now. So each
+/// key is deleted and counted once, as the counters shared by hosts need.
 pub(super) async fn delete_entries(
     table: SealedTable<'_>,
     app: &AppState,
@@ -218,6 +221,8 @@ pub(super) async fn delete_entries(
     #[derive(Default)]
     struct Deletions {
         batch: Batch,
+        entries: Vec<EntryId>,
+        live: u64,
         keys: i64,
         bytes: i64,
     }
@@ -239,32 +244,81 @@ pub(super) async fn delete_entries(
                 continue;
             };
             let deletions = by_partition.entry(entry.partition).or_default();
-            match table.open::<EntryRecord>(&key, &sealed) {
-                Ok(record) => {
-                    if record.is_live_at(now) {
-                        removed += 1;
-                    }
-                    if let Some(at) = record.expires {
-                        let expiry = RecordKey::Expiry { at, entry }.encode();
-                        deletions.batch.delete(expiry, Expect::Any);
-                    }
-                }
-                // A damaged record goes too (its index entry, if any, is
-                // dropped by the sweep); it counts as a key that was there.
-                Err(Error::Integrity) => removed += 1,
-                Err(e) => return Err(e),
+            if deletion_of(table, &entry, &key, &sealed, now, &mut deletions.batch)? {
+                deletions.live += 1;
             }
+            deletions.entries.push(entry);
             deletions.keys -= 1;
             deletions.bytes -= (key.len() + sealed.len()) as i64;
-            deletions.batch.delete(key, Expect::Any);
         }
         for (partition, deletions) in by_partition {
-            table.commit_unconditional(deletions.batch).await?;
-            app.usage
-                .apply(partition.store, deletions.keys, deletions.bytes);
+            match table.commit(deletions.batch).await? {
+                Commit::Done => {
+                    app.usage
+                        .apply(partition.store, deletions.keys, deletions.bytes);
+                    removed += deletions.live;
+                }
+                Commit::Conflict => {
+                    for entry in &deletions.entries {
+                        removed += delete_current(table, app, now, entry).await?;
+                    }
+                }
+            }
         }
         if !malformed.is_empty() {
             table.backend().commit(malformed).await?;
         }
     }
+}
+
+/// Adds to `batch` the deletion of an entry record holding `sealed` (only
+/// if it still does) and of its expiry index entry; returns whether it
+/// counts as a key that was there at `now`.
+fn deletion_of(
+    table: SealedTable<'_>,
+    entry: &EntryId,
+    key: &[u8],
+    sealed: &[u8],
+    now: u64,
+    batch: &mut Batch,
+) -> Result<bool, Error> {
+    let counts = match table.open::<EntryRecord>(key, sealed) {
+        Ok(record) => {
+            if let Some(at) = record.expires {
+                let expiry = RecordKey::Expiry { at, entry: *entry }.encode();
+                batch.delete(expiry, Expect::Any);
+            }
+            record.is_live_at(now)
+        }
+        // A damaged record goes too (its index entry, if any, is dropped by
+        // the sweep); it counts as a key that was there.
+        Err(Error::Integrity) => true,
+        Err(e) => return Err(e),
+    };
+    batch.delete(key.to_vec(), Expect::Value(sealed.to_vec()));
+    Ok(counts)
+}
+
+/// Deletes whatever `entry` holds now, if anything; returns 1 if that was a
+/// key there at `now`.
+async fn delete_current(
+    table: SealedTable<'_>,
+    app: &AppState,
+    now: u64,
+    entry: &EntryId,
+) -> Result<u64, Error> {
+    let key = RecordKey::Entry(*entry).encode();
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        let Some(sealed) = table.backend().get(&key).await? else {
+            return Ok(0);
+        };
+        let mut batch = Batch::new();
+        let counts = deletion_of(table, entry, &key, &sealed, now, &mut batch)?;
+        if table.commit(batch).await? == Commit::Done {
+            let bytes = (key.len() + sealed.len()) as i64;
+            app.usage.apply(entry.partition.store, -1, -bytes);
+            return Ok(u64::from(counts));
+        }
+    }
+    Err(Error::Contended("the key is"))
 }

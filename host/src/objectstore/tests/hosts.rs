@@ -464,3 +464,41 @@ async fn two_hosts_sweeping_at_once_delete_each_expired_key_once() {
         assert_eq!(hosts.app(h).await.footprint().keys, 5, "host {h}");
     }
 }
+
+#[tokio::test]
+async fn a_clear_racing_deletes_on_another_host_counts_each_key_once() {
+    const KEYS: u64 = 50;
+    let hosts = Hosts::start(Limits::default()).await;
+    let clearer = partition_of(&hosts.all[0], DEFAULT_STORE, "P").await;
+    let deleter = partition_of(&hosts.all[1], DEFAULT_STORE, "P").await;
+    for i in 0..KEYS {
+        clearer
+            .store(&format!("k{i}"), b"v".to_vec(), plain())
+            .await
+            .unwrap();
+    }
+    hosts.exchange_all().await;
+    // The deleter starts first: its first delete lands between the clear's
+    // scan and its commit.
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        let mut deleted = 0;
+        for i in 0..KEYS {
+            deleted += u64::from(deleter.delete(&format!("k{i}")).await.unwrap());
+        }
+        deleted
+    });
+    tasks.spawn(async move { clearer.clear().await.unwrap() });
+    let removed: Vec<u64> = tasks.join_all().await;
+    assert_eq!(removed.iter().sum::<u64>(), KEYS, "removed: {removed:?}");
+    assert_eq!(hosts.stored_keys().await, 0);
+    // The counters are back at zero, not below: new keys count from there.
+    let p = partition_of(&hosts.all[2], DEFAULT_STORE, "P").await;
+    for k in ["a", "b", "c"] {
+        p.store(k, b"v".to_vec(), plain()).await.unwrap();
+    }
+    hosts.exchange_all().await;
+    for h in 0..3 {
+        assert_eq!(hosts.app(h).await.footprint().keys, 3, "host {h}");
+    }
+}
