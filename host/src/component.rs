@@ -78,7 +78,7 @@ impl From<wasmtime::component::ResourceTableError> for HostError {
 pub fn to_wit_error(e: objectstore::Error) -> types::Error {
     use objectstore::Error as E;
     match e {
-        E::KeyNotFound => types::Error::KeyNotFound,
+        E::KeyNotFound | E::StoreNotFound => types::Error::KeyNotFound,
         E::KeyAlreadyExists => types::Error::KeyAlreadyExists,
         E::InvalidKey(why) => types::Error::InvalidKey(why),
         E::ValueTooLarge { limit } => types::Error::ValueTooLarge(limit),

@@ -15,18 +15,41 @@ use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
 use super::usage::AppUsage;
 use super::{Error, Inner, paging, write};
 
+/// How long a host trusts what it cached of a store's or a partition's
+/// settings (that it exists, its TTL, its quota), in milliseconds of the
+/// object store's clock. A change made through one host (creating,
+/// configuring or deleting a store or partition, a partition TTL) is seen by
+/// every host within this bound: a write reads the settings again once its
+/// host's copy is older.
+pub(super) const SETTINGS_CACHE_MS: u64 = 1000;
+
+/// A record as this host last read (or wrote) it; `None`: absent then.
+struct Cached<R> {
+    record: Option<R>,
+    read_at_ms: u64,
+}
+
+impl<R: Clone> Cached<R> {
+    /// The record, if read within [`SETTINGS_CACHE_MS`] before `now`. A
+    /// clock that stepped back makes every copy stale.
+    fn fresh(&self, now: u64) -> Option<Option<R>> {
+        now.checked_sub(self.read_at_ms)
+            .is_some_and(|age| age < SETTINGS_CACHE_MS)
+            .then(|| self.record.clone())
+    }
+}
+
 /// One application's keys and what this host caches of it.
 pub(super) struct AppState {
     pub name: String,
     pub tag: Tag,
     /// Seals the application's records and makes its tags.
     pub sealer: Sealer,
-    /// Store settings by store tag. A host caches what it wrote or read;
-    /// settings change only through this host's object store.
-    pub stores: Mutex<HashMap<Tag, StoreRecord>>,
-    /// Partition settings by (store, partition) tag; absent partitions are
-    /// not cached.
-    pub partitions: Mutex<HashMap<(Tag, Tag), PartitionRecord>>,
+    /// Store settings by store tag, as last read or written here.
+    stores: Mutex<HashMap<Tag, Cached<StoreRecord>>>,
+    /// Partition settings by (store, partition) tag, as last read or
+    /// written here.
+    partitions: Mutex<HashMap<(Tag, Tag), Cached<PartitionRecord>>>,
     pub usage: AppUsage,
 }
 
@@ -36,21 +59,76 @@ impl AppState {
         self.sealer.tag(b"store", b"", name.as_bytes())
     }
 
-    /// The cached TTL setting of a partition (`Some(None)`: the store's),
-    /// if this host knows the partition.
+    /// The store's settings if this host read them within the bound
+    /// (`Some(None)`: it was absent).
+    pub fn fresh_store(&self, store: Tag, now: u64) -> Option<Option<StoreRecord>> {
+        let stores = self.stores.lock().expect("stores lock");
+        stores.get(&store).and_then(|c| c.fresh(now))
+    }
+
+    /// The store's settings as this host last saw them, however long ago.
+    pub fn latest_store(&self, store: Tag) -> Option<StoreRecord> {
+        let stores = self.stores.lock().expect("stores lock");
+        stores.get(&store).and_then(|c| c.record.clone())
+    }
+
+    pub fn cache_store(&self, store: Tag, record: Option<StoreRecord>, now: u64) {
+        self.stores.lock().expect("stores lock").insert(
+            store,
+            Cached {
+                record,
+                read_at_ms: now,
+            },
+        );
+    }
+
+    /// The partition's settings if this host read them within the bound
+    /// (`Some(None)`: it was absent).
+    pub fn fresh_partition(
+        &self,
+        store: Tag,
+        partition: Tag,
+        now: u64,
+    ) -> Option<Option<PartitionRecord>> {
+        let partitions = self.partitions.lock().expect("partitions lock");
+        partitions
+            .get(&(store, partition))
+            .and_then(|c| c.fresh(now))
+    }
+
+    /// The TTL setting of a partition as this host last saw it (`Some(None)`:
+    /// the store's), if it saw the partition's record.
     pub fn cached_ttl(&self, store: Tag, partition: Tag) -> Option<Option<Ttl>> {
         self.partitions
             .lock()
             .expect("partitions lock")
             .get(&(store, partition))
+            .and_then(|c| c.record.as_ref())
             .map(|r| r.ttl)
     }
 
-    pub fn cache_partition(&self, store: Tag, partition: Tag, record: PartitionRecord) {
+    pub fn cache_partition(
+        &self,
+        store: Tag,
+        partition: Tag,
+        record: Option<PartitionRecord>,
+        now: u64,
+    ) {
+        self.partitions.lock().expect("partitions lock").insert(
+            (store, partition),
+            Cached {
+                record,
+                read_at_ms: now,
+            },
+        );
+    }
+
+    /// Forgets the settings of a store's partitions (after deleting it).
+    fn forget_partitions_of(&self, store: Tag) {
         self.partitions
             .lock()
             .expect("partitions lock")
-            .insert((store, partition), record);
+            .retain(|(s, _), _| *s != store);
     }
 }
 
@@ -60,8 +138,8 @@ impl Inner {
         SealedTable::new(&*self.backend, &app.sealer)
     }
 
-    /// Loads (or, given its name, creates) an application's keys, and counts
-    /// what it holds the first time this host uses it.
+    /// Loads (or, given its name, creates) an application's keys, and reads
+    /// (or, if no host has made them yet, makes) its usage counters.
     pub(super) async fn app_state(
         &self,
         tag: Tag,
@@ -90,7 +168,7 @@ impl Inner {
             partitions: Mutex::new(HashMap::new()),
             usage: AppUsage::default(),
         });
-        state.usage.reset(self.measure(&state).await?);
+        self.start_usage(&state).await?;
         Ok(self
             .apps
             .lock()
@@ -101,7 +179,7 @@ impl Inner {
     }
 
     /// Counts the keys and bytes of every store of an application.
-    async fn measure(&self, app: &AppState) -> Result<HashMap<Tag, Footprint>, Error> {
+    pub(super) async fn measure(&self, app: &AppState) -> Result<HashMap<Tag, Footprint>, Error> {
         let mut footprints: HashMap<Tag, Footprint> = HashMap::new();
         let mut scan = self.table(app).scan(Prefix::AppEntries(app.tag));
         loop {
@@ -179,7 +257,7 @@ impl Application {
         let default_ttl = default_ttl.check()?;
         let app = &self.state;
         let tag = app.store_tag(name);
-        self.admit(tag)?;
+        self.admit(tag).await?;
         let record = StoreRecord {
             name: name.to_string(),
             default_ttl,
@@ -190,10 +268,7 @@ impl Application {
             store: tag,
         };
         self.table().put(&key, &record).await?;
-        app.stores
-            .lock()
-            .expect("stores lock")
-            .insert(tag, record.clone());
+        app.cache_store(tag, Some(record.clone()), self.inner.now_ms());
         Ok(Store::new(self.clone(), tag, record))
     }
 
@@ -205,7 +280,7 @@ impl Application {
     ) -> Result<Page<Store>, Error> {
         // Listing stores concerns no one store: it counts against the
         // application only.
-        self.admit([0; TAG_LEN])?;
+        self.admit([0; TAG_LEN]).await?;
         let table = self.table();
         let scan = table.scan(Prefix::Stores(self.state.tag));
         paging::page(
@@ -225,12 +300,14 @@ impl Application {
     }
 
     /// Deletes the store `name` with all its partitions and keys. Returns
-    /// whether it existed.
+    /// whether it existed. Other hosts refuse writes through their handles
+    /// of the store within `SETTINGS_CACHE_MS` (one second) of its return; a write
+    /// racing the deletion may survive it.
     pub async fn delete_store(&self, name: &str) -> Result<bool, Error> {
         let Some(store) = self.find_store(name).await? else {
             return Ok(false);
         };
-        self.admit(store.tag)?;
+        self.admit(store.tag).await?;
         let app = &self.state;
         let table = self.table();
         write::delete_entries(
@@ -268,12 +345,11 @@ impl Application {
             Expect::Any,
         );
         table.commit_unconditional(batch).await?;
-        app.stores.lock().expect("stores lock").remove(&store.tag);
-        app.usage.forget_store(store.tag);
-        app.partitions
-            .lock()
-            .expect("partitions lock")
-            .retain(|(s, _), _| *s != store.tag);
+        // The usage counters stay: the deletions above are counted as
+        // changes like any other, so the other hosts' changes not added yet
+        // still add up to what is left.
+        app.cache_store(store.tag, None, self.inner.now_ms());
+        app.forget_partitions_of(store.tag);
         Ok(true)
     }
 
@@ -286,18 +362,22 @@ impl Application {
         self.inner.check_name(name, "store name")?;
         let app = &self.state;
         let tag = app.store_tag(name);
-        if let Some(record) = app.stores.lock().expect("stores lock").get(&tag) {
-            return Ok(Some(Store::new(self.clone(), tag, record.clone())));
+        match app.fresh_store(tag, self.inner.now_ms()) {
+            Some(Some(record)) => return Ok(Some(Store::new(self.clone(), tag, record))),
+            Some(None) if create.is_none() => return Ok(None),
+            _ => {}
         }
         let key = RecordKey::Store {
             app: app.tag,
             store: tag,
         };
         let table = self.table();
+        let now = self.inner.now_ms();
         let record = match table.read_or_create(&key, || None).await? {
             Some(record) => record,
             None => {
                 let Some(record) = create else {
+                    app.cache_store(tag, None, now);
                     return Ok(None);
                 };
                 let max = self.inner.config.limits.max_stores;
@@ -312,19 +392,8 @@ impl Application {
                     .expect("created if absent")
             }
         };
-        app.stores
-            .lock()
-            .expect("stores lock")
-            .insert(tag, record.clone());
+        app.cache_store(tag, Some(record.clone()), now);
         Ok(Some(Store::new(self.clone(), tag, record)))
-    }
-
-    /// Counts one request against `store`, or refuses it when the
-    /// application is over its request rate.
-    pub(super) fn admit(&self, store: Tag) -> Result<(), Error> {
-        self.state
-            .usage
-            .admit(store, &self.inner.config.limits, self.inner.now_ms())
     }
 
     /// How many stores the application has, counting at most one past its

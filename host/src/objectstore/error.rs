@@ -15,6 +15,10 @@ pub enum Error {
     KeyNotFound,
     #[error("key already exists")]
     KeyAlreadyExists,
+    /// The store was deleted (perhaps through another host) after this
+    /// handle was opened.
+    #[error("store not found: it was deleted")]
+    StoreNotFound,
     #[error("invalid key: {0}")]
     InvalidKey(String),
     #[error("value too large: the limit is {limit} bytes")]
@@ -65,7 +69,7 @@ impl Error {
     /// The error as the WIT interface and the HTTP front ends name it.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::KeyNotFound => ErrorCode::KeyNotFound,
+            Error::KeyNotFound | Error::StoreNotFound => ErrorCode::KeyNotFound,
             Error::KeyAlreadyExists => ErrorCode::KeyAlreadyExists,
             Error::InvalidKey(_) => ErrorCode::InvalidKey,
             Error::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,

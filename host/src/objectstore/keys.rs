@@ -8,6 +8,8 @@
 //! | store | `s` app store | name, default TTL, quota | application |
 //! | partition | `p` app store partition | name and TTL | application |
 //! | stats | `c` app store day | requests to a store on a day, its size then | application |
+//! | usage | `u` app store | the keys and bytes of a store, as every host has added its changes | application |
+//! | rate bucket | `r` app | the application's request-rate bucket and its recent leases | application |
 //! | entry | `e` app store partition key | name, value, metadata | partition |
 //! | expiry | `x` expires app store partition key | empty | partition |
 //!
@@ -33,6 +35,8 @@ const PARTITION: u8 = b'p';
 const STATS: u8 = b'c';
 const ENTRY: u8 = b'e';
 const EXPIRY: u8 = b'x';
+const USAGE: u8 = b'u';
+const RATE_BUCKET: u8 = b'r';
 
 /// A partition, by the tags of its application, store and own name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +70,10 @@ pub(crate) enum RecordKey {
     Entry(EntryId),
     /// The expiry index: `entry` expires at `at` (milliseconds).
     Expiry { at: u64, entry: EntryId },
+    /// A store's key and byte counts, shared by every host.
+    Usage { app: Tag, store: Tag },
+    /// An application's request-rate bucket, shared by every host.
+    RateBucket(Tag),
 }
 
 /// The unit of atomicity: one batch writes records of one shard.
@@ -124,6 +132,8 @@ pub(crate) enum Prefix {
     StoreEntries { app: Tag, store: Tag },
     /// Every entry of one partition.
     PartitionEntries(PartitionId),
+    /// The key and byte counts of every store of an application.
+    Usage(Tag),
 }
 
 /// Bytes of an entry's tags: app, store, partition, key.
@@ -217,6 +227,15 @@ impl RecordKey {
                 out.extend_from_slice(&at.to_be_bytes());
                 push_entry(&mut out, entry);
             }
+            RecordKey::Usage { app, store } => {
+                out.push(USAGE);
+                out.extend_from_slice(app);
+                out.extend_from_slice(store);
+            }
+            RecordKey::RateBucket(app) => {
+                out.push(RATE_BUCKET);
+                out.extend_from_slice(app);
+            }
         }
         out
     }
@@ -245,6 +264,11 @@ impl RecordKey {
                 at: f.u64()?,
                 entry: f.entry()?,
             },
+            USAGE => RecordKey::Usage {
+                app: f.tag()?,
+                store: f.tag()?,
+            },
+            RATE_BUCKET => RecordKey::RateBucket(f.tag()?),
             _ => return None,
         };
         f.end(key)
@@ -257,7 +281,9 @@ impl RecordKey {
             RecordKey::App(app)
             | RecordKey::Store { app, .. }
             | RecordKey::Stats { app, .. }
-            | RecordKey::Partition(PartitionId { app, .. }) => Shard::App(*app),
+            | RecordKey::Partition(PartitionId { app, .. })
+            | RecordKey::Usage { app, .. }
+            | RecordKey::RateBucket(app) => Shard::App(*app),
             RecordKey::Entry(id) | RecordKey::Expiry { entry: id, .. } => {
                 Shard::Partition(id.partition)
             }
@@ -302,6 +328,10 @@ impl Prefix {
                 out.push(ENTRY);
                 [Some(&id.app), Some(&id.store), Some(&id.partition)]
             }
+            Prefix::Usage(app) => {
+                out.push(USAGE);
+                [Some(app), None, None]
+            }
         };
         for tag in tags.into_iter().map_while(|t| t) {
             out.extend_from_slice(tag);
@@ -344,9 +374,10 @@ impl Prefix {
         match self {
             Prefix::Apps => ShardSpan::StartingWith(vec![SHARD_APP]),
             Prefix::Expiries => partitions_of(&[]),
-            Prefix::Stores(app) | Prefix::Partitions { app, .. } | Prefix::Stats { app, .. } => {
-                ShardSpan::One(Shard::App(*app).encode())
-            }
+            Prefix::Stores(app)
+            | Prefix::Partitions { app, .. }
+            | Prefix::Stats { app, .. }
+            | Prefix::Usage(app) => ShardSpan::One(Shard::App(*app).encode()),
             Prefix::AppEntries(app) => partitions_of(&[app]),
             Prefix::StoreEntries { app, store } => partitions_of(&[app, store]),
             Prefix::PartitionEntries(id) => ShardSpan::One(Shard::Partition(*id).encode()),
@@ -484,6 +515,11 @@ mod tests {
             },
         );
         in_span(RecordKey::Expiry { at: 5, entry }, Prefix::Expiries);
+        let usage = RecordKey::Usage {
+            app: tag(1),
+            store: tag(2),
+        };
+        in_span(usage, Prefix::Usage(tag(1)));
         in_span(RecordKey::Entry(entry), Prefix::AppEntries(tag(1)));
         in_span(
             RecordKey::Entry(entry),
@@ -515,5 +551,33 @@ mod tests {
             RecordKey::Entry(entry).shard(),
             RecordKey::App(tag(1)).shard()
         );
+    }
+
+    #[test]
+    fn usage_and_rate_bucket_keys_round_trip_in_the_applications_shard() {
+        let keys = [
+            RecordKey::Usage {
+                app: tag(1),
+                store: tag(2),
+            },
+            RecordKey::RateBucket(tag(1)),
+        ];
+        for key in keys {
+            let bytes = key.encode();
+            assert_eq!(RecordKey::parse(&bytes), Some(key), "{key:?}");
+            for cut in 1..bytes.len() {
+                assert_eq!(
+                    RecordKey::parse(&bytes[..cut]),
+                    None,
+                    "{key:?} cut at {cut}"
+                );
+            }
+            assert_eq!(key.shard(), RecordKey::App(tag(1)).shard(), "{key:?}");
+        }
+        let usage = keys[0].encode();
+        assert_eq!(usage.len(), 1 + 2 * TAG_LEN);
+        assert!(usage.starts_with(&Prefix::Usage(tag(1)).encode()));
+        assert!(!usage.starts_with(&Prefix::Usage(tag(9)).encode()));
+        assert_eq!(keys[1].encode(), [&b"r"[..], &tag(1)].concat());
     }
 }

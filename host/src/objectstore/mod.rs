@@ -16,6 +16,31 @@
 //! | `sealed` | sealing, opening and scanning records |
 //! | `record` | the plaintext encoding of records |
 //! | `paging` | pages and cursors |
+//!
+//! # Several hosts on one backend
+//!
+//! Any number of hosts may open one backend at once. Nothing that must agree
+//! between them lives only in one host's memory:
+//!
+//! - **Settings** (a store's existence, default TTL and quota; a partition's
+//!   existence and TTL) are cached per host for at most one second of the
+//!   [`Clock`] (`SETTINGS_CACHE_MS`): a write reads them again once its
+//!   host's copy is older. So a store created, configured or deleted, or a
+//!   partition TTL set, through one host applies on every host within one
+//!   second; a store deleted through one host refuses writes on the others
+//!   ([`Error::StoreNotFound`]) within one second of the deletion.
+//! - **Writes** are conditional commits that expect the bytes they read,
+//!   retried on conflict; the per-key lock of a host only spares its own
+//!   writers the retries. Bulk deletions (clearing a partition, deleting a
+//!   store) expect what they scanned too, so each key is deleted and
+//!   counted once whatever other hosts do meanwhile.
+//! - **The request rate, key and byte quotas, request counts** are kept in
+//!   the backend; see `usage` for how, and for the quotas' overshoot bound
+//!   (with `N` hosts, at most `(N-1)·max(Q/16, the growth one host has under
+//!   way at once)` over a quota `Q`).
+//! - **The expiry sweep** may run on every host at once: a key is deleted
+//!   only if it still holds the bytes the sweep read, so at most once, and
+//!   only the host whose delete landed counts it.
 
 mod application;
 mod error;
@@ -71,7 +96,9 @@ struct Inner {
     /// check; makes application tags.
     master: Sealer,
     config: Config,
-    /// Applications this host has used, by tag.
+    /// Applications this host has used, by tag. An application's record
+    /// (its name and data keys) never changes once made, so it may be
+    /// cached for good.
     apps: Mutex<HashMap<Tag, Arc<AppState>>>,
     key_locks: write::KeyLocks,
 }

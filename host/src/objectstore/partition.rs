@@ -57,13 +57,33 @@ impl Partition {
         self.store.app.table()
     }
 
-    pub(super) fn admit(&self) -> Result<(), Error> {
-        self.store.app.admit(self.store.tag)
+    pub(super) async fn admit(&self) -> Result<(), Error> {
+        self.store.app.admit(self.store.tag).await
+    }
+
+    /// The partition's settings (`None`: it has no record), read again if
+    /// this host's copy is older than `SETTINGS_CACHE_MS` (one second), so that a TTL
+    /// set or a partition deleted through another host applies here within
+    /// that bound.
+    pub(super) async fn refresh(&self) -> Result<Option<PartitionRecord>, Error> {
+        let app = self.app();
+        let now = self.inner().now_ms();
+        if let Some(record) = app.fresh_partition(self.store.tag, self.id.partition, now) {
+            return Ok(record);
+        }
+        let stored = self
+            .table()
+            .get::<PartitionRecord>(&RecordKey::Partition(self.id))
+            .await?;
+        let record = stored.map(|opened| opened.record);
+        app.cache_partition(self.store.tag, self.id.partition, record.clone(), now);
+        Ok(record)
     }
 
     /// The TTL for keys without their own: the partition's or the store's.
-    /// The application's view of the partition wins over this handle's, so
-    /// that a TTL set through another handle applies at once.
+    /// The application's view of the partition (as of its last
+    /// [`refresh`](Self::refresh), which every write makes) wins over this
+    /// handle's, so that a TTL set through another handle or host applies.
     pub fn effective_ttl(&self) -> Ttl {
         self.app()
             .cached_ttl(self.store.tag, self.id.partition)
@@ -74,7 +94,7 @@ impl Partition {
     /// Sets the TTL for keys stored here without their own (`None`: the
     /// store's). Applies to later writes.
     pub async fn set_ttl(&mut self, ttl: Option<Ttl>) -> Result<(), Error> {
-        self.admit()?;
+        self.admit().await?;
         let ttl = ttl.map(Ttl::check).transpose()?;
         let record = PartitionRecord {
             name: self.name.to_string(),
@@ -83,18 +103,21 @@ impl Partition {
         self.table()
             .put(&RecordKey::Partition(self.id), &record)
             .await?;
+        let now = self.inner().now_ms();
         self.app()
-            .cache_partition(self.store.tag, self.id.partition, record);
+            .cache_partition(self.store.tag, self.id.partition, Some(record), now);
         self.ttl = ttl;
         Ok(())
     }
 
-    /// Makes the partition record if this application does not know it
-    /// exists: on its first write, and again after the partition was
-    /// deleted. Never overwrites a record (and so its TTL).
+    /// Makes the partition record unless this host saw it within
+    /// `SETTINGS_CACHE_MS` (one second): on its first write, and again after the
+    /// partition was deleted (through any host). Never overwrites a record
+    /// (and so its TTL).
     pub(super) async fn ensure_record(&self) -> Result<(), Error> {
         let app = self.app();
-        if app.cached_ttl(self.store.tag, self.id.partition).is_some() {
+        let now = self.inner().now_ms();
+        if let Some(Some(_)) = app.fresh_partition(self.store.tag, self.id.partition, now) {
             return Ok(());
         }
         let mine = PartitionRecord {
@@ -107,7 +130,7 @@ impl Partition {
             .read_or_create(&RecordKey::Partition(self.id), || Some(mine.clone()))
             .await?
             .expect("created if absent");
-        app.cache_partition(self.store.tag, self.id.partition, record);
+        app.cache_partition(self.store.tag, self.id.partition, Some(record), now);
         Ok(())
     }
 
@@ -245,7 +268,7 @@ impl Partition {
     /// Counts a read of `key` and loads it; fails unless it is there, live
     /// and intact. The returned [`Stored`] holds the record.
     async fn load_live(&self, key: &str) -> Result<(EntryId, Stored), Error> {
-        self.admit()?;
+        self.admit().await?;
         let entry = self.entry_id(key)?;
         let stored = self.load(&entry).await?.ok_or(Error::KeyNotFound)?;
         match (&stored.record, stored.live) {
@@ -300,7 +323,7 @@ impl Partition {
 
     /// Whether `key` exists; does not extend a rolling TTL.
     pub async fn contains(&self, key: &str) -> Result<bool, Error> {
-        self.admit()?;
+        self.admit().await?;
         let entry = self.entry_id(key)?;
         match self.load(&entry).await? {
             Some(stored) if stored.record.is_none() => Err(Error::Integrity),
@@ -368,7 +391,7 @@ impl Partition {
         page_size: u32,
         map: impl Fn(EntryRecord) -> Option<T>,
     ) -> Result<Page<T>, Error> {
-        self.admit()?;
+        self.admit().await?;
         let now = self.inner().now_ms();
         let table = self.table();
         let scan = table.scan(self.id.entries());
@@ -387,7 +410,7 @@ impl Partition {
 
     /// Removes every key; returns how many live keys there were.
     pub async fn clear(&self) -> Result<u64, Error> {
-        self.admit()?;
+        self.admit().await?;
         delete_entries(
             self.table(),
             self.app(),

@@ -127,6 +127,86 @@ impl Record for StatsRecord {
     }
 }
 
+/// A store's key and byte counts as every host has added its changes to
+/// them. Signed: a host may add the deletion of keys that another host has
+/// created but not added yet, so a total may dip below zero for a moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UsageRecord {
+    pub keys: i64,
+    pub bytes: i64,
+}
+
+impl Record for UsageRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.keys as u64).u64(self.bytes as u64);
+        w.0
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader::new(bytes)?;
+        let record = Self {
+            keys: r.u64()? as i64,
+            bytes: r.u64()? as i64,
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
+/// An application's request-rate bucket, shared by every host (see
+/// `usage`): its level and the leases handed out recently.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RateRecord {
+    /// Tokens in the bucket, in thousandths of a token.
+    pub level_milli: u64,
+    /// When the level was last brought up to date, in milliseconds.
+    pub at_ms: u64,
+    /// Leases that may still be in use, oldest first.
+    pub leases: Vec<RateLease>,
+}
+
+/// Tokens a host took from the bucket at `at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateLease {
+    pub at_ms: u64,
+    pub tokens: u64,
+}
+
+impl Record for RateRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.level_milli).u64(self.at_ms);
+        w.u64(self.leases.len() as u64);
+        for lease in &self.leases {
+            w.u64(lease.at_ms).u64(lease.tokens);
+        }
+        w.0
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader::new(bytes)?;
+        let level_milli = r.u64()?;
+        let at_ms = r.u64()?;
+        // The count is not trusted for an allocation: each lease read
+        // checks that its bytes are there.
+        let count = r.u64()?;
+        let mut leases = Vec::new();
+        for _ in 0..count {
+            leases.push(RateLease {
+                at_ms: r.u64()?,
+                tokens: r.u64()?,
+            });
+        }
+        r.finish()?;
+        Ok(Self {
+            level_milli,
+            at_ms,
+            leases,
+        })
+    }
+}
+
 #[derive(Default)]
 struct Writer(Vec<u8>);
 
@@ -359,5 +439,39 @@ mod tests {
             },
         };
         assert_eq!(StoreRecord::decode(&store.encode()).unwrap(), store);
+    }
+
+    #[test]
+    fn usage_and_rate_records_round_trip_and_truncations_are_rejected() {
+        let usage = UsageRecord {
+            keys: -3,
+            bytes: 1 << 40,
+        };
+        assert_eq!(UsageRecord::decode(&usage.encode()).unwrap(), usage);
+        let rate = RateRecord {
+            level_milli: 12_345,
+            at_ms: 7,
+            leases: vec![
+                RateLease {
+                    at_ms: 5,
+                    tokens: 2,
+                },
+                RateLease {
+                    at_ms: 6,
+                    tokens: 1,
+                },
+            ],
+        };
+        let bytes = rate.encode();
+        assert_eq!(RateRecord::decode(&bytes).unwrap(), rate);
+        for cut in 0..bytes.len() {
+            assert!(RateRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // A lease count far beyond the bytes present is refused, not
+        // allocated.
+        let mut lying = RateRecord::default().encode();
+        let count_at = lying.len() - 8;
+        lying[count_at..].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(RateRecord::decode(&lying).is_err());
     }
 }

@@ -1,6 +1,13 @@
 //! Request statistics: counts per store and day, kept in memory as requests
 //! come and added to sealed per-day records by a flush every second and at
-//! shutdown. Queries add what is not flushed yet, so counts are exact.
+//! shutdown. Each host adds only its own counts, with a conditional write,
+//! so the records hold the sum over hosts: nothing counted twice, nothing
+//! lost on a clean stop. Queries add what this host has not flushed yet.
+//!
+//! The same flush adds this host's key and byte changes to the shared usage
+//! counters and reads every host's totals (see `usage`), before it records
+//! each store's size: the size is the shared total, never a sum of hosts'
+//! views.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,7 +25,8 @@ use super::types::DayStats;
 use super::{Error, Inner, MAX_CONFLICT_RETRIES, ObjectStore, Periodic};
 
 impl ObjectStore {
-    /// Adds the request counts gathered since the last flush to the stored
+    /// Adds this host's key and byte changes to the shared usage counters,
+    /// and the request counts gathered since the last flush to the stored
     /// per-day counts, with each store's current size. Counts whose write
     /// fails are kept for the next flush.
     pub async fn flush_stats(&self) -> Result<(), Error> {
@@ -30,7 +38,13 @@ impl ObjectStore {
             .values()
             .cloned()
             .collect();
+        let mut usage_failure = None;
         for app in apps {
+            // A failure here leaves the changes for the next flush; the
+            // request counts are still saved.
+            if let Err(e) = self.inner.sync_usage(&app).await {
+                usage_failure.get_or_insert(e);
+            }
             let pending = app.usage.take_pending();
             let mut unflushed = HashMap::new();
             let mut failure = None;
@@ -49,7 +63,7 @@ impl ObjectStore {
                 return Err(e);
             }
         }
-        Ok(())
+        usage_failure.map_or(Ok(()), Err)
     }
 
     /// Runs [`flush_stats`](Self::flush_stats) every `interval` until

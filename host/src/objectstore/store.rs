@@ -9,7 +9,7 @@ use super::application::Application;
 use super::keys::{PartitionId, Prefix, RecordKey};
 use super::partition::Partition;
 use super::record::{PartitionRecord, StoreRecord};
-use super::types::{Footprint, Page, StoreQuota, Ttl};
+use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
 use super::write;
 use super::{Error, paging};
 
@@ -38,14 +38,53 @@ impl Store {
         &self.name
     }
 
-    /// The TTL of keys that neither they nor their partition give one.
+    /// The TTL of keys that neither they nor their partition give one, as
+    /// this host last read it (writes read it again when their copy is
+    /// older than `SETTINGS_CACHE_MS` (one second)).
     pub fn default_ttl(&self) -> Ttl {
-        self.default_ttl
+        self.app
+            .state
+            .latest_store(self.tag)
+            .map_or(self.default_ttl, |r| r.default_ttl)
     }
 
-    /// The store's own limits.
+    /// The store's own limits, as this host last read them.
     pub fn quota(&self) -> StoreQuota {
-        self.quota
+        self.app
+            .state
+            .latest_store(self.tag)
+            .map_or(self.quota, |r| r.quota)
+    }
+
+    /// Checks that the store still exists, reading its settings again if
+    /// this host's copy is older than `SETTINGS_CACHE_MS` (one second): what bounds how
+    /// long a store deleted or reconfigured through another host goes on
+    /// being written here as it was. The default store always exists: it is
+    /// made again.
+    pub(super) async fn refresh(&self) -> Result<(), Error> {
+        let app = &self.app.state;
+        let now = self.app.inner.now_ms();
+        let exists = match app.fresh_store(self.tag, now) {
+            Some(record) => record.is_some(),
+            None => {
+                let key = RecordKey::Store {
+                    app: app.tag,
+                    store: self.tag,
+                };
+                let record = self.app.table().get::<StoreRecord>(&key).await?;
+                let record = record.map(|opened| opened.record);
+                let exists = record.is_some();
+                app.cache_store(self.tag, record, now);
+                exists
+            }
+        };
+        if exists {
+            Ok(())
+        } else if &*self.name == DEFAULT_STORE {
+            self.app.default_store().await.map(drop)
+        } else {
+            Err(Error::StoreNotFound)
+        }
     }
 
     /// How much the store holds.
@@ -67,24 +106,8 @@ impl Store {
         self.app.inner.check_name(name, "partition name")?;
         let app = &self.app.state;
         let id = self.partition_id(app.sealer.tag(b"partition", &self.tag, name.as_bytes()));
-        let ttl = match app.cached_ttl(self.tag, id.partition) {
-            Some(ttl) => ttl,
-            None => {
-                let stored = self
-                    .app
-                    .table()
-                    .get::<PartitionRecord>(&RecordKey::Partition(id))
-                    .await?;
-                match stored {
-                    Some(opened) => {
-                        let ttl = opened.record.ttl;
-                        app.cache_partition(self.tag, id.partition, opened.record);
-                        ttl
-                    }
-                    None => None,
-                }
-            }
-        };
+        let partition = Partition::new(self.clone(), name.into(), id, None);
+        let ttl = partition.refresh().await?.and_then(|r| r.ttl);
         Ok(Partition::new(self.clone(), name.into(), id, ttl))
     }
 
@@ -94,7 +117,7 @@ impl Store {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page<String>, Error> {
-        self.app.admit(self.tag)?;
+        self.app.admit(self.tag).await?;
         let table = self.app.table();
         let scan = table.scan(Prefix::Partitions {
             app: self.app.state.tag,
@@ -117,7 +140,7 @@ impl Store {
     /// how many live keys it held.
     pub async fn delete_partition(&self, name: &str) -> Result<u64, Error> {
         let partition = self.partition(name).await?;
-        self.app.admit(self.tag)?;
+        self.app.admit(self.tag).await?;
         let table = self.app.table();
         let removed = write::delete_entries(
             table,
@@ -130,12 +153,10 @@ impl Store {
         let mut batch = Batch::new(record.shard().encode());
         batch.delete(record.encode(), Expect::Any);
         table.commit_unconditional(batch).await?;
+        let now = self.app.inner.now_ms();
         self.app
             .state
-            .partitions
-            .lock()
-            .expect("partitions lock")
-            .remove(&(self.tag, partition.id().partition));
+            .cache_partition(self.tag, partition.id().partition, None, now);
         Ok(removed)
     }
 }

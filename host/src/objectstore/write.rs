@@ -19,9 +19,12 @@ use super::{Error, MAX_CONFLICT_RETRIES};
 
 /// Serialises read-modify-write cycles on one key within this host, so that
 /// concurrent increments of a hot counter queue up instead of failing each
-/// other's conditional commits. Conditional commits still guard against
-/// writers on other hosts. Striped: two keys may share a lock, which only
-/// costs a little concurrency.
+/// other's conditional commits. Only an optimisation: correctness comes from
+/// the conditional commits alone (every write expects the bytes it read,
+/// and the usage change it counts is the difference from those bytes), as
+/// it must with writers on other hosts, which this lock does not see.
+/// Striped: two keys may share a lock, which only costs a little
+/// concurrency.
 pub(super) struct KeyLocks(Vec<tokio::sync::Mutex<()>>);
 
 impl KeyLocks {
@@ -150,33 +153,36 @@ impl Partition {
                 (-1, -old_bytes)
             }
         };
-        app.usage
-            .check_quota(keys, bytes, &self.inner().config.limits)?;
-        app.usage
-            .check_store_quota(self.store.tag, keys, bytes, &self.store.quota())?;
+        let reservation = self
+            .inner()
+            .reserve(app, self.store.tag, (keys, bytes), &self.store.quota())
+            .await?;
         if record.is_some() {
             self.ensure_record().await?;
         }
         let outcome = table.commit(batch).await?;
         if outcome == Commit::Done {
-            app.usage.apply(self.store.tag, keys, bytes);
+            reservation.settle(keys, bytes);
         }
         Ok(outcome)
     }
 
-    /// The read-modify-write cycle behind every write: under this host's
-    /// lock for the key, read the current record, let `change` decide the
-    /// new one, and commit it conditionally, retrying if another host got
-    /// there first. Also says whether a damaged record was replaced or
-    /// deleted.
+    /// The read-modify-write cycle behind every write: check that the store
+    /// still exists and bring the store's and partition's settings up to
+    /// date (within the cache bound), then under this host's lock for the
+    /// key, read the current record, let `change` decide the new one, and
+    /// commit it conditionally, retrying if another host got there first.
+    /// Also says whether a damaged record was replaced or deleted.
     pub(super) async fn modify<T>(
         &self,
         key: &str,
         damaged: Damaged,
         mut change: impl FnMut(Option<&EntryRecord>, u64) -> Result<(Option<EntryRecord>, T), Error>,
     ) -> Result<(T, bool), Error> {
-        self.admit()?;
+        self.admit().await?;
         let entry = self.entry_id(key)?;
+        self.store.refresh().await?;
+        self.refresh().await?;
         let _guard = self.inner().key_locks.lock(&entry).await;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let stored = self.load(&entry).await?;
@@ -203,8 +209,11 @@ impl Partition {
 
 /// Deletes every entry under `prefix` with its expiry index entry; returns
 /// how many were live at `now`. Writes racing with it may survive or not.
-/// Each chunk is committed as one batch per partition (its shard), and the
-/// usage counts follow each batch that lands.
+/// Each chunk is committed as one batch per partition (its shard), each
+/// delete expecting the bytes the scan read, and the usage counts follow
+/// each batch that lands; a partition's batch that meets a concurrent write
+/// (from any host) is done again key by key from what is there now. So each
+/// key is deleted and counted once, as the counters shared by hosts need.
 pub(super) async fn delete_entries(
     table: SealedTable<'_>,
     app: &AppState,
@@ -214,6 +223,8 @@ pub(super) async fn delete_entries(
     /// The deletions of one partition, and the keys and bytes they free.
     struct Deletions {
         batch: Batch,
+        entries: Vec<EntryId>,
+        live: u64,
         keys: i64,
         bytes: i64,
     }
@@ -238,35 +249,87 @@ pub(super) async fn delete_entries(
                 .entry(entry.partition)
                 .or_insert_with(|| Deletions {
                     batch: Batch::new(Shard::Partition(entry.partition).encode()),
+                    entries: Vec::new(),
+                    live: 0,
                     keys: 0,
                     bytes: 0,
                 });
-            match table.open::<EntryRecord>(&key, &sealed) {
-                Ok(record) => {
-                    if record.is_live_at(now) {
-                        removed += 1;
-                    }
-                    if let Some(at) = record.expires {
-                        let expiry = RecordKey::Expiry { at, entry }.encode();
-                        deletions.batch.delete(expiry, Expect::Any);
-                    }
-                }
-                // A damaged record goes too (its index entry, if any, is
-                // dropped by the sweep); it counts as a key that was there.
-                Err(Error::Integrity) => removed += 1,
-                Err(e) => return Err(e),
+            if deletion_of(table, &entry, &key, &sealed, now, &mut deletions.batch)? {
+                deletions.live += 1;
             }
+            deletions.entries.push(entry);
             deletions.keys -= 1;
             deletions.bytes -= (key.len() + sealed.len()) as i64;
-            deletions.batch.delete(key, Expect::Any);
         }
         for (partition, deletions) in by_partition {
-            table.commit_unconditional(deletions.batch).await?;
-            app.usage
-                .apply(partition.store, deletions.keys, deletions.bytes);
+            match table.commit(deletions.batch).await? {
+                Commit::Done => {
+                    app.usage
+                        .apply(partition.store, deletions.keys, deletions.bytes);
+                    removed += deletions.live;
+                }
+                Commit::Conflict => {
+                    for entry in &deletions.entries {
+                        removed += delete_current(table, app, now, entry).await?;
+                    }
+                }
+            }
         }
         if !malformed.is_empty() {
             table.backend().commit(malformed).await?;
         }
     }
+}
+
+/// Adds to `batch` the deletion of an entry record holding `sealed` (only
+/// if it still does) and of its expiry index entry; returns whether it
+/// counts as a key that was there at `now`.
+fn deletion_of(
+    table: SealedTable<'_>,
+    entry: &EntryId,
+    key: &[u8],
+    sealed: &[u8],
+    now: u64,
+    batch: &mut Batch,
+) -> Result<bool, Error> {
+    let counts = match table.open::<EntryRecord>(key, sealed) {
+        Ok(record) => {
+            if let Some(at) = record.expires {
+                let expiry = RecordKey::Expiry { at, entry: *entry }.encode();
+                batch.delete(expiry, Expect::Any);
+            }
+            record.is_live_at(now)
+        }
+        // A damaged record goes too (its index entry, if any, is dropped by
+        // the sweep); it counts as a key that was there.
+        Err(Error::Integrity) => true,
+        Err(e) => return Err(e),
+    };
+    batch.delete(key.to_vec(), Expect::Value(sealed.to_vec()));
+    Ok(counts)
+}
+
+/// Deletes whatever `entry` holds now, if anything; returns 1 if that was a
+/// key there at `now`.
+async fn delete_current(
+    table: SealedTable<'_>,
+    app: &AppState,
+    now: u64,
+    entry: &EntryId,
+) -> Result<u64, Error> {
+    let record = RecordKey::Entry(*entry);
+    let (key, shard) = (record.encode(), record.shard().encode());
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        let Some(sealed) = table.backend().get(&shard, &key).await? else {
+            return Ok(0);
+        };
+        let mut batch = Batch::new(shard.clone());
+        let counts = deletion_of(table, entry, &key, &sealed, now, &mut batch)?;
+        if table.commit(batch).await? == Commit::Done {
+            let bytes = (key.len() + sealed.len()) as i64;
+            app.usage.apply(entry.partition.store, -1, -bytes);
+            return Ok(u64::from(counts));
+        }
+    }
+    Err(Error::Contended("the key is"))
 }
