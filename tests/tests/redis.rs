@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ostore::backend::{BackendConfig, RedisBackend, RedisConfig, RedisDurability, contract};
+use ostore::clock::ManualClock;
 use ostore::encryption::MasterKey;
+use ostore::host::HostConfig;
 use ostore::objectstore::{self, ObjectStore};
 use ostore_tests::redis::{RedisCluster, RedisOptions, RedisServer, free_port_pair};
 use ostore_tests::{Serves, Setup, TestHost, app};
@@ -418,5 +420,105 @@ async fn after_a_master_dies_the_hosts_recover_and_the_replica_mode_loses_nothin
         if durability == RedisDurability::Replica {
             assert_eq!(report.lost, 0, "{report}");
         }
+    }
+}
+
+/// Three hosts on `url` sharing one manual clock (their clocks agree
+/// exactly), after `edit`.
+async fn three_hosts_at(
+    setup: &Setup,
+    url: &str,
+    clock: &Arc<ManualClock>,
+    edit: impl Fn(&mut HostConfig),
+) -> Vec<TestHost> {
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        let backend = BackendConfig::Redis(config(url));
+        let clock = clock.clone();
+        hosts.push(
+            setup
+                .start_with(|c| {
+                    c.backend = backend;
+                    c.clock = clock;
+                    edit(c);
+                })
+                .await,
+        );
+    }
+    hosts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_rate_and_a_key_quota_hold_for_three_hosts_together() {
+    let cluster = RedisCluster::start(3, &RedisOptions::default());
+    let setup = Setup::new()
+        .app("limited", &[("/store/...", "flow", "store-flow")])
+        .app("quota", &[("/quota/...", "flow", "store-flow")]);
+    let clock = Arc::new(ManualClock::starting_now());
+    let hosts = three_hosts_at(&setup, &cluster.url(), &clock, |c| {
+        c.limits.requests_per_second = Some(20);
+    })
+    .await;
+    // A flood on all three at once, while 4.5 s pass: at most 20 + 20 · 4.5
+    // requests are served by the three together.
+    let mut served = 0;
+    let mut limited = 0;
+    for step in 0..10 {
+        if step > 0 {
+            clock.advance(Duration::from_millis(500));
+        }
+        let mut flood = Vec::new();
+        for i in 0..60 {
+            let addr = hosts[i % 3].addr;
+            flood.push(tokio::spawn(async move {
+                ostore_tests::request(addr, "GET", "/store/absent", Default::default()).await
+            }));
+        }
+        for r in flood {
+            match r.await.unwrap().status {
+                404 => served += 1,
+                429 => limited += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    println!("rate 20/s over 4.5 s on 3 hosts: {served} served, {limited} limited");
+    assert!(served <= 20 + 90, "{served} served over 4.5 s at 20/s");
+    assert!(served >= 40, "only {served} served: the limit refuses too much");
+    assert!(limited > 0);
+    drop(hosts);
+
+    // A quota of 50 keys, 3 × 40 concurrent writers: the overshoot stays
+    // within the documented bound, (hosts - 1) · max(50/16, writes in
+    // flight on one host) = 80, and once the hosts have exchanged their
+    // counts (every second) every host refuses a new key.
+    let hosts = three_hosts_at(&setup, &cluster.url(), &clock, |c| {
+        c.limits.max_keys = Some(50);
+    })
+    .await;
+    let mut writes = Vec::new();
+    for i in 0..120 {
+        let addr = hosts[i % 3].addr;
+        writes.push(tokio::spawn(async move {
+            let body = format!(r#"{{"key": "k{i}", "value": "v"}}"#);
+            ostore_tests::request(addr, "POST", "/quota", body.into()).await
+        }));
+    }
+    let mut stored = 0;
+    for w in writes {
+        let r = w.await.unwrap();
+        match r.status {
+            200 => stored += 1,
+            429 => assert!(r.text().contains("quota"), "{}", r.text()),
+            other => panic!("unexpected status {other}: {}", r.text()),
+        }
+    }
+    println!("quota 50 keys, 120 concurrent writes on 3 hosts: {stored} stored");
+    assert!((50..=50 + 80).contains(&stored), "{stored} keys stored");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for (i, host) in hosts.iter().enumerate() {
+        let body = format!(r#"{{"key": "late-{i}", "value": "v"}}"#);
+        let r = host.request("POST", "/quota", body).await;
+        assert_eq!(r.status, 429, "host {i} stored past the quota: {}", r.text());
     }
 }
