@@ -4,6 +4,7 @@
 //! | kind | backend key | record (sealed) | shard |
 //! |---|---|---|---|
 //! | master check | `m/master-check` | a known text, under the master key | the host |
+//! | credential | `i` client | client id, what it grants, an HMAC of its secret, under the master key | the host |
 //! | application | `a` app | name and data keys, under the master key | application |
 //! | store | `s` app store | name, default TTL, quota | application |
 //! | partition | `p` app store partition | name and TTL | application |
@@ -32,6 +33,7 @@ const PARTITION: u8 = b'p';
 const STATS: u8 = b'c';
 const ENTRY: u8 = b'e';
 const EXPIRY: u8 = b'x';
+const CREDENTIAL: u8 = b'i';
 
 /// A partition, by the tags of its application, store and own name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,6 +67,9 @@ pub(crate) enum RecordKey {
     Entry(EntryId),
     /// The expiry index: `entry` expires at `at` (milliseconds).
     Expiry { at: u64, entry: EntryId },
+    /// A client credential of the REST and Stats APIs, by its client id's
+    /// tag. Host-wide, so that every host sharing the backend knows it.
+    Credential(Tag),
 }
 
 /// The unit of atomicity: one batch writes records of one shard.
@@ -97,6 +102,8 @@ pub(crate) enum Prefix {
     StoreEntries { app: Tag, store: Tag },
     /// Every entry of one partition.
     PartitionEntries(PartitionId),
+    /// Every client credential.
+    Credentials,
 }
 
 /// Bytes of an entry's tags: app, store, partition, key.
@@ -190,6 +197,10 @@ impl RecordKey {
                 out.extend_from_slice(&at.to_be_bytes());
                 push_entry(&mut out, entry);
             }
+            RecordKey::Credential(client) => {
+                out.push(CREDENTIAL);
+                out.extend_from_slice(client);
+            }
         }
         out
     }
@@ -218,6 +229,7 @@ impl RecordKey {
                 at: f.u64()?,
                 entry: f.entry()?,
             },
+            CREDENTIAL => RecordKey::Credential(f.tag()?),
             _ => return None,
         };
         f.end(key)
@@ -227,6 +239,7 @@ impl RecordKey {
     pub fn shard(&self) -> Shard {
         match self {
             RecordKey::MasterCheck => Shard::Host,
+            RecordKey::Credential(_) => Shard::Host,
             RecordKey::App(app)
             | RecordKey::Store { app, .. }
             | RecordKey::Stats { app, .. }
@@ -274,6 +287,10 @@ impl Prefix {
             Prefix::PartitionEntries(id) => {
                 out.push(ENTRY);
                 [Some(&id.app), Some(&id.store), Some(&id.partition)]
+            }
+            Prefix::Credentials => {
+                out.push(CREDENTIAL);
+                [None; 3]
             }
         };
         for tag in tags.into_iter().map_while(|t| t) {
@@ -330,6 +347,7 @@ mod tests {
             },
             RecordKey::Entry(entry),
             RecordKey::Expiry { at: 7, entry },
+            RecordKey::Credential(tag(5)),
         ];
         for key in keys {
             let bytes = key.encode();
@@ -386,5 +404,28 @@ mod tests {
             RecordKey::Entry(entry).shard(),
             RecordKey::App(tag(1)).shard()
         );
+    }
+
+    #[test]
+    fn credentials_are_host_records_under_their_own_prefix() {
+        let key = RecordKey::Credential(tag(5));
+        assert_eq!(key.shard(), Shard::Host);
+        assert_eq!(key.shard(), RecordKey::MasterCheck.shard());
+        let bytes = key.encode();
+        assert_eq!(bytes.len(), 1 + TAG_LEN);
+        assert_eq!(bytes[0], b'i');
+        assert!(bytes.starts_with(&Prefix::Credentials.encode()));
+        // No other kind's keys fall under the credentials' prefix, so a
+        // listing of credentials reads nothing else.
+        let (partition, entry) = ids();
+        for other in [
+            RecordKey::MasterCheck,
+            RecordKey::App(tag(1)),
+            RecordKey::Partition(partition),
+            RecordKey::Entry(entry),
+            RecordKey::Expiry { at: 7, entry },
+        ] {
+            assert!(!other.encode().starts_with(&Prefix::Credentials.encode()));
+        }
     }
 }
