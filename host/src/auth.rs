@@ -784,6 +784,50 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[tokio::test]
+    async fn a_data_directory_of_the_old_layout_keeps_its_credentials() {
+        let dir = tempdir();
+        let data = crate::host::DataDir::new(&dir);
+        let master = MasterKey::generate();
+        let secret = "old-secret";
+        let secret_mac = credentials(&Arc::new(MemoryBackend::new()), &master)
+            .await
+            .secret_mac(secret);
+        let entries = BTreeMap::from([(
+            "00aa".to_string(),
+            StoredCredential {
+                principal: Principal::Admin,
+                scopes: Scope::ALL.to_vec(),
+                secret_mac,
+            },
+        )]);
+        write_old_file(&data.old_credentials_file(), &master, &entries);
+
+        // Opened as `ostore credentials` opens it: imported, file renamed.
+        let admin = data.credential_admin(&master).await.unwrap();
+        let listed = admin.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].client_id, "00aa");
+        assert!(!data.old_credentials_file().exists());
+        assert!(imported_path(&data.old_credentials_file()).exists());
+        drop(admin);
+
+        // It is in the database now: opened again, the old secret still
+        // gets a token.
+        let CredentialAdmin::Backend { credentials, .. } =
+            data.credential_admin(&master).await.unwrap()
+        else {
+            panic!("no host runs here");
+        };
+        assert!(credentials.issue_token("00aa", secret).await.is_ok());
+        assert!(matches!(
+            credentials.issue_token("00aa", "wrong").await,
+            Err(AuthError::BadCredentials)
+        ));
+        drop(credentials);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn tempdir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ostore-auth-{}", hex(&random_array::<8>())));
         std::fs::create_dir_all(&dir).unwrap();
