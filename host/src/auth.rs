@@ -465,7 +465,8 @@ pub enum CredentialAdmin {
     /// No host holds the data: its backend, opened here.
     Backend {
         objectstore: ObjectStore,
-        credentials: Credentials,
+        /// Boxed: its keyed MAC states make it large.
+        credentials: Box<Credentials>,
     },
     /// A running host holds the data: asked through its credentials socket.
     #[cfg(unix)]

@@ -187,7 +187,7 @@ impl DataDir {
             .await?;
         Ok(CredentialAdmin::Backend {
             objectstore,
-            credentials,
+            credentials: Box::new(credentials),
         })
     }
 
