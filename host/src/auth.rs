@@ -2,21 +2,41 @@
 //!
 //! - A credential is a client id and a random secret, bound to one
 //!   application (or, for an admin credential, to all of them) and a set of
-//!   scopes. Only an HMAC of the secret is kept, in a file sealed with the
-//!   master key; the secret is shown once, when the credential is made.
+//!   scopes. Only an HMAC of the secret is kept; the secret is shown once,
+//!   when the credential is made.
+//! - Credentials live in the backend, as host-wide records of the object
+//!   store ([`ObjectStore::credentials`]): the client id only as a tag, the
+//!   record sealed under the master key with its backend key as associated
+//!   data. Every host sharing the backend therefore knows the same
+//!   credentials: one made through any host (or by `ostore credentials`)
+//!   gets tokens on all of them.
 //! - `POST /accounts/api/v2/oauth2/token` exchanges a credential for a bearer
 //!   token: the grant (client, application, scopes, expiry) with an HMAC
 //!   under a key derived from the master key. Tokens therefore survive a
-//!   restart and need no storage; deleting a credential revokes its tokens,
-//!   because every request checks the credential still exists.
+//!   restart, verify on every host with the same master key, and need no
+//!   storage.
+//! - **Revocation bound: none.** Every token check reads the credential's
+//!   record from the backend (one `get`, no cache), so once a delete has
+//!   committed, through any host, every host refuses the credential's tokens
+//!   at their next use.
+//! - Data directories of versions that kept credentials in a sealed file
+//!   (`credentials.sealed`): the file's credentials are imported into the
+//!   backend when the data directory is opened (by a host or by `ostore
+//!   credentials`), each only if absent, and the file is then renamed to
+//!   `credentials.sealed.imported`, so that a credential deleted later is not
+//!   imported again.
+//! - While a host holds a data directory's database, `ostore credentials`
+//!   reaches that host through its [credentials socket](socket) instead.
 //! - Secrets and tokens are never logged; `Debug` of the types holding them
 //!   prints nothing secret.
+
+#[cfg(unix)]
+pub mod socket;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,7 +45,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::clock::SharedClock;
-use crate::encryption::{MasterKey, Sealer, hex, random_array};
+use crate::encryption::{MasterKey, hex, random_array};
+use crate::objectstore::{self, CredentialRecords, ObjectStore};
 
 /// What a token allows, named as in OSv2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -113,8 +134,8 @@ impl Grant {
     }
 }
 
-/// Why a request was not authenticated.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a request was not authenticated, or a credential not made.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
     #[error("no bearer token; get one at POST /accounts/api/v2/oauth2/token")]
@@ -127,11 +148,19 @@ pub enum AuthError {
     Revoked,
     #[error("wrong client id or secret")]
     BadCredentials,
+    /// The credentials file of an older version could not be imported.
     #[error("credentials file: {0}")]
     File(String),
+    /// The backend failed; the request may be retried.
+    #[error("credentials: {0}")]
+    Storage(#[from] objectstore::Error),
+    /// The host holding the data directory could not be asked, or refused.
+    #[error("the running host: {0}")]
+    Host(String),
 }
 
-/// A stored credential: never the secret itself.
+/// What the backend keeps of a credential (sealed): never the secret itself.
+/// Also the value type of the old credentials file, keyed by client id.
 #[derive(Clone, Serialize, Deserialize)]
 struct StoredCredential {
     principal: Principal,
@@ -140,7 +169,20 @@ struct StoredCredential {
     secret_mac: [u8; 32],
 }
 
+impl StoredCredential {
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a credential serializes")
+    }
+
+    /// Bytes that opened under the master key but do not parse are damage,
+    /// reported like a record that fails its integrity check.
+    fn decode(bytes: &[u8]) -> Result<Self, AuthError> {
+        serde_json::from_slice(bytes).map_err(|_| AuthError::Storage(objectstore::Error::Integrity))
+    }
+}
+
 /// A newly made credential. The secret is in here and nowhere else.
+#[derive(Serialize, Deserialize)]
 pub struct NewCredential {
     pub client_id: String,
     pub client_secret: String,
@@ -155,69 +197,52 @@ impl fmt::Debug for NewCredential {
 }
 
 /// A credential as listed (without anything secret).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CredentialInfo {
     pub client_id: String,
     pub principal: Principal,
     pub scopes: Vec<Scope>,
 }
 
-const CREDENTIALS_AAD: &[u8] = b"ostore credentials v1";
+/// The associated data of the old credentials file.
+const CREDENTIALS_FILE_AAD: &[u8] = b"ostore credentials v1";
 
-/// The credentials of a data directory, kept in a sealed file that the CLI
-/// writes and the server re-reads when it changes.
+/// What the old credentials file becomes once imported.
+const IMPORTED_SUFFIX: &str = "imported";
+
+/// The client credentials kept in an object store's backend, and the
+/// tokens they are exchanged for. Every host sharing the backend sees the
+/// same credentials; nothing is cached (see the [module](self) doc for the
+/// revocation bound).
 pub struct Credentials {
-    path: PathBuf,
-    sealer: Sealer,
+    records: CredentialRecords,
     secret_key: Hmac<Sha256>,
     token_key: Hmac<Sha256>,
+    /// Signs requests to the credentials socket.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    socket_key: Hmac<Sha256>,
     token_lifetime: Duration,
     /// When tokens expire is read off this clock.
     clock: SharedClock,
-    loaded: RwLock<Loaded>,
-}
-
-#[derive(Default)]
-struct Loaded {
-    /// What identifies the file's version: (modified, length, inode).
-    version: Option<FileVersion>,
-    entries: BTreeMap<String, StoredCredential>,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
-            .field("path", &self.path)
+            .field("token_lifetime", &self.token_lifetime)
             .finish_non_exhaustive()
-    }
-}
-
-/// Changes whenever the file is replaced (writes go through a rename, so the
-/// inode changes even within one mtime tick).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileVersion {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-impl FileVersion {
-    fn of(m: &std::fs::Metadata) -> Self {
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(m);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Self {
-            modified: m.modified().ok(),
-            len: m.len(),
-            inode,
-        }
     }
 }
 
 fn derived_mac(master: &MasterKey, label: &[u8]) -> Hmac<Sha256> {
     let key = master.derive(label);
     <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("any key size")
+}
+
+/// The key that signs requests to a host's credentials socket.
+#[cfg_attr(not(unix), allow(dead_code))]
+fn socket_mac(master: &MasterKey) -> Hmac<Sha256> {
+    derived_mac(master, b"ostore/v1/credentials-socket")
 }
 
 /// Compares in time independent of where the inputs differ.
@@ -236,25 +261,22 @@ struct TokenClaims {
 }
 
 impl Credentials {
-    /// The credentials kept at `path` (the file need not exist yet), sealed
-    /// under `master`. Tokens live `token_lifetime` by `clock`.
-    pub fn open(
-        path: &Path,
+    /// The credentials kept in `objectstore`'s backend (whose records are
+    /// sealed under `master`). Tokens live `token_lifetime` by `clock`.
+    pub fn new(
+        objectstore: &ObjectStore,
         master: &MasterKey,
         token_lifetime: Duration,
         clock: SharedClock,
-    ) -> Result<Self, AuthError> {
-        let credentials = Self {
-            path: path.to_path_buf(),
-            sealer: master.sealer(),
+    ) -> Self {
+        Self {
+            records: objectstore.credentials(),
             secret_key: derived_mac(master, b"ostore/v1/credential-secret"),
             token_key: derived_mac(master, b"ostore/v1/token"),
+            socket_key: socket_mac(master),
             token_lifetime,
             clock,
-            loaded: RwLock::new(Loaded::default()),
-        };
-        credentials.reload_if_changed()?;
-        Ok(credentials)
+        }
     }
 
     fn secret_mac(&self, secret: &str) -> [u8; 32] {
@@ -263,106 +285,97 @@ impl Credentials {
         mac.finalize().into_bytes().into()
     }
 
-    /// Re-reads the file if it changed since it was last read.
-    fn reload_if_changed(&self) -> Result<(), AuthError> {
-        let version = match std::fs::metadata(&self.path) {
-            Ok(m) => Some(FileVersion::of(&m)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(AuthError::File(e.to_string())),
+    /// Imports the credentials file an older version kept at `path`
+    /// (sealed under `master`, the same key as the backend's), then renames
+    /// it to `<path>.imported`. Each credential is stored only if absent, so
+    /// an import cut short (before the rename) can simply run again.
+    /// Returns how many credentials were new; 0 if there is no file.
+    ///
+    /// The rename is what keeps a credential deleted after the import from
+    /// coming back at the next start: a file left in place would be
+    /// imported again.
+    pub async fn import_file(&self, path: &Path, master: &MasterKey) -> Result<usize, AuthError> {
+        let Some(entries) = read_old_file(path, master)? else {
+            return Ok(0);
         };
-        if version.is_some() && self.loaded.read().expect("credentials lock").version == version {
-            return Ok(());
+        let mut imported = 0;
+        for (client_id, stored) in entries {
+            if self.records.insert(&client_id, &stored.encode()).await? {
+                imported += 1;
+            }
         }
-        let entries = self.read_file()?;
-        *self.loaded.write().expect("credentials lock") = Loaded { version, entries };
-        Ok(())
-    }
-
-    fn read_file(&self) -> Result<BTreeMap<String, StoredCredential>, AuthError> {
-        let sealed = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(AuthError::File(e.to_string())),
-        };
-        let plain = self
-            .sealer
-            .open(CREDENTIALS_AAD, &sealed)
-            .map_err(|e| AuthError::File(format!("{}: {e}", self.path.display())))?;
-        serde_json::from_slice(&plain).map_err(|e| AuthError::File(e.to_string()))
-    }
-
-    fn write_file(&self, entries: &BTreeMap<String, StoredCredential>) -> Result<(), AuthError> {
-        let plain = serde_json::to_vec(entries).expect("credentials serialize");
-        let sealed = self.sealer.seal(CREDENTIALS_AAD, &plain);
-        let tmp = self.path.with_extension("tmp");
-        let io = |e: std::io::Error| AuthError::File(format!("{}: {e}", self.path.display()));
-        {
-            let mut file = crate::fs::private_options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(io)?;
-            std::io::Write::write_all(&mut file, &sealed).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        Ok(())
+        let done = imported_path(path);
+        std::fs::rename(path, &done).map_err(|e| {
+            AuthError::File(format!(
+                "imported {} but cannot rename it to {}: {e}",
+                path.display(),
+                done.display()
+            ))
+        })?;
+        Ok(imported)
     }
 
     /// Makes a credential for `principal` with `scopes` and saves it.
-    pub fn create(
+    pub async fn create(
         &self,
         principal: Principal,
         scopes: Vec<Scope>,
     ) -> Result<NewCredential, AuthError> {
-        let mut entries = self.read_file()?;
-        let client_id = hex(&random_array::<16>());
         let client_secret = URL_SAFE_NO_PAD.encode(random_array::<32>());
-        entries.insert(
-            client_id.clone(),
-            StoredCredential {
-                principal,
-                scopes,
-                secret_mac: self.secret_mac(&client_secret),
-            },
-        );
-        self.write_file(&entries)?;
-        Ok(NewCredential {
-            client_id,
-            client_secret,
-        })
-    }
-
-    /// Deletes a credential; its tokens stop working. Returns whether it
-    /// existed.
-    pub fn delete(&self, client_id: &str) -> Result<bool, AuthError> {
-        let mut entries = self.read_file()?;
-        let existed = entries.remove(client_id).is_some();
-        if existed {
-            self.write_file(&entries)?;
+        let stored = StoredCredential {
+            principal,
+            scopes,
+            secret_mac: self.secret_mac(&client_secret),
+        };
+        // A random 128-bit id is new, but an insert only where none is
+        // costs nothing and makes sure.
+        loop {
+            let client_id = hex(&random_array::<16>());
+            if self.records.insert(&client_id, &stored.encode()).await? {
+                return Ok(NewCredential {
+                    client_id,
+                    client_secret,
+                });
+            }
         }
-        Ok(existed)
     }
 
-    /// Every credential, without secrets.
-    pub fn list(&self) -> Result<Vec<CredentialInfo>, AuthError> {
-        Ok(self
-            .read_file()?
-            .into_iter()
-            .map(|(client_id, c)| CredentialInfo {
+    /// Deletes a credential; its tokens stop working on every host sharing
+    /// the backend. Returns whether it existed.
+    pub async fn delete(&self, client_id: &str) -> Result<bool, AuthError> {
+        Ok(self.records.remove(client_id).await?)
+    }
+
+    /// Every credential, without secrets, in client id order.
+    pub async fn list(&self) -> Result<Vec<CredentialInfo>, AuthError> {
+        let mut out = Vec::new();
+        for (client_id, body) in self.records.list().await? {
+            let c = StoredCredential::decode(&body)?;
+            out.push(CredentialInfo {
                 client_id,
                 principal: c.principal,
                 scopes: c.scopes,
-            })
-            .collect())
+            });
+        }
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(out)
+    }
+
+    /// The credential `client_id`, read from the backend.
+    async fn stored(&self, client_id: &str) -> Result<Option<StoredCredential>, AuthError> {
+        match self.records.get(client_id).await? {
+            Some(body) => Ok(Some(StoredCredential::decode(&body)?)),
+            None => Ok(None),
+        }
     }
 
     /// Exchanges a client id and secret for a token.
-    pub fn issue_token(&self, client_id: &str, secret: &str) -> Result<IssuedToken, AuthError> {
-        self.reload_if_changed()?;
-        let loaded = self.loaded.read().expect("credentials lock");
-        let Some(stored) = loaded.entries.get(client_id) else {
+    pub async fn issue_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<IssuedToken, AuthError> {
+        let Some(stored) = self.stored(client_id).await? else {
             return Err(AuthError::BadCredentials);
         };
         if !constant_time_eq(&stored.secret_mac, &self.secret_mac(secret)) {
@@ -370,8 +383,8 @@ impl Credentials {
         }
         let claims = TokenClaims {
             c: client_id.to_string(),
-            p: stored.principal.clone(),
-            s: stored.scopes.clone(),
+            p: stored.principal,
+            s: stored.scopes,
             e: self.clock.now_secs() + self.token_lifetime.as_secs(),
         };
         let payload =
@@ -386,8 +399,10 @@ impl Credentials {
         })
     }
 
-    /// Checks a bearer token and returns what it grants.
-    pub fn verify_token(&self, token: &str) -> Result<Grant, AuthError> {
+    /// Checks a bearer token and returns what it grants. The signature and
+    /// expiry are checked first, so a forged token costs no backend read;
+    /// then the credential is read, so a deleted one is refused at once.
+    pub async fn verify_token(&self, token: &str) -> Result<Grant, AuthError> {
         let (payload, signature) = token.split_once('.').ok_or(AuthError::Invalid)?;
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
@@ -404,14 +419,7 @@ impl Credentials {
         if claims.e <= self.clock.now_secs() {
             return Err(AuthError::Expired);
         }
-        self.reload_if_changed()?;
-        if !self
-            .loaded
-            .read()
-            .expect("credentials lock")
-            .entries
-            .contains_key(&claims.c)
-        {
+        if self.records.get(&claims.c).await?.is_none() {
             return Err(AuthError::Revoked);
         }
         Ok(Grant {
@@ -422,82 +430,406 @@ impl Credentials {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Where the old credentials file at `path` is moved once imported.
+pub fn imported_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(IMPORTED_SUFFIX);
+    PathBuf::from(name)
+}
 
-    fn credentials(dir: &Path, master: &MasterKey, lifetime: Duration) -> Credentials {
-        credentials_at(dir, master, lifetime, crate::clock::system())
+/// The credentials of the old file at `path`; `None` if there is none.
+fn read_old_file(
+    path: &Path,
+    master: &MasterKey,
+) -> Result<Option<BTreeMap<String, StoredCredential>>, AuthError> {
+    let sealed = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AuthError::File(format!("{}: {e}", path.display()))),
+    };
+    let plain = master
+        .sealer()
+        .open(CREDENTIALS_FILE_AAD, &sealed)
+        .map_err(|e| AuthError::File(format!("{}: {e}", path.display())))?;
+    serde_json::from_slice(&plain)
+        .map(Some)
+        .map_err(|e| AuthError::File(format!("{}: {e}", path.display())))
+}
+
+/// The credentials of one data directory as `ostore credentials` manages
+/// them: its backend opened in this process when no host holds it, else the
+/// host that does. From
+/// [`DataDir::credential_admin`](crate::host::DataDir::credential_admin).
+pub enum CredentialAdmin {
+    /// No host holds the data: its backend, opened here.
+    Backend {
+        objectstore: ObjectStore,
+        /// Boxed: its keyed MAC states make it large.
+        credentials: Box<Credentials>,
+    },
+    /// A running host holds the data: asked through its credentials socket.
+    #[cfg(unix)]
+    Host(socket::HostCredentials),
+}
+
+impl fmt::Debug for CredentialAdmin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialAdmin::Backend { credentials, .. } => {
+                f.debug_tuple("Backend").field(credentials).finish()
+            }
+            #[cfg(unix)]
+            CredentialAdmin::Host(host) => f.debug_tuple("Host").field(host).finish(),
+        }
+    }
+}
+
+impl CredentialAdmin {
+    /// Makes a credential; see [`Credentials::create`].
+    pub async fn create(
+        &self,
+        principal: Principal,
+        scopes: Vec<Scope>,
+    ) -> Result<NewCredential, AuthError> {
+        match self {
+            CredentialAdmin::Backend { credentials: c, .. } => c.create(principal, scopes).await,
+            #[cfg(unix)]
+            CredentialAdmin::Host(h) => h.create(principal, scopes).await,
+        }
     }
 
-    fn credentials_at(
-        dir: &Path,
+    /// Deletes a credential; see [`Credentials::delete`].
+    pub async fn delete(&self, client_id: &str) -> Result<bool, AuthError> {
+        match self {
+            CredentialAdmin::Backend { credentials: c, .. } => c.delete(client_id).await,
+            #[cfg(unix)]
+            CredentialAdmin::Host(h) => h.delete(client_id).await,
+        }
+    }
+
+    /// Every credential; see [`Credentials::list`].
+    pub async fn list(&self) -> Result<Vec<CredentialInfo>, AuthError> {
+        match self {
+            CredentialAdmin::Backend { credentials: c, .. } => c.list().await,
+            #[cfg(unix)]
+            CredentialAdmin::Host(h) => h.list().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::{Backend, MemoryBackend};
+    use crate::clock::ManualClock;
+
+    /// A host: an object store of its own on `backend`, as every host
+    /// sharing a backend opens one.
+    async fn host(
+        backend: &Arc<MemoryBackend>,
         master: &MasterKey,
         lifetime: Duration,
         clock: SharedClock,
     ) -> Credentials {
-        Credentials::open(&dir.join("credentials.sealed"), master, lifetime, clock).unwrap()
+        let config = objectstore::Config {
+            clock: clock.clone(),
+            ..Default::default()
+        };
+        let objectstore = ObjectStore::open(backend.clone(), master, config)
+            .await
+            .unwrap();
+        Credentials::new(&objectstore, master, lifetime, clock)
     }
 
-    #[test]
-    fn a_credential_becomes_a_token_that_carries_its_grant() {
-        let dir = tempdir();
+    async fn credentials(backend: &Arc<MemoryBackend>, master: &MasterKey) -> Credentials {
+        host(
+            backend,
+            master,
+            Duration::from_secs(3600),
+            crate::clock::system(),
+        )
+        .await
+    }
+
+    /// Every key and value in the backend, end to end.
+    async fn raw_bytes(backend: &MemoryBackend) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in backend
+            .scan(crate::backend::Shards::ALL, b"", None, usize::MAX)
+            .await
+            .unwrap()
+        {
+            out.extend(k);
+            out.extend(v);
+        }
+        out
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[tokio::test]
+    async fn a_credential_becomes_a_token_that_carries_its_grant() {
+        let backend = Arc::new(MemoryBackend::new());
         let master = MasterKey::generate();
-        let creds = credentials(&dir, &master, Duration::from_secs(3600));
+        let creds = credentials(&backend, &master).await;
         let new = creds
             .create(Principal::Application("app".into()), vec![Scope::ReadStore])
+            .await
             .unwrap();
         assert!(matches!(
-            creds.issue_token(&new.client_id, "wrong"),
+            creds.issue_token(&new.client_id, "wrong").await,
             Err(AuthError::BadCredentials)
         ));
         let issued = creds
             .issue_token(&new.client_id, &new.client_secret)
+            .await
             .unwrap();
         assert_eq!(issued.scopes, [Scope::ReadStore]);
         let token = issued.token;
-        let grant = creds.verify_token(&token).unwrap();
+        let grant = creds.verify_token(&token).await.unwrap();
         assert_eq!(grant.principal, Principal::Application("app".into()));
         assert!(grant.has(Scope::ReadStore) && !grant.has(Scope::ManageStore));
 
-        // The file holds neither the secret nor the application's name.
-        let file = std::fs::read(dir.join("credentials.sealed")).unwrap();
-        for needle in [new.client_secret.as_bytes(), b"app", b"read:store"] {
-            assert!(!file.windows(needle.len()).any(|w| w == needle));
+        // The backend holds neither the secret, nor the client id, nor the
+        // application's name or the scopes.
+        let raw = raw_bytes(&backend).await;
+        let id_bytes = unhex(&new.client_id);
+        let needles: [&[u8]; 5] = [
+            new.client_secret.as_bytes(),
+            new.client_id.as_bytes(),
+            &id_bytes,
+            b"app",
+            b"read:store",
+        ];
+        for needle in needles {
+            assert!(
+                !contains(&raw, needle),
+                "{:?} is in the backend",
+                String::from_utf8_lossy(needle)
+            );
         }
-        // Another process (the server) with the same master key accepts it.
-        let server = credentials(&dir, &master, Duration::from_secs(3600));
-        assert!(server.verify_token(&token).is_ok());
+        // Another host with the same master key accepts it.
+        let server = credentials(&backend, &master).await;
+        assert!(server.verify_token(&token).await.is_ok());
         // Tampering or a foreign key is refused.
         let mut forged = token.clone();
         forged.insert(3, 'x');
-        assert!(server.verify_token(&forged).is_err());
-        let stranger = credentials(
-            &tempdir(),
-            &MasterKey::generate(),
-            Duration::from_secs(3600),
-        );
-        assert_eq!(stranger.verify_token(&token), Err(AuthError::Invalid));
+        assert!(server.verify_token(&forged).await.is_err());
+        let stranger = credentials(&Arc::new(MemoryBackend::new()), &MasterKey::generate()).await;
+        assert!(matches!(
+            stranger.verify_token(&token).await,
+            Err(AuthError::Invalid)
+        ));
         // Deleting the credential revokes its tokens.
-        assert!(creds.delete(&new.client_id).unwrap());
-        assert_eq!(server.verify_token(&token), Err(AuthError::Revoked));
+        assert!(creds.delete(&new.client_id).await.unwrap());
+        assert!(matches!(
+            server.verify_token(&token).await,
+            Err(AuthError::Revoked)
+        ));
+        assert!(!creds.delete(&new.client_id).await.unwrap());
+    }
+
+    /// The bytes a client id's hex digits spell.
+    fn unhex(client_id: &str) -> Vec<u8> {
+        (0..client_id.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&client_id[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn tokens_expire() {
+        let backend = Arc::new(MemoryBackend::new());
+        let master = MasterKey::generate();
+        let clock = Arc::new(ManualClock::starting_now());
+        let creds = host(&backend, &master, Duration::from_secs(1), clock.clone()).await;
+        let new = creds
+            .create(Principal::Admin, Scope::ALL.to_vec())
+            .await
+            .unwrap();
+        let token = creds
+            .issue_token(&new.client_id, &new.client_secret)
+            .await
+            .unwrap()
+            .token;
+        assert!(creds.verify_token(&token).await.is_ok());
+        clock.advance(Duration::from_millis(2100));
+        assert!(matches!(
+            creds.verify_token(&token).await,
+            Err(AuthError::Expired)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_credential_made_on_one_host_works_on_all_and_deleted_on_another_stops_on_all() {
+        let backend = Arc::new(MemoryBackend::new());
+        let master = MasterKey::generate();
+        let clock = Arc::new(ManualClock::starting_now());
+        let lifetime = Duration::from_secs(3600);
+        let mut hosts = Vec::new();
+        for _ in 0..3 {
+            hosts.push(host(&backend, &master, lifetime, clock.clone()).await);
+        }
+        let new = hosts[0]
+            .create(Principal::Application("app".into()), vec![Scope::ReadStore])
+            .await
+            .unwrap();
+        // Made on host 1: listed and exchanged for tokens on host 3, and
+        // those tokens verify on every host.
+        let listed = hosts[2].list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].client_id, new.client_id);
+        let token = hosts[2]
+            .issue_token(&new.client_id, &new.client_secret)
+            .await
+            .unwrap()
+            .token;
+        let early = hosts[0]
+            .issue_token(&new.client_id, &new.client_secret)
+            .await
+            .unwrap()
+            .token;
+        for h in &hosts {
+            for t in [&token, &early] {
+                assert_eq!(
+                    h.verify_token(t).await.unwrap().principal,
+                    Principal::Application("app".into())
+                );
+            }
+        }
+        // Deleted on host 2: at once (no time passes), every host refuses
+        // its tokens and issues no new ones.
+        assert!(hosts[1].delete(&new.client_id).await.unwrap());
+        for h in &hosts {
+            for t in [&token, &early] {
+                assert!(matches!(h.verify_token(t).await, Err(AuthError::Revoked)));
+            }
+            assert!(matches!(
+                h.issue_token(&new.client_id, &new.client_secret).await,
+                Err(AuthError::BadCredentials)
+            ));
+            assert!(h.list().await.unwrap().is_empty());
+        }
+        // Only one host can delete it.
+        assert!(!hosts[2].delete(&new.client_id).await.unwrap());
+    }
+
+    /// Writes the credentials file as versions before credentials moved
+    /// into the backend did.
+    fn write_old_file(
+        path: &Path,
+        master: &MasterKey,
+        entries: &BTreeMap<String, StoredCredential>,
+    ) {
+        let plain = serde_json::to_vec(entries).unwrap();
+        std::fs::write(path, master.sealer().seal(CREDENTIALS_FILE_AAD, &plain)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_old_credentials_file_is_imported_once_then_renamed() {
+        let dir = tempdir();
+        let file = dir.join("credentials.sealed");
+        let backend = Arc::new(MemoryBackend::new());
+        let master = MasterKey::generate();
+        let creds = credentials(&backend, &master).await;
+        // A file as the old code made it: one admin credential, one for an
+        // application, each with the HMAC of its secret.
+        let secret = "old-secret";
+        let mut entries = BTreeMap::new();
+        for (id, principal) in [
+            ("0011", Principal::Admin),
+            ("0022", Principal::Application("app".into())),
+        ] {
+            entries.insert(
+                id.to_string(),
+                StoredCredential {
+                    principal,
+                    scopes: vec![Scope::ReadStore, Scope::ManageStoreData],
+                    secret_mac: creds.secret_mac(secret),
+                },
+            );
+        }
+        write_old_file(&file, &master, &entries);
+
+        assert_eq!(creds.import_file(&file, &master).await.unwrap(), 2);
+        assert!(!file.exists());
+        assert!(dir.join("credentials.sealed.imported").exists());
+        let listed = creds.list().await.unwrap();
+        let ids: Vec<_> = listed.iter().map(|c| c.client_id.as_str()).collect();
+        assert_eq!(ids, ["0011", "0022"]);
+        assert_eq!(listed[0].principal, Principal::Admin);
+        assert_eq!(listed[0].scopes, [Scope::ReadStore, Scope::ManageStoreData]);
+        // The old secrets still get tokens, on any host of the backend.
+        let other = credentials(&backend, &master).await;
+        let token = other.issue_token("0022", secret).await.unwrap().token;
+        assert!(creds.verify_token(&token).await.is_ok());
+
+        // No file: nothing to do. The same file again (an import cut short
+        // before its rename): nothing new, nothing doubled.
+        assert_eq!(creds.import_file(&file, &master).await.unwrap(), 0);
+        write_old_file(&file, &master, &entries);
+        assert_eq!(creds.import_file(&file, &master).await.unwrap(), 0);
+        assert_eq!(creds.list().await.unwrap().len(), 2);
+        // A credential deleted after the import stays deleted: the renamed
+        // file is not read again.
+        assert!(creds.delete("0011").await.unwrap());
+        assert_eq!(creds.import_file(&file, &master).await.unwrap(), 0);
+        assert_eq!(creds.list().await.unwrap().len(), 1);
+        // A file sealed under another key is refused, not imported.
+        write_old_file(&file, &MasterKey::generate(), &entries);
+        assert!(matches!(
+            creds.import_file(&file, &master).await,
+            Err(AuthError::File(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn tokens_expire() {
+    #[tokio::test]
+    async fn a_data_directory_of_the_old_layout_keeps_its_credentials() {
         let dir = tempdir();
+        let data = crate::host::DataDir::new(&dir);
         let master = MasterKey::generate();
-        let clock = std::sync::Arc::new(crate::clock::ManualClock::starting_now());
-        let creds = credentials_at(&dir, &master, Duration::from_secs(1), clock.clone());
-        let new = creds.create(Principal::Admin, Scope::ALL.to_vec()).unwrap();
-        let token = creds
-            .issue_token(&new.client_id, &new.client_secret)
-            .unwrap()
-            .token;
-        assert!(creds.verify_token(&token).is_ok());
-        clock.advance(Duration::from_millis(2100));
-        assert_eq!(creds.verify_token(&token), Err(AuthError::Expired));
+        let secret = "old-secret";
+        let secret_mac = credentials(&Arc::new(MemoryBackend::new()), &master)
+            .await
+            .secret_mac(secret);
+        let entries = BTreeMap::from([(
+            "00aa".to_string(),
+            StoredCredential {
+                principal: Principal::Admin,
+                scopes: Scope::ALL.to_vec(),
+                secret_mac,
+            },
+        )]);
+        write_old_file(&data.old_credentials_file(), &master, &entries);
+
+        // Opened as `ostore credentials` opens it: imported, file renamed.
+        let admin = data.credential_admin(&master).await.unwrap();
+        let listed = admin.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].client_id, "00aa");
+        assert!(!data.old_credentials_file().exists());
+        assert!(imported_path(&data.old_credentials_file()).exists());
+        drop(admin);
+
+        // It is in the database now: opened again, the old secret still
+        // gets a token.
+        let CredentialAdmin::Backend { credentials, .. } =
+            data.credential_admin(&master).await.unwrap()
+        else {
+            panic!("no host runs here");
+        };
+        assert!(credentials.issue_token("00aa", secret).await.is_ok());
+        assert!(matches!(
+            credentials.issue_token("00aa", "wrong").await,
+            Err(AuthError::BadCredentials)
+        ));
+        drop(credentials);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,7 +1,7 @@
-//! Files only their owner may read: the master key, the credentials, the
-//! database and TLS private keys. Their contents are secret or sealed, but
-//! even sealed data says something (sizes, expiry times) that is no one
-//! else's business.
+//! Files only their owner may read: the master key, the database (which
+//! holds the sealed credentials too) and TLS private keys. Their contents
+//! are secret or sealed, but even sealed data says something (sizes, expiry
+//! times) that is no one else's business.
 
 use std::fs::OpenOptions;
 use std::io;

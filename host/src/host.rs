@@ -32,8 +32,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::{Api, EnvironmentClash, Environments};
 use crate::app::{self, AppContext, LoadError};
-use crate::auth::{AuthError, Credentials};
-use crate::backend::{BackendConfig, BackendError};
+use crate::auth::{AuthError, CredentialAdmin, Credentials};
+use crate::backend::{BackendConfig, BackendError, FileBackend};
 use crate::budget::MemoryBudget;
 use crate::clock::{self, SharedClock};
 use crate::encryption::{EncryptionError, MasterKey};
@@ -47,7 +47,9 @@ use crate::spin::variables::VariableSource;
 
 /// The database file inside a data directory.
 const DATABASE_FILE: &str = "ostore.redb";
-const CREDENTIALS_FILE: &str = "credentials.sealed";
+/// Where versions before credentials moved into the backend kept them.
+const OLD_CREDENTIALS_FILE: &str = "credentials.sealed";
+const CREDENTIALS_SOCKET: &str = "credentials.sock";
 const KEY_FILE: &str = "master.key";
 
 /// The default of [`HostConfig::memory_budget`]: 1 GiB.
@@ -57,8 +59,9 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 /// let go of.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
-/// A host's data directory: the encrypted database, the sealed
-/// credentials, and (unless the key is kept elsewhere) the master key.
+/// A host's data directory: the encrypted database (which also holds the
+/// sealed client credentials), the running host's credentials socket, and
+/// (unless the key is kept elsewhere) the master key.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     path: PathBuf,
@@ -114,9 +117,78 @@ impl DataDir {
         self.path.join(KEY_FILE)
     }
 
-    /// The sealed credentials file.
-    pub fn credentials(&self) -> PathBuf {
-        self.path.join(CREDENTIALS_FILE)
+    /// The sealed credentials file of versions that kept credentials
+    /// outside the database. If it exists it is imported into the backend
+    /// when the data is opened, then renamed to
+    /// [`credentials.sealed.imported`](crate::auth::imported_path).
+    pub fn old_credentials_file(&self) -> PathBuf {
+        self.path.join(OLD_CREDENTIALS_FILE)
+    }
+
+    /// Where a running host answers `ostore credentials` (see
+    /// [`auth::socket`](crate::auth::socket)).
+    pub fn credentials_socket(&self) -> PathBuf {
+        self.path.join(CREDENTIALS_SOCKET)
+    }
+
+    /// The credentials kept in `objectstore` (this directory's data), after
+    /// importing the [old credentials file](Self::old_credentials_file) if
+    /// there is one.
+    pub async fn open_credentials(
+        &self,
+        objectstore: &ObjectStore,
+        master_key: &MasterKey,
+        token_lifetime: Duration,
+        clock: SharedClock,
+    ) -> Result<Credentials, AuthError> {
+        let credentials = Credentials::new(objectstore, master_key, token_lifetime, clock);
+        let file = self.old_credentials_file();
+        let imported = credentials.import_file(&file, master_key).await?;
+        if imported > 0 {
+            tracing::info!(
+                "imported {imported} credentials from {} into the database; the file is now {}",
+                file.display(),
+                crate::auth::imported_path(&file).display()
+            );
+        }
+        Ok(credentials)
+    }
+
+    /// The credentials of this directory as `ostore credentials` manages
+    /// them: through the running host that holds the database if there is
+    /// one, else in the database, opened here (and closed when the result
+    /// is dropped).
+    pub async fn credential_admin(
+        &self,
+        master_key: &MasterKey,
+    ) -> Result<CredentialAdmin, HostError> {
+        #[cfg(unix)]
+        if let Some(host) =
+            crate::auth::socket::HostCredentials::find(&self.credentials_socket(), master_key).await
+        {
+            return Ok(CredentialAdmin::Host(host));
+        }
+        let database = self.database();
+        let open = |source| HostError::Open {
+            place: database.display().to_string(),
+            source,
+        };
+        let backend = FileBackend::open(&database).map_err(|e| open(e.into()))?;
+        let objectstore = ObjectStore::open(
+            Arc::new(backend),
+            master_key,
+            objectstore::Config::default(),
+        )
+        .await
+        .map_err(open)?;
+        // No token is issued here: no lifetime, and the clock is moot.
+        let credentials = self
+            .open_credentials(&objectstore, master_key, Duration::ZERO, clock::system())
+            .await?;
+        Ok(CredentialAdmin::Backend {
+            objectstore,
+            credentials: Box::new(credentials),
+        })
     }
 
     /// The master key: `text` (64 hex digits, from the environment) if
@@ -288,6 +360,9 @@ pub enum HostError {
 /// text (through a guest), and must not carry the host's stack.
 pub struct Host {
     objectstore: ObjectStore,
+    credentials: Arc<Credentials>,
+    /// Where `ostore credentials` reaches this host.
+    credentials_socket: PathBuf,
     router: Router,
     /// Raised when the shutdown future completes: the listeners stop, and
     /// requests waiting for their client's body end.
@@ -333,16 +408,19 @@ impl Host {
             Sandbox::Shared(runtime) => runtime,
         };
         let environments = environments(&config.organization, &config.environments, manifests)?;
-        let credentials = Credentials::open(
-            &data.credentials(),
-            &config.master_key,
-            config.token_lifetime,
-            config.clock.clone(),
-        )?;
+        let credentials = Arc::new(
+            data.open_credentials(
+                &objectstore,
+                &config.master_key,
+                config.token_lifetime,
+                config.clock.clone(),
+            )
+            .await?,
+        );
         let (stop, stopping) = Stopping::channel();
         let api = Api::new(
             objectstore.clone(),
-            Arc::new(credentials),
+            credentials.clone(),
             environments.clone(),
             config.connections.body_timeout,
             stopping,
@@ -380,6 +458,8 @@ impl Host {
         }
         Ok(Host {
             objectstore,
+            credentials,
+            credentials_socket: data.credentials_socket(),
             router,
             stop,
             environments,
@@ -439,6 +519,8 @@ impl Host {
     ) -> Result<(), HostError> {
         let Host {
             objectstore,
+            credentials,
+            credentials_socket,
             router,
             stop,
             admin_ui,
@@ -453,6 +535,7 @@ impl Host {
         }
         let connections = connections.within_file_limit(1 + usize::from(admin_listener.is_some()));
         let sweeper = objectstore.spawn_sweeper(sweep_interval);
+        let socket = start_credentials_socket(&credentials_socket, credentials);
         let flusher = objectstore.spawn_stats_flusher(stats_flush_interval);
         // One shutdown stops every listener.
         let stopping = Stopping::from(&stop);
@@ -489,6 +572,9 @@ impl Host {
         let (served, ()) = tokio::join!(serving, signal);
         sweeper.stop().await;
         flusher.stop().await;
+        if let Some(socket) = socket {
+            socket.stop().await;
+        }
         // The last counts are saved even if serving failed.
         let flushed = objectstore.flush_stats().await;
         // Guest instances finishing their last response may still hold the
@@ -501,6 +587,41 @@ impl Host {
         served.map_err(HostError::Serve)?;
         flushed.map_err(HostError::FlushStats)
     }
+}
+
+/// Serves the credentials socket at `path` (so that `ostore credentials`
+/// works while this host holds the database). Without it the host still
+/// serves; the command then says the database is in use.
+#[cfg(unix)]
+fn start_credentials_socket(
+    path: &Path,
+    credentials: Arc<Credentials>,
+) -> Option<crate::auth::socket::SocketServer> {
+    match crate::auth::socket::SocketServer::start(path, credentials) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!(
+                "cannot serve the credentials socket {}: {e}; `ostore credentials` \
+                 will not work while this host runs",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn start_credentials_socket(_: &Path, _: Arc<Credentials>) -> Option<NoSocket> {
+    None
+}
+
+/// Where there are no Unix sockets.
+#[cfg(not(unix))]
+struct NoSocket;
+
+#[cfg(not(unix))]
+impl NoSocket {
+    async fn stop(self) {}
 }
 
 /// The REST API environment of every application: the one given for it,

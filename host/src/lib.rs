@@ -21,7 +21,7 @@
 //! | [`tls`] | rustls settings (TLS 1.2/1.3) and self-signed certificates |
 //! | [`api`] | the OSv2-shaped REST and Stats APIs, `/metrics`, the token endpoint: one route table, handlers per resource, wire types |
 //! | [`admin`] | the admin web UI: static files that talk only to the API |
-//! | [`auth`] | client credentials, bearer tokens, scopes |
+//! | [`auth`] | client credentials (kept sealed in the backend), bearer tokens, scopes; the credentials socket `ostore credentials` uses while a host runs |
 //! | [`manifest`] | reading Spin manifests (`spin.toml`) |
 //! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request (WASIp2 and WASIp3), fair sharing between applications (instance caps, CPU turns, quiet failure logs) |
 //! | [`component`] | `ostore:objectstore` for guests, and the embedding API |

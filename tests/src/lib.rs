@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use ostore::api::wire::{TokenRequest, TokenResponse};
-use ostore::auth::{Credentials, Principal, Scope};
+use ostore::auth::{Principal, Scope};
 use ostore::clock::ManualClock;
 use ostore::host::{AdminUi, DataDir, Host, HostConfig, HostError, Sandbox};
 use ostore::manifest::Manifest;
@@ -221,32 +221,38 @@ impl Setup {
         data
     }
 
-    /// The credentials of the data, as `ostore credentials` opens them.
-    fn credentials(&self) -> Credentials {
-        let data = self.data_dir();
-        let (key, _) = data.master_key(None, None).expect("the master key");
-        // No token is issued here: no lifetime, and the clock is moot.
-        Credentials::open(
-            &data.credentials(),
-            &key,
-            Duration::ZERO,
-            ostore::clock::system(),
-        )
-        .expect("the credentials file")
-    }
-
     /// Makes a credential for `principal` with `scopes` (all four if
-    /// empty), as `ostore credentials create` does.
+    /// empty), as `ostore credentials create` does: in the data's database,
+    /// or through the host that holds it.
     pub fn credential(&self, principal: Principal, scopes: &[Scope]) -> Credential {
         let scopes = if scopes.is_empty() {
             Scope::ALL.to_vec()
         } else {
             scopes.to_vec()
         };
-        let new = self
-            .credentials()
-            .create(principal, scopes)
-            .expect("making a credential");
+        let data = self.data_dir();
+        let (key, _) = data.master_key(None, None).expect("the master key");
+        // On a thread and runtime of its own: callers are sync, some of them
+        // inside a test's runtime.
+        let new = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime");
+                    runtime.block_on(async {
+                        let admin = data
+                            .credential_admin(&key)
+                            .await
+                            .expect("the data's credentials");
+                        admin.create(principal, scopes).await
+                    })
+                })
+                .join()
+                .expect("the credential thread")
+        })
+        .expect("making a credential");
         Credential {
             id: new.client_id.clone(),
             secret: new.client_secret.clone(),

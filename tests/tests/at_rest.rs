@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use ostore::auth::{Principal, Scope};
 use ostore::backend::{Backend, Batch, Expect, FileBackend, Shards};
 use ostore_tests::{OstoreProcess, Serves, Setup, files_under, guest, run_ostore, write_manifest};
 
@@ -88,6 +89,51 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
 
 /// Through `ostore up`: the key comes from its environment, and a wrong one
 /// is an exit with a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_client_id_or_secret_is_on_disk() {
+    let setup = Setup::new().app(
+        "plaintext-app",
+        &[("/store/...", "store-flow", "store-flow")],
+    );
+    let data = setup.data.clone();
+    // One credential made before the host starts (in the database), one
+    // while it runs (through the host).
+    let admin = setup.credential(Principal::Admin, &[]);
+    let host = setup.start().await;
+    let reader = setup.credential(
+        Principal::Application("plaintext-app".into()),
+        &[Scope::ReadStore],
+    );
+    let token = host.token(&reader).await;
+    let _ = host.token(&admin).await;
+    host.stop().await;
+
+    let files = files_under(&data);
+    assert!(files.iter().any(|f| f.ends_with("ostore.redb")));
+    assert!(
+        !files.iter().any(|f| f.ends_with("credentials.sock")),
+        "the socket is removed when the host stops"
+    );
+    for needle in [
+        admin.id.as_str(),
+        &admin.secret,
+        &reader.id,
+        &reader.secret,
+        &token,
+        "plaintext-app",
+        "read:store",
+    ] {
+        for file in &files {
+            let bytes = std::fs::read(file).unwrap();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle:?} is in plaintext in {}",
+                file.display()
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_master_key_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -484,7 +484,10 @@ async fn a_request_rate_and_a_key_quota_hold_for_three_hosts_together() {
     }
     println!("rate 20/s over 4.5 s on 3 hosts: {served} served, {limited} limited");
     assert!(served <= 20 + 90, "{served} served over 4.5 s at 20/s");
-    assert!(served >= 40, "only {served} served: the limit refuses too much");
+    assert!(
+        served >= 40,
+        "only {served} served: the limit refuses too much"
+    );
     assert!(limited > 0);
     drop(hosts);
 
@@ -519,6 +522,11 @@ async fn a_request_rate_and_a_key_quota_hold_for_three_hosts_together() {
     for (i, host) in hosts.iter().enumerate() {
         let body = format!(r#"{{"key": "late-{i}", "value": "v"}}"#);
         let r = host.request("POST", "/quota", body).await;
-        assert_eq!(r.status, 429, "host {i} stored past the quota: {}", r.text());
+        assert_eq!(
+            r.status,
+            429,
+            "host {i} stored past the quota: {}",
+            r.text()
+        );
     }
 }

@@ -98,7 +98,10 @@ impl From<objectstore::Error> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let status = match e {
-            AuthError::File(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // The backend failed while reading the credential: the object
+            // store's own answer (503, with its error code).
+            AuthError::Storage(e) => return e.into(),
+            AuthError::File(_) | AuthError::Host(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         };
         Self::new(status, e.to_string())

@@ -178,9 +178,9 @@ impl Api {
         let (route, params) = routes::find(req.method(), req.uri().path())?;
         let grant = match route.access {
             Access::Anyone => None,
-            Access::Token => Some(self.authenticate(req.headers())?),
+            Access::Token => Some(self.authenticate(req.headers()).await?),
             Access::Scope(scope) => {
-                let grant = self.authenticate(req.headers())?;
+                let grant = self.authenticate(req.headers()).await?;
                 if !grant.has(scope) {
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
@@ -220,7 +220,9 @@ impl Api {
         }
     }
 
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Grant, ApiError> {
+    /// The grant of the request's bearer token. The credential behind it is
+    /// read from the backend, so one deleted through any host is refused.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Grant, ApiError> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -229,7 +231,7 @@ impl Api {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or(AuthError::Missing)?;
-        Ok(self.credentials.verify_token(token.trim())?)
+        Ok(self.credentials.verify_token(token.trim()).await?)
     }
 
     /// The application behind `org`/`env` if `grant` may use it; "not

@@ -68,7 +68,8 @@ impl Api {
         }
         let issued = self
             .credentials
-            .issue_token(&field("client_id")?, &field("client_secret")?)?;
+            .issue_token(&field("client_id")?, &field("client_secret")?)
+            .await?;
         let scopes: Vec<&str> = issued.scopes.iter().map(|s| s.as_str()).collect();
         Ok(json_response(
             StatusCode::OK,

@@ -1,17 +1,15 @@
-//! Commands on a data directory, without a running server: credentials,
-//! and self-signed TLS certificates.
+//! Commands on a data directory, not through the REST API: credentials
+//! (in the data's backend, or through the running host that holds it), and
+//! self-signed TLS certificates.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::auth::{Credentials, Principal, Scope};
-use crate::backend::FileBackend;
+use crate::auth::{CredentialAdmin, Principal, Scope};
 use crate::encryption::{MASTER_KEY_ENV, MasterKey};
 use crate::host::DataDir;
-use crate::objectstore::{Config, ObjectStore};
 
 #[derive(Subcommand)]
 pub(super) enum TlsCommand {
@@ -125,18 +123,12 @@ pub(super) async fn credentials(command: CredentialsCommand) -> anyhow::Result<(
     let data = DataDir::new(&keys.data_dir);
     data.create()?;
     let master = master_key(&data, keys.key_file.as_deref())?;
-    // Tokens are not issued here: no lifetime, and the clock is moot.
-    let store = Credentials::open(
-        &data.credentials(),
-        &master,
-        Duration::ZERO,
-        crate::clock::system(),
-    )?;
+    let store = data.credential_admin(&master).await?;
     match command {
         CredentialsCommand::Create(args) => {
             let principal = match args.app {
                 Some(app) => {
-                    warn_if_unknown(&data, &master, &app).await;
+                    warn_if_unknown(&data, &store, &app).await;
                     Principal::Application(app)
                 }
                 None => Principal::Admin,
@@ -146,13 +138,13 @@ pub(super) async fn credentials(command: CredentialsCommand) -> anyhow::Result<(
             } else {
                 args.scopes
             };
-            let new = store.create(principal, scopes)?;
+            let new = store.create(principal, scopes).await?;
             println!("client_id: {}", new.client_id);
             println!("client_secret: {}", new.client_secret);
             eprintln!("The secret is shown only now; ostore keeps only a hash of it.");
         }
         CredentialsCommand::List(_) => {
-            for c in store.list()? {
+            for c in store.list().await? {
                 let who = match &c.principal {
                     Principal::Admin => "admin (all applications)".to_string(),
                     Principal::Application(app) => format!("application {app}"),
@@ -162,7 +154,7 @@ pub(super) async fn credentials(command: CredentialsCommand) -> anyhow::Result<(
             }
         }
         CredentialsCommand::Delete { client_id, .. } => {
-            if !store.delete(&client_id)? {
+            if !store.delete(&client_id).await? {
                 bail!("no credential {client_id}");
             }
             println!("deleted {client_id}");
@@ -174,8 +166,8 @@ pub(super) async fn credentials(command: CredentialsCommand) -> anyhow::Result<(
 /// Warns when no application called `app` has run with `data`: a misspelt
 /// name makes a credential that can never reach anything. Only a warning,
 /// since a credential may well be made before its application first starts.
-async fn warn_if_unknown(data: &DataDir, master: &MasterKey, app: &str) {
-    match known_applications(data, master).await {
+async fn warn_if_unknown(data: &DataDir, store: &CredentialAdmin, app: &str) {
+    match known_applications(data, store).await {
         Ok(known) if known.iter().any(|name| name == app) => {}
         Ok(known) if known.is_empty() => eprintln!(
             "warning: no application has run with {} yet; the credential will work \
@@ -195,17 +187,17 @@ async fn warn_if_unknown(data: &DataDir, master: &MasterKey, app: &str) {
     }
 }
 
-/// The applications that have run with `data`, read from its database
-/// (none if it has none yet). Fails while a running host holds the
-/// database.
-async fn known_applications(data: &DataDir, master: &MasterKey) -> anyhow::Result<Vec<String>> {
-    let database = data.database();
-    if !database.exists() {
-        return Ok(Vec::new());
+/// The applications that have run with `data`, read from its database.
+/// Fails while a running host holds the database.
+async fn known_applications(
+    data: &DataDir,
+    store: &CredentialAdmin,
+) -> anyhow::Result<Vec<String>> {
+    match store {
+        CredentialAdmin::Backend { objectstore, .. } => Ok(objectstore.application_names().await?),
+        #[cfg(unix)]
+        CredentialAdmin::Host(_) => bail!("a running host holds {}", data.database().display()),
     }
-    let backend = FileBackend::open(&database)?;
-    let store = ObjectStore::open(std::sync::Arc::new(backend), master, Config::default()).await?;
-    Ok(store.application_names().await?)
 }
 
 /// Writes a self-signed certificate and its key into `dir`.

@@ -4,6 +4,7 @@
 //! | kind | backend key | record (sealed) | shard |
 //! |---|---|---|---|
 //! | master check | `m/master-check` | a known text, under the master key | the host |
+//! | credential | `i` client | client id, what it grants, an HMAC of its secret, under the master key | the host |
 //! | application | `a` app | name and data keys, under the master key | application |
 //! | store | `s` app store | name, default TTL, quota | application |
 //! | partition | `p` app store partition | name and TTL | application |
@@ -37,6 +38,7 @@ const ENTRY: u8 = b'e';
 const EXPIRY: u8 = b'x';
 const USAGE: u8 = b'u';
 const RATE_BUCKET: u8 = b'r';
+const CREDENTIAL: u8 = b'i';
 
 /// A partition, by the tags of its application, store and own name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +76,9 @@ pub(crate) enum RecordKey {
     Usage { app: Tag, store: Tag },
     /// An application's request-rate bucket, shared by every host.
     RateBucket(Tag),
+    /// A client credential of the REST and Stats APIs, by its client id's
+    /// tag. Host-wide, so that every host sharing the backend knows it.
+    Credential(Tag),
 }
 
 /// The unit of atomicity: one batch writes records of one shard.
@@ -134,6 +139,8 @@ pub(crate) enum Prefix {
     PartitionEntries(PartitionId),
     /// The key and byte counts of every store of an application.
     Usage(Tag),
+    /// Every client credential.
+    Credentials,
 }
 
 /// Bytes of an entry's tags: app, store, partition, key.
@@ -236,6 +243,10 @@ impl RecordKey {
                 out.push(RATE_BUCKET);
                 out.extend_from_slice(app);
             }
+            RecordKey::Credential(client) => {
+                out.push(CREDENTIAL);
+                out.extend_from_slice(client);
+            }
         }
         out
     }
@@ -269,6 +280,7 @@ impl RecordKey {
                 store: f.tag()?,
             },
             RATE_BUCKET => RecordKey::RateBucket(f.tag()?),
+            CREDENTIAL => RecordKey::Credential(f.tag()?),
             _ => return None,
         };
         f.end(key)
@@ -278,6 +290,7 @@ impl RecordKey {
     pub fn shard(&self) -> Shard {
         match self {
             RecordKey::MasterCheck => Shard::Host,
+            RecordKey::Credential(_) => Shard::Host,
             RecordKey::App(app)
             | RecordKey::Store { app, .. }
             | RecordKey::Stats { app, .. }
@@ -332,6 +345,10 @@ impl Prefix {
                 out.push(USAGE);
                 [Some(app), None, None]
             }
+            Prefix::Credentials => {
+                out.push(CREDENTIAL);
+                [None; 3]
+            }
         };
         for tag in tags.into_iter().map_while(|t| t) {
             out.extend_from_slice(tag);
@@ -373,6 +390,7 @@ impl Prefix {
         };
         match self {
             Prefix::Apps => ShardSpan::StartingWith(vec![SHARD_APP]),
+            Prefix::Credentials => ShardSpan::One(Shard::Host.encode()),
             Prefix::Expiries => partitions_of(&[]),
             Prefix::Stores(app)
             | Prefix::Partitions { app, .. }
@@ -432,6 +450,7 @@ mod tests {
             },
             RecordKey::Entry(entry),
             RecordKey::Expiry { at: 7, entry },
+            RecordKey::Credential(tag(5)),
         ];
         for key in keys {
             let bytes = key.encode();
@@ -579,5 +598,28 @@ mod tests {
         assert!(usage.starts_with(&Prefix::Usage(tag(1)).encode()));
         assert!(!usage.starts_with(&Prefix::Usage(tag(9)).encode()));
         assert_eq!(keys[1].encode(), [&b"r"[..], &tag(1)].concat());
+    }
+
+    #[test]
+    fn credentials_are_host_records_under_their_own_prefix() {
+        let key = RecordKey::Credential(tag(5));
+        assert_eq!(key.shard(), Shard::Host);
+        assert_eq!(key.shard(), RecordKey::MasterCheck.shard());
+        let bytes = key.encode();
+        assert_eq!(bytes.len(), 1 + TAG_LEN);
+        assert_eq!(bytes[0], b'i');
+        assert!(bytes.starts_with(&Prefix::Credentials.encode()));
+        // No other kind's keys fall under the credentials' prefix, so a
+        // listing of credentials reads nothing else.
+        let (partition, entry) = ids();
+        for other in [
+            RecordKey::MasterCheck,
+            RecordKey::App(tag(1)),
+            RecordKey::Partition(partition),
+            RecordKey::Entry(entry),
+            RecordKey::Expiry { at: 7, entry },
+        ] {
+            assert!(!other.encode().starts_with(&Prefix::Credentials.encode()));
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! | `write` | how one key changes: per-key locks, conditional commits, the expiry index, usage; bulk deletion |
 //! | `sweep` | reclaiming expired keys |
 //! | `stats` | request counts per store and day |
+//! | `credentials` | the client credentials of the REST and Stats APIs, host-wide and sealed ([`CredentialRecords`]) |
 //! | `usage` | the request rate and key and byte counts of an application |
 //! | `keys` | the physical layout: typed backend keys and their shards |
 //! | `sealed` | sealing, opening and scanning records |
@@ -43,6 +44,7 @@
 //!   only the host whose delete landed counts it.
 
 mod application;
+mod credentials;
 mod error;
 mod keys;
 mod paging;
@@ -60,6 +62,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use application::Application;
+pub use credentials::CredentialRecords;
 pub use error::Error;
 pub use partition::Partition;
 pub use store::Store;
@@ -190,6 +193,13 @@ impl ObjectStore {
         let tag = self.inner.master.tag(b"app", b"", name.as_bytes());
         let state = self.inner.app_state(tag, Some(name)).await?;
         Ok(Application::new(self.inner.clone(), state))
+    }
+
+    /// The client credentials kept in the backend, for the
+    /// [`auth`](crate::auth) layer: every host sharing the backend sees the
+    /// same ones, at once.
+    pub fn credentials(&self) -> CredentialRecords {
+        CredentialRecords::new(self.inner.clone())
     }
 
     /// The names of every application this data has seen (a host records

@@ -404,6 +404,32 @@ impl Record for AppRecord {
     }
 }
 
+/// A client credential: its id (in clear only inside the seal) and what
+/// the auth layer keeps of it, opaque here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CredentialRecord {
+    pub client_id: String,
+    pub body: Vec<u8>,
+}
+
+impl Record for CredentialRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.bytes(self.client_id.as_bytes()).bytes(&self.body);
+        w.0
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader::new(bytes)?;
+        let record = Self {
+            client_id: r.string()?,
+            body: r.bytes()?.to_vec(),
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,5 +499,21 @@ mod tests {
         let count_at = lying.len() - 8;
         lying[count_at..].copy_from_slice(&u64::MAX.to_be_bytes());
         assert!(RateRecord::decode(&lying).is_err());
+    }
+
+    #[test]
+    fn credential_records_round_trip_and_truncations_are_rejected() {
+        let credential = CredentialRecord {
+            client_id: "0123abcd".into(),
+            body: b"{\"grant\":1}".to_vec(),
+        };
+        let bytes = credential.encode();
+        assert_eq!(CredentialRecord::decode(&bytes).unwrap(), credential);
+        for cut in 0..bytes.len() {
+            assert!(
+                CredentialRecord::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 }
