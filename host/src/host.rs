@@ -33,7 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{Api, EnvironmentClash, Environments};
 use crate::app::{self, AppContext, LoadError};
 use crate::auth::{AuthError, CredentialAdmin, Credentials};
-use crate::backend::{BackendConfig, BackendError, FileBackend};
+use crate::backend::{BackendConfig, BackendError};
 use crate::budget::MemoryBudget;
 use crate::clock::{self, SharedClock};
 use crate::encryption::{EncryptionError, MasterKey};
@@ -155,32 +155,37 @@ impl DataDir {
     }
 
     /// The credentials of this directory as `ostore credentials` manages
-    /// them: through the running host that holds the database if there is
-    /// one, else in the database, opened here (and closed when the result
-    /// is dropped).
+    /// them. On redb: through the running host that holds the database if
+    /// there is one, else in the database, opened here (and closed when the
+    /// result is dropped). On Redis, which any number of processes may
+    /// share: in Redis.
     pub async fn credential_admin(
         &self,
         master_key: &MasterKey,
+        backend: &BackendConfig,
     ) -> Result<CredentialAdmin, HostError> {
         #[cfg(unix)]
-        if let Some(host) =
-            crate::auth::socket::HostCredentials::find(&self.credentials_socket(), master_key).await
+        if *backend == BackendConfig::Redb
+            && let Some(host) =
+                crate::auth::socket::HostCredentials::find(&self.credentials_socket(), master_key)
+                    .await
         {
             return Ok(CredentialAdmin::Host(host));
         }
         let database = self.database();
+        let place = backend_place(backend, &database);
         let open = |source| HostError::Open {
-            place: database.display().to_string(),
+            place: place.clone(),
             source,
         };
-        let backend = FileBackend::open(&database).map_err(|e| open(e.into()))?;
-        let objectstore = ObjectStore::open(
-            Arc::new(backend),
-            master_key,
-            objectstore::Config::default(),
-        )
-        .await
-        .map_err(open)?;
+        let opened = match backend.open(&database).await {
+            Ok(opened) => opened,
+            Err(e @ BackendError::Connect { .. }) => return Err(HostError::Backend(e)),
+            Err(e) => return Err(open(e.into())),
+        };
+        let objectstore = ObjectStore::open(opened, master_key, objectstore::Config::default())
+            .await
+            .map_err(open)?;
         // No token is issued here: no lifetime, and the clock is moot.
         let credentials = self
             .open_credentials(&objectstore, master_key, Duration::ZERO, clock::system())
@@ -362,7 +367,7 @@ pub struct Host {
     objectstore: ObjectStore,
     credentials: Arc<Credentials>,
     /// Where `ostore credentials` reaches this host.
-    credentials_socket: PathBuf,
+    credentials_socket: Option<PathBuf>,
     router: Router,
     /// Raised when the shutdown future completes: the listeners stop, and
     /// requests waiting for their client's body end.
@@ -382,10 +387,7 @@ impl Host {
         let data = &config.data_dir;
         data.create()?;
         let database = data.database();
-        let place = match &config.backend {
-            BackendConfig::Redb => database.display().to_string(),
-            BackendConfig::Redis(redis) => format!("the data in Redis at {}", redis.addresses()),
-        };
+        let place = backend_place(&config.backend, &database);
         let open = |source| HostError::Open {
             place: place.clone(),
             source,
@@ -459,7 +461,10 @@ impl Host {
         Ok(Host {
             objectstore,
             credentials,
-            credentials_socket: data.credentials_socket(),
+            // Only redb needs it: one process holds the file. Hosts on Redis
+            // may share a data directory, and the command reaches Redis.
+            credentials_socket: (config.backend == BackendConfig::Redb)
+                .then(|| data.credentials_socket()),
             router,
             stop,
             environments,
@@ -535,7 +540,8 @@ impl Host {
         }
         let connections = connections.within_file_limit(1 + usize::from(admin_listener.is_some()));
         let sweeper = objectstore.spawn_sweeper(sweep_interval);
-        let socket = start_credentials_socket(&credentials_socket, credentials);
+        let socket =
+            credentials_socket.and_then(|path| start_credentials_socket(&path, credentials));
         let flusher = objectstore.spawn_stats_flusher(stats_flush_interval);
         // One shutdown stops every listener.
         let stopping = Stopping::from(&stop);
@@ -586,6 +592,14 @@ impl Host {
         }
         served.map_err(HostError::Serve)?;
         flushed.map_err(HostError::FlushStats)
+    }
+}
+
+/// Where `backend` keeps the data, for messages.
+fn backend_place(backend: &BackendConfig, database: &Path) -> String {
+    match backend {
+        BackendConfig::Redb => database.display().to_string(),
+        BackendConfig::Redis(redis) => format!("the data in Redis at {}", redis.addresses()),
     }
 }
 

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use ostore::api::wire::{TokenRequest, TokenResponse};
 use ostore::auth::{Principal, Scope};
+use ostore::backend::BackendConfig;
 use ostore::clock::ManualClock;
 use ostore::host::{AdminUi, DataDir, Host, HostConfig, HostError, Sandbox};
 use ostore::manifest::Manifest;
@@ -148,6 +149,9 @@ pub struct Setup {
     /// The data directory hosts of this setup use.
     pub data: PathBuf,
     manifests: Vec<PathBuf>,
+    /// Where hosts started in this process keep their records (redb by
+    /// default), and where credentials are made.
+    backend: BackendConfig,
 }
 
 impl Default for Setup {
@@ -164,7 +168,15 @@ impl Setup {
             dir,
             data,
             manifests: Vec::new(),
+            backend: BackendConfig::Redb,
         }
+    }
+
+    /// Keeps the records (of hosts this setup starts in this process, and
+    /// of credentials it makes) in `backend`.
+    pub fn backend(mut self, backend: BackendConfig) -> Self {
+        self.backend = backend;
+        self
     }
 
     /// The temporary directory.
@@ -232,6 +244,7 @@ impl Setup {
         };
         let data = self.data_dir();
         let (key, _) = data.master_key(None, None).expect("the master key");
+        let backend = &self.backend;
         // On a thread and runtime of its own: callers are sync, some of them
         // inside a test's runtime.
         let new = std::thread::scope(|scope| {
@@ -243,7 +256,7 @@ impl Setup {
                         .expect("a runtime");
                     runtime.block_on(async {
                         let admin = data
-                            .credential_admin(&key)
+                            .credential_admin(&key, backend)
                             .await
                             .expect("the data's credentials");
                         admin.create(principal, scopes).await
@@ -272,6 +285,7 @@ impl Setup {
         let (key, _) = data.master_key(None, None).expect("the master key");
         let clock = Arc::new(ManualClock::starting_now());
         let mut config = HostConfig::new(data, key);
+        config.backend = self.backend.clone();
         config.sandbox = Sandbox::Shared(shared_runtime());
         config.clock = clock.clone();
         edit(&mut config);

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::auth::{CredentialAdmin, Principal, Scope};
+use crate::backend::BackendConfig;
 use crate::encryption::{MASTER_KEY_ENV, MasterKey};
 use crate::host::DataDir;
 
@@ -57,6 +58,12 @@ pub(super) struct KeyArgs {
     /// Default: `master.key` in the data directory.
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
+
+    /// Where the hosts keep their records, as given to `ostore up`: `redb`
+    /// (the data directory's file) or a Redis URL (a password not in it is
+    /// taken from OSTORE_REDIS_PASSWORD).
+    #[arg(long, value_name = "redb|URL", default_value = "redb")]
+    backend: BackendConfig,
 }
 
 #[derive(Args)]
@@ -123,7 +130,9 @@ pub(super) async fn credentials(command: CredentialsCommand) -> anyhow::Result<(
     let data = DataDir::new(&keys.data_dir);
     data.create()?;
     let master = master_key(&data, keys.key_file.as_deref())?;
-    let store = data.credential_admin(&master).await?;
+    let mut backend = keys.backend.clone();
+    super::up::redis_password_from_env(&mut backend);
+    let store = data.credential_admin(&master, &backend).await?;
     match command {
         CredentialsCommand::Create(args) => {
             let principal = match args.app {

@@ -245,14 +245,22 @@ fn backend(args: &UpArgs, runtime_config: &RuntimeConfig) -> anyhow::Result<Back
             if let Some(durability) = args.redis_durability {
                 redis.durability = durability;
             }
-            if redis.password.is_none() {
-                redis.password = std::env::var("OSTORE_REDIS_PASSWORD")
-                    .ok()
-                    .filter(|p| !p.is_empty());
-            }
         }
     }
+    redis_password_from_env(&mut backend);
     Ok(backend)
+}
+
+/// Takes a Redis backend's password from `OSTORE_REDIS_PASSWORD` unless its
+/// URL gave one.
+pub(super) fn redis_password_from_env(backend: &mut BackendConfig) {
+    if let BackendConfig::Redis(redis) = backend
+        && redis.password.is_none()
+    {
+        redis.password = std::env::var("OSTORE_REDIS_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
+    }
 }
 
 pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
