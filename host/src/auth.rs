@@ -809,7 +809,10 @@ mod tests {
         write_old_file(&data.old_credentials_file(), &master, &entries);
 
         // Opened as `ostore credentials` opens it: imported, file renamed.
-        let admin = data.credential_admin(&master).await.unwrap();
+        let admin = data
+            .credential_admin(&master, &crate::backend::BackendConfig::Redb)
+            .await
+            .unwrap();
         let listed = admin.list().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].client_id, "00aa");
@@ -819,8 +822,10 @@ mod tests {
 
         // It is in the database now: opened again, the old secret still
         // gets a token.
-        let CredentialAdmin::Backend { credentials, .. } =
-            data.credential_admin(&master).await.unwrap()
+        let CredentialAdmin::Backend { credentials, .. } = data
+            .credential_admin(&master, &crate::backend::BackendConfig::Redb)
+            .await
+            .unwrap()
         else {
             panic!("no host runs here");
         };
