@@ -11,6 +11,7 @@
 
 mod local;
 mod remote;
+mod spin_flags;
 mod up;
 
 use std::error::Error;
