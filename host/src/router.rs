@@ -1,5 +1,8 @@
 //! Which component serves which path, across all applications of a host,
-//! with the REST API and the admin UI ahead of them.
+//! with the REST API and the admin UI ahead of them; and, for each
+//! application, what its components' requests to the application itself
+//! (self requests, service chaining) reach: its own routes and components
+//! only.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
