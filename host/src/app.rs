@@ -13,10 +13,12 @@ use crate::runtime::{ComponentError, ComponentSettings, HttpComponent, Runtime};
 use crate::spin::variables::{VariableError, VariableSource, Variables};
 use crate::spin::{RuntimeConfig, UnknownLabel};
 
-/// An application ready to serve: its name and its routes.
+/// An application ready to serve: its name, its routes, and every component
+/// a trigger names (private ones too), by id, for service chaining.
 pub struct LoadedApp {
     pub name: String,
     pub routes: Vec<(Route, HttpComponent)>,
+    pub components: BTreeMap<String, HttpComponent>,
 }
 
 /// Why an application cannot be loaded.
@@ -48,6 +50,9 @@ pub struct AppContext<'a> {
     pub memory: &'a MemoryBudget,
     pub runtime_config: &'a RuntimeConfig,
     pub variables: &'a VariableSource,
+    /// Environment variables every component gets, over its manifest's
+    /// (`ostore up --env`, as `spin up --env`).
+    pub environment: &'a [(String, String)],
 }
 
 /// Loads every component `manifest` routes to, for application `app`.
@@ -85,9 +90,11 @@ pub async fn load(
         let variables = Variables::resolve(id, &manifest.variables, &spec.variables, |name| {
             cx.variables.get(name)
         })?;
+        let mut environment = spec.environment.clone();
+        environment.extend(cx.environment.iter().cloned());
         let settings = ComponentSettings {
             id: id.into(),
-            environment: spec.environment.clone().into_iter().collect(),
+            environment: environment.into_iter().collect(),
             grants,
             files: spec.files.clone(),
             allowed_outbound_hosts: Arc::new(spec.allowed_outbound_hosts.clone()),
@@ -103,13 +110,18 @@ pub async fn load(
             })?;
         loaded.insert(id, component);
     }
+    // Private endpoints have no route: only service chaining reaches them.
     let routes = manifest
         .triggers
         .iter()
-        .map(|t| (t.route.clone(), loaded[t.component.as_str()].clone()))
+        .filter_map(|t| Some((t.route.clone()?, loaded[t.component.as_str()].clone())))
         .collect();
     Ok(LoadedApp {
         name: manifest.name.clone(),
         routes,
+        components: loaded
+            .into_iter()
+            .map(|(id, component)| (id.to_string(), component))
+            .collect(),
     })
 }

@@ -276,6 +276,12 @@ pub struct HostConfig {
     /// Bytes that large request bodies in flight and guests' memories may
     /// take together; `None`: no bound.
     pub memory_budget: Option<u64>,
+    /// Environment variables every component of every application gets,
+    /// over its manifest's `environment` (`spin up --env`).
+    pub environment: Vec<(String, String)>,
+    /// Keys set in every application's `default` key-value store before
+    /// anything is served, over any value they had (`spin up --key-value`).
+    pub default_keys: Vec<(String, String)>,
 }
 
 impl HostConfig {
@@ -299,6 +305,8 @@ impl HostConfig {
             stats_flush_interval: Duration::from_secs(1),
             clock: clock::system(),
             memory_budget: Some(DEFAULT_MEMORY_BUDGET),
+            environment: Vec::new(),
+            default_keys: Vec::new(),
         }
     }
 }
@@ -347,6 +355,12 @@ pub enum HostError {
     },
     #[error("cannot use application {name:?}: {source}")]
     Application {
+        name: String,
+        #[source]
+        source: objectstore::Error,
+    },
+    #[error("cannot set the keys given for the default store of application {name:?}: {source}")]
+    DefaultKeys {
         name: String,
         #[source]
         source: objectstore::Error,
@@ -438,12 +452,19 @@ impl Host {
             memory: &memory,
             runtime_config: &config.runtime_config,
             variables: &config.variables,
+            environment: &config.environment,
         };
         for manifest in manifests {
             let app = objectstore
                 .application(&manifest.name)
                 .await
                 .map_err(|source| HostError::Application {
+                    name: manifest.name.clone(),
+                    source,
+                })?;
+            crate::spin::set_default_keys(&app, &config.runtime_config, &config.default_keys)
+                .await
+                .map_err(|source| HostError::DefaultKeys {
                     name: manifest.name.clone(),
                     source,
                 })?;

@@ -1,9 +1,14 @@
 //! Small HTTP helpers shared by the server, the REST API, the admin UI, the
 //! runtime and the client: response bodies, and percent-encoding.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{StatusCode, header};
 use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame};
 use serde::Serialize;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -15,6 +20,65 @@ pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// How long a streamed response's head waits for its body's first frame:
+/// see [`empty_body_known`].
+const FIRST_FRAME_PATIENCE: Duration = Duration::from_millis(250);
+
+/// `response`, with its body marked empty if it is. A guest's body comes
+/// as a stream of unknown length, which hyper sends chunked even when it
+/// is empty; Spin apps expect a bodiless answer to carry `content-length:
+/// 0` (hyper writes it for a body known to be empty, unless the status
+/// has no body, such as 204 or 304). So the head waits for the body's
+/// first frame or its end, but only briefly: a guest that streams (server
+/// -sent events, say) must not hold its head back.
+pub async fn empty_body_known(
+    response: hyper::Response<ResponseBody>,
+) -> hyper::Response<ResponseBody> {
+    let headers = response.headers();
+    if headers.contains_key(header::CONTENT_LENGTH)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+        || response.body().is_end_stream()
+    {
+        return response;
+    }
+    let (parts, mut body) = response.into_parts();
+    let body = match tokio::time::timeout(FIRST_FRAME_PATIENCE, body.frame()).await {
+        Ok(None) => full_body(Bytes::new()),
+        Ok(Some(first)) => FirstThenRest {
+            first: Some(first),
+            rest: body,
+        }
+        .boxed_unsync(),
+        Err(_) => body,
+    };
+    hyper::Response::from_parts(parts, body)
+}
+
+/// A body whose first frame was already taken from `rest`.
+struct FirstThenRest {
+    first: Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>,
+    rest: ResponseBody,
+}
+
+impl Body for FirstThenRest {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.first.take() {
+            Some(first) => Poll::Ready(Some(first)),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
 }
 
 /// A plain-text response from the host itself.

@@ -15,7 +15,7 @@
 //! | [`client`] | a client of the REST and Stats APIs, for the client commands |
 //! | [`host`] | the composition root: [`Host::build`](host::Host::build)`(config, manifests)`, then [`run`](host::Host::run)`(listener, admin_listener, shutdown)` |
 //! | [`app`] | loading one application: manifest, key-value grants, variables, components |
-//! | [`router`] | which component, API route or UI file answers a path |
+//! | [`router`] | which component, API route or UI file answers a path; what a component's requests to its own application reach |
 //! | [`server`] | connections, TLS, timeouts, graceful shutdown |
 //! | [`budget`] | one memory budget for request bodies in flight and guests' memories |
 //! | [`tls`] | rustls settings (TLS 1.2/1.3) and self-signed certificates |
@@ -23,7 +23,7 @@
 //! | [`admin`] | the admin web UI: static files that talk only to the API |
 //! | [`auth`] | client credentials (kept sealed in the backend), bearer tokens, scopes; the credentials socket `ostore credentials` uses while a host runs |
 //! | [`manifest`] | reading Spin manifests (`spin.toml`) |
-//! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request (WASIp2 and WASIp3), fair sharing between applications (instance caps, CPU turns, quiet failure logs) |
+//! | [`runtime`] | wasmtime: engine, pooling, limits, deadlines, a fresh instance per request (WASIp2 and WASIp3), fair sharing between applications (instance caps, CPU turns, quiet failure logs), self requests and service chaining |
 //! | [`component`] | `ostore:objectstore` for guests, and the embedding API |
 //! | [`spin`] | Spin's key-value interfaces and wasi:keyvalue, labels, runtime config, variables |
 //! | [`objectstore`] | applications, stores, partitions, keys, TTL, limits, usage and statistics; the record layout |

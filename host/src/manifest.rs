@@ -58,6 +58,11 @@ pub enum Problem {
     },
     #[error("route {route:?} names component `{component}`, which is not defined")]
     UnknownComponent { route: String, component: String },
+    #[error(
+        "the route of component `{0}` must be a path or `{{ private = true }}`, not \
+         `{{ private = false }}`"
+    )]
+    NotPrivate(String),
     #[error("route {0:?} must start with '/'")]
     RouteStart(String),
     #[error("route {0:?}: '...' may only end a route")]
@@ -91,10 +96,13 @@ pub struct Manifest {
     pub warnings: Vec<String>,
 }
 
-/// A route served by a component.
+/// A `[[trigger.http]]`: a component and the route it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpTrigger {
-    pub route: Route,
+    /// `None` for a private endpoint (`route = { private = true }`): no
+    /// client reaches it; only the application's own components do, by
+    /// service chaining (`http://<component>.spin.internal/...`).
+    pub route: Option<Route>,
     pub component: String,
 }
 
@@ -126,7 +134,7 @@ pub struct OutboundRule {
 
 impl OutboundRule {
     /// Reads a rule; an error says what is wrong with it.
-    fn parse(text: &str) -> Result<Self, &'static str> {
+    pub(crate) fn parse(text: &str) -> Result<Self, &'static str> {
         if text.contains("{{") {
             return Err("variables in hosts are not supported");
         }
@@ -164,6 +172,24 @@ impl OutboundRule {
                     .strip_prefix("*.")
                     .is_some_and(|domain| host.ends_with(&format!(".{domain}"))))
             && self.port.is_none_or(|p| p == port)
+    }
+
+    /// Whether this rule allows self requests: Spin's `http://self` or
+    /// `http://self.alt` (either scheme, any port), or any host.
+    pub fn allows_self_requests(&self) -> bool {
+        self.web_scheme() && matches!(self.host.as_str(), "self" | "self.alt" | "*")
+    }
+
+    /// Whether this rule allows service chaining to `host`
+    /// (`<component>.spin.internal`): that host, `*.spin.internal` or any
+    /// host, with either scheme and any port, as in Spin.
+    pub fn allows_chaining_to(&self, host: &str) -> bool {
+        self.web_scheme()
+            && (self.host == "*" || self.host == host || self.host == "*.spin.internal")
+    }
+
+    fn web_scheme(&self) -> bool {
+        matches!(self.scheme.as_str(), "http" | "https" | "*")
     }
 }
 
@@ -228,7 +254,7 @@ struct RawTriggers {
 
 #[derive(Deserialize)]
 struct RawHttpTrigger {
-    route: String,
+    route: RawRoute,
     component: String,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
@@ -250,6 +276,20 @@ struct RawComponent {
     variables: BTreeMap<String, String>,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
+}
+
+/// A trigger's `route`: a path, or `{ private = true }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRoute {
+    Path(String),
+    Private(RawPrivate),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrivate {
+    private: bool,
 }
 
 /// A `files` entry: a path, or `{ source, destination }`.
@@ -409,12 +449,30 @@ impl Manifest {
             warn_unsupported(&mut warnings, "trigger.http.", &t.other);
             if !components.contains_key(&t.component) {
                 return Err(malformed(Problem::UnknownComponent {
-                    route: t.route,
+                    route: match t.route {
+                        RawRoute::Path(path) => path,
+                        RawRoute::Private(_) => "{ private = true }".into(),
+                    },
                     component: t.component,
                 }));
             }
-            let route = Route::parse(&t.route).map_err(malformed)?;
-            if let Some(dup) = triggers.iter().find(|other| other.route == route) {
+            let route = match t.route {
+                RawRoute::Path(path) => Route::parse(&path).map_err(malformed)?,
+                RawRoute::Private(RawPrivate { private: true }) => {
+                    triggers.push(HttpTrigger {
+                        route: None,
+                        component: t.component,
+                    });
+                    continue;
+                }
+                RawRoute::Private(RawPrivate { private: false }) => {
+                    return Err(malformed(Problem::NotPrivate(t.component)));
+                }
+            };
+            if let Some(dup) = triggers
+                .iter()
+                .find(|other| other.route.as_ref() == Some(&route))
+            {
                 return Err(malformed(Problem::DuplicateRoute {
                     route: route.to_string(),
                     first: dup.component.clone(),
@@ -422,7 +480,7 @@ impl Manifest {
                 }));
             }
             triggers.push(HttpTrigger {
-                route,
+                route: Some(route),
                 component: t.component,
             });
         }
@@ -465,7 +523,10 @@ workdir = "guest"
     fn reads_routes_components_and_warns_on_unsupported_fields() {
         let m = Manifest::parse(Path::new("/app/spin.toml"), GOOD).unwrap();
         assert_eq!(m.name, "demo");
-        assert_eq!(m.triggers[0].route.to_string(), "/store/...");
+        assert_eq!(
+            m.triggers[0].route.as_ref().map(ToString::to_string),
+            Some("/store/...".into())
+        );
         let c = &m.components["flow"];
         assert_eq!(c.source, Path::new("/app/flow.wasm"));
         assert_eq!(c.build.as_ref().unwrap().workdir, Path::new("/app/guest"));
@@ -487,6 +548,28 @@ workdir = "guest"
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn a_private_endpoint_has_no_route_and_private_false_is_refused() {
+        let manifest = |route: &str| {
+            format!(
+                "spin_manifest_version = 2\n[application]\nname = 'a'\n[[trigger.http]]\n\
+                 route = {route}\ncomponent = 'x'\n[component.x]\nsource = 'x.wasm'\n"
+            )
+        };
+        let m = Manifest::parse(Path::new("spin.toml"), &manifest("{ private = true }")).unwrap();
+        assert_eq!(m.triggers[0].route, None);
+        assert_eq!(m.triggers[0].component, "x");
+        for (route, needle) in [
+            ("{ private = false }", "not `{ private = false }`"),
+            ("{ private = true, also = 1 }", "malformed"),
+        ] {
+            let err = Manifest::parse(Path::new("spin.toml"), &manifest(route))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{route}: {err}");
         }
     }
 

@@ -1,13 +1,20 @@
 //! Which component serves which path, across all applications of a host,
-//! with the REST API and the admin UI ahead of them.
+//! with the REST API and the admin UI ahead of them; and, for each
+//! application, what its components' requests to the application itself
+//! (self requests, service chaining) reach: its own routes and components
+//! only.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use http::uri::PathAndQuery;
 use http_body_util::BodyExt;
+use hyper::Uri;
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::{HOST, HeaderName, HeaderValue};
+use wasmtime_wasi_http::WasiBody;
 
 use crate::admin;
 use crate::api::{self, Api};
@@ -15,7 +22,7 @@ use crate::app::LoadedApp;
 use crate::budget::{Charge, MemoryBudget};
 use crate::http::{ResponseBody, retry_later, text_response};
 use crate::manifest::{Matched, Route};
-use crate::runtime::HttpComponent;
+use crate::runtime::{Chain, HttpComponent, LocalAnswer, LocalService, LocalTarget};
 
 /// Request bodies up to this size are not charged to the memory budget.
 const FREE_BODY_BYTES: u64 = 64 << 10;
@@ -29,9 +36,9 @@ const BODY_COPIES: u64 = 4;
 /// `spin-path-info` `/rest`, `spin-matched-route` and
 /// `spin-raw-component-route` the route, `spin-component-route`
 /// `/base/:a/:b`, `spin-base-path` `/`, `spin-path-match-a` `x`.
-fn spin_headers(
-    req: &hyper::Request<Incoming>,
-    entry: &RouteEntry,
+fn spin_headers<B>(
+    req: &hyper::Request<B>,
+    route: &Route,
     matched: &Matched<'_>,
     client: SocketAddr,
     https: bool,
@@ -43,7 +50,6 @@ fn spin_headers(
         .unwrap_or("localhost");
     let scheme = if https { "https" } else { "http" };
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let route = &entry.route;
     let mut headers = vec![
         (
             "spin-full-url".to_string(),
@@ -79,6 +85,116 @@ fn spin_headers(
         .collect()
 }
 
+/// Gives `req` Spin's request headers for `route`. Those are the host's
+/// word: any `spin-` header the sender set is dropped first, so that no
+/// client (nor calling component) can tell a component what route matched.
+fn give_spin_headers<B>(
+    req: &mut hyper::Request<B>,
+    route: &Route,
+    matched: &Matched<'_>,
+    client: SocketAddr,
+    https: bool,
+) {
+    let headers = spin_headers(req, route, matched, client, https);
+    let sent = req.headers_mut();
+    let forged: Vec<_> = sent
+        .keys()
+        .filter(|name| name.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        sent.remove(name);
+    }
+    for (name, value) in headers {
+        sent.insert(name, value);
+    }
+}
+
+/// The client address Spin gives a local request (none: it came from no
+/// socket).
+const LOCAL_CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// The route a chained request (`http://<id>.spin.internal/...`) is served
+/// as, as in Spin: a wildcard at the root, so that `spin-path-info` is the
+/// whole path.
+static CHAINED_ROUTE: LazyLock<Route> =
+    LazyLock::new(|| Route::parse("/...").expect("a valid route"));
+
+/// The answer to a path no route serves.
+fn no_route(path: &str) -> hyper::Response<ResponseBody> {
+    text_response(404, format!("no route serves {path}"))
+}
+
+/// The route of `routes` serving `path`, as Spin picks it: the most
+/// specific of those that match, the first listed among equals; and what
+/// it made of the path.
+fn most_specific<'r, T>(
+    routes: impl Iterator<Item = (&'r Route, T)>,
+    path: &str,
+) -> Option<(&'r Route, T, Matched<'r>)> {
+    routes
+        .filter_map(|(route, to)| route.matches(path).map(|m| (route, to, m)))
+        .min_by(|(a, _, _), (b, _, _)| a.precedence(b))
+}
+
+/// One application's routes and components: what its components' requests
+/// to the application itself reach (see [`LocalService`]), never another
+/// application, the REST API or the admin UI.
+struct AppService {
+    routes: Vec<(Route, HttpComponent)>,
+    /// Every component a trigger names, private endpoints included.
+    components: BTreeMap<String, HttpComponent>,
+}
+
+impl LocalService for AppService {
+    fn serve(
+        self: Arc<Self>,
+        target: LocalTarget,
+        mut req: hyper::Request<WasiBody>,
+        chain: Chain,
+    ) -> LocalAnswer {
+        Box::pin(async move {
+            match target {
+                LocalTarget::Routes => {
+                    // As Spin sends it to its own listener: the path and
+                    // query under the client's scheme and Host.
+                    let path_and_query = req
+                        .uri()
+                        .path_and_query()
+                        .cloned()
+                        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                    *req.uri_mut() = Uri::from(path_and_query);
+                    match chain.host() {
+                        Some(host) => req.headers_mut().insert(HOST, host.clone()),
+                        None => req.headers_mut().remove(HOST),
+                    };
+                    let path = req.uri().path().to_string();
+                    let routes = self.routes.iter().map(|(route, c)| (route, c));
+                    let Some((route, component, matched)) = most_specific(routes, &path) else {
+                        return Ok(no_route(&path));
+                    };
+                    let https = chain.https();
+                    give_spin_headers(&mut req, route, &matched, LOCAL_CLIENT, https);
+                    Ok(component.handle(req, https, chain).await)
+                }
+                LocalTarget::Component(id) => {
+                    let Some(component) = self.components.get(&id) else {
+                        return Err(wasmtime_wasi_http::Error::DestinationNotFound);
+                    };
+                    // As Spin: no Host (so `spin-full-url` names
+                    // `localhost`), the URI as the caller wrote it, and the
+                    // scheme http.
+                    req.headers_mut().remove(HOST);
+                    let path = req.uri().path().to_string();
+                    let matched = CHAINED_ROUTE.matches(&path).expect("/... matches any path");
+                    give_spin_headers(&mut req, &CHAINED_ROUTE, &matched, LOCAL_CLIENT, false);
+                    Ok(component.handle(req, false, chain).await)
+                }
+            }
+        })
+    }
+}
+
 /// How long a refused request's body is read (and dropped) at most.
 const DISCARD_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -102,6 +218,8 @@ pub struct RouteEntry {
     pub route: Route,
     pub application: String,
     pub component: HttpComponent,
+    /// The application's routes and components, for its local requests.
+    app: Arc<AppService>,
 }
 
 /// Why an application's routes cannot be added.
@@ -179,11 +297,16 @@ impl Router {
                 });
             }
         }
+        let service = Arc::new(AppService {
+            routes: app.routes.clone(),
+            components: app.components,
+        });
         for (route, component) in app.routes {
             self.routes.push(RouteEntry {
                 route,
                 application: app.name.clone(),
                 component,
+                app: service.clone(),
             });
         }
         Ok(())
@@ -203,10 +326,8 @@ impl Router {
     /// those that match, the first listed among equals; and what it made
     /// of the path.
     pub fn find(&self, path: &str) -> Option<(&RouteEntry, Matched<'_>)> {
-        self.routes
-            .iter()
-            .filter_map(|r| r.route.matches(path).map(|m| (r, m)))
-            .min_by(|(a, _), (b, _)| a.route.precedence(&b.route))
+        let routes = self.routes.iter().map(|entry| (&entry.route, entry));
+        most_specific(routes, path).map(|(_, entry, matched)| (entry, matched))
     }
 
     /// Takes a large body's cost from the memory budget; `None` if the
@@ -255,7 +376,7 @@ impl Router {
             }
         }
         let Some((entry, matched)) = self.find(&path) else {
-            return text_response(404, format!("no route serves {path}"));
+            return no_route(&path);
         };
         // A service worker of an application's would control every page of
         // its scope, the admin UI's included when they share this origin.
@@ -269,23 +390,11 @@ impl Router {
             );
         }
         // The request headers Spin gives its components, so that Spin apps
-        // that read them work unchanged. Those are the host's word: any
-        // `spin-` header the client sent is dropped first, so that no client
-        // can tell a component what route matched.
-        let headers = spin_headers(&req, entry, &matched, client, https);
-        let sent = req.headers_mut();
-        let forged: Vec<_> = sent
-            .keys()
-            .filter(|name| name.as_str().starts_with("spin-"))
-            .cloned()
-            .collect();
-        for name in forged {
-            sent.remove(name);
-        }
-        for (name, value) in headers {
-            sent.insert(name, value);
-        }
-        let response = entry.component.handle(req, https).await;
+        // that read them work unchanged.
+        give_spin_headers(&mut req, &entry.route, &matched, client, https);
+        let chain = Chain::client(entry.app.clone(), https, req.headers().get(HOST).cloned());
+        let req = req.map(|body| body.map_err(Into::into).boxed_unsync());
+        let response = entry.component.handle(req, https, chain).await;
         if self.admin_ui && response.headers().contains_key(SERVICE_WORKER_ALLOWED) {
             tracing::warn!(
                 application = %entry.application,

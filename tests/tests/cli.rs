@@ -15,6 +15,9 @@ fn every_command_has_help() {
         "--data-dir",
         "--key-file",
         "--max-value-bytes",
+        "--env",
+        "--key-value",
+        "--state-dir",
     ] {
         assert!(
             up.stdout.contains(flag),
@@ -337,4 +340,100 @@ fn an_instance_cap_of_zero_is_refused_naming_the_flag_and_its_range() {
             run.stderr
         );
     }
+}
+
+/// A spin-chain app in `dir/spin.toml`, at `/chain/...`, with the `default`
+/// store and a `GREETING` of its own.
+fn spin_chain_app(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("spin.toml"),
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"flags-app\"\n\
+             [[trigger.http]]\nroute = \"/chain/...\"\ncomponent = \"chain\"\n\
+             [component.chain]\nsource = {:?}\nkey_value_stores = [\"default\"]\n\
+             environment = {{ GREETING = \"from the manifest\" }}\n",
+            guest("spin-chain").display().to_string()
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_up_flags_set_the_environment_the_default_store_and_the_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    spin_chain_app(&app);
+    let state = dir.path().join("state");
+    let (app_arg, state_arg) = (app.to_str().unwrap(), state.to_str().unwrap());
+    let host = OstoreProcess::start(&[
+        "-f",
+        app_arg,
+        "--state-dir",
+        state_arg,
+        "-e",
+        "GREETING=from the flag",
+        "--env",
+        "EMPTY=",
+        "--key-value",
+        "motd=a=b",
+        "--key-value",
+        "other=2",
+    ]);
+    for (path, expected) in [
+        ("/chain/env/GREETING", "from the flag"),
+        ("/chain/env/EMPTY", ""),
+        ("/chain/kv/motd", "a=b"),
+        ("/chain/kv/other", "2"),
+    ] {
+        let r = host.get(path).await;
+        assert_eq!((r.status, r.text().as_str()), (200, expected), "{path}");
+    }
+    host.stop();
+    // The data went to the state directory, not beside the manifest.
+    assert!(state.join("ostore.redb").is_file());
+    assert!(!app.join(".ostore").exists());
+
+    // Given again, a key is set over the value it had; the others stay.
+    let host = OstoreProcess::start(&[
+        "-f",
+        app_arg,
+        "--state-dir",
+        state_arg,
+        "--key-value",
+        "motd=new",
+    ]);
+    assert_eq!(host.get("/chain/kv/motd").await.text(), "new");
+    assert_eq!(host.get("/chain/kv/other").await.text(), "2");
+    assert_eq!(
+        host.get("/chain/env/GREETING").await.text(),
+        "from the manifest"
+    );
+    host.stop();
+}
+
+#[test]
+fn spin_up_flags_that_mean_nothing_here_are_one_error_naming_the_flag() {
+    for (args, flag) in [
+        (&["--sqlite", "@migration.sql"][..], "--sqlite"),
+        (&["-q"][..], "--quiet"),
+        (&["--temp", "/tmp/x"][..], "--temp"),
+        (&["-c", "web"][..], "--component-id"),
+        (&["--from-registry", "ghcr.io/a/b:1"][..], "--from-registry"),
+    ] {
+        let mut up = vec!["up"];
+        up.extend_from_slice(args);
+        let line = error_line(&up);
+        assert!(
+            line.starts_with(&format!("error: {flag} is a `spin up` flag")),
+            "{line}"
+        );
+    }
+    let run = run_ostore(&["up", "--env", "NO_EQUALS_SIGN"], &[]);
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains("'NO_EQUALS_SIGN'") && run.stderr.contains("KEY=VALUE"),
+        "{}",
+        run.stderr
+    );
 }

@@ -396,3 +396,221 @@ async fn a_spin_component_gets_the_request_as_spin_gives_it() {
     // A path the route does not serve is not this component's.
     assert_eq!(host.get("/base/x").await.status, 404);
 }
+
+/// One application of spin-chain guests, each allowed to reach its own
+/// application differently: `chain` at `/chain/...` (self requests, and
+/// service chaining to `echo`), `open` at `/open/...` (no outbound rules),
+/// `wild` at `/wild/...` (chaining to any component); and `echo`, a
+/// private spin-echo. A second application serves `/other`.
+fn chain_setup() -> Setup {
+    let setup = Setup::new();
+    let chain = guest("spin-chain").display().to_string();
+    let text = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "chain-app"
+[[trigger.http]]
+route = "/chain/..."
+component = "chain"
+[[trigger.http]]
+route = "/open/..."
+component = "open"
+[[trigger.http]]
+route = "/wild/..."
+component = "wild"
+[[trigger.http]]
+route = {{ private = true }}
+component = "echo"
+[component.chain]
+source = {chain:?}
+environment = {{ GREETING = "hello" }}
+key_value_stores = ["default"]
+allowed_outbound_hosts = ["http://self", "http://echo.spin.internal"]
+[component.open]
+source = {chain:?}
+[component.wild]
+source = {chain:?}
+allowed_outbound_hosts = ["https://*.spin.internal"]
+[component.echo]
+source = {echo:?}
+"#,
+        echo = guest("spin-echo").display().to_string(),
+    );
+    let path = setup.path().join("chain-app.toml");
+    std::fs::write(&path, text).unwrap();
+    setup
+        .manifest(path)
+        .app("other-app", &[("/other", "hello", "hello")])
+}
+
+/// `/<base>/call?url=<url>`: what the guest at `base` got from `url`.
+async fn call(host: &impl Serves, base: &str, url: &str) -> ostore_tests::Response {
+    let mut encoded = String::new();
+    for b in url.bytes() {
+        if b.is_ascii_alphanumeric() {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    host.get(&format!("/{base}/call?url={encoded}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_component_answers_service_chaining_and_no_client() {
+    let host = chain_setup().start().await;
+
+    // From outside, a private endpoint is no route at all.
+    for path in ["/", "/x/y", "/echo", "/echo/x"] {
+        let r = host.get(path).await;
+        assert_eq!(
+            (r.status, r.text()),
+            (404, format!("no route serves {path}")),
+            "{path}"
+        );
+    }
+
+    // Through service chaining it answers, with Spin's headers for a
+    // chained request, whatever `spin-` headers the caller set.
+    let r = call(&host, "chain", "http://echo.spin.internal/x/y?q=1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert_eq!(
+        text.lines().next(),
+        Some("uri: http://echo.spin.internal/x/y?q=1"),
+        "{text}"
+    );
+    let mut spin: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|line| line.split_once(": ").or_else(|| line.split_once(':')))
+        .filter(|(name, _)| name.starts_with("spin-"))
+        .collect();
+    spin.sort();
+    assert_eq!(
+        spin,
+        [
+            ("spin-base-path", "/"),
+            ("spin-client-addr", "0.0.0.0:0"),
+            ("spin-component-route", ""),
+            ("spin-full-url", "http://localhost/x/y?q=1"),
+            ("spin-matched-route", "/..."),
+            ("spin-path-info", "/x/y"),
+            ("spin-raw-component-route", "/..."),
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("\nhost: "), "Spin drops the Host: {text}");
+
+    // `https://*.spin.internal` allows chaining to any component, over
+    // either scheme; a component that does not exist is not found.
+    let r = call(&host, "wild", "http://echo.spin.internal/").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(&host, "wild", "http://nope.spin.internal/").await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("DestinationNotFound"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_requests_reach_the_applications_own_routes_when_allowed() {
+    let host = chain_setup().start().await;
+
+    // A path alone (as Spin SDKs send it), `self.alt` and `self`.
+    for url in [
+        "/chain/env/GREETING",
+        "http://self.alt/chain/env/GREETING",
+        "http://self/chain/env/GREETING",
+    ] {
+        let r = call(&host, "chain", url).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"), "{url}");
+    }
+    // Only this application's routes: not another application's, not a
+    // private endpoint (it has no route).
+    for path in ["/other", "/x/y"] {
+        let r = call(&host, "chain", path).await;
+        assert_eq!(
+            (r.status, r.text()),
+            (404, format!("no route serves {path}")),
+            "{path}"
+        );
+    }
+
+    // Anything not in `allowed_outbound_hosts` is denied with Spin's error.
+    for (base, url) in [
+        ("open", "/chain/env/GREETING"),
+        ("open", "http://self.alt/chain/env/GREETING"),
+        ("open", "http://echo.spin.internal/"),
+        ("chain", "http://wild.spin.internal/"),
+        ("wild", "http://self/chain/env/GREETING"),
+    ] {
+        let r = call(&host, base, url).await;
+        assert_eq!(r.status, 502, "{base} {url}: {}", r.text());
+        assert!(
+            r.text().contains("HttpRequestDenied"),
+            "{base} {url}: {}",
+            r.text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_calls_itself_forever_is_stopped_and_the_host_serves_on() {
+    let host = chain_setup().start().await;
+    let addr = host.addr;
+    let endless = tokio::spawn(async move {
+        ostore_tests::request(addr, "GET", "/chain/recurse", Default::default()).await
+    });
+    // Meanwhile, the application and the host answer as ever.
+    for _ in 0..8 {
+        let r = host.get("/chain/env/GREETING").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    }
+    // The client's request and ten local hops ran, each adding its `hop`;
+    // the last one's request, an eleventh hop, was refused.
+    let r = endless.await.unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        format!("{}error: Http(ErrorCode::LoopDetected)", "hop ".repeat(11))
+    );
+    assert!(host_log().contains("local requests deep already"));
+    assert_eq!(host.get("/chain/env/GREETING").await.text(), "hello");
+    assert_eq!(host.get("/other").await.text(), "hello, world");
+}
+
+/// One request on a raw connection: the response's head and body as sent.
+async fn raw_exchange(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the host closes the connection")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    (head.to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bodiless_answer_carries_content_length_zero() {
+    let host = chain_setup().start().await;
+    let (head, body) = raw_exchange(host.addr, "/chain/empty").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\ncontent-length: 0"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert_eq!(body, "");
+    // Statuses without a body carry no length at all.
+    let (head, _) = raw_exchange(host.addr, "/chain/status/204").await;
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    // A body is streamed as before.
+    let (head, body) = raw_exchange(host.addr, "/chain/env/GREETING").await;
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert_eq!(body, "5\r\nhello\r\n0\r\n\r\n");
+}

@@ -11,6 +11,7 @@
 
 mod local;
 mod remote;
+mod spin_flags;
 mod up;
 
 use std::error::Error;
@@ -33,7 +34,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the applications described by Spin manifests (like `spin up`).
-    Up(UpArgs),
+    // Boxed: its many flags would make every command as large.
+    Up(Box<UpArgs>),
     /// Manage the client credentials of the REST and Stats APIs.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
@@ -107,7 +109,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => up::up(args).await,
+            Command::Up(args) => up::up(*args).await,
             Command::Credentials(command) => local::credentials(command).await,
             Command::Tls(TlsCommand::SelfSigned { out_dir, names }) => {
                 local::self_signed(&out_dir, &names)

@@ -17,17 +17,31 @@ use crate::objectstore::Limits;
 use crate::runtime::SandboxConfig;
 use crate::spin::RuntimeConfig;
 
+use super::spin_flags::SpinOnlyFlags;
+
 #[derive(Args)]
 pub(super) struct UpArgs {
-    /// A Spin manifest (spin.toml). Give it more than once to serve several
-    /// applications, each with its own isolated data, on one listener.
+    /// A Spin manifest (spin.toml), or a directory holding one. Give it
+    /// more than once to serve several applications, each with its own
+    /// isolated data, on one listener.
     #[arg(
         short = 'f',
         long = "from",
+        alias = "from-file",
         value_name = "MANIFEST",
         default_value = "spin.toml"
     )]
     manifests: Vec<PathBuf>,
+
+    /// An environment variable (KEY=VALUE) for every component, over the
+    /// manifest's; repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    env: Vec<(String, String)>,
+
+    /// A key (KEY=VALUE) to set in the application's `default` key-value
+    /// store before serving, over any value it had; repeatable.
+    #[arg(long = "key-value", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    key_values: Vec<(String, String)>,
 
     /// Address to listen on. Port 0 picks a free port (the address served
     /// is printed).
@@ -59,9 +73,14 @@ pub(super) struct UpArgs {
     #[arg(long, value_name = "FILE")]
     runtime_config_file: Option<PathBuf>,
 
-    /// Directory of the encrypted database. Default: `.ostore` beside the
-    /// first manifest.
-    #[arg(long, value_name = "DIR", env = "OSTORE_DATA_DIR")]
+    /// Directory of the encrypted database (`--state-dir` too, as Spin
+    /// calls it). Default: `.ostore` beside the first manifest.
+    #[arg(
+        long,
+        visible_alias = "state-dir",
+        value_name = "DIR",
+        env = "OSTORE_DATA_DIR"
+    )]
     data_dir: Option<PathBuf>,
 
     /// Where records are kept: `redb`, a file in the data directory (the
@@ -193,6 +212,18 @@ pub(super) struct UpArgs {
     /// --max-instances-per-app.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_instances_per_component: Option<u32>,
+
+    #[command(flatten)]
+    spin_only: SpinOnlyFlags,
+}
+
+/// `KEY=VALUE`, as `spin up --env` and `--key-value` take it (the value may
+/// hold `=` and be empty).
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.into(), value.into())),
+        _ => Err("expected KEY=VALUE".into()),
+    }
 }
 
 fn parse_environment(text: &str) -> Result<(String, String), String> {
@@ -264,10 +295,20 @@ pub(super) fn redis_password_from_env(backend: &mut BackendConfig) {
 }
 
 pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
+    if let Some((flag, why)) = args.spin_only.given() {
+        bail!("{flag} is a `spin up` flag that `ostore up` does not support: {why}");
+    }
     let manifests = args
         .manifests
         .iter()
-        .map(|path| Manifest::load(path))
+        // As `spin up -f DIR`: the directory's spin.toml.
+        .map(|path| {
+            if path.is_dir() {
+                Manifest::load(&path.join("spin.toml"))
+            } else {
+                Manifest::load(path)
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     for m in &manifests {
         for warning in &m.warnings {
@@ -343,6 +384,8 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<()> {
     });
     config.backend = backend(&args, &runtime_config)?;
     config.runtime_config = runtime_config;
+    config.environment = args.env.clone();
+    config.default_keys = args.key_values.clone();
     config.organization = args.organization.clone();
     // A repeated --environment for one application: the first counts.
     for (app, env) in &args.environments {

@@ -57,7 +57,8 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Route {
-    pub(super) fn parse(text: &str) -> Result<Self, Problem> {
+    /// Reads a route as a manifest writes it.
+    pub fn parse(text: &str) -> Result<Self, Problem> {
         if !text.starts_with('/') {
             return Err(Problem::RouteStart(text.into()));
         }

@@ -5,16 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use wasmtime::{CallHook, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpView};
 
 use crate::component::ObjectStoreCtx;
-use crate::http::{ResponseBody, full_body, retry_later, text_response};
+use crate::http::{ResponseBody, empty_body_known, full_body, retry_later, text_response};
 use crate::objectstore::Application;
 use crate::spin::SpinKvCtx;
 
@@ -24,6 +23,7 @@ use super::instance::{
     ComponentSettings, GuestLimits, InstanceState, MemoryBudgetSpent, OutboundPolicy,
     resource_table,
 };
+use super::local::Chain;
 
 /// A component ready to serve HTTP requests, one fresh instance each.
 #[derive(Clone)]
@@ -68,16 +68,27 @@ impl HttpComponent {
         &self.inner.settings.id
     }
 
-    /// Serves `req` with a fresh instance. Never fails: guest traps,
-    /// timeouts, instance caps and exhausted instance pools become 5xx
-    /// responses.
+    /// Serves `req` (of scheme `https`) with a fresh instance; `chain` says
+    /// where it stands among local requests, and serves those the guest
+    /// sends. Never fails: guest traps, timeouts, instance caps and
+    /// exhausted instance pools become 5xx responses.
     pub async fn handle(
         &self,
-        req: hyper::Request<Incoming>,
+        req: hyper::Request<WasiBody>,
         https: bool,
+        chain: Chain,
     ) -> hyper::Response<ResponseBody> {
         let inner = &self.inner;
         let id = &inner.settings.id;
+        // A local request has what is left of the deadline of the client's
+        // request that set it off, at most its own.
+        let started = std::time::Instant::now();
+        let deadline = chain
+            .deadline()
+            .map_or(started + inner.sandbox.request_timeout, |d| {
+                d.min(started + inner.sandbox.request_timeout)
+            });
+        let timeout = deadline.saturating_duration_since(started);
         // Taken before anything is made for the instance, and held by the
         // task that runs it: a request cut off at its deadline keeps its
         // slot until its instance is gone.
@@ -121,18 +132,18 @@ impl HttpComponent {
             ),
             hooks: OutboundPolicy {
                 allowed: inner.settings.allowed_outbound_hosts.clone(),
+                component: id.clone(),
+                chain: chain.onward(deadline),
             },
         };
         let mut store = Store::new(inner.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        let timeout = inner.sandbox.request_timeout;
         // Every epoch tick charges the running guest's application. A long
         // runner (past two ticks, or of an application over its CPU share)
         // then gives its turn back and waits for the next one (see
         // `fairness`): spinning guests hold at most the long runners' worker
         // threads, one tick at a time, and the application that used the
         // least CPU lately goes first. Past its deadline a guest is stopped.
-        let deadline = std::time::Instant::now() + timeout;
         let turns = inner.turns.clone();
         let usage = inner.caps.app().cpu.clone();
         let held: Arc<std::sync::Mutex<Option<Turn>>> = Arc::default();
@@ -195,7 +206,9 @@ impl HttpComponent {
         let pre = match &inner.pre {
             Handler::P2(pre) => pre.clone(),
             Handler::P3(pre) => {
-                return self.handle_p3(pre.clone(), store, slot, req, https).await;
+                return self
+                    .handle_p3(pre.clone(), store, slot, req, https, timeout)
+                    .await;
             }
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -220,7 +233,7 @@ impl HttpComponent {
         // stuck waiting on the host, with a margin for the epoch to act first.
         let response = tokio::time::timeout(timeout + Duration::from_secs(1), receiver).await;
         match response {
-            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Ok(response))) => empty_body_known(response).await,
             Ok(Ok(Err(code))) => {
                 inner
                     .failures
@@ -255,12 +268,12 @@ impl HttpComponent {
         pre: ServicePre<InstanceState>,
         mut store: Store<InstanceState>,
         slot: InstanceSlot,
-        req: hyper::Request<Incoming>,
+        req: hyper::Request<WasiBody>,
         https: bool,
+        timeout: Duration,
     ) -> hyper::Response<ResponseBody> {
         let inner = &self.inner;
         let id = &inner.settings.id;
-        let timeout = self.inner.sandbox.request_timeout;
         let (mut parts, body) = req.into_parts();
         if parts.uri.scheme().is_none() {
             // p3 requests carry scheme and authority in the URI.
@@ -280,11 +293,6 @@ impl HttpComponent {
                 parts.uri = uri;
             }
         }
-        let body = body.map_err(|e| {
-            wasmtime_wasi_http::p3::bindings::http::types::ErrorCode::InternalError(Some(
-                e.to_string(),
-            ))
-        });
         let req = hyper::Request::from_parts(parts, body);
         let task = tokio::spawn(async move {
             let _slot = slot;

@@ -13,6 +13,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use crate::budget::{Charge, MemoryBudget};
 use crate::component::{ObjectStoreCtx, ObjectStoreCtxView, ObjectStoreView};
 use crate::manifest::{Mount, OutboundRule};
+
+use super::local::{Chain, LocalTarget, MAX_LOCAL_HOPS};
 use crate::spin::variables::{Variables, VariablesView};
 use crate::spin::{Grants, SpinKvCtx, SpinKvCtxView, SpinKvView};
 
@@ -161,9 +163,14 @@ impl ObjectStoreView for InstanceState {
 }
 
 /// Outgoing HTTP from guests: only to the hosts the manifest allows
-/// (`allowed_outbound_hosts`), as in Spin; by default nowhere.
+/// (`allowed_outbound_hosts`), as in Spin; by default nowhere. Requests to
+/// the guest's own application are served in process (see `local`).
 pub(super) struct OutboundPolicy {
     pub allowed: Arc<Vec<OutboundRule>>,
+    /// The component's id, for logs.
+    pub component: String,
+    /// Where the requests the guest sends to its application stand.
+    pub chain: Chain,
 }
 
 type OutboundIo = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -183,6 +190,27 @@ impl WasiHttpHooks for OutboundPolicy {
             > + Send,
     > {
         let uri = request.uri();
+        if let Some(target) = LocalTarget::of(uri) {
+            if !target.allowed_by(&self.allowed) {
+                tracing::debug!(
+                    component = %self.component,
+                    "request to its own application ({uri}) denied: not in allowed_outbound_hosts"
+                );
+                return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+            }
+            if self.chain.hops() >= MAX_LOCAL_HOPS {
+                tracing::warn!(
+                    component = %self.component,
+                    "request to its own application ({uri}) refused: {MAX_LOCAL_HOPS} local \
+                     requests deep already"
+                );
+            }
+            let answer = self.chain.send(target, request);
+            return Box::new(async move {
+                let response = answer.await?;
+                Ok((response, Box::new(async { Ok(()) }) as OutboundIo))
+            });
+        }
         let scheme = uri.scheme_str().unwrap_or("http");
         let port = uri
             .port_u16()

@@ -16,11 +16,13 @@
 //! | this one | the engine, compiling and linking components |
 //! | `instance` | what one instance holds, and its outgoing-request policy |
 //! | `handler` | serving one request with a fresh instance |
+//! | `local` | requests guests send to their own application (self requests, service chaining) |
 //! | `fairness` | instance caps, CPU turns and failure logs shared between applications |
 
 mod fairness;
 mod handler;
 mod instance;
+mod local;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -39,6 +41,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 pub use fairness::AppShare;
 pub use handler::HttpComponent;
 pub use instance::ComponentSettings;
+pub use local::{Chain, LocalAnswer, LocalService, LocalTarget, MAX_LOCAL_HOPS};
 
 use crate::objectstore::Application;
 use fairness::{CpuTurns, FailureLog, InstanceCaps};

@@ -60,6 +60,33 @@ impl Grants {
     }
 }
 
+/// Sets each `(key, value)` of `pairs` in application `app`'s `default`
+/// label (as `config` maps it), as `spin up --key-value` sets them in the
+/// application's default store: over any value the key had.
+pub async fn set_default_keys(
+    app: &Application,
+    config: &RuntimeConfig,
+    pairs: &[(String, String)],
+) -> Result<(), objectstore::Error> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let grants = config
+        .grant("", &["default".to_string()])
+        .expect("the default label always resolves");
+    grants.prepare(app).await?;
+    let target = &grants.0["default"];
+    let partition = app
+        .store(&target.store)
+        .await?
+        .partition(&target.partition)
+        .await?;
+    for (key, value) in pairs {
+        set(&partition, key, value.clone().into_bytes()).await?;
+    }
+    Ok(())
+}
+
 /// Per-instance state of the Spin key-value interfaces.
 pub struct SpinKvCtx {
     app: Application,
