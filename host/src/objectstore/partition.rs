@@ -81,8 +81,8 @@ impl Partition {
     }
 
     /// The TTL for keys without their own: the partition's or the store's.
-    /// The application's view of the partition (as of its last
-    /// [`refresh`](Self::refresh), which every write makes) wins over this
+    /// The application's view of the partition (as this host last read it,
+    /// which every write does once its copy is a second old) wins over this
     /// handle's, so that a TTL set through another handle or host applies.
     pub fn effective_ttl(&self) -> Ttl {
         self.app()
