@@ -62,9 +62,9 @@ impl Partition {
     }
 
     /// The partition's settings (`None`: it has no record), read again if
-    /// this host's copy is older than `SETTINGS_CACHE_MS` (one second), so that a TTL
-    /// set or a partition deleted through another host applies here within
-    /// that bound.
+    /// this host's copy is older than `SETTINGS_CACHE_MS` (one second), so
+    /// that a TTL set or a partition deleted through another host applies
+    /// here within that bound.
     pub(super) async fn refresh(&self) -> Result<Option<PartitionRecord>, Error> {
         let app = self.app();
         let now = self.inner().now_ms();
@@ -81,8 +81,8 @@ impl Partition {
     }
 
     /// The TTL for keys without their own: the partition's or the store's.
-    /// The application's view of the partition (as of its last
-    /// `refresh`, which every write makes) wins over this
+    /// The application's view of the partition (as this host last read it,
+    /// which every write does once its copy is a second old) wins over this
     /// handle's, so that a TTL set through another handle or host applies.
     pub fn effective_ttl(&self) -> Ttl {
         self.app()
@@ -111,9 +111,9 @@ impl Partition {
     }
 
     /// Makes the partition record unless this host saw it within
-    /// `SETTINGS_CACHE_MS` (one second): on its first write, and again after the
-    /// partition was deleted (through any host). Never overwrites a record
-    /// (and so its TTL).
+    /// `SETTINGS_CACHE_MS` (one second): on its first write, and again after
+    /// the partition was deleted (through any host). Never overwrites a
+    /// record (and so its TTL).
     pub(super) async fn ensure_record(&self) -> Result<(), Error> {
         let app = self.app();
         let now = self.inner().now_ms();

@@ -39,8 +39,8 @@ impl Store {
     }
 
     /// The TTL of keys that neither they nor their partition give one, as
-    /// this host last read it (writes read it again when their copy is
-    /// older than `SETTINGS_CACHE_MS` (one second)).
+    /// this host last read it (a write reads it again once this host's copy
+    /// is a second old).
     pub fn default_ttl(&self) -> Ttl {
         self.app
             .state
@@ -57,10 +57,10 @@ impl Store {
     }
 
     /// Checks that the store still exists, reading its settings again if
-    /// this host's copy is older than `SETTINGS_CACHE_MS` (one second): what bounds how
-    /// long a store deleted or reconfigured through another host goes on
-    /// being written here as it was. The default store always exists: it is
-    /// made again.
+    /// this host's copy is older than `SETTINGS_CACHE_MS` (one second): what
+    /// bounds how long a store deleted or reconfigured through another host
+    /// goes on being written here as it was. The default store always
+    /// exists: it is made again.
     pub(super) async fn refresh(&self) -> Result<(), Error> {
         let app = &self.app.state;
         let now = self.app.inner.now_ms();

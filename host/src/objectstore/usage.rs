@@ -11,8 +11,9 @@
 //! least one) with a conditional write, and admits requests from its lease
 //! with no round trip to the backend. A lease is good for [`LEASE_MS`] of
 //! the clock; tokens unused by then are lost, never given back. The tokens
-//! of a lease still running count against the bucket's capacity, so over any
-//! `t` seconds all hosts together admit at most `R + R·t` requests. The
+//! a running lease may still give out (all but the one its request used at
+//! once) count against the bucket's capacity, so over any `t` seconds all
+//! hosts together admit at most `R + R·t` requests. The
 //! hosts' clocks are assumed to agree (NTP); a host whose clock runs `d`
 //! ahead of the others can make the bucket refill up to `R·d` early.
 //!
@@ -453,11 +454,14 @@ fn full_bucket(rate: u32, now: u64) -> RateRecord {
 /// `now` and takes up to `want` tokens from it: how many it took, or how
 /// long to wait for one.
 ///
-/// The tokens of a lease still running count against the capacity: the
-/// bucket's level plus what running leases hold never exceeds it, at any
-/// moment between two calls. That is what keeps tokens leased before a
-/// moment and used after it from adding to a full bucket, and so gives the
-/// bound `R + R·t` over every interval.
+/// The tokens a running lease may still give out count against the
+/// capacity: the bucket's level plus what running leases hold never exceeds
+/// it, at any moment between two calls. That is what keeps tokens leased
+/// before a moment and used after it from adding to a full bucket, and so
+/// gives the bound `R + R·t` over every interval. A lease's first token is
+/// not held: the request that took the lease used it at once (so with
+/// leases of one token, under 40 requests a second, this is exactly a token
+/// bucket).
 fn take_tokens(bucket: &mut RateRecord, rate: u32, now: u64, want: u64) -> Result<u64, Duration> {
     let rate = u64::from(rate);
     let capacity = rate * 1000;
@@ -468,11 +472,8 @@ fn take_tokens(bucket: &mut RateRecord, rate: u32, now: u64, want: u64) -> Resul
         .leases
         .retain(|l| l.at_ms <= now.saturating_add(CLOCK_STEP_MS));
     bucket.leases.sort_by_key(lease_end);
-    let mut leased: u64 = bucket
-        .leases
-        .iter()
-        .map(|l| l.tokens.saturating_mul(1000))
-        .sum();
+    let held = |l: &RateLease| l.tokens.saturating_sub(1).saturating_mul(1000);
+    let mut leased: u64 = bucket.leases.iter().map(held).sum();
     let mut level = bucket.level_milli.min(capacity.saturating_sub(leased));
     if now >= bucket.at_ms {
         // Refill piece by piece, the room growing as leases end. `rate`
@@ -485,7 +486,7 @@ fn take_tokens(bucket: &mut RateRecord, rate: u32, now: u64, want: u64) -> Resul
                 level = refilled.min(capacity.saturating_sub(leased));
                 at = end;
             }
-            leased = leased.saturating_sub(lease.tokens.saturating_mul(1000));
+            leased = leased.saturating_sub(held(lease));
         }
         let refilled = level.saturating_add((now - at).saturating_mul(rate));
         level = refilled.min(capacity.saturating_sub(leased));
@@ -763,13 +764,14 @@ mod tests {
 
     #[test]
     fn leased_tokens_count_against_the_capacity_until_their_lease_ends() {
-        // A host leases the whole bucket, then the bucket would refill while
-        // the lease runs: no more than the capacity is out at once.
+        // A host leases the whole bucket and uses one token at once: the
+        // nine it holds leave room for one more while its lease runs.
         let mut bucket = full_bucket(10, 0);
         assert_eq!(take_tokens(&mut bucket, 10, 0, 10), Ok(10));
-        assert!(take_tokens(&mut bucket, 10, LEASE_MS - 1, 10).is_err());
-        // Once it ends, the bucket refills from there.
-        assert!(take_tokens(&mut bucket, 10, LEASE_MS, 10).is_err());
+        assert!(take_tokens(&mut bucket, 10, 99, 10).is_err());
+        assert_eq!(take_tokens(&mut bucket, 10, 200, 10), Ok(1));
+        // Once the lease ends (at 250), the bucket refills freely: 50 ms
+        // capped beside the nine, then 300 ms more.
         assert_eq!(take_tokens(&mut bucket, 10, LEASE_MS + 300, 10), Ok(3));
     }
 
