@@ -304,15 +304,21 @@ async fn seed(host: &OstoreProcess) {
 /// not measured.
 async fn warm_up(addrs: &[SocketAddr]) {
     let hello = addrs.to_vec();
-    drive_round_robin(addrs, 4 * addrs.len(), Duration::from_secs(1), move |c, _| {
-        ostore_tests::load::get(hello[c % hello.len()], "/hello")
-    })
+    drive_round_robin(
+        addrs,
+        4 * addrs.len(),
+        Duration::from_secs(1),
+        move |c, _| ostore_tests::load::get(hello[c % hello.len()], "/hello"),
+    )
     .await;
     for workload in [Workload::Retrieve, Workload::Store] {
         let to = addrs.to_vec();
-        drive_round_robin(addrs, 4 * addrs.len(), Duration::from_secs(1), move |c, n| {
-            workload.request(to[c % to.len()], usize::MAX, c, n)
-        })
+        drive_round_robin(
+            addrs,
+            4 * addrs.len(),
+            Duration::from_secs(1),
+            move |c, n| workload.request(to[c % to.len()], usize::MAX, c, n),
+        )
         .await;
     }
 }

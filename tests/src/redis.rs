@@ -121,8 +121,7 @@ impl RedisServer {
             .stdin(Stdio::null())
             .output()
             .expect("running redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 
     /// Like [`cli`](Self::cli), for binary output (`--no-raw` is not used).

@@ -68,9 +68,15 @@ async fn bad_configuration_gets_one_clear_line() {
     });
     let at = format!("127.0.0.1:{}", guarded.port);
     let e = refusal(&format!("redis://:wrong@{at}")).await;
-    assert!(e.contains(&format!("Redis at {at} refused the credentials")), "{e}");
+    assert!(
+        e.contains(&format!("Redis at {at} refused the credentials")),
+        "{e}"
+    );
     let e = refusal(&format!("redis://{at}")).await;
-    assert!(e.contains(&format!("Redis at {at} refused the credentials")), "{e}");
+    assert!(
+        e.contains(&format!("Redis at {at} refused the credentials")),
+        "{e}"
+    );
     connect(&format!("redis://:right%20horse@{at}")).await;
 
     let plain = RedisServer::start(&RedisOptions::default());
@@ -127,7 +133,10 @@ async fn three_hosts_on_one_cluster_behave_as_one_and_leave_no_plaintext() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     for host in &hosts[1..] {
-        assert_eq!(host.get("/store/PlaintextKeyName").await.text(), "PlaintextValue");
+        assert_eq!(
+            host.get("/store/PlaintextKeyName").await.text(),
+            "PlaintextValue"
+        );
     }
 
     // 3 × 64 concurrent increments spread over the hosts: exactly 192, each
@@ -172,10 +181,24 @@ async fn three_hosts_on_one_cluster_behave_as_one_and_leave_no_plaintext() {
         }
     };
     let r = put(&hosts[0], ("if-none-match", "*"), "v1").await;
-    assert_eq!((r.status, r.header("etag")), (200, Some("\"1\"")), "{}", r.text());
-    assert_eq!(put(&hosts[1], ("if-none-match", "*"), "again").await.status, 412);
-    assert_eq!(put(&hosts[1], ("if-match", "\"1\""), "v2").await.status, 200);
-    assert_eq!(put(&hosts[2], ("if-match", "\"1\""), "lost").await.status, 412);
+    assert_eq!(
+        (r.status, r.header("etag")),
+        (200, Some("\"1\"")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        put(&hosts[1], ("if-none-match", "*"), "again").await.status,
+        412
+    );
+    assert_eq!(
+        put(&hosts[1], ("if-match", "\"1\""), "v2").await.status,
+        200
+    );
+    assert_eq!(
+        put(&hosts[2], ("if-match", "\"1\""), "lost").await.status,
+        412
+    );
 
     // A key with a 2 s TTL disappears on all three hosts. (Each host has a
     // manual clock started when it was; they are a few seconds apart, as
@@ -237,7 +260,10 @@ async fn three_hosts_on_one_cluster_behave_as_one_and_leave_no_plaintext() {
         .filter(|(p, _)| p.display().to_string().contains("appendonly"))
         .map(|(_, b)| b.len())
         .sum();
-    assert!(aof_bytes > 10_000, "only {aof_bytes} bytes of append-only files");
+    assert!(
+        aof_bytes > 10_000,
+        "only {aof_bytes} bytes of append-only files"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,9 +292,7 @@ async fn three_ostore_processes_share_a_cluster_and_survive_losing_one() {
             host.get("/store/TestKey01").await.text(),
             "This is an object store test"
         );
-        let r = host
-            .request("POST", "/store/counter/increment", "")
-            .await;
+        let r = host.request("POST", "/store/counter/increment", "").await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert_eq!(hosts[1].get("/store/counter").await.text(), "2");
@@ -358,7 +382,12 @@ async fn fail_over(durability: RedisDurability) -> Failover {
     let r = hosts[0]
         .request("POST", "/store", r#"{"key": "after", "value": "ok"}"#)
         .await;
-    assert_eq!(r.status, 200, "the hosts do not serve after the failover: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "the hosts do not serve after the failover: {}",
+        r.text()
+    );
     let mut lost = 0;
     for (i, (key, value)) in acknowledged.iter().enumerate() {
         let r = hosts[i % 3].get(&format!("/store/{key}")).await;
