@@ -55,7 +55,11 @@ pub async fn keeps_the_contract(b: Arc<dyn Backend>) {
 
     // Values are bytes, whatever they hold: empty, zeros, large.
     let big = vec![0xa5u8; 1 << 20];
-    for (k, v) in [(&b"v/empty"[..], &b""[..]), (b"v/zeros", b"\0\0\0"), (b"v/big", &big)] {
+    for (k, v) in [
+        (&b"v/empty"[..], &b""[..]),
+        (b"v/zeros", b"\0\0\0"),
+        (b"v/big", &big),
+    ] {
         put(&*b, S, k, v, Expect::Absent).await.unwrap();
         assert_eq!(b.get(S, k).await.unwrap().as_deref(), Some(v), "{k:?}");
     }
@@ -95,12 +99,14 @@ pub async fn keeps_the_contract(b: Arc<dyn Backend>) {
         keys(b.scan(Shards::One(b"p1"), b"p/1", None, 10).await.unwrap()),
         [&b"p/1"[..], b"p/1x"]
     );
-    assert!(b.scan(p, b"p/", Some(b"p/\xff"), 10).await.unwrap().is_empty());
-    // An `after` before the prefix starts at the prefix.
-    assert_eq!(
-        keys(b.scan(p, b"p/", Some(b"a"), 10).await.unwrap()),
-        all_p
+    assert!(
+        b.scan(p, b"p/", Some(b"p/\xff"), 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
+    // An `after` before the prefix starts at the prefix.
+    assert_eq!(keys(b.scan(p, b"p/", Some(b"a"), 10).await.unwrap()), all_p);
     // The values come with their keys.
     let pairs = b.scan(Shards::ALL, b"q/", None, 10).await.unwrap();
     assert_eq!(pairs, [(b"q/1".to_vec(), b"q/1".to_vec())]);

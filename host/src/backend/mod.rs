@@ -47,7 +47,10 @@ pub enum BackendConfig {
 
 impl BackendConfig {
     /// Opens the backend; `redb_file` is where redb keeps its data.
-    pub async fn open(&self, redb_file: &std::path::Path) -> Result<Arc<dyn Backend>, BackendError> {
+    pub async fn open(
+        &self,
+        redb_file: &std::path::Path,
+    ) -> Result<Arc<dyn Backend>, BackendError> {
         Ok(match self {
             BackendConfig::Redb => Arc::new(FileBackend::open(redb_file)?),
             BackendConfig::Redis(config) => Arc::new(RedisBackend::connect(config).await?),
@@ -255,4 +258,3 @@ impl BackendError {
         BackendError::Storage(Arc::new(e))
     }
 }
-

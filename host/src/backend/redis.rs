@@ -366,7 +366,10 @@ pub struct RedisBackend {
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
-            .field("cluster", &matches!(self.connection, Connection::Cluster(_)))
+            .field(
+                "cluster",
+                &matches!(self.connection, Connection::Cluster(_)),
+            )
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
@@ -466,7 +469,12 @@ impl RedisBackend {
 
     /// Adds `shard` to the registry unless this process already did.
     async fn register(&self, shard: &[u8]) -> Result<(), BackendError> {
-        if self.registered.lock().expect("registry lock").contains(shard) {
+        if self
+            .registered
+            .lock()
+            .expect("registry lock")
+            .contains(shard)
+        {
             return Ok(());
         }
         let mut c = self.connection.clone();
@@ -744,15 +752,23 @@ mod tests {
         let c: RedisConfig = "redis://127.0.0.1:6380".parse().unwrap();
         assert_eq!(c.nodes, [("127.0.0.1".to_string(), 6380)]);
         assert!(!c.cluster && !c.tls && c.password.is_none());
-        let c: RedisConfig = "rediss+cluster://app:p%40ss@a:1,b:2,[::1]:3".parse().unwrap();
+        let c: RedisConfig = "rediss+cluster://app:p%40ss@a:1,b:2,[::1]:3"
+            .parse()
+            .unwrap();
         assert!(c.cluster && c.tls);
         assert_eq!(c.username.as_deref(), Some("app"));
         assert_eq!(c.password.as_deref(), Some("p@ss"));
         assert_eq!(c.nodes.len(), 3);
         assert_eq!(c.nodes[2], ("::1".to_string(), 3));
-        assert!(!format!("{c:?}").contains("p@ss"), "Debug shows the password");
+        assert!(
+            !format!("{c:?}").contains("p@ss"),
+            "Debug shows the password"
+        );
         let c: RedisConfig = "redis://:secret@h/2".parse().unwrap();
-        assert_eq!((c.password.as_deref(), c.db, c.nodes[0].1), (Some("secret"), 2, 6379));
+        assert_eq!(
+            (c.password.as_deref(), c.db, c.nodes[0].1),
+            (Some("secret"), 2, 6379)
+        );
         for bad in [
             "http://h:1",
             "redis://h:port",
@@ -764,7 +780,9 @@ mod tests {
             let e = bad.parse::<RedisConfig>().unwrap_err().to_string();
             assert!(e.starts_with("bad Redis URL"), "{bad}: {e}");
         }
-        let e = "redis://u:hunter2@h:1/x".parse::<RedisConfig>().unwrap_err();
+        let e = "redis://u:hunter2@h:1/x"
+            .parse::<RedisConfig>()
+            .unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 

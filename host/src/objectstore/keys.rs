@@ -447,7 +447,10 @@ mod tests {
         let (partition, entry) = ids();
         let in_span = |key: RecordKey, prefix: Prefix| {
             let shard = key.shard().encode();
-            assert!(key.encode().starts_with(&prefix.encode()), "{key:?} {prefix:?}");
+            assert!(
+                key.encode().starts_with(&prefix.encode()),
+                "{key:?} {prefix:?}"
+            );
             match prefix.shards() {
                 ShardSpan::One(name) => assert_eq!(name, shard, "{key:?} {prefix:?}"),
                 ShardSpan::StartingWith(start) => {

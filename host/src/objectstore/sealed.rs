@@ -113,7 +113,10 @@ impl<'a> SealedTable<'a> {
     /// Applies `batch` (writes of its one shard), or nothing if an
     /// expectation fails.
     pub async fn commit(&self, batch: Batch) -> Result<Commit, Error> {
-        debug_assert!(in_its_shard(&batch), "a write is outside its batch's shard: {batch:?}");
+        debug_assert!(
+            in_its_shard(&batch),
+            "a write is outside its batch's shard: {batch:?}"
+        );
         match self.backend.commit(batch).await {
             Ok(()) => Ok(Commit::Done),
             Err(BackendError::Conflict) => Ok(Commit::Conflict),
@@ -144,9 +147,10 @@ impl<'a> SealedTable<'a> {
 
 /// Whether every write of `batch` is to a record of the batch's shard.
 fn in_its_shard(batch: &Batch) -> bool {
-    batch.writes.iter().all(|w| {
-        RecordKey::parse(&w.key).is_some_and(|k| k.shard().encode() == batch.shard)
-    })
+    batch
+        .writes
+        .iter()
+        .all(|w| RecordKey::parse(&w.key).is_some_and(|k| k.shard().encode() == batch.shard))
 }
 
 /// A scan in progress: successive chunks of the pairs under a prefix. Each

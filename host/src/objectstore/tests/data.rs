@@ -133,7 +133,10 @@ async fn nothing_is_plaintext_in_the_backend_and_a_flipped_byte_is_an_integrity_
     p.store("PlainKey", b"PlainValue".to_vec(), StoreOptions::default())
         .await
         .unwrap();
-    let all = backend.scan(Shards::ALL, b"", None, usize::MAX).await.unwrap();
+    let all = backend
+        .scan(Shards::ALL, b"", None, usize::MAX)
+        .await
+        .unwrap();
     for needle in [
         &b"plaintext-app"[..],
         b"PlainPartition",
@@ -425,7 +428,13 @@ async fn a_damaged_record_is_reported_but_can_be_replaced_or_deleted_and_does_no
     );
     // Clearing removes the damaged record too.
     assert_eq!(p.clear().await.unwrap(), 1);
-    assert!(backend.scan(Shards::ALL, b"e", None, 10).await.unwrap().is_empty());
+    assert!(
+        backend
+            .scan(Shards::ALL, b"e", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -505,9 +514,27 @@ async fn stores_are_listed_configured_and_deleted_with_their_data() {
     assert_eq!(app.list_stores(None, 10).await.unwrap().items.len(), 1);
     // Nothing of the store is left in the backend but the default store,
     // the application and the master check.
-    assert!(backend.scan(Shards::ALL, b"e", None, 10).await.unwrap().is_empty());
-    assert!(backend.scan(Shards::ALL, b"p", None, 10).await.unwrap().is_empty());
-    assert!(backend.scan(Shards::ALL, b"x", None, 10).await.unwrap().is_empty());
+    assert!(
+        backend
+            .scan(Shards::ALL, b"e", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        backend
+            .scan(Shards::ALL, b"p", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        backend
+            .scan(Shards::ALL, b"x", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let recreated = app.store("S").await.unwrap().partition("P").await.unwrap();
     assert!(!recreated.contains("k").await.unwrap());
 }

@@ -22,11 +22,29 @@ async fn expired_keys_vanish_and_are_swept() {
     assert!(matches!(p.retrieve("short").await, Err(Error::KeyNotFound)));
     assert_eq!(p.list_keys(None, 10).await.unwrap().items, ["long"]);
     // The record is still there until the sweep reclaims it.
-    assert_eq!(backend.scan(Shards::ALL, b"e", None, 10).await.unwrap().len(), 2);
-    assert_eq!(os.sweep_expired().await.unwrap(), 1);
-    assert_eq!(backend.scan(Shards::ALL, b"e", None, 10).await.unwrap().len(), 1);
     assert_eq!(
-        backend.scan(Shards::ALL, b"x", None, 10).await.unwrap().len(),
+        backend
+            .scan(Shards::ALL, b"e", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(os.sweep_expired().await.unwrap(), 1);
+    assert_eq!(
+        backend
+            .scan(Shards::ALL, b"e", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        backend
+            .scan(Shards::ALL, b"x", None, 10)
+            .await
+            .unwrap()
+            .len(),
         1,
         "only long's index entry is left"
     );
