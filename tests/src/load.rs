@@ -44,12 +44,29 @@ pub async fn drive<F>(addr: SocketAddr, connections: usize, time: Duration, requ
 where
     F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
 {
+    drive_round_robin(&[addr], connections, time, request).await
+}
+
+/// Like [`drive`], with the connections spread over `addrs`: connection
+/// `conn` goes to `addrs[conn % addrs.len()]`. The figures are the
+/// aggregate over all of them.
+pub async fn drive_round_robin<F>(
+    addrs: &[SocketAddr],
+    connections: usize,
+    time: Duration,
+    request: F,
+) -> Figures
+where
+    F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
+{
+    assert!(!addrs.is_empty(), "no address to drive");
     let request = Arc::new(request);
     let start = Instant::now();
     let deadline = start + time;
     let tasks: Vec<_> = (0..connections)
         .map(|conn| {
             let request = request.clone();
+            let addr = addrs[conn % addrs.len()];
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0;

@@ -125,6 +125,11 @@ impl OstoreProcess {
         }
     }
 
+    /// The process id (of the wrapper, if started through one).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the host wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
