@@ -8,12 +8,12 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::{Sealer, TAG_LEN, Tag, random_array};
 
 use super::keys::{Prefix, RecordKey, Shard};
-use super::record::{AppRecord, PartitionRecord, StoreRecord};
-use super::sealed::SealedTable;
+use super::record::{AppRecord, PartitionRecord, StoreRecord, StoreTombstone};
+use super::sealed::{Commit, SealedTable};
 use super::store::Store;
 use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
 use super::usage::AppUsage;
-use super::{Error, Inner, paging, write};
+use super::{Error, Inner, MAX_CONFLICT_RETRIES, paging, write};
 
 /// How long a host trusts what it cached of a store's or a partition's
 /// settings (that it exists, its TTL, its quota), in milliseconds of the
@@ -178,6 +178,63 @@ impl Inner {
             .clone())
     }
 
+    /// Finishes the deletion of a store whose record a tombstone replaced:
+    /// deletes its keys, partition by partition, then its partitions'
+    /// settings, then the tombstone. Each step may be cut off and done again,
+    /// by this host or another; a step that finds the tombstone gone (a host
+    /// finished the job, and a new store of the name may be in use) stops
+    /// without touching anything more.
+    pub(super) async fn finish_store_deletion(
+        &self,
+        app: &AppState,
+        store: Tag,
+    ) -> Result<(), Error> {
+        let table = self.table(app);
+        let key = RecordKey::StoreTombstone {
+            app: app.tag,
+            store,
+        };
+        let Some(tombstone) = table.get::<StoreTombstone>(&key).await? else {
+            return Ok(());
+        };
+        let entries = Prefix::StoreEntries {
+            app: app.tag,
+            store,
+        };
+        let standing = write::While::Present(key);
+        write::delete_entries(table, app, self.now_ms(), entries, &standing).await?;
+        // Each round reads the first partitions left, so a batch that meets
+        // a partition set anew through a handle of the old store (a
+        // conflict) is done again from what is there now.
+        let partitions = Prefix::Partitions {
+            app: app.tag,
+            store,
+        };
+        let mut conflicts = 0;
+        loop {
+            let chunk = table.scan(partitions).next_chunk().await?;
+            if chunk.is_empty() || !standing.holds(table).await? {
+                break;
+            }
+            let mut batch = Batch::new(Shard::App(app.tag).encode());
+            for (key, sealed) in chunk {
+                batch.delete(key, Expect::Value(sealed));
+            }
+            if table.commit(batch).await? == Commit::Conflict {
+                conflicts += 1;
+                if conflicts == MAX_CONFLICT_RETRIES {
+                    return Err(Error::Contended("the store's partitions are"));
+                }
+            }
+        }
+        let mut batch = Batch::new(Shard::App(app.tag).encode());
+        batch.delete(key.encode(), Expect::Value(tombstone.sealed));
+        if table.commit(batch).await? == Commit::Done {
+            tracing::debug!(store = %tombstone.record.name, "store deleted");
+        }
+        Ok(())
+    }
+
     /// Counts the keys and bytes of every store of an application.
     pub(super) async fn measure(&self, app: &AppState) -> Result<HashMap<Tag, Footprint>, Error> {
         let mut footprints: HashMap<Tag, Footprint> = HashMap::new();
@@ -300,59 +357,61 @@ impl Application {
     }
 
     /// Deletes the store `name` with all its partitions and keys. Returns
-    /// whether it existed. Other hosts refuse writes through their handles
-    /// of the store within `SETTINGS_CACHE_MS` (one second) of its return; a write
-    /// racing the deletion may survive it.
+    /// whether it existed.
+    ///
+    /// The store's records live in many shards (its partitions'), so no one
+    /// batch can delete them all. The first batch swaps the store's record
+    /// for a tombstone: from then on the store is absent on every host (other
+    /// hosts refuse writes through their handles of it within
+    /// `SETTINGS_CACHE_MS`, one second). The partitions' keys and settings
+    /// are then deleted shard by shard, and the tombstone last. If this host
+    /// stops half-way, the next host that creates a store of that name, or
+    /// any host's sweep, finishes the job; nothing of the old store is seen
+    /// again. (A write racing the deletion, through a handle opened less
+    /// than a second before it, may survive it.)
     pub async fn delete_store(&self, name: &str) -> Result<bool, Error> {
-        let Some(store) = self.find_store(name).await? else {
-            return Ok(false);
-        };
-        self.admit(store.tag).await?;
+        self.inner.check_name(name, "store name")?;
         let app = &self.state;
-        let table = self.table();
-        write::delete_entries(
-            table,
-            app,
-            self.inner.now_ms(),
-            Prefix::StoreEntries {
-                app: app.tag,
-                store: store.tag,
-            },
-        )
-        .await?;
-        let mut partitions = table.scan(Prefix::Partitions {
+        let tag = app.store_tag(name);
+        let key = RecordKey::Store {
             app: app.tag,
-            store: store.tag,
-        });
-        loop {
-            let chunk = partitions.next_chunk().await?;
-            if chunk.is_empty() {
-                break;
-            }
-            let mut batch = Batch::new(Shard::App(app.tag).encode());
-            for (key, _) in chunk {
-                batch.delete(key, Expect::Any);
-            }
-            table.commit_unconditional(batch).await?;
+            store: tag,
+        };
+        let table = self.table();
+        let tombstone_key = RecordKey::StoreTombstone {
+            app: app.tag,
+            store: tag,
         }
-        let mut batch = Batch::new(Shard::App(app.tag).encode());
-        batch.delete(
-            RecordKey::Store {
-                app: app.tag,
-                store: store.tag,
+        .encode();
+        let mut admitted = false;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(store) = table.get::<StoreRecord>(&key).await? else {
+                app.cache_store(tag, None, self.inner.now_ms());
+                return Ok(false);
+            };
+            if !admitted {
+                self.admit(tag).await?;
+                admitted = true;
             }
-            .encode(),
-            Expect::Any,
-        );
-        table.commit_unconditional(batch).await?;
-        // The usage counters stay: the deletions above are counted as
-        // changes like any other, so the other hosts' changes not added yet
-        // still add up to what is left.
-        app.cache_store(store.tag, None, self.inner.now_ms());
-        app.forget_partitions_of(store.tag);
-        Ok(true)
+            let tombstone = StoreTombstone {
+                name: name.to_string(),
+                since_ms: self.inner.now_ms(),
+            };
+            let mut batch = Batch::new(Shard::App(app.tag).encode());
+            batch.delete(key.encode(), Expect::Value(store.sealed));
+            let sealed = table.seal(&tombstone_key, &tombstone);
+            batch.put(tombstone_key.clone(), sealed, Expect::Any);
+            // A conflict: deleted, or configured anew, through another host
+            // meanwhile; decide again on what is there now.
+            if table.commit(batch).await? == Commit::Done {
+                app.cache_store(tag, None, self.inner.now_ms());
+                app.forget_partitions_of(tag);
+                self.inner.finish_store_deletion(app, tag).await?;
+                return Ok(true);
+            }
+        }
+        Err(Error::Contended("the store is"))
     }
-
     /// Loads the store record of `name`, creating it as `create` if absent.
     async fn load_store(
         &self,
@@ -386,14 +445,44 @@ impl Application {
                         "the application may have {max} stores"
                     )));
                 }
-                table
-                    .read_or_create(&key, || Some(record.clone()))
-                    .await?
-                    .expect("created if absent")
+                self.create_store(tag, record).await?
             }
         };
         app.cache_store(tag, Some(record.clone()), now);
         Ok(Some(Store::new(self.clone(), tag, record)))
+    }
+
+    /// Writes the record of a new store, once no deletion of a store of that
+    /// name is under way (finishing such a deletion first, so that none of
+    /// the old store's keys shows in the new one); of concurrent creators
+    /// one wins and the others read its record.
+    async fn create_store(&self, tag: Tag, record: StoreRecord) -> Result<StoreRecord, Error> {
+        let app = &self.state;
+        let table = self.table();
+        let key = RecordKey::Store {
+            app: app.tag,
+            store: tag,
+        };
+        let tombstone = RecordKey::StoreTombstone {
+            app: app.tag,
+            store: tag,
+        };
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            self.inner.finish_store_deletion(app, tag).await?;
+            let bytes = key.encode();
+            let mut batch = Batch::new(Shard::App(app.tag).encode());
+            batch.put(bytes.clone(), table.seal(&bytes, &record), Expect::Absent);
+            // Deleting an absent key changes nothing: this only checks that
+            // no deletion began since the one finished above.
+            batch.delete(tombstone.encode(), Expect::Absent);
+            if table.commit(batch).await? == Commit::Done {
+                return Ok(record);
+            }
+            if let Some(theirs) = table.get::<StoreRecord>(&key).await? {
+                return Ok(theirs.record);
+            }
+        }
+        Err(Error::Contended("the store is"))
     }
 
     /// How many stores the application has, counting at most one past its

@@ -7,6 +7,7 @@
 //! | credential | `i` client | client id, what it grants, an HMAC of its secret, under the master key | the host |
 //! | application | `a` app | name and data keys, under the master key | application |
 //! | store | `s` app store | name, default TTL, quota | application |
+//! | store tombstone | `t` app store | a store being deleted: its name, since when | application |
 //! | partition | `p` app store partition | name and TTL | application |
 //! | stats | `c` app store day | requests to a store on a day, its size then | application |
 //! | usage | `u` app store | the keys and bytes of a store, as every host has added its changes | application |
@@ -39,6 +40,7 @@ const EXPIRY: u8 = b'x';
 const USAGE: u8 = b'u';
 const RATE_BUCKET: u8 = b'r';
 const CREDENTIAL: u8 = b'i';
+const STORE_TOMBSTONE: u8 = b't';
 
 /// A partition, by the tags of its application, store and own name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,6 +66,10 @@ pub(crate) enum RecordKey {
     App(Tag),
     /// A store's settings.
     Store { app: Tag, store: Tag },
+    /// A store whose deletion has begun and not yet finished: written in
+    /// the batch that deletes the store's record, deleted once the store's
+    /// partitions and keys are gone.
+    StoreTombstone { app: Tag, store: Tag },
     /// A partition's settings.
     Partition(PartitionId),
     /// A store's request count on one day.
@@ -139,6 +145,8 @@ pub(crate) enum Prefix {
     PartitionEntries(PartitionId),
     /// The key and byte counts of every store of an application.
     Usage(Tag),
+    /// Every application's store tombstones (deletions not yet finished).
+    StoreTombstones,
     /// Every client credential.
     Credentials,
 }
@@ -215,6 +223,11 @@ impl RecordKey {
                 out.extend_from_slice(app);
                 out.extend_from_slice(store);
             }
+            RecordKey::StoreTombstone { app, store } => {
+                out.push(STORE_TOMBSTONE);
+                out.extend_from_slice(app);
+                out.extend_from_slice(store);
+            }
             RecordKey::Partition(id) => {
                 out.push(PARTITION);
                 push_partition(&mut out, id);
@@ -264,6 +277,10 @@ impl RecordKey {
                 app: f.tag()?,
                 store: f.tag()?,
             },
+            STORE_TOMBSTONE => RecordKey::StoreTombstone {
+                app: f.tag()?,
+                store: f.tag()?,
+            },
             PARTITION => RecordKey::Partition(f.partition()?),
             STATS => RecordKey::Stats {
                 app: f.tag()?,
@@ -293,6 +310,7 @@ impl RecordKey {
             RecordKey::Credential(_) => Shard::Host,
             RecordKey::App(app)
             | RecordKey::Store { app, .. }
+            | RecordKey::StoreTombstone { app, .. }
             | RecordKey::Stats { app, .. }
             | RecordKey::Partition(PartitionId { app, .. })
             | RecordKey::Usage { app, .. }
@@ -349,6 +367,10 @@ impl Prefix {
                 out.push(CREDENTIAL);
                 [None; 3]
             }
+            Prefix::StoreTombstones => {
+                out.push(STORE_TOMBSTONE);
+                [None; 3]
+            }
         };
         for tag in tags.into_iter().map_while(|t| t) {
             out.extend_from_slice(tag);
@@ -389,7 +411,7 @@ impl Prefix {
             ShardSpan::StartingWith(start)
         };
         match self {
-            Prefix::Apps => ShardSpan::StartingWith(vec![SHARD_APP]),
+            Prefix::Apps | Prefix::StoreTombstones => ShardSpan::StartingWith(vec![SHARD_APP]),
             Prefix::Credentials => ShardSpan::One(Shard::Host.encode()),
             Prefix::Expiries => partitions_of(&[]),
             Prefix::Stores(app)
@@ -439,6 +461,10 @@ mod tests {
             RecordKey::MasterCheck,
             RecordKey::App(tag(1)),
             RecordKey::Store {
+                app: tag(1),
+                store: tag(2),
+            },
+            RecordKey::StoreTombstone {
                 app: tag(1),
                 store: tag(2),
             },
@@ -514,6 +540,14 @@ mod tests {
         };
         in_span(RecordKey::App(tag(1)), Prefix::Apps);
         in_span(store, Prefix::Stores(tag(1)));
+        let tombstone = RecordKey::StoreTombstone {
+            app: tag(1),
+            store: tag(2),
+        };
+        in_span(tombstone, Prefix::StoreTombstones);
+        // A tombstone lives in the shard of the store record it replaces, so
+        // that one batch swaps them.
+        assert_eq!(tombstone.shard(), store.shard());
         in_span(
             RecordKey::Partition(partition),
             Prefix::Partitions {

@@ -10,7 +10,7 @@ use super::record::{EntryRecord, PartitionRecord};
 use super::sealed::{Commit, SealedTable};
 use super::store::Store;
 use super::types::{Entry, Metadata, Page, StoreOptions, Ttl, ValueKind};
-use super::write::{Damaged, Stored, delete_entries};
+use super::write::{Damaged, Stored, While, delete_entries};
 use super::{Error, Inner, paging};
 
 /// A partition of a store: the unit most operations work on.
@@ -416,6 +416,7 @@ impl Partition {
             self.app(),
             self.inner().now_ms(),
             self.id.entries(),
+            &While::Always,
         )
         .await
     }

@@ -85,6 +85,14 @@ pub(crate) struct StoreRecord {
     pub quota: StoreQuota,
 }
 
+/// A store being deleted: what names it in logs, and when its deletion
+/// began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoreTombstone {
+    pub name: String,
+    pub since_ms: u64,
+}
+
 /// A partition's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PartitionRecord {
@@ -365,6 +373,24 @@ impl Record for StoreRecord {
     }
 }
 
+impl Record for StoreTombstone {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.bytes(self.name.as_bytes()).u64(self.since_ms);
+        w.0
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader::new(bytes)?;
+        let record = Self {
+            name: r.string()?,
+            since_ms: r.u64()?,
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
 impl Record for PartitionRecord {
     fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
@@ -465,6 +491,18 @@ mod tests {
             },
         };
         assert_eq!(StoreRecord::decode(&store.encode()).unwrap(), store);
+        let tombstone = StoreTombstone {
+            name: "s".into(),
+            since_ms: 1 << 41,
+        };
+        let bytes = tombstone.encode();
+        assert_eq!(StoreTombstone::decode(&bytes).unwrap(), tombstone);
+        for cut in 0..bytes.len() {
+            assert!(
+                StoreTombstone::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

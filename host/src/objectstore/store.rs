@@ -147,6 +147,7 @@ impl Store {
             &self.app.state,
             self.app.inner.now_ms(),
             partition.id().entries(),
+            &write::While::Always,
         )
         .await?;
         let record = RecordKey::Partition(partition.id());

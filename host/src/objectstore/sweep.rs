@@ -1,6 +1,6 @@
-//! The expiry sweep: deletes keys whose expiry has passed, in expiry order,
-//! from the expiry index. Expired keys are invisible at once; the sweep only
-//! reclaims their space.
+//! The sweep: deletes keys whose expiry has passed, in expiry order, from
+//! the expiry index (expired keys are invisible at once; the sweep only
+//! reclaims their space), and finishes store deletions cut off half-way.
 
 use std::time::Duration;
 
@@ -69,7 +69,32 @@ impl ObjectStore {
         }
     }
 
-    /// Runs [`sweep_expired`](Self::sweep_expired) every `interval` until
+    /// Finishes every store deletion that a host began and did not finish
+    /// (it stopped half-way, or is still at it: the steps are safe to run
+    /// twice). Returns how many stores it found being deleted.
+    pub async fn finish_deletions(&self) -> Result<u64, Error> {
+        let inner = &self.inner;
+        let mut scan = inner.master_table().scan(Prefix::StoreTombstones);
+        let mut found = 0;
+        loop {
+            let chunk = scan.next_chunk().await?;
+            if chunk.is_empty() {
+                return Ok(found);
+            }
+            for (key, _) in chunk {
+                let Some(RecordKey::StoreTombstone { app, store }) = RecordKey::parse(&key) else {
+                    tracing::warn!("skipping a malformed store tombstone key");
+                    continue;
+                };
+                let app = inner.app_state(app, None).await?;
+                inner.finish_store_deletion(&app, store).await?;
+                found += 1;
+            }
+        }
+    }
+
+    /// Runs [`sweep_expired`](Self::sweep_expired) and
+    /// [`finish_deletions`](Self::finish_deletions) every `interval` until
     /// stopped.
     pub fn spawn_sweeper(&self, interval: Duration) -> Periodic {
         self.every(interval, |store| async move {
@@ -77,6 +102,11 @@ impl ObjectStore {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(deleted = n, "swept expired keys"),
                 Err(e) => tracing::warn!("expiry sweep failed: {e}"),
+            }
+            match store.finish_deletions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(stores = n, "finished deleting stores"),
+                Err(e) => tracing::warn!("finishing store deletions failed: {e}"),
             }
         })
     }

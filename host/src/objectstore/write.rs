@@ -207,8 +207,9 @@ impl Partition {
     }
 }
 
-/// Deletes every entry under `prefix` with its expiry index entry; returns
-/// how many were live at `now`. Writes racing with it may survive or not.
+/// Deletes every entry under `prefix` with its expiry index entry, for as
+/// long as `only` holds; returns how many were live at `now`. Writes racing
+/// with it may survive or not.
 /// Each chunk is committed as one batch per partition (its shard), each
 /// delete expecting the bytes the scan read, and the usage counts follow
 /// each batch that lands; a partition's batch that meets a concurrent write
@@ -219,6 +220,7 @@ pub(super) async fn delete_entries(
     app: &AppState,
     now: u64,
     prefix: Prefix,
+    only: &While,
 ) -> Result<u64, Error> {
     /// The deletions of one partition, and the keys and bytes they free.
     struct Deletions {
@@ -232,7 +234,9 @@ pub(super) async fn delete_entries(
     let mut scan = table.scan(prefix);
     loop {
         let chunk = scan.next_chunk().await?;
-        if chunk.is_empty() {
+        // Checked after the scan: whatever the chunk holds was written
+        // before the condition could stop holding.
+        if chunk.is_empty() || !only.holds(table).await? {
             return Ok(removed);
         }
         let mut by_partition: BTreeMap<PartitionId, Deletions> = BTreeMap::new();
@@ -268,15 +272,39 @@ pub(super) async fn delete_entries(
                         .apply(partition.store, deletions.keys, deletions.bytes);
                     removed += deletions.live;
                 }
-                Commit::Conflict => {
+                Commit::Conflict if only.holds(table).await? => {
                     for entry in &deletions.entries {
                         removed += delete_current(table, app, now, entry).await?;
                     }
                 }
+                Commit::Conflict => return Ok(removed),
             }
         }
         if !malformed.is_empty() {
             table.backend().commit(malformed).await?;
+        }
+    }
+}
+
+/// How long a bulk deletion goes on.
+pub(super) enum While {
+    /// To the end: the deletion is the whole operation (clearing or deleting
+    /// a partition).
+    Always,
+    /// While this record stands: the tombstone of a store being deleted.
+    /// Once another host has finished that deletion, a new store of the
+    /// name may hold keys of the same tags, which are not this deletion's.
+    Present(RecordKey),
+}
+
+impl While {
+    pub async fn holds(&self, table: SealedTable<'_>) -> Result<bool, Error> {
+        match self {
+            While::Always => Ok(true),
+            While::Present(key) => {
+                let shard = key.shard().encode();
+                Ok(table.backend().get(&shard, &key.encode()).await?.is_some())
+            }
         }
     }
 }

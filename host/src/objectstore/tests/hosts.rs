@@ -49,16 +49,16 @@ impl Backend for Interleaving {
 }
 
 /// Three hosts on one memory backend, with one clock and the same limits.
-struct Hosts {
-    backend: Arc<MemoryBackend>,
+pub(super) struct Hosts {
+    pub backend: Arc<MemoryBackend>,
     master: MasterKey,
     clock: Arc<ManualClock>,
     limits: Limits,
-    all: [ObjectStore; 3],
+    pub all: [ObjectStore; 3],
 }
 
 impl Hosts {
-    async fn start(limits: Limits) -> Self {
+    pub(super) async fn start(limits: Limits) -> Self {
         let (backend, master) = fresh();
         let clock = manual_clock();
         let mut all = Vec::new();
@@ -79,26 +79,26 @@ impl Hosts {
         open_host(&self.backend, &self.master, &self.clock, &self.limits).await
     }
 
-    async fn app(&self, host: usize) -> Application {
+    pub(super) async fn app(&self, host: usize) -> Application {
         self.all[host].application("app").await.unwrap()
     }
 
     /// Flushes every host once: each adds its changes and reads the totals
     /// then, so a host that flushes before another has not seen its changes.
-    async fn flush_all(&self) {
+    pub(super) async fn flush_all(&self) {
         for host in &self.all {
             host.flush_stats().await.unwrap();
         }
     }
 
     /// Two rounds of flushes: every host has seen every other's changes.
-    async fn exchange_all(&self) {
+    pub(super) async fn exchange_all(&self) {
         self.flush_all().await;
         self.flush_all().await;
     }
 
     /// How many entry records the backend holds.
-    async fn stored_keys(&self) -> u64 {
+    pub(super) async fn stored_keys(&self) -> u64 {
         self.backend
             .scan(Shards::ALL, b"e", None, 100_000)
             .await
