@@ -400,8 +400,11 @@ async fn a_spin_component_gets_the_request_as_spin_gives_it() {
 /// One application of spin-chain guests, each allowed to reach its own
 /// application differently: `chain` at `/chain/...` (self requests, and
 /// service chaining to `echo`), `open` at `/open/...` (no outbound rules),
-/// `wild` at `/wild/...` (chaining to any component); and `echo`, a
-/// private spin-echo. A second application serves `/other`.
+/// `wild` at `/wild/...` (chaining to any component), `chain3` at
+/// `/chain3/...` (spin-chain-v3, on spin-sdk 7: self requests and chaining
+/// to `echo` over WASIp3); `echo`, a private spin-echo; and `misbehave`
+/// at `/misbehave/...`, which can spin forever. A second application serves
+/// `/other`.
 fn chain_setup() -> Setup {
     let setup = Setup::new();
     let chain = guest("spin-chain").display().to_string();
@@ -419,6 +422,12 @@ component = "open"
 route = "/wild/..."
 component = "wild"
 [[trigger.http]]
+route = "/chain3/..."
+component = "chain3"
+[[trigger.http]]
+route = "/misbehave/..."
+component = "misbehave"
+[[trigger.http]]
 route = {{ private = true }}
 component = "echo"
 [component.chain]
@@ -431,10 +440,17 @@ source = {chain:?}
 [component.wild]
 source = {chain:?}
 allowed_outbound_hosts = ["https://*.spin.internal"]
+[component.chain3]
+source = {chain3:?}
+allowed_outbound_hosts = ["http://self", "http://echo.spin.internal"]
+[component.misbehave]
+source = {misbehave:?}
 [component.echo]
 source = {echo:?}
 "#,
         echo = guest("spin-echo").display().to_string(),
+        chain3 = guest("spin-chain-v3").display().to_string(),
+        misbehave = guest("misbehave").display().to_string(),
     );
     let path = setup.path().join("chain-app.toml");
     std::fs::write(&path, text).unwrap();
@@ -550,6 +566,94 @@ async fn self_requests_reach_the_applications_own_routes_when_allowed() {
             r.text()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasip3_spin_component_chains_and_calls_itself_as_a_wasip2_one_does() {
+    let host = chain_setup().start().await;
+
+    // Service chaining to the private component, with Spin's headers.
+    let r = call(&host, "chain3", "http://echo.spin.internal/x/y?q=1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert_eq!(
+        text.lines().next(),
+        Some("uri: http://echo.spin.internal/x/y?q=1"),
+        "{text}"
+    );
+    assert!(text.contains("spin-path-info: /x/y"), "{text}");
+    // Self requests reach the application's routes. (spin-sdk 7 itself
+    // refuses a URL that is only a path, `HttpRequestUriInvalid`, before the
+    // request reaches the host.)
+    let r = call(&host, "chain3", "http://self/chain/env/GREETING").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    // What `allowed_outbound_hosts` does not list is denied, with Spin's
+    // error, over WASIp3 as over WASIp2.
+    for url in [
+        "http://wild.spin.internal/",
+        "http://self.alt.example/",
+        "http://127.0.0.1:9/",
+    ] {
+        let r = call(&host, "chain3", url).await;
+        assert_eq!(r.status, 502, "{url}: {}", r.text());
+        assert!(
+            r.text().contains("HttpRequestDenied"),
+            "{url}: {}",
+            r.text()
+        );
+    }
+    // A WASIp3 chain that calls itself forever stops at the same depth.
+    let r = host.get("/chain3/recurse").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text().starts_with(&"hop ".repeat(11)) && r.text().contains("LoopDetected"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_request_ends_at_the_deadline_of_the_request_that_set_it_off() {
+    let setup = chain_setup();
+    let host = setup
+        .start_with(|c| {
+            c.sandbox = ostore::host::Sandbox::New(ostore::runtime::SandboxConfig {
+                request_timeout: std::time::Duration::from_secs(3),
+                ..ostore::runtime::SandboxConfig::default()
+            })
+        })
+        .await;
+    let addr = host.addr;
+    // `chain` calls a component that spins forever, through a self request.
+    let spinning = tokio::spawn(async move {
+        ostore_tests::request(
+            addr,
+            "GET",
+            "/chain/call?url=%2Fmisbehave%2Floop",
+            Default::default(),
+        )
+        .await
+    });
+    // Meanwhile the application answers as ever.
+    for _ in 0..5 {
+        let r = host.get("/chain/env/GREETING").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    }
+    // The client's request ends at its deadline with a 5xx: the chained
+    // request could not outlive it.
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), spinning)
+        .await
+        .expect("the chained request ends")
+        .unwrap();
+    assert!((500..600).contains(&r.status), "{}: {}", r.status, r.text());
+    // Both were stopped there: the callee and the caller waiting on it.
+    let log = host_log();
+    for component in ["misbehave", "chain"] {
+        let line = format!("guest interrupted at its deadline component={component}");
+        assert!(log.contains(&line), "{line} not in {log}");
+    }
+    assert_eq!(host.get("/misbehave/ok").await.status, 200);
+    assert!(host.is_running());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
