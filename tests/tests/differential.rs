@@ -1,0 +1,402 @@
+//! The object store against a plain model: random sequences of store,
+//! compare-and-swap, increment, retrieve, remove, time passing (a manual
+//! clock) with TTL expiry and sweeps, listing and clearing, run on every
+//! backend, each answer compared with what a `BTreeMap` says it must be.
+//!
+//! `OSTORE_DIFF_SEQUENCES=N` multiplies the sequences run on each backend
+//! (default 1: 10,000 on memory, 600 on redb, 600 on Redis); `OSTORE_DIFF_SEED`
+//! picks another seed. A failure prints the seed, backend and sequence that
+//! reproduce it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ostore::backend::{Backend, FileBackend, MemoryBackend, RedisBackend};
+use ostore::clock::ManualClock;
+use ostore::encryption::MasterKey;
+use ostore::objectstore::{
+    Config, Error, ObjectStore, Partition, Store, StoreOptions, StoreQuota, Ttl,
+};
+use ostore_tests::redis::{RedisOptions, RedisServer};
+
+/// A small, fast, seeded generator (SplitMix64): the same seed gives the
+/// same sequences on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// What the model keeps of a key.
+#[derive(Debug, Clone)]
+struct Modelled {
+    value: Vec<u8>,
+    version: u64,
+    ttl: Ttl,
+    expires: Option<u64>,
+}
+
+/// One partition as it must behave: keys live until their expiry.
+#[derive(Default)]
+struct Model {
+    keys: BTreeMap<String, Modelled>,
+}
+
+impl Model {
+    fn live(&self, key: &str, now: u64) -> Option<&Modelled> {
+        self.keys
+            .get(key)
+            .filter(|k| k.expires.is_none_or(|e| e > now))
+    }
+
+    fn live_keys(&self, now: u64) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|(_, k)| k.expires.is_none_or(|e| e > now))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Writes `value` as the next version of `key` (version 1 if it is not
+    /// live), expiring `ttl` from `now`.
+    fn write(&mut self, key: &str, value: Vec<u8>, ttl: Ttl, now: u64) -> u64 {
+        let version = self.live(key, now).map_or(1, |k| k.version + 1);
+        self.keys.insert(
+            key.to_string(),
+            Modelled {
+                value,
+                version,
+                ttl,
+                expires: ttl.seconds().map(|s| now + s * 1000),
+            },
+        );
+        version
+    }
+}
+
+const KEYS: [&str; 6] = ["a", "b", "c", "k/1", "k/2", "ключ"];
+const COUNTERS: [&str; 3] = ["n0", "n1", "n2"];
+
+/// A key to read or remove: a counter one time in four.
+fn any_key(rng: &mut Rng) -> &'static str {
+    if rng.below(4) == 0 {
+        rng.pick(&COUNTERS)
+    } else {
+        rng.pick(&KEYS)
+    }
+}
+
+/// Runs sequence `seq` of `seed` on a fresh partition of `store`, checking
+/// each answer against the model. Returns a description of the first
+/// difference.
+async fn run_sequence(
+    os: &ObjectStore,
+    store: &Store,
+    clock: &ManualClock,
+    seed: u64,
+    seq: u64,
+) -> Result<(), String> {
+    let mut rng = Rng(seed ^ seq.wrapping_mul(0xA076_1D64_78BD_642F));
+    let partition = store
+        .partition(&format!("seq-{seq}"))
+        .await
+        .map_err(|e| format!("opening the partition: {e}"))?;
+    let mut model = Model::default();
+    let steps = 8 + rng.below(17);
+    let mut trace = Vec::new();
+    for step in 0..steps {
+        let op = rng.below(100);
+        let now = os.clock().now_ms();
+        let outcome = step_once(
+            os, &partition, clock, &mut model, &mut rng, op, now, &mut trace,
+        )
+        .await;
+        if let Err(difference) = outcome {
+            return Err(format!(
+                "step {step}: {difference}\nsteps so far:\n  {}",
+                trace.join("\n  ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?}, the model says {want:?}"))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn step_once(
+    os: &ObjectStore,
+    p: &Partition,
+    clock: &ManualClock,
+    model: &mut Model,
+    rng: &mut Rng,
+    op: u64,
+    now: u64,
+    trace: &mut Vec<String>,
+) -> Result<(), String> {
+    match op {
+        // Store, with the partition's TTL (never) or a key's own of 1-4 s,
+        // sometimes only if absent.
+        0..=24 => {
+            let key = rng.pick(&KEYS);
+            let value = format!("v{}", rng.below(1000)).into_bytes();
+            let ttl = match rng.below(3) {
+                0 => Some(Ttl::Fixed(1 + rng.below(4))),
+                _ => None,
+            };
+            let fail_if_present = rng.below(4) == 0;
+            trace.push(format!(
+                "store {key:?} ttl {ttl:?} fail_if_present {fail_if_present}"
+            ));
+            let options = StoreOptions {
+                fail_if_present,
+                ttl,
+                kind: None,
+            };
+            let got = p.store(key, value.clone(), options).await;
+            if fail_if_present && model.live(key, now).is_some() {
+                return expect_eq(
+                    "store if absent of a live key",
+                    got.map(|m| m.version).map_err(|e| e.to_string()),
+                    Err(Error::KeyAlreadyExists.to_string()),
+                );
+            }
+            let version = model.write(key, value, ttl.unwrap_or(Ttl::Never), now);
+            expect_eq(
+                "store",
+                got.map(|m| m.version).map_err(|e| e.to_string()),
+                Ok(version),
+            )
+        }
+        // Compare-and-swap against the current version, a stale one, or
+        // absence.
+        25..=39 => {
+            let key = rng.pick(&KEYS);
+            let current = model.live(key, now).map(|k| k.version);
+            let expected = match rng.below(3) {
+                0 => current,
+                1 => current.map(|v| v + 1).or(Some(1)),
+                _ => None,
+            };
+            let value = format!("cas{}", rng.below(1000)).into_bytes();
+            trace.push(format!("cas {key:?} expecting {expected:?}"));
+            let got = p
+                .compare_and_swap(key, expected, value.clone(), StoreOptions::default())
+                .await
+                .map(|m| m.version)
+                .map_err(|e| e.to_string());
+            if expected != current {
+                return expect_eq(
+                    "stale compare-and-swap",
+                    got,
+                    Err(Error::VersionMismatch { current }.to_string()),
+                );
+            }
+            let version = model.write(key, value, Ttl::Never, now);
+            expect_eq("compare-and-swap", got, Ok(version))
+        }
+        // Increment a counter (keeping the TTL it was written with).
+        40..=51 => {
+            let key = rng.pick(&COUNTERS);
+            let delta = rng.below(21) as i64 - 10;
+            trace.push(format!("increment {key:?} by {delta}"));
+            let got = p.increment(key, delta).await.map_err(|e| e.to_string());
+            let (before, ttl) = match model.live(key, now) {
+                Some(k) => (
+                    std::str::from_utf8(&k.value)
+                        .unwrap()
+                        .parse::<i64>()
+                        .unwrap(),
+                    k.ttl,
+                ),
+                None => (0, Ttl::Never),
+            };
+            let after = before + delta;
+            model.write(key, after.to_string().into_bytes(), ttl, now);
+            expect_eq("increment", got, Ok(after))
+        }
+        // Store a counter with a short TTL, so that counters expire too.
+        52..=54 => {
+            let key = rng.pick(&COUNTERS);
+            let value = rng.below(100).to_string().into_bytes();
+            let ttl = Ttl::Fixed(1 + rng.below(3));
+            trace.push(format!("store counter {key:?} ttl {ttl:?}"));
+            let options = StoreOptions {
+                ttl: Some(ttl),
+                ..StoreOptions::default()
+            };
+            let got = p.store(key, value.clone(), options).await;
+            let version = model.write(key, value, ttl, now);
+            expect_eq(
+                "store counter",
+                got.map(|m| m.version).map_err(|e| e.to_string()),
+                Ok(version),
+            )
+        }
+        // Read a key.
+        55..=69 => {
+            let key = any_key(rng);
+            trace.push(format!("retrieve {key:?}"));
+            let got = p
+                .retrieve(key)
+                .await
+                .map(|e| (e.value, e.metadata.version))
+                .map_err(|e| e.to_string());
+            let want = model
+                .live(key, now)
+                .map(|k| (k.value.clone(), k.version))
+                .ok_or_else(|| Error::KeyNotFound.to_string());
+            expect_eq("retrieve", got, want)
+        }
+        // Remove a key.
+        70..=77 => {
+            let key = any_key(rng);
+            trace.push(format!("remove {key:?}"));
+            let got = p
+                .remove(key)
+                .await
+                .map(|e| e.value)
+                .map_err(|e| e.to_string());
+            let want = match model.live(key, now) {
+                Some(k) => Ok(k.value.clone()),
+                None => Err(Error::KeyNotFound.to_string()),
+            };
+            model.keys.remove(key);
+            expect_eq("remove", got, want)
+        }
+        // Time passes: 0 to 2.5 s.
+        78..=87 => {
+            let by = rng.below(2501);
+            trace.push(format!("advance {by} ms"));
+            clock.advance(Duration::from_millis(by));
+            Ok(())
+        }
+        // The sweep runs: nothing visible changes.
+        88..=90 => {
+            trace.push("sweep".into());
+            os.sweep_expired()
+                .await
+                .map(drop)
+                .map_err(|e| format!("sweep: {e}"))
+        }
+        // List every key, a page of 1 to 4 at a time.
+        91..=97 => {
+            let size = 1 + rng.below(4) as u32;
+            trace.push(format!("list by {size}"));
+            let mut listed = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..=KEYS.len() + COUNTERS.len() {
+                let page = p
+                    .list_keys(cursor.as_deref(), size)
+                    .await
+                    .map_err(|e| format!("list: {e}"))?;
+                listed.extend(page.items);
+                cursor = page.cursor;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            if cursor.is_some() {
+                return Err("listing did not end".into());
+            }
+            listed.sort();
+            expect_eq("listed keys", listed, model.live_keys(now))
+        }
+        // Clear the partition.
+        _ => {
+            trace.push("clear".into());
+            let got = p.clear().await.map_err(|e| e.to_string());
+            let want = model.live_keys(now).len() as u64;
+            model.keys.clear();
+            expect_eq("clear", got, Ok(want))
+        }
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("OSTORE_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x05EE_D0F0_B1EC_7570)
+}
+
+fn scale() -> u64 {
+    std::env::var("OSTORE_DIFF_SEQUENCES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Runs `sequences` sequences on `backend`, one after the other (they share
+/// the clock), and fails with the first difference found.
+async fn differential(name: &str, backend: Arc<dyn Backend>, sequences: u64) {
+    let clock = Arc::new(ManualClock::starting_now());
+    let config = Config {
+        clock: clock.clone(),
+        ..Config::default()
+    };
+    let os = ObjectStore::open(backend, &MasterKey::generate(), config)
+        .await
+        .expect("opening the object store");
+    let store = os
+        .application("differential")
+        .await
+        .unwrap()
+        .configure_store("model", Ttl::Never, StoreQuota::default())
+        .await
+        .unwrap();
+    let seed = seed();
+    let started = std::time::Instant::now();
+    for seq in 0..sequences {
+        if let Err(difference) = run_sequence(&os, &store, &clock, seed, seq).await {
+            panic!("{name}, OSTORE_DIFF_SEED={seed}, sequence {seq}: {difference}");
+        }
+    }
+    println!(
+        "{name}: {sequences} sequences agree with the model (seed {seed}, {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_backend_agrees_with_the_model() {
+    differential("memory", Arc::new(MemoryBackend::new()), 10_000 * scale()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_backend_agrees_with_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FileBackend::open(&dir.path().join("data.redb")).expect("opening redb");
+    differential("redb", Arc::new(backend), 600 * scale()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_agrees_with_the_model() {
+    let server = RedisServer::start(&RedisOptions::default());
+    let config = server.url().parse().expect("a Redis URL");
+    let backend = RedisBackend::connect(&config)
+        .await
+        .expect("connecting to Redis");
+    differential("redis", Arc::new(backend), 600 * scale()).await;
+}
