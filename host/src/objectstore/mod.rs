@@ -17,6 +17,7 @@
 //! | `sealed` | sealing, opening and scanning records |
 //! | `record` | the plaintext encoding of records |
 //! | `paging` | pages and cursors |
+//! | `fuzz` | what the fuzzers drive: every decoder of stored or client bytes |
 //!
 //! # Several hosts on one backend
 //!
@@ -46,6 +47,8 @@
 mod application;
 mod credentials;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod keys;
 mod paging;
 mod partition;

@@ -27,7 +27,7 @@ fn encode_cursor(sealer: &Sealer, prefix: &[u8], tag: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn decode_cursor(sealer: &Sealer, prefix: &[u8], cursor: &str) -> Result<Tag, Error> {
+pub(super) fn decode_cursor(sealer: &Sealer, prefix: &[u8], cursor: &str) -> Result<Tag, Error> {
     let malformed = || Error::InvalidArgument("malformed cursor, or one of another listing".into());
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| malformed())?;
     if bytes.len() != TAG_LEN + CURSOR_CHECK_LEN {

@@ -252,7 +252,7 @@ impl Writer {
 }
 
 /// A record did not parse.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Malformed;
 
 struct Reader<'a>(&'a [u8]);
