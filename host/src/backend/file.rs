@@ -49,8 +49,20 @@ impl FileBackend {
             hint: " (cannot make the file private)",
             source: Arc::new(e),
         })?;
-        let db = Database::create(path).map_err(|e| BackendError::Open {
-            path: path.display().to_string(),
+        let file = path.to_path_buf();
+        Self::open_with(&path.display().to_string(), move || Database::create(&file))
+    }
+
+    /// Opens the database that `open` opens; `place` names it in messages.
+    ///
+    /// Tests give a database over a fault-injecting redb storage here (see
+    /// [`FaultyStorage`](super::fault::FaultyStorage)).
+    pub fn open_with(
+        place: &str,
+        open: impl Fn() -> Result<Database, redb::DatabaseError> + Send + Sync + 'static,
+    ) -> Result<Self, BackendError> {
+        let db = open().map_err(|e| BackendError::Open {
+            path: place.to_string(),
             hint: match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {
                     " (is another ostore using this data directory?)"
@@ -258,3 +270,6 @@ fn apply_group(
     txn.commit().map_err(storage)?;
     Ok(results)
 }
+
+#[cfg(test)]
+mod tests;
