@@ -105,9 +105,11 @@ async fn writes_succeed_again_once_a_full_disk_has_space() {
     );
 
     // The failure is typed, and the backend says writes fail until one
-    // succeeds again.
+    // succeeds again. (The file grew for the first big value: this one is
+    // larger than all of it.)
     faults.fail_now(StorageFault::DiskFull);
-    let full = put(&backend, "big", &vec![7; BIG]).await.unwrap_err();
+    let larger = std::fs::metadata(&path).unwrap().len() as usize + BIG;
+    let full = put(&backend, "big", &vec![7; larger]).await.unwrap_err();
     assert_eq!(full.fault(), Some(StorageFault::DiskFull), "{full}");
     assert_eq!(backend.health().failing, Some(StorageFault::DiskFull));
     assert_eq!(backend.health().failed_commits, 2);
@@ -123,4 +125,47 @@ async fn writes_succeed_again_once_a_full_disk_has_space() {
     }
     assert_eq!(value(&reopened, "again").await.as_deref(), Some(&b"2"[..]));
     assert_eq!(value(&reopened, "big").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_free_space_on_a_full_disk() {
+    let dir = TempDir::new("disk-full-deletes");
+    let path = dir.0.join("db.redb");
+    let faults = Faults::new();
+    let backend = open_faulty(&path, &faults);
+    for i in 0..50 {
+        put(&backend, &format!("k{i}"), &vec![1; 16 << 10])
+            .await
+            .unwrap();
+    }
+    faults.fail_now(StorageFault::DiskFull);
+    let full = put(&backend, "big", &vec![7; BIG]).await.unwrap_err();
+    assert_eq!(full.fault(), Some(StorageFault::DiskFull), "{full}");
+    // The disk is still full, and deletes go through at once: redb writes
+    // them into pages the file already holds.
+    for i in 0..25 {
+        delete(&backend, &format!("k{i}")).await.unwrap();
+    }
+    assert_eq!(value(&backend, "k0").await, None);
+    assert_eq!(value(&backend, "k30").await, Some(vec![1; 16 << 10]));
+    faults.heal();
+    put_once_writable(&backend, "after", b"1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_io_error_on_sync_fails_the_commit_and_heals_the_same_way() {
+    let dir = TempDir::new("eio-sync");
+    let path = dir.0.join("db.redb");
+    let faults = Faults::new();
+    let backend = open_faulty(&path, &faults);
+    put(&backend, "k", b"1").await.unwrap();
+    faults.fail_now(StorageFault::Io);
+    let failed = put(&backend, "k", b"2").await.unwrap_err();
+    assert_eq!(failed.fault(), Some(StorageFault::Io), "{failed}");
+    faults.heal();
+    // Reads work once the fault clears, whatever the failed write left.
+    assert!(value(&backend, "k").await.is_some());
+    put_once_writable(&backend, "k", b"3").await;
+    assert_eq!(value(&backend, "k").await.as_deref(), Some(&b"3"[..]));
+    assert!(backend.health().writable());
 }

@@ -2,6 +2,7 @@
 //! manual clock wherever time must pass.
 
 mod data;
+mod faults;
 mod hosts;
 mod limits;
 mod ttl;
