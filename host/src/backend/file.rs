@@ -19,14 +19,15 @@
 //! acknowledged (only durable commits are acknowledged), and runs redb's
 //! repair, which reads the whole file: its cost grows with the database.
 //!
-//! While writes fail, the writer does not try every group anew: for
-//! [`RETRY_INTERVAL`] after a failure, groups that store anything are
+//! While writes fail, the writer does not try every batch anew: for
+//! [`RETRY_INTERVAL`] after a failure, batches that delete nothing are
 //! refused at once with the same fault, so that a disk that stays full costs
-//! one repair per interval, not one per request. Groups that only delete are
-//! always tried, since deleting is how an operator frees space through the
-//! API; redb writes a delete copy-on-write, into pages the file already
-//! holds when it has free ones, so a delete usually succeeds on a full disk
-//! but may need new space and fail too.
+//! one repair per interval, not one per request. Batches that delete a key
+//! are always tried, since deleting is how an operator frees space through
+//! the API. redb writes a delete copy-on-write, into pages the file already
+//! holds when it has free ones (pages freed by earlier commits), so a delete
+//! usually succeeds on a full disk; when the file has no free page it needs
+//! new space, and fails like a store.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -357,16 +358,20 @@ impl GroupCommitWriter {
                     Err(_) => break,
                 }
             }
-            let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
             if let Some(f) = &failing
                 && Instant::now() < f.retry_at
-                && !only_deletes(&batches)
             {
-                for reply in replies {
+                // Only what frees space is tried while writes fail.
+                let (tried, refused) = group.into_iter().partition(|(b, _)| deletes(b));
+                for (_, reply) in refused {
                     let _ = reply.send(Err(f.error.clone()));
                 }
-                continue;
+                group = tried;
+                if group.is_empty() {
+                    continue;
+                }
             }
+            let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
             let count = batches.len() as u64;
             let (outcome, generation) = engine.once(&|db| apply_group(db, &batches));
             match outcome {
@@ -411,11 +416,10 @@ fn batch_bytes(batch: &Batch) -> usize {
         .sum()
 }
 
-/// Whether every write of `batches` is a delete: what frees space.
-fn only_deletes(batches: &[Batch]) -> bool {
-    batches
-        .iter()
-        .all(|b| b.writes.iter().all(|w| w.value.is_none()))
+/// Whether `batch` deletes a key: what frees space (a delete of a record
+/// comes with small updates of its indexes and counters).
+fn deletes(batch: &Batch) -> bool {
+    batch.writes.iter().any(|w| w.value.is_none())
 }
 
 /// Applies `batches` in order in one transaction and commits it durably.
