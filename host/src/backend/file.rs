@@ -362,7 +362,8 @@ impl GroupCommitWriter {
                 && Instant::now() < f.retry_at
             {
                 // Only what frees space is tried while writes fail.
-                let (tried, refused) = group.into_iter().partition(|(b, _)| deletes(b));
+                let (tried, refused): (Vec<_>, Vec<_>) =
+                    group.into_iter().partition(|(b, _)| deletes(b));
                 for (_, reply) in refused {
                     let _ = reply.send(Err(f.error.clone()));
                 }
