@@ -99,7 +99,7 @@ impl Faults {
                 state,
                 one_in,
                 fault,
-            } => (splitmix64(state) % *one_in == 0).then_some(*fault),
+            } => splitmix64(state).is_multiple_of(*one_in).then_some(*fault),
         }
     }
 
