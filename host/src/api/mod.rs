@@ -15,9 +15,11 @@
 //! | `token` | the token endpoint, the environments list, the OpenAPI document |
 //! | `stores`, `keys` | stores and partitions; keys and values |
 //! | `stats` | the Stats API, usage and `/metrics` |
+//! | `health` | `/healthz` (live) and `/readyz` (ready to write) |
 
 mod environments;
 mod error;
+mod health;
 mod keys;
 pub mod routes;
 mod stats;
@@ -204,6 +206,8 @@ impl Api {
             Op::OpenApi => Ok(token::openapi()),
             Op::Environments => self.list_environments(&call),
             Op::Metrics => self.metrics(&call).await,
+            Op::Healthz => Ok(health::live()),
+            Op::Readyz => Ok(health::ready(self.objectstore.storage_health())),
             Op::Usage => self.usage(&call).await,
             Op::Stats => self.stats(&call).await,
             Op::ListStores => self.list_stores(&call).await,

@@ -13,7 +13,8 @@ use super::ApiError;
 /// What a route needs of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Nothing: the token endpoint and the OpenAPI document.
+    /// Nothing: the token endpoint, the OpenAPI document and the health
+    /// probes.
     Anyone,
     /// A valid bearer token.
     Token,
@@ -28,6 +29,8 @@ pub(super) enum Op {
     OpenApi,
     Environments,
     Metrics,
+    Healthz,
+    Readyz,
     ListStores,
     GetStore,
     PutStore,
@@ -91,6 +94,8 @@ pub static ROUTES: &[Route] = {
         route!(GET "/api/v1/openapi.json", Anyone, OpenApi),
         route!(GET "/api/v1/environments", Token, Environments),
         route!(GET "/metrics", METRICS, Metrics),
+        route!(GET "/healthz", Anyone, Healthz),
+        route!(GET "/readyz", Anyone, Readyz),
         route!(GET env_path!("/usage"), METRICS, Usage),
         route!(GET env_path!("/stores"), READ, ListStores),
         route!(GET env_path!("/stores/{store}"), READ, GetStore),
@@ -247,6 +252,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(missing.status(), 404);
         assert!(serves("/api/v1/anything") && serves(TOKEN_PATH) && serves("/metrics"));
+        assert!(serves("/healthz") && serves("/readyz"));
         assert!(!serves("/store") && !serves("/api/v2/x"));
         // Every route is reachable: no pattern shadows another.
         for route in ROUTES {

@@ -180,6 +180,7 @@ impl Api {
         }
         requests.push_str(&keys);
         requests.push_str(&bytes);
+        requests.push_str(&super::health::metrics(self.objectstore.storage_health()));
         Ok(hyper::Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")

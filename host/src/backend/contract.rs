@@ -176,6 +176,14 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fault_injecting_backend_keeps_the_contract_while_healthy() {
+        use crate::backend::fault::{Faults, FaultyBackend, Stage};
+        let inner = Arc::new(MemoryBackend::new());
+        let faulty = FaultyBackend::new(inner, Faults::new(), Stage::BeforeCommit);
+        keeps_the_contract(Arc::new(faulty)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn file_backend_keeps_the_contract_and_its_data() {
         let dir = std::env::temp_dir().join(format!("ostore-contract-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

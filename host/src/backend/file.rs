@@ -6,17 +6,42 @@
 //! that transaction durable with one commit, and only then acknowledges each
 //! batch. Under load many writes share one fsync; a lone write still gets its
 //! own. No batch is acknowledged before it is durable.
+//!
+//! # A full disk, an I/O error
+//!
+//! redb latches an I/O error: once a commit of a `Database` has failed (a
+//! full disk, say), every later operation of that `Database` fails with
+//! "Previous I/O error occurred. Please close and re-open the database", even
+//! after the cause is gone. So after a commit fails for an I/O error the
+//! writer does what the message says: it waits for the reads in flight,
+//! drops the database and opens it again (see [`Engine`]). Reopening rolls
+//! the file back to its last durable commit, which loses nothing
+//! acknowledged (only durable commits are acknowledged), and runs redb's
+//! repair, which reads the whole file: its cost grows with the database.
+//!
+//! While writes fail, the writer does not try every batch anew: for
+//! [`RETRY_INTERVAL`] after a failure, batches that delete nothing are
+//! refused at once with the same fault, so that a disk that stays full costs
+//! one repair per interval, not one per request. Batches that delete a key
+//! are always tried, since deleting is how an operator frees space through
+//! the API. redb writes a delete copy-on-write, into pages the file already
+//! holds when it has free ones (pages freed by earlier commits), so a delete
+//! usually succeeds on a full disk; when the file has no free page it needs
+//! new space, and fails like a store.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, PoisonError, RwLock, mpsc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{Backend, BackendError, Batch, BoxFuture, Pair, Shards, scan_start};
+use super::{
+    Backend, BackendError, Batch, BoxFuture, Health, HealthMonitor, Pair, Shards, StorageFault,
+    scan_start,
+};
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 
@@ -25,10 +50,13 @@ const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const MAX_GROUP_BATCHES: usize = 1024;
 /// How many value bytes one transaction takes at most, for the same reason.
 const MAX_GROUP_BYTES: usize = 64 << 20;
+/// How long after a failed commit groups that store something are refused
+/// without trying: each failure costs a reopen, which reads the whole file.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A [`Backend`] over a redb database file.
 pub struct FileBackend {
-    db: Arc<Database>,
+    engine: Arc<Engine>,
     writer: GroupCommitWriter,
 }
 
@@ -40,6 +68,10 @@ pub struct CommitStats {
     pub transactions: u64,
 }
 
+/// How a [`FileBackend`] opens its database, at start and after an I/O
+/// error.
+type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
+
 impl FileBackend {
     /// Opens (or creates) the database at `path`, readable by its owner
     /// only.
@@ -49,8 +81,22 @@ impl FileBackend {
             hint: " (cannot make the file private)",
             source: Arc::new(e),
         })?;
-        let db = Database::create(path).map_err(|e| BackendError::Open {
-            path: path.display().to_string(),
+        let file = path.to_path_buf();
+        Self::open_with(&path.display().to_string(), move || Database::create(&file))
+    }
+
+    /// Opens the database that `open` opens, and opens it with `open` again
+    /// whenever an I/O error makes redb ask for a reopen; `place` names it
+    /// in messages.
+    ///
+    /// Tests give a database over a fault-injecting redb storage here (see
+    /// [`FaultyStorage`](super::fault::FaultyStorage)).
+    pub fn open_with(
+        place: &str,
+        open: impl Fn() -> Result<Database, redb::DatabaseError> + Send + Sync + 'static,
+    ) -> Result<Self, BackendError> {
+        let db = open().map_err(|e| BackendError::Open {
+            path: place.to_string(),
             hint: match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {
                     " (is another ostore using this data directory?)"
@@ -62,9 +108,16 @@ impl FileBackend {
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(RECORDS).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        let db = Arc::new(db);
-        let writer = GroupCommitWriter::start(db.clone())?;
-        Ok(Self { db, writer })
+        let engine = Arc::new(Engine {
+            db: RwLock::new(Opened {
+                db: Some(db),
+                generation: 0,
+            }),
+            open: Box::new(open),
+            health: HealthMonitor::new("redb"),
+        });
+        let writer = GroupCommitWriter::start(engine.clone())?;
+        Ok(Self { engine, writer })
     }
 
     /// Batches applied and transactions committed so far.
@@ -76,8 +129,103 @@ impl FileBackend {
     }
 }
 
+/// A redb error as a backend error: an I/O error, or redb's refusal after
+/// one, is a [`StorageFault`] that clears by itself.
 fn storage(e: impl Into<redb::Error>) -> BackendError {
-    BackendError::storage(e.into())
+    match e.into() {
+        redb::Error::Io(io) => BackendError::WritesFailing {
+            fault: StorageFault::of_io(&io),
+            source: Arc::new(io),
+        },
+        e @ (redb::Error::PreviousIo | redb::Error::DatabaseClosed) => {
+            BackendError::WritesFailing {
+                fault: StorageFault::Io,
+                source: Arc::new(e),
+            }
+        }
+        e => BackendError::storage(e),
+    }
+}
+
+/// The database of a [`FileBackend`], and how to open it again.
+///
+/// Readers and the writer use the database under a read lock; a reopen takes
+/// the write lock, so it waits for the reads and the commit in flight, and
+/// they wait for it. redb locks the file while a `Database` is open, so the
+/// old one is dropped (closing the file) before the new one opens.
+struct Engine {
+    db: RwLock<Opened>,
+    open: Opener,
+    health: HealthMonitor,
+}
+
+/// The database as last opened.
+struct Opened {
+    /// `None` only after a reopen failed; the next operation tries again.
+    db: Option<Database>,
+    /// Counts opens, so that of several operations that met the same
+    /// latched error only the first reopens.
+    generation: u64,
+}
+
+impl Engine {
+    /// Runs `f` on the open database. An operation that meets a latched I/O
+    /// error (a commit failed since it began) reopens and tries once more.
+    fn read<T>(&self, f: impl Fn(&Database) -> Result<T, BackendError>) -> Result<T, BackendError> {
+        match self.once(&f) {
+            (Err(e), generation) if e.fault().is_some() => {
+                self.reopen(generation);
+                self.once(&f).0
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// Runs `f` once on the open database (opening it if a reopen failed
+    /// before); also returns which opening of the database it ran on.
+    fn once<T>(
+        &self,
+        f: &impl Fn(&Database) -> Result<T, BackendError>,
+    ) -> (Result<T, BackendError>, u64) {
+        let generation = {
+            let opened = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(db) = opened.db.as_ref() {
+                return (f(db), opened.generation);
+            }
+            opened.generation
+        };
+        self.reopen(generation);
+        let opened = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        match opened.db.as_ref() {
+            Some(db) => (f(db), opened.generation),
+            None => (Err(closed()), opened.generation),
+        }
+    }
+
+    /// Closes the database and opens it again, which clears redb's latched
+    /// I/O error and rolls back to the last durable commit; unless it was
+    /// reopened since `generation`, which `failed_on` ran on.
+    fn reopen(&self, failed_on: u64) {
+        let mut opened = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if opened.generation != failed_on {
+            return;
+        }
+        // The file stays locked until the old database is dropped.
+        drop(opened.db.take());
+        opened.generation += 1;
+        match (self.open)() {
+            Ok(db) => opened.db = Some(db),
+            // Logged at debug only: the health monitor has logged the
+            // failing state, and the next operation tries again.
+            Err(e) => tracing::debug!("reopening the database failed: {e}"),
+        }
+    }
+}
+
+/// The error of an operation that found the database closed, its reopen
+/// having failed.
+fn closed() -> BackendError {
+    storage(redb::Error::DatabaseClosed)
 }
 
 impl Backend for FileBackend {
@@ -86,11 +234,12 @@ impl Backend for FileBackend {
         _shard: &'a [u8],
         key: &'a [u8],
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
-        Box::pin(async move {
-            let txn = self.db.begin_read().map_err(storage)?;
+        let value = self.engine.read(|db| {
+            let txn = db.begin_read().map_err(storage)?;
             let table = txn.open_table(RECORDS).map_err(storage)?;
             Ok(table.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
-        })
+        });
+        Box::pin(async move { value })
     }
 
     /// One ordered map holds every shard: a prefix scan reads them all.
@@ -101,8 +250,8 @@ impl Backend for FileBackend {
         after: Option<&'a [u8]>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>> {
-        Box::pin(async move {
-            let txn = self.db.begin_read().map_err(storage)?;
+        let pairs = self.engine.read(|db| {
+            let txn = db.begin_read().map_err(storage)?;
             let table = txn.open_table(RECORDS).map_err(storage)?;
             let range = table
                 .range::<&[u8]>((scan_start(prefix, after), std::ops::Bound::Unbounded))
@@ -116,11 +265,16 @@ impl Backend for FileBackend {
                 out.push((k.value().to_vec(), v.value().to_vec()));
             }
             Ok(out)
-        })
+        });
+        Box::pin(async move { pairs })
     }
 
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(self.writer.commit(batch))
+    }
+
+    fn health(&self) -> Health {
+        self.engine.health.health()
     }
 }
 
@@ -153,14 +307,21 @@ impl Drop for GroupCommitWriter {
     }
 }
 
+/// The last failed commit, while writes fail: its error, and until when
+/// groups that store something are refused with it without trying.
+struct Failing {
+    error: BackendError,
+    retry_at: Instant,
+}
+
 impl GroupCommitWriter {
-    fn start(db: Arc<Database>) -> Result<Self, BackendError> {
+    fn start(engine: Arc<Engine>) -> Result<Self, BackendError> {
         let (queue, pending) = mpsc::channel();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
         let thread = thread::Builder::new()
             .name("ostore-group-commit".into())
-            .spawn(move || Self::run(&db, &pending, &counters))
+            .spawn(move || Self::run(&engine, &pending, &counters))
             .map_err(BackendError::storage)?;
         Ok(Self {
             stats,
@@ -183,7 +344,8 @@ impl GroupCommitWriter {
     }
 
     /// Runs until every [`FileBackend`] handle (every queue sender) is gone.
-    fn run(db: &Database, pending: &mpsc::Receiver<(Batch, Reply)>, counters: &Counters) {
+    fn run(engine: &Engine, pending: &mpsc::Receiver<(Batch, Reply)>, counters: &Counters) {
+        let mut failing: Option<Failing> = None;
         while let Ok(first) = pending.recv() {
             let mut group = vec![first];
             let mut bytes = batch_bytes(&group[0].0);
@@ -196,10 +358,27 @@ impl GroupCommitWriter {
                     Err(_) => break,
                 }
             }
+            if let Some(f) = &failing
+                && Instant::now() < f.retry_at
+            {
+                // Only what frees space is tried while writes fail.
+                let (tried, refused): (Vec<_>, Vec<_>) =
+                    group.into_iter().partition(|(b, _)| deletes(b));
+                for (_, reply) in refused {
+                    let _ = reply.send(Err(f.error.clone()));
+                }
+                group = tried;
+                if group.is_empty() {
+                    continue;
+                }
+            }
             let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
             let count = batches.len() as u64;
-            match apply_group(db, batches) {
+            let (outcome, generation) = engine.once(&|db| apply_group(db, &batches));
+            match outcome {
                 Ok(results) => {
+                    engine.health.succeeded();
+                    failing = None;
                     counters.transactions.fetch_add(1, Ordering::Relaxed);
                     counters.batches.fetch_add(count, Ordering::Relaxed);
                     for (reply, result) in replies.into_iter().zip(results) {
@@ -207,7 +386,20 @@ impl GroupCommitWriter {
                     }
                 }
                 Err(e) => {
-                    tracing::error!("group commit failed: {e}");
+                    match e.fault() {
+                        Some(fault) => {
+                            engine.health.failed(fault, &e);
+                            // A failed commit latches the database: every
+                            // later read and write would fail until it is
+                            // reopened.
+                            engine.reopen(generation);
+                            failing = Some(Failing {
+                                error: e.clone(),
+                                retry_at: Instant::now() + RETRY_INTERVAL,
+                            });
+                        }
+                        None => tracing::error!("group commit failed: {e}"),
+                    }
                     for reply in replies {
                         let _ = reply.send(Err(e.clone()));
                     }
@@ -225,12 +417,18 @@ fn batch_bytes(batch: &Batch) -> usize {
         .sum()
 }
 
+/// Whether `batch` deletes a key: what frees space (a delete of a record
+/// comes with small updates of its indexes and counters).
+fn deletes(batch: &Batch) -> bool {
+    batch.writes.iter().any(|w| w.value.is_none())
+}
+
 /// Applies `batches` in order in one transaction and commits it durably.
 /// Returns each batch's own outcome (a failed expectation skips only that
 /// batch); an `Err` means the transaction failed and nothing was written.
 fn apply_group(
     db: &Database,
-    batches: Vec<Batch>,
+    batches: &[Batch],
 ) -> Result<Vec<Result<(), BackendError>>, BackendError> {
     let txn = db.begin_write().map_err(storage)?;
     let mut results = Vec::with_capacity(batches.len());
@@ -258,3 +456,6 @@ fn apply_group(
     txn.commit().map_err(storage)?;
     Ok(results)
 }
+
+#[cfg(test)]
+mod tests;

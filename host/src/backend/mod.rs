@@ -18,7 +18,9 @@
 //! may then ignore shards altogether, as redb and the memory backend do.
 
 pub mod contract;
+pub mod fault;
 mod file;
+mod health;
 mod memory;
 mod redis;
 
@@ -28,6 +30,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use file::{CommitStats, FileBackend};
+pub(crate) use health::HealthMonitor;
+pub use health::{Health, StorageFault};
 pub use memory::MemoryBackend;
 pub use redis::{RedisBackend, RedisConfig, RedisDurability, RedisUrlError};
 
@@ -111,6 +115,14 @@ pub trait Backend: Send + Sync + 'static {
     /// as durable as the backend promises (see each backend): for redb, a
     /// crash after it cannot lose the batch.
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// Whether writes work now, as the last commits found, and how many
+    /// failed for a storage fault: for `/readyz` and `/metrics`.
+    ///
+    /// A backend that cannot tell keeps this default: always writable.
+    fn health(&self) -> Health {
+        Health::default()
+    }
 }
 
 /// The shards a scan reads.
@@ -239,6 +251,16 @@ pub enum BackendError {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// Writes fail for now: the disk is full, the device reported an I/O
+    /// error, or the server refuses writes. Nothing of the batch is
+    /// acknowledged; the backend keeps trying, and writes succeed again by
+    /// themselves once the cause is cleared.
+    #[error("writes failing: {fault}: {source}")]
+    WritesFailing {
+        fault: StorageFault,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The thread that writes the database has stopped.
     #[error("storage failed: the database writer has stopped")]
     WriterStopped,
@@ -256,5 +278,14 @@ impl BackendError {
     /// An engine failure.
     pub fn storage(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         BackendError::Storage(Arc::new(e))
+    }
+
+    /// The storage fault behind this error, if it is one that clears by
+    /// itself (a full disk, an I/O error, an unreachable server).
+    pub fn fault(&self) -> Option<StorageFault> {
+        match self {
+            BackendError::WritesFailing { fault, .. } => Some(*fault),
+            _ => None,
+        }
     }
 }

@@ -143,6 +143,11 @@ impl ObjectStore {
         &self.inner.config
     }
 
+    /// Whether the backend takes writes now, for `/readyz` and `/metrics`.
+    pub fn storage_health(&self) -> crate::backend::Health {
+        self.inner.backend.health()
+    }
+
     /// The clock that TTL, the request rate and statistics follow.
     pub fn clock(&self) -> &dyn Clock {
         &*self.inner.config.clock

@@ -3,6 +3,7 @@
 
 mod data;
 mod deletion;
+mod faults;
 mod hosts;
 mod limits;
 mod ttl;

@@ -1,0 +1,171 @@
+//! The file backend on a full or failing disk: redb's own storage with
+//! faults injected under a real [`FileBackend`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::*;
+use crate::backend::fault::{Faults, FaultyStorage};
+use crate::backend::{Expect, StorageFault};
+
+/// A directory of one test's own, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ostore-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file backend at `path` whose file obeys `faults`.
+fn open_faulty(path: &Path, faults: &Arc<Faults>) -> FileBackend {
+    let (path, faults) = (path.to_path_buf(), faults.clone());
+    FileBackend::open_with("test database", move || {
+        redb::Builder::new().create_with_backend(FaultyStorage::open(&path, faults.clone())?)
+    })
+    .unwrap()
+}
+
+async fn put(b: &FileBackend, key: &str, value: &[u8]) -> Result<(), BackendError> {
+    let mut batch = Batch::new(&b"s"[..]);
+    batch.put(key.as_bytes().to_vec(), value.to_vec(), Expect::Any);
+    b.commit(batch).await
+}
+
+async fn delete(b: &FileBackend, key: &str) -> Result<(), BackendError> {
+    let mut batch = Batch::new(&b"s"[..]);
+    batch.delete(key.as_bytes().to_vec(), Expect::Any);
+    b.commit(batch).await
+}
+
+async fn value(b: &FileBackend, key: &str) -> Option<Vec<u8>> {
+    b.get(b"s", key.as_bytes()).await.unwrap()
+}
+
+/// Puts `value` under `key`, retrying (a bounded number of times) while
+/// the backend still refuses writes as it did before the fault cleared;
+/// panics with the last error if it never takes it.
+async fn put_once_writable(b: &FileBackend, key: &str, value: &[u8]) {
+    let mut last = None;
+    for _ in 0..100 {
+        match put(b, key, value).await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("writes never succeeded again: {}", last.expect("an error"));
+}
+
+fn small(i: usize) -> Vec<u8> {
+    format!("value {i}").into_bytes()
+}
+
+/// More than the file holds, so that writing it needs new space.
+const BIG: usize = 4 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_succeed_again_once_a_full_disk_has_space() {
+    let dir = TempDir::new("disk-full-heals");
+    let path = dir.0.join("db.redb");
+    let faults = Faults::new();
+    let backend = open_faulty(&path, &faults);
+    for i in 0..10 {
+        put(&backend, &format!("k{i}"), &small(i)).await.unwrap();
+    }
+
+    faults.fail_now(StorageFault::DiskFull);
+    let full = put(&backend, "big", &vec![7; BIG]).await.unwrap_err();
+    assert!(
+        full.to_string().contains("No space left on device"),
+        "{full}"
+    );
+
+    // Space returns: writes succeed again, without a restart.
+    faults.heal();
+    put_once_writable(&backend, "after", b"space returned").await;
+
+    // Nothing acknowledged was lost; the failed write left nothing.
+    for i in 0..10 {
+        assert_eq!(value(&backend, &format!("k{i}")).await, Some(small(i)));
+    }
+    assert_eq!(value(&backend, "big").await, None);
+    assert_eq!(
+        value(&backend, "after").await.as_deref(),
+        Some(&b"space returned"[..])
+    );
+
+    // The failure is typed, and the backend says writes fail until one
+    // succeeds again. (The file grew for the first big value: this one is
+    // larger than all of it.)
+    faults.fail_now(StorageFault::DiskFull);
+    let larger = std::fs::metadata(&path).unwrap().len() as usize + BIG;
+    let full = put(&backend, "big", &vec![7; larger]).await.unwrap_err();
+    assert_eq!(full.fault(), Some(StorageFault::DiskFull), "{full}");
+    assert_eq!(backend.health().failing, Some(StorageFault::DiskFull));
+    assert_eq!(backend.health().failed_commits, 2);
+    faults.heal();
+    put_once_writable(&backend, "again", b"2").await;
+    assert!(backend.health().writable());
+
+    // And all of it is on disk, for the next open.
+    drop(backend);
+    let reopened = FileBackend::open(&path).unwrap();
+    for i in 0..10 {
+        assert_eq!(value(&reopened, &format!("k{i}")).await, Some(small(i)));
+    }
+    assert_eq!(value(&reopened, "again").await.as_deref(), Some(&b"2"[..]));
+    assert_eq!(value(&reopened, "big").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_free_space_on_a_full_disk() {
+    let dir = TempDir::new("disk-full-deletes");
+    let path = dir.0.join("db.redb");
+    let faults = Faults::new();
+    let backend = open_faulty(&path, &faults);
+    for i in 0..50 {
+        put(&backend, &format!("k{i}"), &vec![1; 16 << 10])
+            .await
+            .unwrap();
+    }
+    faults.fail_now(StorageFault::DiskFull);
+    let full = put(&backend, "big", &vec![7; BIG]).await.unwrap_err();
+    assert_eq!(full.fault(), Some(StorageFault::DiskFull), "{full}");
+    // The disk is still full, and deletes go through at once: redb writes
+    // them into pages the file already holds.
+    for i in 0..25 {
+        delete(&backend, &format!("k{i}")).await.unwrap();
+    }
+    assert_eq!(value(&backend, "k0").await, None);
+    assert_eq!(value(&backend, "k30").await, Some(vec![1; 16 << 10]));
+    faults.heal();
+    put_once_writable(&backend, "after", b"1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_io_error_on_sync_fails_the_commit_and_heals_the_same_way() {
+    let dir = TempDir::new("eio-sync");
+    let path = dir.0.join("db.redb");
+    let faults = Faults::new();
+    let backend = open_faulty(&path, &faults);
+    put(&backend, "k", b"1").await.unwrap();
+    faults.fail_now(StorageFault::Io);
+    let failed = put(&backend, "k", b"2").await.unwrap_err();
+    assert_eq!(failed.fault(), Some(StorageFault::Io), "{failed}");
+    faults.heal();
+    // Reads work once the fault clears, whatever the failed write left.
+    assert!(value(&backend, "k").await.is_some());
+    put_once_writable(&backend, "k", b"3").await;
+    assert_eq!(value(&backend, "k").await.as_deref(), Some(&b"3"[..]));
+    assert!(backend.health().writable());
+}
