@@ -19,6 +19,7 @@
 
 pub mod contract;
 mod file;
+mod file_check;
 mod memory;
 mod redis;
 
@@ -28,6 +29,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use file::{CommitStats, FileBackend};
+pub use file_check::{FileIntegrity, check_file, repair_file};
 pub use memory::MemoryBackend;
 pub use redis::{RedisBackend, RedisConfig, RedisDurability, RedisUrlError};
 
@@ -231,6 +233,11 @@ pub enum BackendError {
     /// Shared, so that every batch of a failed group commit can carry it.
     #[error("storage failed: {0}")]
     Storage(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The backend answered something its contract rules out (keys out of
+    /// order, say): its data is damaged at rest. Never retried into a
+    /// shorter answer; `ostore check` says where.
+    #[error("storage damaged: {0}")]
+    Damaged(String),
     /// The database could not be opened; `hint` says what may be wrong.
     #[error("cannot open database {path}: {source}{hint}")]
     Open {

@@ -16,7 +16,8 @@
 //! | `keys` | the physical layout: typed backend keys and their shards |
 //! | `sealed` | sealing, opening and scanning records |
 //! | `record` | the plaintext encoding of records |
-//! | `paging` | pages and cursors |
+//! | `paging` | pages and cursors; a listing that meets damage fails, never comes back short |
+//! | [`integrity`] | `ostore check` and `ostore repair`: find damage, rebuild what is derived, set aside what does not open |
 //!
 //! # Several hosts on one backend
 //!
@@ -46,6 +47,7 @@
 mod application;
 mod credentials;
 mod error;
+pub mod integrity;
 mod keys;
 mod paging;
 mod partition;
