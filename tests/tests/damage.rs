@@ -3,25 +3,56 @@
 //! is and fails the check, and a repair leaves data that passes again with
 //! every undamaged key still readable.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ostore::backend::{Backend, Batch, Expect, FileBackend, Shards};
+use ostore::backend::{Backend, Batch, Expect, FileBackend, RedisBackend, Shards};
 use ostore::encryption::MasterKey;
 use ostore::host::DataDir;
 use ostore::objectstore::{Config, ObjectStore, StoreOptions, Ttl};
+use ostore_tests::redis::{RedisOptions, RedisServer};
 use ostore_tests::run_ostore;
 
-/// Opens the data directory's database with the library, runs `work` on
-/// it, and closes it again so that the commands can open it.
+/// Where the data is: a data directory's redb file, or a Redis server
+/// (with a data directory for nothing but the command's flag).
+enum Data {
+    Redb(PathBuf),
+    Redis { url: String, dir: PathBuf },
+}
+
+impl Data {
+    async fn open(&self) -> Arc<dyn Backend> {
+        match self {
+            Data::Redb(dir) => Arc::new(FileBackend::open(&DataDir::new(dir).database()).unwrap()),
+            Data::Redis { url, .. } => {
+                Arc::new(RedisBackend::connect(&url.parse().unwrap()).await.unwrap())
+            }
+        }
+    }
+
+    /// The flags that point a command at the data.
+    fn args(&self) -> Vec<String> {
+        match self {
+            Data::Redb(dir) => vec!["--data-dir".into(), dir.display().to_string()],
+            Data::Redis { url, dir } => vec![
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--backend".into(),
+                url.clone(),
+            ],
+        }
+    }
+}
+
+/// Opens the data with the library, runs `work` on it, and closes it again
+/// so that the commands can open it.
 async fn with_store<T>(
-    data: &Path,
+    data: &Data,
     master: &MasterKey,
     work: impl AsyncFnOnce(&ObjectStore, &dyn Backend) -> T,
 ) -> T {
-    let backend: Arc<dyn Backend> =
-        Arc::new(FileBackend::open(&DataDir::new(data).database()).unwrap());
+    let backend = data.open().await;
     let os = ObjectStore::open(backend.clone(), master, Config::default())
         .await
         .unwrap();
