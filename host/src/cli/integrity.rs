@@ -28,8 +28,11 @@ pub(super) async fn check(keys: KeyArgs) -> anyhow::Result<()> {
                      (repair goes back to the last commit that verifies)"
                 );
             }
+            // Reported, and the walk still runs: redb reads what it can
+            // without checksums, and the walk says which records it met.
             FileIntegrity::Corrupted(why) => {
-                bail!("redb cannot read {}: {why}", data.database().display())
+                problems += 1;
+                println!("damage: redb: the file fails its check beyond redb's repair: {why}");
             }
         }
     }
@@ -49,12 +52,19 @@ pub(super) async fn check(keys: KeyArgs) -> anyhow::Result<()> {
 /// Repairs what can be, then checks again; fails if damage remains.
 pub(super) async fn repair(keys: KeyArgs) -> anyhow::Result<()> {
     let (data, backend_config) = data_of(&keys)?;
+    let mut file_left = false;
     if backend_config == BackendConfig::Redb {
-        let clean = backend::repair_file(&data.database())?;
-        if clean {
-            println!("redb: every page of the file verifies");
-        } else {
-            println!("redb: repaired the file (back to its last commit that verifies)");
+        match backend::repair_file(&data.database()) {
+            Ok(true) => println!("redb: every page of the file verifies"),
+            Ok(false) => {
+                println!("redb: repaired the file (back to its last commit that verifies)")
+            }
+            // The records are still mended where they can be; the check
+            // after the repair reports the file again, and fails.
+            Err(e) => {
+                file_left = true;
+                println!("left: redb cannot repair the file: {e}");
+            }
         }
     }
     let master = master_key(&data, keys.key_file.as_deref())?;
@@ -66,9 +76,10 @@ pub(super) async fn repair(keys: KeyArgs) -> anyhow::Result<()> {
     let after = integrity::check(&*backend, &master)
         .await
         .context("cannot check the records after repair")?;
-    if !after.is_clean() {
+    if !after.is_clean() || file_left {
         print_report(&after, "left");
-        bail!("{} problems are left after repair", after.damage.len());
+        let left = after.damage.len() + usize::from(file_left);
+        bail!("{left} problems are left after repair");
     }
     println!("the records are clean now");
     Ok(())
