@@ -228,6 +228,14 @@ fn closed() -> BackendError {
     storage(redb::Error::DatabaseClosed)
 }
 
+/// A scan met `key` out of key order: the file is damaged.
+fn out_of_order(key: &[u8]) -> BackendError {
+    BackendError::Damaged(format!(
+        "key {} is out of order in the database file",
+        crate::encryption::hex(key)
+    ))
+}
+
 impl Backend for FileBackend {
     fn get<'a>(
         &'a self,
@@ -256,13 +264,30 @@ impl Backend for FileBackend {
             let range = table
                 .range::<&[u8]>((scan_start(prefix, after), std::ops::Bound::Unbounded))
                 .map_err(storage)?;
-            let mut out = Vec::new();
-            for item in range {
-                let (k, v) = item.map_err(storage)?;
-                if !k.value().starts_with(prefix) || out.len() >= limit {
+            let mut out: Vec<Pair> = Vec::new();
+            let mut range = range.peekable();
+            while let Some(item) = range.next() {
+                if out.len() >= limit {
                     break;
                 }
-                out.push((k.value().to_vec(), v.value().to_vec()));
+                let (k, v) = item.map_err(storage)?;
+                let key = k.value();
+                let previous = out.last().map(|(p, _)| p.as_slice());
+                if previous.is_some_and(|p| key <= p) {
+                    return Err(out_of_order(key));
+                }
+                if !key.starts_with(prefix) {
+                    // The first key past the prefix ends the scan, but only
+                    // if it is in its place: a bit flipped in a key of a
+                    // page puts it out of order, and stopping there would
+                    // silently leave out every key after it.
+                    let next = range.peek().map(|n| n.as_ref().map(|(k, _)| k.value()));
+                    if key < prefix || matches!(next, Some(Ok(n)) if n <= key) {
+                        return Err(out_of_order(key));
+                    }
+                    break;
+                }
+                out.push((key.to_vec(), v.value().to_vec()));
             }
             Ok(out)
         });

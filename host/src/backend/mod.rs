@@ -20,6 +20,7 @@
 pub mod contract;
 pub mod fault;
 mod file;
+mod file_check;
 mod health;
 mod memory;
 mod redis;
@@ -30,6 +31,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use file::{CommitStats, FileBackend};
+pub use file_check::{FileIntegrity, check_file, repair_file};
 pub(crate) use health::HealthMonitor;
 pub use health::{Health, StorageFault};
 pub use memory::MemoryBackend;
@@ -243,6 +245,11 @@ pub enum BackendError {
     /// Shared, so that every batch of a failed group commit can carry it.
     #[error("storage failed: {0}")]
     Storage(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The backend answered something its contract rules out (keys out of
+    /// order, say): its data is damaged at rest. Never retried into a
+    /// shorter answer; `ostore check` says where.
+    #[error("storage damaged: {0}")]
+    Damaged(String),
     /// The database could not be opened; `hint` says what may be wrong.
     #[error("cannot open database {path}: {source}{hint}")]
     Open {

@@ -52,18 +52,18 @@ pub(super) struct KeyArgs {
         env = "OSTORE_DATA_DIR",
         default_value = ".ostore"
     )]
-    data_dir: PathBuf,
+    pub(super) data_dir: PathBuf,
 
     /// File holding the master key; ignored when OSTORE_MASTER_KEY is set.
     /// Default: `master.key` in the data directory.
     #[arg(long, value_name = "FILE")]
-    key_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
 
     /// Where the hosts keep their records, as given to `ostore up`: `redb`
     /// (the data directory's file) or a Redis URL (a password not in it is
     /// taken from OSTORE_REDIS_PASSWORD).
     #[arg(long, value_name = "redb|URL", default_value = "redb")]
-    backend: BackendConfig,
+    pub(super) backend: BackendConfig,
 }
 
 #[derive(Args)]

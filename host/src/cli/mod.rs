@@ -7,8 +7,10 @@
 //! |---|---|
 //! | `up` | `ostore up`: flags to a [`HostConfig`](crate::host::HostConfig), the banner, signals |
 //! | `local` | `credentials` and `tls`: commands on a data directory |
+//! | `integrity` | `check` and `repair`: find damage in a data directory's records, and mend it |
 //! | `remote` | `kv`, `stores`, `partitions`, `stats`: the REST API client |
 
+mod integrity;
 mod local;
 mod remote;
 mod spin_flags;
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use local::{CredentialsCommand, TlsCommand};
+use local::{CredentialsCommand, KeyArgs, TlsCommand};
 use remote::{KvCommand, PartitionsCommand, ServerArgs, StoresCommand};
 use up::UpArgs;
 
@@ -42,6 +44,12 @@ enum Command {
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Walk every record and index of the data (offline) and report what is
+    /// damaged; exit status 1 if anything is.
+    Check(KeyArgs),
+    /// Rebuild what can be derived (expiry index, usage counters) and set
+    /// aside what cannot be opened, leaving the rest as it is (offline).
+    Repair(KeyArgs),
     /// Read, write, delete and list keys of a running server.
     Kv {
         #[command(subcommand)]
@@ -114,6 +122,8 @@ pub fn main() -> ExitCode {
             Command::Tls(TlsCommand::SelfSigned { out_dir, names }) => {
                 local::self_signed(&out_dir, &names)
             }
+            Command::Check(keys) => integrity::check(keys).await,
+            Command::Repair(keys) => integrity::repair(keys).await,
             Command::Kv { command, server } => remote::kv(command, server).await,
             Command::Stores { command, server } => remote::stores(command, server).await,
             Command::Partitions { command, server } => remote::partitions(command, server).await,

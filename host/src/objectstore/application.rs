@@ -245,9 +245,12 @@ impl Inner {
                 return Ok(footprints);
             }
             for (key, sealed) in &chunk {
+                // A count that leaves records out would look whole: a
+                // malformed key is reported instead (`ostore check` finds
+                // it, `ostore repair` sets it aside).
                 let Some(store) = write::store_of(key) else {
-                    tracing::warn!("not counting a malformed entry key");
-                    continue;
+                    tracing::warn!("cannot count a malformed entry key");
+                    return Err(Error::Integrity);
                 };
                 let f = footprints.entry(store).or_default();
                 f.keys += 1;

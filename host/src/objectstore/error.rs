@@ -61,7 +61,15 @@ impl From<BackendError> for Error {
             !matches!(e, BackendError::Conflict),
             "conditional commits handle conflicts before converting"
         );
-        Error::Storage(e)
+        match e {
+            // Damage at rest is an integrity failure whichever layer sees
+            // it first: the same answer as a record that does not open.
+            BackendError::Damaged(what) => {
+                tracing::warn!("{what}");
+                Error::Integrity
+            }
+            e => Error::Storage(e),
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! | rate bucket | `r` app | the application's request-rate bucket and its recent leases | application |
 //! | entry | `e` app store partition key | name, value, metadata | partition |
 //! | expiry | `x` expires app store partition key | empty | partition |
+//! | set aside | `q` original key | the original bytes, as found | `q` |
 //!
 //! Each name is replaced by its 16-byte tag (see
 //! [`encryption`](crate::encryption)); `day` is big-endian days since the
@@ -423,6 +424,45 @@ impl Prefix {
             Prefix::PartitionEntries(id) => ShardSpan::One(Shard::Partition(*id).encode()),
         }
     }
+}
+
+/// Records `ostore repair` set aside (see `integrity`): kept under their
+/// original key behind this byte, where no prefix the object store scans
+/// reaches them, in one shard of their own.
+const QUARANTINE: u8 = b'q';
+
+/// The shard and key under which a damaged record at `original` is set
+/// aside.
+pub(crate) fn quarantine(original: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (
+        [QUARANTINE].to_vec(),
+        [&[QUARANTINE][..], original].concat(),
+    )
+}
+
+/// The original key of a record set aside, if `key` is one.
+pub(crate) fn quarantined(key: &[u8]) -> Option<&[u8]> {
+    key.strip_prefix(&[QUARANTINE])
+}
+
+/// The shards a key that does not parse (damage at rest) may be in: the
+/// one its leading bytes name, if they name one, and none (where the object
+/// store writes such keys' deletions).
+pub(crate) fn probable_shards(key: &[u8]) -> Vec<Vec<u8>> {
+    let mut shards = Vec::new();
+    if let Some((&kind, rest)) = key.split_first() {
+        let mut f = Fields(rest);
+        let shard = match kind {
+            APP | STORE | PARTITION | STATS | USAGE | RATE_BUCKET => f.tag().map(Shard::App),
+            ENTRY => f.partition().map(Shard::Partition),
+            EXPIRY => f.u64().and_then(|_| f.partition()).map(Shard::Partition),
+            CREDENTIAL => Some(Shard::Host),
+            _ => None,
+        };
+        shards.extend(shard.map(|s| s.encode()));
+    }
+    shards.push(Vec::new());
+    shards
 }
 
 impl PartitionId {

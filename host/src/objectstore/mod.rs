@@ -16,7 +16,8 @@
 //! | `keys` | the physical layout: typed backend keys and their shards |
 //! | `sealed` | sealing, opening and scanning records |
 //! | `record` | the plaintext encoding of records |
-//! | `paging` | pages and cursors |
+//! | `paging` | pages and cursors; a listing that meets damage fails, never comes back short |
+//! | [`integrity`] | `ostore check` and `ostore repair`: find damage, rebuild what is derived, set aside what does not open |
 //! | `fuzz` | what the fuzzers drive: every decoder of stored or client bytes |
 //!
 //! # Several hosts on one backend
@@ -49,6 +50,7 @@ mod credentials;
 mod error;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod integrity;
 mod keys;
 mod paging;
 mod partition;

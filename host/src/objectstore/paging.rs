@@ -3,6 +3,18 @@
 //! A cursor is the last tag of a page followed by a MAC that binds it to its
 //! listing (the scan's prefix), base64url. A client can neither forge one nor
 //! use one of another partition: that would silently skip part of a listing.
+//!
+//! # Damage
+//!
+//! A listing that meets a record it cannot open, a key it cannot place, or
+//! a backend answer out of key order (see `sealed`) fails with
+//! [`Error::Integrity`] (503 on HTTP): it never answers a short page as if
+//! it were whole. We chose an error over a page marked incomplete because
+//! every client already handles an error, while a flag would be ignored
+//! by every client written before it; `ostore check` says where the damage
+//! is and `ostore repair` sets it aside, after which the listing is whole
+//! again. Counts (a store's usage when first measured) follow the same
+//! rule.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

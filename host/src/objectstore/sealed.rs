@@ -153,6 +153,27 @@ fn in_its_shard(batch: &Batch) -> bool {
         .all(|w| RecordKey::parse(&w.key).is_some_and(|k| k.shard().encode() == batch.shard))
 }
 
+/// Checks what a backend answered to a scan: keys under the prefix, in
+/// strictly ascending order, after the last key of the previous chunk. A
+/// damaged store (a flipped bit in a key of a redb page, say) can answer
+/// otherwise; every listing, count and sweep relies on this order to know
+/// where a scan ends and where the next chunk starts, so an answer out of
+/// order is [`Error::Integrity`], never a short list taken as whole.
+fn check_order(prefix: &[u8], after: Option<&[u8]>, chunk: &[Pair]) -> Result<(), Error> {
+    let mut previous = after.filter(|a| a.starts_with(prefix));
+    for (key, _) in chunk {
+        if !key.starts_with(prefix) || previous.is_some_and(|p| key.as_slice() <= p) {
+            tracing::warn!(
+                "a scan met a key out of order, {}: the backend is damaged",
+                crate::encryption::hex(key)
+            );
+            return Err(Error::Integrity);
+        }
+        previous = Some(key);
+    }
+    Ok(())
+}
+
 /// A scan in progress: successive chunks of the pairs under a prefix. Each
 /// chunk is a consistent snapshot; writes between chunks may or may not be
 /// seen, and deleting what was returned does not disturb the scan.
@@ -191,6 +212,7 @@ impl Scan<'_> {
             )
             .await?;
         self.done = chunk.len() < limit;
+        check_order(&self.prefix, self.after.as_deref(), &chunk)?;
         if let Some((last, _)) = chunk.last() {
             self.after = Some(last.clone());
         }

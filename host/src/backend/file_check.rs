@@ -1,0 +1,226 @@
+//! redb's own integrity check of a database file, for `ostore check` and
+//! `ostore repair`.
+//!
+//! redb's [`Database::check_integrity`] verifies every page's checksum, and
+//! *repairs* what fails (by going back to the last commit that verifies).
+//! A check must change nothing, so [`check_file`] runs it on a
+//! copy-on-write view of the file: reads come from the file, writes stay in
+//! memory and are dropped. Only [`repair_file`] lets redb write the file.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use redb::backends::FileBackend as RedbFile;
+use redb::{Builder, Database, DatabaseError, StorageBackend};
+
+use super::BackendError;
+
+/// What redb's own check says of a database file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileIntegrity {
+    /// Every page verifies.
+    Clean,
+    /// Pages fail to verify; redb can repair the file by going back to
+    /// its last commit that verifies (what `ostore repair` does).
+    Repairable,
+    /// The file cannot be read as a redb database at all.
+    Corrupted(String),
+}
+
+/// Runs redb's integrity check on the file at `path` without changing it.
+/// Fails (as opening the backend would) if a running host holds the file.
+pub fn check_file(path: &Path) -> Result<FileIntegrity, BackendError> {
+    // Opened for writing only so that redb can take its exclusive lock
+    // (and refuse while a host holds the file): every write goes to the
+    // overlay.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| open_error(path, e))?;
+    let len = file.metadata().map_err(|e| open_error(path, e))?.len();
+    let view = CopyOnWrite {
+        file: RedbFile::new(file).map_err(|e| open_error(path, e))?,
+        state: Mutex::new(Overlay {
+            len,
+            file_len: len,
+            blocks: HashMap::new(),
+        }),
+    };
+    let mut db = match Builder::new().create_with_backend(view) {
+        Ok(db) => db,
+        Err(DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(open_error(path, DatabaseError::DatabaseAlreadyOpen));
+        }
+        Err(e) => return Ok(FileIntegrity::Corrupted(e.to_string())),
+    };
+    Ok(match db.check_integrity() {
+        Ok(true) => FileIntegrity::Clean,
+        Ok(false) => FileIntegrity::Repairable,
+        Err(e) => FileIntegrity::Corrupted(e.to_string()),
+    })
+}
+
+/// Runs redb's integrity check on the file at `path`, letting it repair
+/// what it can. Returns whether the file was clean.
+pub fn repair_file(path: &Path) -> Result<bool, BackendError> {
+    let mut db = Database::open(path).map_err(|e| open_error(path, e))?;
+    db.check_integrity().map_err(|e| open_error(path, e))
+}
+
+fn open_error(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+    BackendError::Open {
+        path: path.display().to_string(),
+        hint: "",
+        source: std::sync::Arc::new(e),
+    }
+}
+
+/// The unit the overlay copies on write.
+const BLOCK: u64 = 4096;
+
+/// A file seen through an in-memory overlay: what redb writes while it
+/// checks stays here.
+#[derive(Debug)]
+struct CopyOnWrite {
+    file: RedbFile,
+    state: Mutex<Overlay>,
+}
+
+#[derive(Debug)]
+struct Overlay {
+    /// The length redb sees.
+    len: u64,
+    /// How much of the file is still visible beneath the blocks: a
+    /// shrink hides the rest for good (growing again shows zeros).
+    file_len: u64,
+    /// Blocks written, by index.
+    blocks: HashMap<u64, Vec<u8>>,
+}
+
+impl CopyOnWrite {
+    /// Block `index` as the file shows it.
+    fn file_block(&self, file_len: u64, index: u64) -> io::Result<Vec<u8>> {
+        let mut block = vec![0; BLOCK as usize];
+        let start = index * BLOCK;
+        if start < file_len {
+            let n = (file_len - start).min(BLOCK) as usize;
+            self.file.read(start, &mut block[..n])?;
+        }
+        Ok(block)
+    }
+}
+
+impl StorageBackend for CopyOnWrite {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.state.lock().expect("overlay lock").len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let state = self.state.lock().expect("overlay lock");
+        if offset.saturating_add(out.len() as u64) > state.len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end",
+            ));
+        }
+        let mut done = 0;
+        while done < out.len() {
+            let at = offset + done as u64;
+            let (index, within) = (at / BLOCK, (at % BLOCK) as usize);
+            let n = (BLOCK as usize - within).min(out.len() - done);
+            let block = match state.blocks.get(&index) {
+                Some(block) => block.clone(),
+                None => self.file_block(state.file_len, index)?,
+            };
+            out[done..done + n].copy_from_slice(&block[within..within + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut state = self.state.lock().expect("overlay lock");
+        if len < state.len {
+            state.file_len = state.file_len.min(len);
+            state.blocks.retain(|index, _| index * BLOCK < len);
+            let last = len / BLOCK;
+            if let Some(block) = state.blocks.get_mut(&last) {
+                block[(len % BLOCK) as usize..].fill(0);
+            }
+        }
+        state.len = len;
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut state = self.state.lock().expect("overlay lock");
+        let mut done = 0;
+        while done < data.len() {
+            let at = offset + done as u64;
+            let (index, within) = (at / BLOCK, (at % BLOCK) as usize);
+            let n = (BLOCK as usize - within).min(data.len() - done);
+            if !state.blocks.contains_key(&index) {
+                let block = self.file_block(state.file_len, index)?;
+                state.blocks.insert(index, block);
+            }
+            let block = state.blocks.get_mut(&index).expect("inserted above");
+            block[within..within + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        state.len = state.len.max(offset + data.len() as u64);
+        Ok(())
+    }
+
+    fn close(&self) -> io::Result<()> {
+        self.file.close()
+    }
+
+    fn try_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.file.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.file.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.file.lock_range(start, end)
+    }
+
+    fn lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.file.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.file.unlock_range(start, end)
+    }
+
+    fn query_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.file.query_lock_range(start, end)
+    }
+}
