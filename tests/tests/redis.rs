@@ -582,3 +582,88 @@ async fn a_credential_made_on_one_host_works_on_all_and_deleted_on_another_stops
         assert_eq!(r.status, 401, "{}", r.text());
     }
 }
+
+/// Deleting a store touches a shard per partition, spread over the
+/// cluster's masters: a host whose commits stop half-way leaves no trace of
+/// the store visible, and another host's sweep finishes the deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_deletion_cut_off_half_way_on_a_cluster_is_finished_by_another_host() {
+    use ostore::backend::fault::{Faults, FaultyBackend, Stage};
+    use ostore::backend::{Backend, Shards, StorageFault};
+
+    let cluster = RedisCluster::start(3, &RedisOptions::default());
+    let redis: Arc<dyn Backend> = Arc::new(connect(&cluster.url()).await);
+    let master = MasterKey::generate();
+    let open = |backend: Arc<dyn Backend>| {
+        let master = &master;
+        async move {
+            ObjectStore::open(backend, master, objectstore::Config::default())
+                .await
+                .unwrap()
+        }
+    };
+    let records = |kind: &'static [u8]| {
+        let redis = redis.clone();
+        async move {
+            redis
+                .scan(Shards::ALL, kind, None, 10_000)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+
+    let host0 = open(redis.clone()).await;
+    let store = host0
+        .application("app")
+        .await
+        .unwrap()
+        .store("S")
+        .await
+        .unwrap();
+    for p in 0..6 {
+        let partition = store.partition(&format!("P{p}")).await.unwrap();
+        for k in 0..5 {
+            partition
+                .store(&format!("k{k}"), b"v".to_vec(), Default::default())
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(records(b"e").await, 30);
+
+    // Host 1 commits the tombstone and two partitions' deletions, then its
+    // commits fail.
+    let faults = Faults::new();
+    let host1 = open(Arc::new(FaultyBackend::new(
+        redis.clone(),
+        faults.clone(),
+        Stage::BeforeCommit,
+    )))
+    .await;
+    let app1 = host1.application("app").await.unwrap();
+    faults.fail_after(3, StorageFault::Unreachable);
+    assert!(app1.delete_store("S").await.is_err());
+    let left = records(b"e").await;
+    assert!(0 < left && left < 30, "{left} of 30 keys left");
+
+    // Through any host, the store is gone.
+    let host2 = open(redis.clone()).await;
+    let app2 = host2.application("app").await.unwrap();
+    assert!(app2.find_store("S").await.unwrap().is_none());
+    let names: Vec<String> = app2
+        .list_stores(None, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    assert!(!names.contains(&"S".to_string()), "{names:?}");
+
+    // Host 2's sweep finishes the job on every master.
+    assert_eq!(host2.finish_deletions().await.unwrap(), 1);
+    for kind in [&b"e"[..], b"x", b"p", b"t"] {
+        assert_eq!(records(kind).await, 0, "records {:?} left", kind[0] as char);
+    }
+}

@@ -1,57 +1,20 @@
 //! Deleting a store spans many shards: a host cut off half-way leaves
 //! nothing of the store visible, and any host finishes the job.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use super::*;
-use crate::backend::{BackendError, BoxFuture, Pair};
+use crate::backend::StorageFault;
+use crate::backend::fault::{Faults, FaultyBackend, Stage};
 
-/// A host that stops writing after `left` more commits, as one that crashed
-/// would: every later commit fails, and nothing of it applies.
-struct CutOff {
-    inner: Arc<MemoryBackend>,
-    left: AtomicUsize,
-}
-
-impl CutOff {
-    fn after(inner: &Arc<MemoryBackend>, commits: usize) -> Arc<Self> {
-        Arc::new(Self {
-            inner: inner.clone(),
-            left: AtomicUsize::new(commits),
-        })
-    }
-}
-
-impl Backend for CutOff {
-    fn get<'a>(
-        &'a self,
-        shard: &'a [u8],
-        key: &'a [u8],
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
-        self.inner.get(shard, key)
-    }
-
-    fn scan<'a>(
-        &'a self,
-        shards: Shards<'a>,
-        prefix: &'a [u8],
-        after: Option<&'a [u8]>,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>> {
-        self.inner.scan(shards, prefix, after, limit)
-    }
-
-    fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>> {
-        let allowed = self
-            .left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if allowed {
-            self.inner.commit(batch)
-        } else {
-            Box::pin(async { Err(BackendError::storage(std::io::Error::other("cut off"))) })
-        }
-    }
+/// A host that stops writing after `commits` more commits, as one that
+/// crashed would: every later commit fails, and nothing of it applies.
+fn cut_off_after(inner: &Arc<MemoryBackend>, commits: u64) -> Arc<dyn Backend> {
+    let faults = Faults::new();
+    faults.fail_after(commits, StorageFault::Io);
+    Arc::new(FaultyBackend::new(
+        inner.clone(),
+        faults,
+        Stage::BeforeCommit,
+    ))
 }
 
 /// How many records of a kind (by the first byte of their backend key) the
@@ -96,8 +59,7 @@ async fn a_store_deletion_cut_off_half_way_shows_nothing_and_the_sweep_finishes_
     assert_eq!(records(&backend, b"e").await, keys);
 
     // Host 1 commits the tombstone and one partition's deletions, then stops.
-    let cut = CutOff::after(&backend, 2);
-    let host1 = open_with(cut.clone(), &master).await;
+    let host1 = open_with(cut_off_after(&backend, 2), &master).await;
     let err = host1
         .application("app")
         .await
@@ -137,8 +99,7 @@ async fn a_store_deletion_cut_off_half_way_shows_nothing_and_the_sweep_finishes_
 async fn a_store_made_again_after_a_cut_off_deletion_starts_empty() {
     let (backend, master) = fresh();
     fill(&open_with(backend.clone(), &master).await).await;
-    let cut = CutOff::after(&backend, 1);
-    let host1 = open_with(cut, &master).await;
+    let host1 = open_with(cut_off_after(&backend, 1), &master).await;
     let app1 = host1.application("app").await.unwrap();
     assert!(app1.delete_store("S").await.is_err());
     assert_eq!(
