@@ -52,6 +52,147 @@ fn round_trips<R: Record + PartialEq + std::fmt::Debug>(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encryption::TAG_LEN;
+    use crate::objectstore::keys::{EntryId, PartitionId};
+    use crate::objectstore::record::RateLease;
+    use crate::objectstore::types::{Ttl, ValueKind};
+
+    /// Well-formed inputs of every decoder, to start the fuzzer from:
+    /// `cargo test -p ostore --lib -- --ignored writes_the_seed_inputs`
+    /// writes them into the corpus as `seed-*`.
+    fn seed_inputs() -> Vec<(&'static str, Vec<u8>)> {
+        let tag = |n: u8| [n; TAG_LEN];
+        let partition = PartitionId {
+            app: tag(1),
+            store: tag(2),
+            partition: tag(3),
+        };
+        let entry_id = EntryId {
+            partition,
+            key: tag(4),
+        };
+        let entry = EntryRecord {
+            key: "k€y".into(),
+            created: 1,
+            updated: 2,
+            expires: Some(3),
+            version: 4,
+            ttl: Ttl::Rolling(60),
+            kind: ValueKind::Number,
+            value: b"42".to_vec(),
+        };
+        let sealer = Sealer::new(&[7; 32], &[9; 32]);
+        vec![
+            ("key-entry", RecordKey::Entry(entry_id).encode()),
+            (
+                "key-expiry",
+                RecordKey::Expiry {
+                    at: 5,
+                    entry: entry_id,
+                }
+                .encode(),
+            ),
+            ("key-partition", RecordKey::Partition(partition).encode()),
+            (
+                "key-store",
+                RecordKey::Store {
+                    app: tag(1),
+                    store: tag(2),
+                }
+                .encode(),
+            ),
+            ("key-master", RecordKey::MasterCheck.encode()),
+            ("entry", entry.encode()),
+            (
+                "store",
+                StoreRecord {
+                    name: "s".into(),
+                    default_ttl: Ttl::Fixed(9),
+                    quota: Default::default(),
+                }
+                .encode(),
+            ),
+            (
+                "tombstone",
+                StoreTombstone {
+                    name: "s".into(),
+                    since_ms: 7,
+                }
+                .encode(),
+            ),
+            (
+                "partition",
+                PartitionRecord {
+                    name: "p".into(),
+                    ttl: Some(Ttl::Never),
+                }
+                .encode(),
+            ),
+            ("usage", UsageRecord { keys: -1, bytes: 9 }.encode()),
+            (
+                "rate",
+                RateRecord {
+                    level_milli: 5,
+                    at_ms: 6,
+                    leases: vec![RateLease {
+                        at_ms: 1,
+                        tokens: 2,
+                    }],
+                }
+                .encode(),
+            ),
+            (
+                "credential",
+                CredentialRecord {
+                    client_id: "c".into(),
+                    body: b"{}".to_vec(),
+                }
+                .encode(),
+            ),
+            ("master", MasterCheck.encode()),
+            ("sealed", sealer.seal(b"e-some-key", &entry.encode())),
+            (
+                "cursor",
+                paging::encode_cursor(&sealer, b"eprefix", &tag(4)).into_bytes(),
+            ),
+        ]
+    }
+
+    #[test]
+    #[ignore = "writes files: run once to refresh the corpus's seeds"]
+    fn writes_the_seed_inputs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/decoders");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in seed_inputs() {
+            std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_seed_inputs_decode() {
+        for (name, bytes) in seed_inputs() {
+            decoders(&bytes);
+            let decodes = RecordKey::parse(&bytes).is_some()
+                || EntryRecord::decode(&bytes).is_ok()
+                || StoreRecord::decode(&bytes).is_ok()
+                || PartitionRecord::decode(&bytes).is_ok()
+                || UsageRecord::decode(&bytes).is_ok()
+                || RateRecord::decode(&bytes).is_ok()
+                || CredentialRecord::decode(&bytes).is_ok()
+                || StoreTombstone::decode(&bytes).is_ok()
+                || MasterCheck::decode(&bytes).is_ok()
+                || Sealer::new(&[7; 32], &[9; 32])
+                    .open(b"e-some-key", &bytes)
+                    .is_ok()
+                || paging::decode_cursor(
+                    &Sealer::new(&[7; 32], &[9; 32]),
+                    b"eprefix",
+                    &String::from_utf8_lossy(&bytes),
+                )
+                .is_ok();
+            assert!(decodes, "seed {name} decodes as nothing");
+        }
+    }
 
     /// Every input the fuzzer kept (it covers a path no other input did),
     /// replayed on each `cargo test`.

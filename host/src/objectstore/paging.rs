@@ -33,7 +33,7 @@ fn cursor_check(sealer: &Sealer, prefix: &[u8], tag: &[u8]) -> [u8; CURSOR_CHECK
     full[..CURSOR_CHECK_LEN].try_into().expect("check length")
 }
 
-fn encode_cursor(sealer: &Sealer, prefix: &[u8], tag: &[u8]) -> String {
+pub(super) fn encode_cursor(sealer: &Sealer, prefix: &[u8], tag: &[u8]) -> String {
     let mut bytes = tag.to_vec();
     bytes.extend_from_slice(&cursor_check(sealer, prefix, tag));
     URL_SAFE_NO_PAD.encode(bytes)
