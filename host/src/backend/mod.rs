@@ -18,6 +18,7 @@
 //! may then ignore shards altogether, as redb and the memory backend do.
 
 pub mod contract;
+pub mod crash;
 pub mod fault;
 mod file;
 mod health;

@@ -64,6 +64,10 @@ mod tests {
             decoders(&std::fs::read(&path).unwrap());
             replayed += 1;
         }
-        assert!(replayed >= 100, "only {replayed} inputs in {}", dir.display());
+        assert!(
+            replayed >= 100,
+            "only {replayed} inputs in {}",
+            dir.display()
+        );
     }
 }
