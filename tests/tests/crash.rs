@@ -32,8 +32,8 @@ const INCREMENT_EVERY: usize = 4;
 const CYCLES: usize = 5;
 /// The kill comes this long after the writers start, plus up to
 /// `KILL_SPREAD` more, as the seed decides.
-const KILL_AFTER: Duration = Duration::from_millis(300);
-const KILL_SPREAD_MS: u64 = 1_500;
+const KILL_AFTER: Duration = Duration::from_millis(500);
+const KILL_SPREAD_MS: u64 = 2_500;
 /// A writer stops after this many operations even if the host is still up
 /// (it is not: the kill comes much sooner), so that no loop is unbounded.
 const MAX_OPS_PER_WRITER: usize = 100_000;
@@ -259,7 +259,8 @@ async fn kill_cycles(setup: &Setup, args: &[&str], label: &str, seed: u64) {
     host.stop();
     println!(
         "{label}: {cycles} kill -9 cycles under {WRITERS} writers (seed {seed}): {} stores and \
-         {} increments acknowledged, 0 lost; counters {:?} (highest acknowledged {:?})",
+         {} increments acknowledged, 0 lost; increments sent per counter {:?}, highest \
+         acknowledged {:?}",
         ledger.stored.len(),
         ledger.acknowledged_increments,
         ledger.attempted,

@@ -67,9 +67,10 @@ mod tests {
 
     /// The error a server answers with `line` (a RESP error, without `-`).
     fn server_error(line: &str) -> RedisError {
-        let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
-            .expect("a RESP error parses");
-        value.extract_error().expect_err("an error reply")
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Err(e) => e,
+            Ok(value) => value.extract_error().expect_err("an error reply"),
+        }
     }
 
     #[test]
