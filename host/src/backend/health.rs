@@ -141,6 +141,13 @@ impl HealthMonitor {
     /// written when the state changes.
     pub(crate) fn failed(&self, fault: StorageFault, error: &dyn std::fmt::Display) {
         self.failed_commits.fetch_add(1, Ordering::Relaxed);
+        self.failing(fault, error);
+    }
+
+    /// Writes fail for `fault`, as an operation other than a commit found
+    /// (a read that could not reach the server): the state changes, no
+    /// failed commit is counted.
+    pub(crate) fn failing(&self, fault: StorageFault, error: &dyn std::fmt::Display) {
         let before = self.state.swap(fault.code(), Ordering::Relaxed);
         if before != fault.code() {
             tracing::error!(

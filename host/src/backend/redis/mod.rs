@@ -42,7 +42,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, RedisError, RedisFuture, Script, Value};
 
-use super::{Backend, BackendError, Batch, BoxFuture, Expect, Health, HealthMonitor, Pair, Shards};
+use super::{
+    Backend, BackendError, Batch, BoxFuture, Expect, Health, HealthMonitor, Pair, Shards,
+    StorageFault,
+};
 use crate::encryption::hex;
 
 mod config;
@@ -182,10 +185,6 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
-fn storage(e: RedisError) -> BackendError {
-    BackendError::storage(e)
-}
-
 impl RedisBackend {
     /// Connects, and checks that the server is what `config` says it is: a
     /// cluster for a cluster URL, a standalone server otherwise, that the
@@ -312,6 +311,17 @@ impl RedisBackend {
         });
     }
 
+    /// A read's error, typed as [`faults::backend_error`] types it. A
+    /// server that cannot be reached (or is failing over) fails writes
+    /// too, so the health turns to failing without waiting for a commit.
+    fn read_error(&self, e: RedisError) -> BackendError {
+        let e = faults::backend_error(e);
+        if let Some(fault @ (StorageFault::Unreachable | StorageFault::Failover)) = e.fault() {
+            self.health.failing(fault, &e);
+        }
+        e
+    }
+
     /// Applies `batch` (see [`Backend::commit`]).
     async fn apply(&self, batch: Batch) -> Result<(), BackendError> {
         if batch.is_empty() {
@@ -394,7 +404,7 @@ impl RedisBackend {
                 .arg(SHARD_PAGE)
                 .query_async(&mut c)
                 .await
-                .map_err(storage)?;
+                .map_err(|e| self.read_error(e))?;
             let full = page.len() == SHARD_PAGE;
             if let Some(last) = page.last() {
                 min = lex_min(start, Some(last));
@@ -550,7 +560,7 @@ impl Backend for RedisBackend {
                 .arg(redis_key(shard, b'r', key))
                 .query_async(&mut c)
                 .await
-                .map_err(storage)
+                .map_err(|e| self.read_error(e))
         })
     }
 
@@ -579,7 +589,7 @@ impl Backend for RedisBackend {
                     .arg(redis_key(&shard, b'r', b""))
                     .invoke_async(&mut c)
                     .await
-                    .map_err(storage)?;
+                    .map_err(|e| self.read_error(e))?;
                 let mut flat = flat.into_iter();
                 while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
                     pairs.push((k, v));
