@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use super::*;
 use crate::backend::crash::CrashingBackend;
 
-/// Seeded runs per test run; each crashes once.
+/// Seeded runs per test run, each crashing once, unless
+/// `OSTORE_SIM_CRASHES` asks for more (a longer run).
 const RUNS: u64 = 60;
 const WRITERS: usize = 4;
 /// The most sync points before the crash.
@@ -148,14 +149,18 @@ async fn crash_once(seed: u64) -> (usize, usize) {
 
 #[tokio::test]
 async fn every_acknowledged_write_survives_a_crash_at_a_random_point() {
+    let runs = std::env::var("OSTORE_SIM_CRASHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RUNS);
     let (mut stored, mut lost) = (0, 0);
-    for seed in 0..RUNS {
+    for seed in 0..runs {
         let (s, l) = crash_once(seed).await;
         stored += s;
         lost += l;
     }
     println!(
-        "{RUNS} crashes: {stored} acknowledged stores survived, {lost} unacknowledged commits lost"
+        "{runs} crashes: {stored} acknowledged stores survived, {lost} unacknowledged commits lost"
     );
     assert!(
         stored > 0,
