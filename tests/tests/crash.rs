@@ -273,7 +273,7 @@ async fn kill_cycles(setup: &Setup, args: &[&str], label: &str, seed: u64) {
 }
 
 fn seed(backend: u64) -> u64 {
-    env_or("OSTORE_CRASH_SEED", 0x05ee_dc4a_5u64) ^ backend
+    env_or("OSTORE_CRASH_SEED", 0x5eed_c4a5_u64) ^ backend
 }
 
 fn tutorial() -> Setup {
