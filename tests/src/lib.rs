@@ -506,6 +506,20 @@ pub fn request_with(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> impl Future<Output = Response> + Send + use<> {
+    let answer = try_request_with(addr, method, path, headers, body);
+    async move { answer.await.unwrap_or_else(|e| panic!("{e}")) }
+}
+
+/// Like [`request_with`], but a connection that fails (a host that is
+/// down, or dies before it answers) is an `Err` saying where it failed,
+/// not a panic: for tests that kill the host under load.
+pub fn try_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> impl Future<Output = Result<Response, String>> + Send + use<> {
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -524,27 +538,30 @@ pub fn request_with(
     async move {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
-            .expect("connecting to ostore");
+            .map_err(|e| format!("connecting to ostore: {e}"))?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .expect("HTTP handshake");
+                .map_err(|e| format!("HTTP handshake: {e}"))?;
         tokio::spawn(conn);
-        let res = sender.send_request(req).await.expect("sending the request");
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("sending the request: {e}"))?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res
             .into_body()
             .collect()
             .await
-            .expect("reading the body")
+            .map_err(|e| format!("reading the body: {e}"))?
             .to_bytes()
             .to_vec();
-        Response {
+        Ok(Response {
             status,
             headers,
             body,
-        }
+        })
     }
 }
 

@@ -24,6 +24,7 @@ pub struct RedisServer {
     /// Its working directory: the append-only file and the RDB file.
     pub dir: tempfile::TempDir,
     password: Option<String>,
+    options: RedisOptions,
 }
 
 /// How to start a server.
@@ -63,12 +64,34 @@ impl RedisServer {
     pub fn start(options: &RedisOptions) -> RedisServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port_pair();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            password: options.password.clone(),
+            options: options.clone(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts the server again (killing it first if it runs) on the same
+    /// port and directory, so that it reads its append-only file back, and
+    /// waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let options = &self.options;
+        let dir = self.dir.path();
         let mut command = Command::new("redis-server");
         command
-            .current_dir(dir.path())
-            .args(["--port", &port.to_string()])
+            .current_dir(dir)
+            .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
-            .args(["--dir", &dir.path().display().to_string()])
+            .args(["--dir", &dir.display().to_string()])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .args(["--save", "", "--rdbcompression", "no"])
             .args(["--daemonize", "no", "--protected-mode", "no"])
@@ -88,14 +111,8 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting redis-server (Debian package redis-server)");
-        let server = RedisServer {
-            child: Some(child),
-            port,
-            dir,
-            password: options.password.clone(),
-        };
-        server.wait_until(START_PATIENCE, |s| s.cli(&["PING"]).trim() == "PONG");
-        server
+        self.child = Some(child);
+        self.wait_until(START_PATIENCE, |s| s.cli(&["PING"]).trim() == "PONG");
     }
 
     /// `redis://127.0.0.1:port`.

@@ -667,3 +667,128 @@ async fn a_store_deletion_cut_off_half_way_on_a_cluster_is_finished_by_another_h
         assert_eq!(records(kind).await, 0, "records {:?} left", kind[0] as char);
     }
 }
+
+/// Posts stores of `key` until one is acknowledged (at most `patience`),
+/// as a client retrying on 503 does; the last refusal on failure.
+async fn store_until_acknowledged(host: &TestHost, key: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    loop {
+        let body = format!(r#"{{"key": "{key}", "value": "kept"}}"#);
+        let r = host.request("POST", "/store", body).await;
+        if r.status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not recover within {patience:?}: {} {}",
+            r.status,
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many times the hosts of this process logged `line`.
+fn logged(line: &str) -> usize {
+    ostore_tests::host_log().matches(line).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_out_of_memory_fails_writes_clearly_and_they_recover_once_memory_is_raised() {
+    let server = RedisServer::start(&RedisOptions::default());
+    let setup = Setup::new()
+        .app("tutorial", &[("/store/...", "flow", "store-flow")])
+        .backend(on(&server.url()));
+    let host = setup.start().await;
+    store_until_acknowledged(&host, "before", Duration::ZERO).await;
+    assert_eq!(host.get("/readyz").await.status, 200);
+
+    // Any write that grows memory is refused from now on.
+    assert!(
+        server
+            .cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .contains("OK")
+    );
+    assert!(
+        server
+            .cli(&["CONFIG", "SET", "maxmemory", "1"])
+            .contains("OK")
+    );
+    let logged_before = logged("writes failing: out of memory (");
+    for i in 0..3 {
+        let body = format!(r#"{{"key": "refused-{i}", "value": "v"}}"#);
+        let r = host.request("POST", "/store", body).await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(
+            r.text().contains("writes failing: out of memory"),
+            "{}",
+            r.text()
+        );
+        assert!(r.text().contains("OOM"), "{}", r.text());
+    }
+    let ready = host.get("/readyz").await;
+    assert_eq!(
+        (ready.status, ready.text().trim()),
+        (503, "not ready: writes failing: out of memory")
+    );
+    // Reads keep working, and three failed writes are one log line.
+    assert_eq!(host.get("/store/before").await.text(), "kept");
+    assert_eq!(logged("writes failing: out of memory (") - logged_before, 1);
+
+    assert!(
+        server
+            .cli(&["CONFIG", "SET", "maxmemory", "0"])
+            .contains("OK")
+    );
+    store_until_acknowledged(&host, "after", Duration::from_secs(10)).await;
+    assert_eq!(host.get("/readyz").await.status, 200);
+    assert_eq!(host.get("/store/after").await.text(), "kept");
+    assert!(logged("writes recovered (they were failing: out of memory)") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_server_makes_the_host_unready_until_it_is_back() {
+    let mut server = RedisServer::start(&RedisOptions::default());
+    let setup = Setup::new()
+        .app("tutorial", &[("/store/...", "flow", "store-flow")])
+        .backend(on(&server.url()));
+    let host = setup.start().await;
+    store_until_acknowledged(&host, "before", Duration::ZERO).await;
+
+    server.kill();
+    let r = host
+        .request("POST", "/store", r#"{"key": "refused", "value": "v"}"#)
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text().contains("writes failing: unreachable"),
+        "{}",
+        r.text()
+    );
+    let ready = host.get("/readyz").await;
+    assert_eq!(
+        (ready.status, ready.text().trim()),
+        (503, "not ready: writes failing: unreachable")
+    );
+    assert_eq!(host.get("/healthz").await.status, 200);
+
+    // Back on the same port, from its append-only file: the host turns
+    // ready by itself (its probe), and keeps every acknowledged write.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = host.get("/readyz").await;
+        if ready.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready 30 s after Redis came back: {}",
+            ready.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    store_until_acknowledged(&host, "after", Duration::from_secs(10)).await;
+    assert_eq!(host.get("/store/before").await.text(), "kept");
+    assert_eq!(host.get("/store/after").await.text(), "kept");
+}

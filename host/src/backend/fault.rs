@@ -126,6 +126,7 @@ pub fn io_error(fault: StorageFault) -> std::io::Error {
         StorageFault::DiskFull => libc::ENOSPC,
         StorageFault::OutOfMemory => libc::ENOMEM,
         StorageFault::Unreachable => libc::ECONNREFUSED,
+        StorageFault::Failover => libc::EAGAIN,
         StorageFault::Io => libc::EIO,
     })
 }

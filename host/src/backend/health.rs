@@ -24,14 +24,19 @@ pub enum StorageFault {
     OutOfMemory,
     /// The server cannot be reached.
     Unreachable,
+    /// The servers are moving a shard to another machine (a Redis Cluster
+    /// failover: `CLUSTERDOWN`, `TRYAGAIN`, `MOVED` and the like), or one is
+    /// still loading its data after a restart.
+    Failover,
 }
 
 impl StorageFault {
-    const ALL: [StorageFault; 4] = [
+    const ALL: [StorageFault; 5] = [
         StorageFault::DiskFull,
         StorageFault::Io,
         StorageFault::OutOfMemory,
         StorageFault::Unreachable,
+        StorageFault::Failover,
     ];
 
     /// The fault an I/O error stands for: a full disk, or any other I/O
@@ -54,6 +59,7 @@ impl StorageFault {
             StorageFault::Io => "I/O error",
             StorageFault::OutOfMemory => "out of memory",
             StorageFault::Unreachable => "unreachable",
+            StorageFault::Failover => "failover in progress",
         }
     }
 
@@ -63,6 +69,7 @@ impl StorageFault {
             StorageFault::Io => 2,
             StorageFault::OutOfMemory => 3,
             StorageFault::Unreachable => 4,
+            StorageFault::Failover => 5,
         }
     }
 
@@ -134,6 +141,13 @@ impl HealthMonitor {
     /// written when the state changes.
     pub(crate) fn failed(&self, fault: StorageFault, error: &dyn std::fmt::Display) {
         self.failed_commits.fetch_add(1, Ordering::Relaxed);
+        self.failing(fault, error);
+    }
+
+    /// Writes fail for `fault`, as an operation other than a commit found
+    /// (a read that could not reach the server): the state changes, no
+    /// failed commit is counted.
+    pub(crate) fn failing(&self, fault: StorageFault, error: &dyn std::fmt::Display) {
         let before = self.state.swap(fault.code(), Ordering::Relaxed);
         if before != fault.code() {
             tracing::error!(

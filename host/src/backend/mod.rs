@@ -74,6 +74,7 @@ macro_rules! forward_range_locks {
 }
 
 pub mod contract;
+pub mod crash;
 pub mod fault;
 mod file;
 mod file_check;

@@ -34,7 +34,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
@@ -42,10 +42,14 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, RedisError, RedisFuture, Script, Value};
 
-use super::{Backend, BackendError, Batch, BoxFuture, Expect, Pair, Shards};
+use super::{
+    Backend, BackendError, Batch, BoxFuture, Expect, Health, HealthMonitor, Pair, Shards,
+    StorageFault,
+};
 use crate::encryption::hex;
 
 mod config;
+mod faults;
 
 pub use config::{RedisConfig, RedisDurability, RedisUrlError};
 
@@ -63,6 +67,10 @@ const COMMIT_ID_TTL_MS: u64 = 120_000;
 const SHARDS: &[u8] = b"o:shards";
 /// How many shard names one registry read takes.
 const SHARD_PAGE: usize = 1024;
+/// The key a health probe writes (see [`RedisBackend::probe`]).
+const PROBE_KEY: &[u8] = b"o:probe";
+/// How often, at most, a host whose writes fail probes the server.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Checks each expectation, then applies each write and its index change,
 /// or nothing. KEYS: the index, the commit marker, then one record key per
@@ -159,6 +167,10 @@ pub struct RedisBackend {
     scan: Script,
     /// Shards this process knows are in the registry (it only grows).
     registered: Mutex<HashSet<Vec<u8>>>,
+    /// Whether commits succeed, for `/readyz`; shared with the probe.
+    health: Arc<HealthMonitor>,
+    /// When the last probe started, while writes fail.
+    last_probe: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -171,10 +183,6 @@ impl fmt::Debug for RedisBackend {
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
-}
-
-fn storage(e: RedisError) -> BackendError {
-    BackendError::storage(e)
 }
 
 impl RedisBackend {
@@ -262,7 +270,93 @@ impl RedisBackend {
             commit: Script::new(COMMIT),
             scan: Script::new(SCAN),
             registered: Mutex::new(HashSet::new()),
+            health: Arc::new(HealthMonitor::new("redis")),
+            last_probe: Mutex::new(None),
         })
+    }
+
+    /// While writes fail, tries one small write in the background (at most
+    /// once per [`PROBE_INTERVAL`]), so that `/readyz` turns ready again
+    /// once the server takes writes, even if no client writes meanwhile (a
+    /// load balancer that follows `/readyz` sends none). The write is one
+    /// that Redis refuses when out of memory, and that needs the server
+    /// reachable. On a cluster it reaches one master only: another master's
+    /// fault shows again at the next commit that meets it.
+    fn probe(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self.last_probe.lock().expect("probe lock");
+            if last.is_some_and(|at| now.duration_since(at) < PROBE_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        // Outside a runtime (a synchronous caller) nothing is probed.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut c = self.connection.clone();
+        let health = self.health.clone();
+        runtime.spawn(async move {
+            let probe = redis::cmd("SET")
+                .arg(PROBE_KEY)
+                .arg(1)
+                .arg("PX")
+                .arg(PROBE_INTERVAL.as_millis() as u64 * 10)
+                .query_async::<()>(&mut c)
+                .await;
+            if probe.is_ok() {
+                health.succeeded();
+            }
+        });
+    }
+
+    /// A read's error, typed as [`faults::backend_error`] types it. A
+    /// server that cannot be reached (or is failing over) fails writes
+    /// too, so the health turns to failing without waiting for a commit.
+    fn read_error(&self, e: RedisError) -> BackendError {
+        let e = faults::backend_error(e);
+        if let Some(fault @ (StorageFault::Unreachable | StorageFault::Failover)) = e.fault() {
+            self.health.failing(fault, &e);
+        }
+        e
+    }
+
+    /// Applies `batch` (see [`Backend::commit`]).
+    async fn apply(&self, batch: Batch) -> Result<(), BackendError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.register(&batch.shard).await?;
+        let id: [u8; 16] = crate::encryption::random_array();
+        let mut call = self.commit.prepare_invoke();
+        call.key(redis_key(&batch.shard, b'i', b""))
+            .key(redis_key(&batch.shard, b'd', &id));
+        for w in &batch.writes {
+            call.key(redis_key(&batch.shard, b'r', &w.key));
+        }
+        for w in &batch.writes {
+            let (expect, expected): (&str, &[u8]) = match &w.expect {
+                Expect::Any => ("a", b""),
+                Expect::Absent => ("n", b""),
+                Expect::Value(v) => ("v", v),
+            };
+            call.arg(if w.value.is_some() { "p" } else { "d" })
+                .arg(&w.key)
+                .arg(expect)
+                .arg(expected)
+                .arg(w.value.as_deref().unwrap_or_default());
+        }
+        call.arg(COMMIT_ID_TTL_MS);
+        let mut c = self.connection.clone();
+        let applied: i64 = call
+            .invoke_async(&mut c)
+            .await
+            .map_err(faults::backend_error)?;
+        if applied != 1 {
+            return Err(BackendError::Conflict);
+        }
+        self.replicate(&batch.shard).await
     }
 
     /// Adds `shard` to the registry unless this process already did.
@@ -282,7 +376,7 @@ impl RedisBackend {
             .arg(shard)
             .query_async::<()>(&mut c)
             .await
-            .map_err(storage)?;
+            .map_err(faults::backend_error)?;
         self.registered
             .lock()
             .expect("registry lock")
@@ -310,7 +404,7 @@ impl RedisBackend {
                 .arg(SHARD_PAGE)
                 .query_async(&mut c)
                 .await
-                .map_err(storage)?;
+                .map_err(|e| self.read_error(e))?;
             let full = page.len() == SHARD_PAGE;
             if let Some(last) = page.last() {
                 min = lex_min(start, Some(last));
@@ -331,11 +425,17 @@ impl RedisBackend {
         let mut wait = redis::cmd("WAIT");
         wait.arg(1).arg(REPLICA_PATIENCE.as_millis() as u64);
         let acked: i64 = match self.connection.clone() {
-            Connection::Standalone(mut c) => wait.query_async(&mut c).await.map_err(storage)?,
+            Connection::Standalone(mut c) => wait
+                .query_async(&mut c)
+                .await
+                .map_err(faults::backend_error)?,
             Connection::Cluster(mut c) => {
                 let route = Route::new(slot(hex(shard).as_bytes()), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let value = c.route_command(wait, routing).await.map_err(storage)?;
+                let value = c
+                    .route_command(wait, routing)
+                    .await
+                    .map_err(faults::backend_error)?;
                 redis::from_redis_value(value).map_err(BackendError::storage)?
             }
         };
@@ -460,7 +560,7 @@ impl Backend for RedisBackend {
                 .arg(redis_key(shard, b'r', key))
                 .query_async(&mut c)
                 .await
-                .map_err(storage)
+                .map_err(|e| self.read_error(e))
         })
     }
 
@@ -489,7 +589,7 @@ impl Backend for RedisBackend {
                     .arg(redis_key(&shard, b'r', b""))
                     .invoke_async(&mut c)
                     .await
-                    .map_err(storage)?;
+                    .map_err(|e| self.read_error(e))?;
                 let mut flat = flat.into_iter();
                 while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
                     pairs.push((k, v));
@@ -507,37 +607,27 @@ impl Backend for RedisBackend {
 
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            if batch.is_empty() {
-                return Ok(());
+            let result = self.apply(batch).await;
+            match &result {
+                // A conflict is an answer: the server took the script.
+                Ok(()) | Err(BackendError::Conflict) => self.health.succeeded(),
+                Err(e) => {
+                    if let Some(fault) = e.fault() {
+                        self.health.failed(fault, e);
+                    }
+                }
             }
-            self.register(&batch.shard).await?;
-            let id: [u8; 16] = crate::encryption::random_array();
-            let mut call = self.commit.prepare_invoke();
-            call.key(redis_key(&batch.shard, b'i', b""))
-                .key(redis_key(&batch.shard, b'd', &id));
-            for w in &batch.writes {
-                call.key(redis_key(&batch.shard, b'r', &w.key));
-            }
-            for w in &batch.writes {
-                let (expect, expected): (&str, &[u8]) = match &w.expect {
-                    Expect::Any => ("a", b""),
-                    Expect::Absent => ("n", b""),
-                    Expect::Value(v) => ("v", v),
-                };
-                call.arg(if w.value.is_some() { "p" } else { "d" })
-                    .arg(&w.key)
-                    .arg(expect)
-                    .arg(expected)
-                    .arg(w.value.as_deref().unwrap_or_default());
-            }
-            call.arg(COMMIT_ID_TTL_MS);
-            let mut c = self.connection.clone();
-            let applied: i64 = call.invoke_async(&mut c).await.map_err(storage)?;
-            if applied != 1 {
-                return Err(BackendError::Conflict);
-            }
-            self.replicate(&batch.shard).await
+            result
         })
+    }
+
+    /// Whether commits succeed, as the last one (or the last probe) found.
+    fn health(&self) -> Health {
+        let health = self.health.health();
+        if !health.writable() {
+            self.probe();
+        }
+        health
     }
 }
 

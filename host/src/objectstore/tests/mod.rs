@@ -1,6 +1,7 @@
 //! Tests of the object-store layer against the in-memory backend, with a
 //! manual clock wherever time must pass.
 
+mod crash;
 mod damage;
 mod data;
 mod deletion;
