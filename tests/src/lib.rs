@@ -255,10 +255,23 @@ impl Setup {
                         .build()
                         .expect("a runtime");
                     runtime.block_on(async {
-                        let admin = data
-                            .credential_admin(&key, backend)
-                            .await
-                            .expect("the data's credentials");
+                        // A host that has just started may hold the
+                        // database before its credentials socket listens:
+                        // ask again, a bounded number of times.
+                        let mut attempts = 0;
+                        let admin = loop {
+                            match data.credential_admin(&key, backend).await {
+                                Ok(admin) => break admin,
+                                Err(e)
+                                    if attempts < 50
+                                        && format!("{e:?}").contains("DatabaseAlreadyOpen") =>
+                                {
+                                    attempts += 1;
+                                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                                }
+                                Err(e) => panic!("the data's credentials: {e:?}"),
+                            }
+                        };
                         admin.create(principal, scopes).await
                     })
                 })
