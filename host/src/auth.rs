@@ -838,6 +838,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_host_answers_for_its_credentials_as_soon_as_it_holds_the_database() {
+        let dir = tempdir();
+        let data = crate::host::DataDir::new(&dir);
+        let master = MasterKey::generate();
+        let config = crate::host::HostConfig::new(data.clone(), master.clone());
+        // Built, not yet serving: it holds the database already.
+        let host = crate::host::Host::build(config, &[]).await.unwrap();
+        let admin = data
+            .credential_admin(&master, &crate::backend::BackendConfig::Redb)
+            .await
+            .expect("the host answers, though it serves no request yet");
+        assert!(matches!(admin, CredentialAdmin::Host(_)));
+        let new = admin
+            .create(Principal::Admin, Scope::ALL.to_vec())
+            .await
+            .unwrap();
+        let listed = admin.list().await.unwrap();
+        assert!(listed.iter().any(|c| c.client_id == new.client_id));
+        drop(host);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn tempdir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ostore-auth-{}", hex(&random_array::<8>())));
         std::fs::create_dir_all(&dir).unwrap();

@@ -181,6 +181,21 @@ impl DataDir {
         let opened = match backend.open(&database).await {
             Ok(opened) => opened,
             Err(e @ BackendError::Connect { .. }) => return Err(HostError::Backend(e)),
+            #[cfg(unix)]
+            Err(e) if held_by_another_process(&e) => {
+                // A host that has just opened the database serves its
+                // socket a moment later: give it that moment.
+                for _ in 0..50 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let socket = self.credentials_socket();
+                    if let Some(host) =
+                        crate::auth::socket::HostCredentials::find(&socket, master_key).await
+                    {
+                        return Ok(CredentialAdmin::Host(host));
+                    }
+                }
+                return Err(open(e.into()));
+            }
             Err(e) => return Err(open(e.into())),
         };
         let objectstore = ObjectStore::open(opened, master_key, objectstore::Config::default())
@@ -379,9 +394,10 @@ pub enum HostError {
 /// text (through a guest), and must not carry the host's stack.
 pub struct Host {
     objectstore: ObjectStore,
-    credentials: Arc<Credentials>,
-    /// Where `ostore credentials` reaches this host.
-    credentials_socket: Option<PathBuf>,
+    /// Where `ostore credentials` reaches this host: served from the moment
+    /// the host holds the database, so that the command never finds the
+    /// database held and no socket to ask.
+    credentials_socket: Option<CredentialsSocket>,
     router: Router,
     /// Raised when the shutdown future completes: the listeners stop, and
     /// requests waiting for their client's body end.
@@ -433,6 +449,11 @@ impl Host {
             )
             .await?,
         );
+        // Only redb needs it: one process holds the file. Hosts on Redis
+        // may share a data directory, and the command reaches Redis.
+        let credentials_socket = (config.backend == BackendConfig::Redb)
+            .then(|| start_credentials_socket(&data.credentials_socket(), credentials.clone()))
+            .flatten();
         let (stop, stopping) = Stopping::channel();
         let api = Api::new(
             objectstore.clone(),
@@ -481,11 +502,7 @@ impl Host {
         }
         Ok(Host {
             objectstore,
-            credentials,
-            // Only redb needs it: one process holds the file. Hosts on Redis
-            // may share a data directory, and the command reaches Redis.
-            credentials_socket: (config.backend == BackendConfig::Redb)
-                .then(|| data.credentials_socket()),
+            credentials_socket,
             router,
             stop,
             environments,
@@ -545,7 +562,6 @@ impl Host {
     ) -> Result<(), HostError> {
         let Host {
             objectstore,
-            credentials,
             credentials_socket,
             router,
             stop,
@@ -561,8 +577,7 @@ impl Host {
         }
         let connections = connections.within_file_limit(1 + usize::from(admin_listener.is_some()));
         let sweeper = objectstore.spawn_sweeper(sweep_interval);
-        let socket =
-            credentials_socket.and_then(|path| start_credentials_socket(&path, credentials));
+        let socket = credentials_socket;
         let flusher = objectstore.spawn_stats_flusher(stats_flush_interval);
         // One shutdown stops every listener.
         let stopping = Stopping::from(&stop);
@@ -617,6 +632,16 @@ impl Host {
 }
 
 /// Where `backend` keeps the data, for messages.
+/// Whether opening the database failed because another process holds it.
+#[cfg(unix)]
+fn held_by_another_process(e: &BackendError) -> bool {
+    matches!(e, BackendError::Open { source, .. }
+    if matches!(
+        source.downcast_ref::<redb::DatabaseError>(),
+        Some(redb::DatabaseError::DatabaseAlreadyOpen)
+    ))
+}
+
 fn backend_place(backend: &BackendConfig, database: &Path) -> String {
     match backend {
         BackendConfig::Redb => database.display().to_string(),
@@ -628,10 +653,15 @@ fn backend_place(backend: &BackendConfig, database: &Path) -> String {
 /// works while this host holds the database). Without it the host still
 /// serves; the command then says the database is in use.
 #[cfg(unix)]
+type CredentialsSocket = crate::auth::socket::SocketServer;
+#[cfg(not(unix))]
+type CredentialsSocket = NoSocket;
+
+#[cfg(unix)]
 fn start_credentials_socket(
     path: &Path,
     credentials: Arc<Credentials>,
-) -> Option<crate::auth::socket::SocketServer> {
+) -> Option<CredentialsSocket> {
     match crate::auth::socket::SocketServer::start(path, credentials) {
         Ok(server) => Some(server),
         Err(e) => {

@@ -255,23 +255,10 @@ impl Setup {
                         .build()
                         .expect("a runtime");
                     runtime.block_on(async {
-                        // A host that has just started may hold the
-                        // database before its credentials socket listens:
-                        // ask again, a bounded number of times.
-                        let mut attempts = 0;
-                        let admin = loop {
-                            match data.credential_admin(&key, backend).await {
-                                Ok(admin) => break admin,
-                                Err(e)
-                                    if attempts < 50
-                                        && format!("{e:?}").contains("DatabaseAlreadyOpen") =>
-                                {
-                                    attempts += 1;
-                                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                                }
-                                Err(e) => panic!("the data's credentials: {e:?}"),
-                            }
-                        };
+                        let admin = data
+                            .credential_admin(&key, backend)
+                            .await
+                            .expect("the data's credentials");
                         admin.create(principal, scopes).await
                     })
                 })
