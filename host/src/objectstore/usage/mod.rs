@@ -1,0 +1,77 @@
+//! Usage of one application: its request rate, its keys and bytes, and its
+//! request counts by store and day. Several hosts may serve one application
+//! from one backend, so every figure that must agree between them is kept in
+//! the backend, in sealed records of the application's shard.
+//!
+//! - [`rate`]: the request rate, a token bucket shared by every host;
+//! - [`counts`]: each store's keys and bytes, and the quotas checked
+//!   against them;
+//! - request counts, here.
+//!
+//! # Request counts
+//!
+//! Kept in memory and added to sealed per-day records by the stats flusher,
+//! with a conditional write: each host adds only its own counts, so the
+//! stored counts are the sum over hosts. Queries add what this host has not
+//! flushed yet, so once every host has flushed (each does every second and
+//! at a clean stop) the counts are exact.
+
+mod counts;
+mod rate;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use crate::clock::day_of;
+use crate::encryption::Tag;
+
+use counts::StoreUsage;
+use rate::Lease;
+
+/// Usage counters of one application on this host.
+#[derive(Default)]
+pub(crate) struct AppUsage {
+    lease: Mutex<Option<Lease>>,
+    /// One lease request to the backend at a time: requests that arrive
+    /// meanwhile wait for its tokens instead of contending for the record.
+    leasing: tokio::sync::Mutex<()>,
+    stores: Mutex<HashMap<Tag, StoreUsage>>,
+    /// One exchange with the shared counters at a time.
+    syncing: tokio::sync::Mutex<()>,
+    /// Exchanges begun, and the number of the last one that succeeded.
+    syncs_begun: AtomicU64,
+    last_synced: AtomicU64,
+    /// Request counts by (store, day) not yet flushed.
+    pending: Mutex<HashMap<(Tag, u32), u64>>,
+}
+
+impl AppUsage {
+    /// Counts one admitted request against `store`.
+    fn count_request(&self, store: Tag, now_ms: u64) {
+        *self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .entry((store, day_of(now_ms)))
+            .or_default() += 1;
+    }
+
+    /// Takes the counts not yet flushed.
+    pub(crate) fn take_pending(&self) -> HashMap<(Tag, u32), u64> {
+        std::mem::take(&mut *self.pending.lock().expect("pending lock"))
+    }
+
+    /// Puts back counts whose flush failed, so none is lost.
+    pub(crate) fn restore_pending(&self, counts: HashMap<(Tag, u32), u64>) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        for (k, n) in counts {
+            *pending.entry(k).or_default() += n;
+        }
+    }
+
+    /// Counts not yet flushed, by (store, day).
+    pub(crate) fn pending(&self) -> HashMap<(Tag, u32), u64> {
+        self.pending.lock().expect("pending lock").clone()
+    }
+}
