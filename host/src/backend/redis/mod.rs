@@ -387,6 +387,7 @@ impl RedisBackend {
                 let value = c
                     .route_command(wait, routing)
                     .await
+                    .and_then(Value::extract_error)
                     .map_err(faults::backend_error)?;
                 redis::from_redis_value(value).map_err(BackendError::storage)?
             }
