@@ -335,8 +335,13 @@ impl std::fmt::Display for Failover {
 
 /// Three hosts under 64 concurrent writers; one Redis master is killed
 /// (SIGKILL) a few seconds in. Every acknowledged write is then read back.
+/// Each master has two replicas: with one, the replica promoted in the
+/// failover has none left, and the replica durability rightly refuses
+/// every later write of that master's shards (`writes failing: no
+/// replica`) until a replica joins; this was why the test failed in some
+/// runs (those whose killed master held the writers' shards).
 async fn fail_over(durability: RedisDurability) -> Failover {
-    let mut cluster = RedisCluster::start(3, &RedisOptions::default());
+    let mut cluster = RedisCluster::start_with_replicas(3, 2, &RedisOptions::default());
     let mut redis = config(&cluster.url());
     redis.durability = durability;
     let setup = Setup::new()

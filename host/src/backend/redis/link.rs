@@ -71,7 +71,8 @@ pub(super) struct RedisLink {
 /// The slots whose last write failed, and since when writes fail.
 #[derive(Default)]
 struct Failing {
-    slots: HashMap<u16, Vec<u8>>,
+    /// Each failing slot's probe key and the fault it met last.
+    slots: HashMap<u16, (Vec<u8>, StorageFault)>,
     since: Option<Instant>,
     last_probe: Option<Instant>,
     last_reconnect: Option<Instant>,
@@ -155,8 +156,7 @@ impl RedisLink {
             let mut failing = self.failing.lock().expect("failing lock");
             failing
                 .slots
-                .entry(place.slot)
-                .or_insert_with(|| place.probe_key.clone());
+                .insert(place.slot, (place.probe_key.clone(), fault));
             failing.since.get_or_insert_with(Instant::now);
             if commit {
                 self.health.failed(fault, error);
@@ -187,7 +187,7 @@ impl RedisLink {
     /// that needs the slot's master reachable. The first slot still failing
     /// ends the round: its fault stays the state.
     fn probe(self: &Arc<Self>) {
-        let keys: Vec<(u16, Vec<u8>)> = {
+        let keys: Vec<(u16, Vec<u8>, Option<StorageFault>)> = {
             let mut failing = self.failing.lock().expect("failing lock");
             let now = Instant::now();
             if failing
@@ -200,11 +200,11 @@ impl RedisLink {
             let mut keys: Vec<_> = failing
                 .slots
                 .iter()
-                .map(|(slot, key)| (*slot, key.clone()))
+                .map(|(slot, (key, fault))| (*slot, key.clone(), Some(*fault)))
                 .collect();
             if keys.is_empty() {
                 let server = Self::server();
-                keys.push((server.slot, server.probe_key));
+                keys.push((server.slot, server.probe_key, None));
             }
             keys
         };
@@ -217,15 +217,21 @@ impl RedisLink {
         }
         let link = self.clone();
         runtime.spawn(async move {
-            for (slot, key) in keys {
+            for (slot, key, fault) in keys {
                 let mut c = link.connection();
-                let probe = redis::cmd("SET")
+                let mut probe = redis::cmd("SET")
                     .arg(&key)
                     .arg(1)
                     .arg("PX")
                     .arg(PROBE_INTERVAL.as_millis() as u64 * 10)
                     .query_async::<()>(&mut c)
-                    .await;
+                    .await
+                    .map_err(super::faults::backend_error);
+                // A slot that had no replica works once one confirms a
+                // write again (see `confirm_replicated`).
+                if probe.is_ok() && fault == Some(StorageFault::NoReplica) {
+                    probe = super::confirm_replicated(c, slot).await;
+                }
                 let place = Place {
                     slot,
                     probe_key: key,
@@ -233,7 +239,7 @@ impl RedisLink {
                 match probe {
                     Ok(()) => link.worked(&place),
                     Err(e) => {
-                        if let Some(fault) = super::faults::fault_of(&e) {
+                        if let Some(fault) = e.fault() {
                             link.failed(&place, fault, &e, false);
                         }
                         break;

@@ -374,29 +374,40 @@ impl RedisBackend {
         if self.durability != RedisDurability::Replica {
             return Ok(());
         }
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(1).arg(REPLICA_PATIENCE.as_millis() as u64);
-        let acked: i64 = match self.link.connection() {
-            Connection::Standalone(mut c) => wait
-                .query_async(&mut c)
-                .await
-                .map_err(faults::backend_error)?,
-            Connection::Cluster(mut c) => {
-                let route = Route::new(slot(hex(shard).as_bytes()), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let value = c
-                    .route_command(wait, routing)
-                    .await
-                    .and_then(Value::extract_error)
-                    .map_err(faults::backend_error)?;
-                redis::from_redis_value(value).map_err(BackendError::storage)?
-            }
-        };
-        if acked < 1 {
-            return Err(BackendError::storage(NotReplicated));
-        }
-        Ok(())
+        confirm_replicated(self.link.connection(), slot(shard_tag(shard).as_bytes())).await
     }
+}
+
+/// Waits until a replica has every write `connection` made to the master
+/// of `slot` (on a standalone server: to the server).
+async fn confirm_replicated(connection: Connection, slot: u16) -> Result<(), BackendError> {
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(1).arg(REPLICA_PATIENCE.as_millis() as u64);
+    let acked: i64 = match connection {
+        Connection::Standalone(mut c) => wait
+            .query_async(&mut c)
+            .await
+            .map_err(faults::backend_error)?,
+        Connection::Cluster(mut c) => {
+            let route = Route::new(slot, SlotAddr::Master);
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            let value = c
+                .route_command(wait, routing)
+                .await
+                .and_then(Value::extract_error)
+                .map_err(faults::backend_error)?;
+            redis::from_redis_value(value).map_err(BackendError::storage)?
+        }
+    };
+    if acked < 1 {
+        // Typed, so that `/readyz` says so; it clears once a replica
+        // confirms again (a commit's WAIT, or the probe's).
+        return Err(BackendError::WritesFailing {
+            fault: StorageFault::NoReplica,
+            source: Arc::new(NotReplicated),
+        });
+    }
+    Ok(())
 }
 
 /// A write that no replica confirmed in time.
