@@ -699,9 +699,11 @@ async fn a_cluster_failover_keeps_readyz_unready_until_the_dead_masters_slots_ta
             Default::default(),
         )
         .await;
-        let got = (r.status == 200)
-            .then(|| r.json::<serde_json::Value>()["stringValue"].clone())
-            .unwrap_or_default();
+        let got = if r.status == 200 {
+            r.json::<serde_json::Value>()["stringValue"].clone()
+        } else {
+            serde_json::Value::Null
+        };
         if got != serde_json::Value::String(value.clone()) {
             lost.push(format!("{p}/{key}: {} {}", r.status, r.text()));
         }
