@@ -10,8 +10,8 @@ for i in $(seq 1 600); do curl -s -o /dev/null http://127.0.0.1:$PORT/readyz && 
 VAL=$(head -c 60000 /dev/zero | tr '\0' x)
 n=0; first503=""
 while [ $n -lt 400 ]; do
-  code=$(curl -s -o "$DIR/../last.body" -w '%{http_code}' -X POST http://127.0.0.1:$PORT/store -d "{\"key\":\"k$n\",\"value\":\"$VAL\"}")
-  if [ "$code" != 200 ]; then first503="$n $code $(head -c 200 "$DIR/../last.body")"; break; fi
+  code=$(curl -s -o "${TMPDIR:-/tmp}/ostore-full.body" -w '%{http_code}' -X POST http://127.0.0.1:$PORT/store -d "{\"key\":\"k$n\",\"value\":\"$VAL\"}")
+  if [ "$code" != 200 ]; then first503="$n $code $(head -c 200 "${TMPDIR:-/tmp}/ostore-full.body")"; break; fi
   n=$((n+1))
 done
 echo "stored $n keys of 60 KB; then: $first503"
@@ -28,7 +28,7 @@ echo "deleted $d keys, $dfail deletes refused"
 sleep 1.5
 w=0
 for i in $(seq 1 20); do
-  code=$(curl -s -o "$DIR/../last.body" -w '%{http_code}' -X POST http://127.0.0.1:$PORT/store -d "{\"key\":\"again$i\",\"value\":\"$VAL\"}")
+  code=$(curl -s -o "${TMPDIR:-/tmp}/ostore-full.body" -w '%{http_code}' -X POST http://127.0.0.1:$PORT/store -d "{\"key\":\"again$i\",\"value\":\"$VAL\"}")
   [ "$code" = 200 ] && w=$((w+1))
 done
 echo "after the deletes: $w of 20 new writes of 60 KB acknowledged; last answer $code"

@@ -10,11 +10,11 @@ for i in $(seq 1 600); do curl -s -o /dev/null http://127.0.0.1:$PORT/readyz && 
 VAL=$(head -c 60000 /dev/zero | tr '\0' x)
 n=0
 while [ $n -lt 400 ]; do
-  code=$(curl -s -o "$DIR/../last.body" -w '%{http_code}' -X POST http://127.0.0.1:$PORT/store -d "{\"key\":\"k$n\",\"value\":\"$VAL\"}")
+  code=$(curl -s -o "${TMPDIR:-/tmp}/ostore-full.body" -w '%{http_code}' -X POST http://127.0.0.1:$PORT/store -d "{\"key\":\"k$n\",\"value\":\"$VAL\"}")
   [ "$code" != 200 ] && break
   n=$((n+1))
 done
-echo "stored $n keys; then $code $(head -c 120 "$DIR/../last.body")"
+echo "stored $n keys; then $code $(head -c 120 "${TMPDIR:-/tmp}/ostore-full.body")"
 rm "$DIR/../filler"
 start=$(date +%s.%N)
 for i in $(seq 1 50); do
