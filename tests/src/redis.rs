@@ -34,6 +34,9 @@ pub struct RedisOptions {
     pub password: Option<String>,
     /// `cluster-enabled yes`.
     pub cluster: bool,
+    /// `cluster-node-timeout` in milliseconds (2000 if `None`): how long a
+    /// master may be unreachable before its replica is promoted.
+    pub cluster_node_timeout: Option<u32>,
 }
 
 /// A free loopback port whose cluster bus port (+10000) is free too. Cluster
@@ -103,7 +106,10 @@ impl RedisServer {
             command
                 .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", "nodes.conf"])
-                .args(["--cluster-node-timeout", "2000"]);
+                .args([
+                    "--cluster-node-timeout",
+                    &options.cluster_node_timeout.unwrap_or(2000).to_string(),
+                ]);
         }
         let child = command
             .stdin(Stdio::null())
@@ -211,8 +217,8 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster: `masters` masters with one replica each, made with
-/// `redis-cli --cluster create`.
+/// A Redis Cluster: `masters` masters with one replica each (or more),
+/// made with `redis-cli --cluster create`.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
@@ -221,11 +227,22 @@ impl RedisCluster {
     /// Starts the servers, makes them a cluster, and waits until every
     /// node says the cluster is up.
     pub fn start(masters: usize, options: &RedisOptions) -> RedisCluster {
+        Self::start_with_replicas(masters, 1, options)
+    }
+
+    /// Like [`start`](Self::start), with `replicas` replicas per master: with
+    /// two, a master that failed over still has a replica, so that writes
+    /// which wait for one (`--redis-durability replica`) go on.
+    pub fn start_with_replicas(
+        masters: usize,
+        replicas: usize,
+        options: &RedisOptions,
+    ) -> RedisCluster {
         let options = RedisOptions {
             cluster: true,
             ..options.clone()
         };
-        let nodes: Vec<_> = (0..masters * 2)
+        let nodes: Vec<_> = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start(&options))
             .collect();
         let addresses: Vec<String> = nodes
@@ -237,7 +254,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "1", "--cluster-yes"]);
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         if let Some(password) = &options.password {
             create.env("REDISCLI_AUTH", password);
         }

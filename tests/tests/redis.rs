@@ -335,8 +335,13 @@ impl std::fmt::Display for Failover {
 
 /// Three hosts under 64 concurrent writers; one Redis master is killed
 /// (SIGKILL) a few seconds in. Every acknowledged write is then read back.
+/// Each master has two replicas: with one, the replica promoted in the
+/// failover has none left, and the replica durability rightly refuses
+/// every later write of that master's shards (`writes failing: no
+/// replica`) until a replica joins; this was why the test failed in some
+/// runs (those whose killed master held the writers' shards).
 async fn fail_over(durability: RedisDurability) -> Failover {
-    let mut cluster = RedisCluster::start(3, &RedisOptions::default());
+    let mut cluster = RedisCluster::start_with_replicas(3, 2, &RedisOptions::default());
     let mut redis = config(&cluster.url());
     redis.durability = durability;
     let setup = Setup::new()
@@ -437,6 +442,273 @@ async fn after_a_master_dies_the_hosts_recover_and_the_replica_mode_loses_nothin
             assert_eq!(report.lost, 0, "{report}");
         }
     }
+}
+
+/// The REST path of `key` in partition `partition` of the application
+/// `writers`.
+fn writers_key(partition: &str, key: &str) -> String {
+    format!(
+        "/api/v1/organizations/default/environments/writers/stores\
+         /_defaultUserObjectStore/partitions/{partition}/keys/{key}"
+    )
+}
+
+/// Puts `value` at `key` of `partition` through `addr` with `token`; the
+/// response.
+async fn put_key(
+    addr: std::net::SocketAddr,
+    token: &str,
+    partition: &str,
+    key: &str,
+    value: &str,
+) -> ostore_tests::Response {
+    let body = format!(r#"{{"valueType":"STRING","stringValue":"{value}"}}"#);
+    let auth = format!("Bearer {token}");
+    ostore_tests::request_with(
+        addr,
+        "PUT",
+        &writers_key(partition, key),
+        &[("authorization", auth.as_str())],
+        body.into(),
+    )
+    .await
+}
+
+/// A refused write must say why, as a typed 503 a client retries on.
+fn assert_typed_refusal(r: &ostore_tests::Response) {
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("writes failing: "), "{}", r.text());
+}
+
+/// Partitions spread over the cluster's masters (a partition is a shard,
+/// a shard one hash slot): with 12, each of 3 masters holds some.
+const PARTITIONS: usize = 12;
+
+/// Two `ostore up` processes on a 3-master cluster (two replicas each),
+/// under writers spread over 12 partitions, in the replica durability. One
+/// master is killed (SIGKILL, by pid). While writes to its partitions fail,
+/// each gets a typed 503 and `/readyz` says not ready, even though writes
+/// to the other masters succeed meanwhile; whenever `/readyz` says ready,
+/// every partition takes a write. Once the cluster has promoted a replica,
+/// `/readyz` turns 200 by itself within 30 s (no client writes), writes
+/// succeed on both hosts, and every acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_failover_keeps_readyz_unready_until_the_dead_masters_slots_take_writes() {
+    // Redis's default node timeout (15 s): the failover outlasts the
+    // client's own retries, so writes meeting the dead master fail.
+    let options = RedisOptions {
+        cluster_node_timeout: Some(15_000),
+        ..RedisOptions::default()
+    };
+    let mut cluster = RedisCluster::start_with_replicas(3, 2, &options);
+    let url = cluster.url();
+    let setup = Setup::new()
+        .app("writers", &[("/store/...", "flow", "store-flow")])
+        .backend(on(&url));
+    let credential = setup.credential(app("writers"), &[]);
+    let args = ["--backend", url.as_str(), "--redis-durability", "replica"];
+    let hosts: Vec<_> = (0..2).map(|_| setup.start_process(&args)).collect();
+    let addrs: Vec<_> = hosts.iter().map(|h| h.addr).collect();
+    let mut tokens = Vec::new();
+    for host in &hosts {
+        tokens.push(host.token(&credential).await);
+    }
+    let partitions: Vec<String> = (0..PARTITIONS).map(|p| format!("p{p}")).collect();
+    for p in &partitions {
+        let r = put_key(addrs[0], &tokens[0], p, "first", "v").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for host in &hosts {
+        assert_eq!(host.get("/readyz").await.status, 200);
+    }
+
+    // Writers on both hosts, over every partition, until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (addrs, tokens, partitions) = (addrs.clone(), tokens.clone(), partitions.clone());
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (h, p) = ((w + n) % 2, &partitions[(w * 5 + n) % PARTITIONS]);
+                    let (key, value) = (format!("w{w}-{n}"), format!("v{n}"));
+                    let r = put_key(addrs[h], &tokens[h], p, &key, &value).await;
+                    if r.status == 200 {
+                        acked.push((p.clone(), key, value));
+                    } else {
+                        assert_typed_refusal(&r);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    n += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Kill the master holding the fewest keys that still holds some
+    // partitions: the application's own shard (its usage counters, which
+    // every write updates) is then likely on another master, so that
+    // writes to the other masters' partitions go on meanwhile.
+    let masters = cluster.masters();
+    let keys = |i: usize| -> usize {
+        cluster.nodes[i]
+            .cli(&["DBSIZE"])
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let victim = *masters
+        .iter()
+        .filter(|&&i| keys(i) > 0)
+        .min_by_key(|&&i| keys(i))
+        .expect("a master holding keys");
+    let pid = cluster.nodes[victim].pid().expect("a running master");
+    cluster.nodes[victim].kill();
+    let killed = Instant::now();
+
+    // Host 0, round after round: one write per partition, then /readyz.
+    let mut acknowledged: Vec<(String, String, String)> = Vec::new();
+    let mut failed: std::collections::BTreeSet<usize> = Default::default();
+    let mut unready_while_failing = 0;
+    let mut round = 0;
+    loop {
+        round += 1;
+        let mut failed_now = false;
+        // At once: a write meeting the dead master may wait for the
+        // client's retries.
+        let round_writes: Vec<_> = partitions
+            .iter()
+            .map(|p| {
+                let (addr, token, p) = (addrs[0], tokens[0].clone(), p.clone());
+                let key = format!("fg-{round}");
+                tokio::spawn(async move { put_key(addr, &token, &p, &key, "fg").await })
+            })
+            .collect();
+        for (i, w) in round_writes.into_iter().enumerate() {
+            let r = w.await.expect("a write");
+            if r.status == 200 {
+                acknowledged.push((partitions[i].clone(), format!("fg-{round}"), "fg".into()));
+            } else {
+                assert_typed_refusal(&r);
+                failed.insert(i);
+                failed_now = true;
+            }
+        }
+        // A write that succeeds elsewhere, after those that failed.
+        let healthy = (0..PARTITIONS).find(|i| !failed.contains(i));
+        if let Some(i) = healthy.filter(|_| failed_now) {
+            let r = put_key(addrs[0], &tokens[0], &partitions[i], "healthy", "h").await;
+            if r.status == 200 {
+                acknowledged.push((partitions[i].clone(), "healthy".into(), "h".into()));
+            }
+        }
+        let ready = hosts[0].get("/readyz").await;
+        if ready.status == 200 {
+            // Ready means writes work: every partition that failed takes
+            // one now (before the per-slot health, a commit on a healthy
+            // master made the host ready while the dead master's failed).
+            for &i in &failed {
+                let r = put_key(addrs[0], &tokens[0], &partitions[i], "ready", "r").await;
+                assert_eq!(
+                    r.status,
+                    200,
+                    "/readyz said ready while partition {i} fails (master pid {pid} killed \
+                     {:.1} s ago, round {round}): {}",
+                    killed.elapsed().as_secs_f64(),
+                    r.text()
+                );
+                acknowledged.push((partitions[i].clone(), "ready".into(), "r".into()));
+            }
+            if !failed.is_empty() {
+                break;
+            }
+        } else {
+            assert_eq!(ready.status, 503, "{}", ready.text());
+            assert!(
+                ready.text().starts_with("not ready: writes failing: "),
+                "{}",
+                ready.text()
+            );
+            if failed_now {
+                unready_while_failing += 1;
+            }
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "host 0 not ready with working writes 60 s after the master died \
+             (partitions failing: {failed:?}): {}",
+            ready.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !failed.is_empty() && unready_while_failing > 0,
+        "writes meeting the dead master must fail typed while /readyz says not ready"
+    );
+
+    // The cluster is ok again; the writers stop. Both hosts turn ready by
+    // themselves (their probes), within 30 s, and then take writes.
+    cluster.wait_until_ok(Duration::from_secs(30));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        acknowledged.extend(w.await.expect("a writer"));
+    }
+    let ok = Instant::now();
+    for (h, host) in hosts.iter().enumerate() {
+        loop {
+            let ready = host.get("/readyz").await;
+            if ready.status == 200 {
+                break;
+            }
+            assert!(
+                ok.elapsed() < Duration::from_secs(30),
+                "host {h} not ready 30 s after the cluster was ok: {}",
+                ready.text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for p in &partitions {
+            let r = put_key(addrs[h], &tokens[h], p, "after", "a").await;
+            assert_eq!(r.status, 200, "host {h}, partition {p}: {}", r.text());
+            acknowledged.push((p.clone(), "after".into(), "a".into()));
+        }
+    }
+    println!(
+        "master killed; {} of {PARTITIONS} partitions failed on host 0; ready 200 on both hosts {:.1} s after \
+         the cluster was ok ({:.1} s after the kill); {} acknowledged writes",
+        failed.len(),
+        ok.elapsed().as_secs_f64(),
+        killed.elapsed().as_secs_f64(),
+        acknowledged.len()
+    );
+
+    // Nothing acknowledged is lost (the last write of a key wins: the
+    // foreground keys repeat per round only with the same value).
+    let mut lost = Vec::new();
+    for (i, (p, key, value)) in acknowledged.iter().enumerate() {
+        let h = i % 2;
+        let r = ostore_tests::request_with(
+            addrs[h],
+            "GET",
+            &writers_key(p, key),
+            &[("authorization", &format!("Bearer {}", tokens[h]))],
+            Default::default(),
+        )
+        .await;
+        let got = if r.status == 200 {
+            r.json::<serde_json::Value>()["stringValue"].clone()
+        } else {
+            serde_json::Value::Null
+        };
+        if got != serde_json::Value::String(value.clone()) {
+            lost.push(format!("{p}/{key}: {} {}", r.status, r.text()));
+        }
+    }
+    assert!(lost.is_empty(), "{} lost: {lost:?}", lost.len());
 }
 
 /// Three hosts of `setup` sharing one manual clock (their clocks agree

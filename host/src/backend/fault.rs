@@ -30,6 +30,10 @@ use super::{
 #[derive(Debug)]
 pub struct Faults {
     plan: Mutex<Plan>,
+    /// The fault every read of [`FaultyStorage`] meets, until healed.
+    /// Apart from the plan, so that a test can fail reads alone (a
+    /// device that cannot read some blocks) or writes alone.
+    reads: Mutex<Option<StorageFault>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +59,7 @@ impl Faults {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             plan: Mutex::new(Plan::Healthy),
+            reads: Mutex::new(None),
         })
     }
 
@@ -79,9 +84,30 @@ impl Faults {
         };
     }
 
+    /// Every read of the file fails with `fault` (an I/O error), until
+    /// healed.
+    pub fn fail_reads(&self, fault: StorageFault) {
+        *self
+            .reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fault);
+    }
+
     /// Nothing fails any more, as once space is freed.
     pub fn heal(&self) {
         *self.lock() = Plan::Healthy;
+        *self
+            .reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// The fault a read meets now, if any.
+    pub fn read_fault(&self) -> Option<StorageFault> {
+        *self
+            .reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts one operation; the fault it meets, if any.
@@ -126,7 +152,7 @@ pub fn io_error(fault: StorageFault) -> std::io::Error {
         StorageFault::DiskFull => libc::ENOSPC,
         StorageFault::OutOfMemory => libc::ENOMEM,
         StorageFault::Unreachable => libc::ECONNREFUSED,
-        StorageFault::Failover => libc::EAGAIN,
+        StorageFault::Failover | StorageFault::NoReplica => libc::EAGAIN,
         StorageFault::Io => libc::EIO,
     })
 }
@@ -229,7 +255,7 @@ impl Backend for FaultyBackend {
 /// growing the file's length succeeds (as `ftruncate` does on a full disk:
 /// the new bytes are a hole). Any other fault fails writes and syncs alike,
 /// as a failing device does. Each write and each sync counts as one
-/// operation of the plan.
+/// operation of the plan. Reads fail while [`Faults::fail_reads`] says so.
 #[derive(Debug)]
 pub struct FaultyStorage {
     file: redb::backends::FileBackend,
@@ -262,7 +288,10 @@ impl redb::StorageBackend for FaultyStorage {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-        self.file.read(offset, out)
+        match self.faults.read_fault() {
+            Some(fault) => Err(io_error(fault)),
+            None => self.file.read(offset, out),
+        }
     }
 
     fn set_len(&self, len: u64) -> Result<(), std::io::Error> {

@@ -28,15 +28,20 @@ pub enum StorageFault {
     /// failover: `CLUSTERDOWN`, `TRYAGAIN`, `MOVED` and the like), or one is
     /// still loading its data after a restart.
     Failover,
+    /// Writes must reach a replica (the Redis replica durability) and none
+    /// confirmed one in time: the shard's master has no working replica,
+    /// as after a failover promoted its only one.
+    NoReplica,
 }
 
 impl StorageFault {
-    const ALL: [StorageFault; 5] = [
+    const ALL: [StorageFault; 6] = [
         StorageFault::DiskFull,
         StorageFault::Io,
         StorageFault::OutOfMemory,
         StorageFault::Unreachable,
         StorageFault::Failover,
+        StorageFault::NoReplica,
     ];
 
     /// The fault an I/O error stands for: a full disk, or any other I/O
@@ -60,6 +65,7 @@ impl StorageFault {
             StorageFault::OutOfMemory => "out of memory",
             StorageFault::Unreachable => "unreachable",
             StorageFault::Failover => "failover in progress",
+            StorageFault::NoReplica => "no replica",
         }
     }
 
@@ -70,6 +76,7 @@ impl StorageFault {
             StorageFault::OutOfMemory => 3,
             StorageFault::Unreachable => 4,
             StorageFault::Failover => 5,
+            StorageFault::NoReplica => 6,
         }
     }
 

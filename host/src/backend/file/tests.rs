@@ -169,3 +169,68 @@ async fn an_io_error_on_sync_fails_the_commit_and_heals_the_same_way() {
     assert_eq!(value(&backend, "k").await.as_deref(), Some(&b"3"[..]));
     assert!(backend.health().writable());
 }
+
+/// A value of a page's size: 200 of them span far more pages than a fresh
+/// open reads.
+fn page(i: usize) -> Vec<u8> {
+    vec![i as u8; 4096]
+}
+
+/// A device that cannot read (EIO on every read of the file): a read that
+/// needs a page not in memory fails with a typed I/O error (503), never
+/// with wrong data and without a panic; once the device heals, every read
+/// answers right again and writes go on, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_error_fails_reads_typed_and_they_work_again_once_healed() {
+    let dir = TempDir::new("read-eio");
+    let path = dir.0.join("db.redb");
+    let faults = Faults::new();
+    {
+        let b = open_faulty(&path, &faults);
+        for i in 0..200 {
+            put(&b, &format!("k{i:03}"), &page(i)).await.unwrap();
+        }
+    }
+    // Opened afresh without a page cache, so that reads reach the file.
+    let b = {
+        let (path, faults) = (path.clone(), faults.clone());
+        FileBackend::open_with("test database", move || {
+            redb::Builder::new()
+                .set_cache_size(0)
+                .create_with_backend(FaultyStorage::open(&path, faults.clone())?)
+        })
+        .unwrap()
+    };
+    faults.fail_reads(StorageFault::Io);
+    let mut failed = 0;
+    for i in 0..200 {
+        match b.get(b"s", format!("k{i:03}").as_bytes()).await {
+            // A page redb still holds in memory: the right value or none.
+            Ok(v) => assert_eq!(v, Some(page(i)), "k{i:03}"),
+            Err(e) => {
+                assert_eq!(e.fault(), Some(StorageFault::Io), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0, "no read met the fault");
+    match b
+        .scan(crate::backend::Shards::One(b"s"), b"k", None, 1000)
+        .await
+    {
+        Ok(pairs) => assert_eq!(pairs.len(), 200, "a listing cut short"),
+        Err(e) => assert_eq!(e.fault(), Some(StorageFault::Io), "{e}"),
+    }
+
+    faults.heal();
+    for i in 0..200 {
+        assert_eq!(value(&b, &format!("k{i:03}")).await, Some(page(i)));
+    }
+    let pairs = b
+        .scan(crate::backend::Shards::One(b"s"), b"k", None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(pairs.len(), 200);
+    put_once_writable(&b, "after", b"v").await;
+    assert_eq!(value(&b, "after").await, Some(b"v".to_vec()));
+}

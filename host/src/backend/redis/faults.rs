@@ -27,6 +27,14 @@ pub(super) fn fault_of(e: &RedisError) -> Option<StorageFault> {
     if e.code() == Some("OOM") {
         return Some(StorageFault::OutOfMemory);
     }
+    // A WAIT (the replica durability) routed to the shard's master found a
+    // replica there: the master was demoted, or the client's slot map is
+    // older than a failover.
+    if e.to_string()
+        .contains("WAIT cannot be used with replica instances")
+    {
+        return Some(StorageFault::Failover);
+    }
     match e.kind() {
         ErrorKind::Server(
             ServerErrorKind::ClusterDown
@@ -98,6 +106,7 @@ mod tests {
             "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
             "READONLY You can't write against a read only replica.",
             "LOADING Redis is loading the dataset in memory",
+            "ERR WAIT cannot be used with replica instances. Please also note that...",
         ] {
             assert_eq!(
                 fault_of(&server_error(line)),

@@ -11,6 +11,7 @@
 //! | `o{S}r` key | string | a record (already sealed by the host) |
 //! | `o{S}i` | sorted set | every record key of shard S, all at score 0, so ZRANGEBYLEX gives them in byte order |
 //! | `o{S}d` id | string, expiring | "this commit was applied", so a retried commit is applied once |
+//! | `o{S}p` | string, expiring | a health probe's write to S's slot (see `link`) |
 //! | `o:shards` | sorted set | every shard name, for scans of several shards |
 //!
 //! `S` is the shard's name in hex. Names and keys reaching a backend are
@@ -34,7 +35,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
@@ -42,14 +43,13 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, RedisError, RedisFuture, Script, Value};
 
-use super::{
-    Backend, BackendError, Batch, BoxFuture, Expect, Health, HealthMonitor, Pair, Shards,
-    StorageFault,
-};
+use super::{Backend, BackendError, Batch, BoxFuture, Expect, Health, Pair, Shards, StorageFault};
 use crate::encryption::hex;
+use link::{Place, RedisLink};
 
 mod config;
 mod faults;
+mod link;
 
 pub use config::{RedisConfig, RedisDurability, RedisUrlError};
 
@@ -67,10 +67,6 @@ const COMMIT_ID_TTL_MS: u64 = 120_000;
 const SHARDS: &[u8] = b"o:shards";
 /// How many shard names one registry read takes.
 const SHARD_PAGE: usize = 1024;
-/// The key a health probe writes (see [`RedisBackend::probe`]).
-const PROBE_KEY: &[u8] = b"o:probe";
-/// How often, at most, a host whose writes fail probes the server.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Checks each expectation, then applies each write and its index change,
 /// or nothing. KEYS: the index, the commit marker, then one record key per
@@ -161,25 +157,19 @@ impl ConnectionLike for Connection {
 /// A [`Backend`] on a Redis server or cluster, which several hosts may
 /// share.
 pub struct RedisBackend {
-    connection: Connection,
+    /// The connection, and whether writes through it work.
+    link: Arc<RedisLink>,
     durability: RedisDurability,
     commit: Script,
     scan: Script,
     /// Shards this process knows are in the registry (it only grows).
     registered: Mutex<HashSet<Vec<u8>>>,
-    /// Whether commits succeed, for `/readyz`; shared with the probe.
-    health: Arc<HealthMonitor>,
-    /// When the last probe started, while writes fail.
-    last_probe: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
-            .field(
-                "cluster",
-                &matches!(self.connection, Connection::Cluster(_)),
-            )
+            .field("cluster", &self.link.is_cluster())
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
@@ -216,6 +206,7 @@ impl RedisBackend {
             .map(|n| config.connection_info(n))
             .collect::<Result<Vec<_>, _>>()
             .map_err(refused)?;
+        let mut cluster_client = None;
         let mut connection = if config.cluster {
             let mut builder = ClusterClientBuilder::new(infos)
                 .connection_timeout(CONNECT_TIMEOUT)
@@ -228,7 +219,9 @@ impl RedisBackend {
                 builder = builder.password(password);
             }
             let client = builder.build().map_err(refused)?;
-            Connection::Cluster(client.get_async_connection().await.map_err(refused)?)
+            let connection = client.get_async_connection().await.map_err(refused)?;
+            cluster_client = Some(client);
+            Connection::Cluster(connection)
         } else {
             let client = redis::Client::open(infos.into_iter().next().expect("one node"))
                 .map_err(refused)?;
@@ -265,69 +258,28 @@ impl RedisBackend {
         }
         warn_unless_fsynced(&mut connection, &at).await;
         Ok(Self {
-            connection,
+            link: RedisLink::new(connection, cluster_client),
             durability: config.durability,
             commit: Script::new(COMMIT),
             scan: Script::new(SCAN),
             registered: Mutex::new(HashSet::new()),
-            health: Arc::new(HealthMonitor::new("redis")),
-            last_probe: Mutex::new(None),
         })
-    }
-
-    /// While writes fail, tries one small write in the background (at most
-    /// once per [`PROBE_INTERVAL`]), so that `/readyz` turns ready again
-    /// once the server takes writes, even if no client writes meanwhile (a
-    /// load balancer that follows `/readyz` sends none). The write is one
-    /// that Redis refuses when out of memory, and that needs the server
-    /// reachable. On a cluster it reaches one master only: another master's
-    /// fault shows again at the next commit that meets it.
-    fn probe(&self) {
-        let now = Instant::now();
-        {
-            let mut last = self.last_probe.lock().expect("probe lock");
-            if last.is_some_and(|at| now.duration_since(at) < PROBE_INTERVAL) {
-                return;
-            }
-            *last = Some(now);
-        }
-        // Outside a runtime (a synchronous caller) nothing is probed.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut c = self.connection.clone();
-        let health = self.health.clone();
-        runtime.spawn(async move {
-            let probe = redis::cmd("SET")
-                .arg(PROBE_KEY)
-                .arg(1)
-                .arg("PX")
-                .arg(PROBE_INTERVAL.as_millis() as u64 * 10)
-                .query_async::<()>(&mut c)
-                .await;
-            if probe.is_ok() {
-                health.succeeded();
-            }
-        });
     }
 
     /// A read's error, typed as [`faults::backend_error`] types it. A
     /// server that cannot be reached (or is failing over) fails writes
     /// too, so the health turns to failing without waiting for a commit.
-    fn read_error(&self, e: RedisError) -> BackendError {
+    /// `place` is where the read went.
+    fn read_error(&self, place: &Place, e: RedisError) -> BackendError {
         let e = faults::backend_error(e);
         if let Some(fault @ (StorageFault::Unreachable | StorageFault::Failover)) = e.fault() {
-            self.health.failing(fault, &e);
+            self.link.failed(place, fault, &e, false);
         }
         e
     }
 
     /// Applies `batch` (see [`Backend::commit`]).
     async fn apply(&self, batch: Batch) -> Result<(), BackendError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.register(&batch.shard).await?;
         let id: [u8; 16] = crate::encryption::random_array();
         let mut call = self.commit.prepare_invoke();
         call.key(redis_key(&batch.shard, b'i', b""))
@@ -348,7 +300,7 @@ impl RedisBackend {
                 .arg(w.value.as_deref().unwrap_or_default());
         }
         call.arg(COMMIT_ID_TTL_MS);
-        let mut c = self.connection.clone();
+        let mut c = self.link.connection();
         let applied: i64 = call
             .invoke_async(&mut c)
             .await
@@ -369,7 +321,7 @@ impl RedisBackend {
         {
             return Ok(());
         }
-        let mut c = self.connection.clone();
+        let mut c = self.link.connection();
         redis::cmd("ZADD")
             .arg(SHARDS)
             .arg(0)
@@ -390,7 +342,7 @@ impl RedisBackend {
             Shards::One(shard) => return Ok(vec![shard.to_vec()]),
             Shards::StartingWith(start) => start,
         };
-        let mut c = self.connection.clone();
+        let mut c = self.link.connection();
         let mut names: Vec<Vec<u8>> = Vec::new();
         let mut min = lex_min(start, None);
         let max = lex_max(start);
@@ -404,7 +356,7 @@ impl RedisBackend {
                 .arg(SHARD_PAGE)
                 .query_async(&mut c)
                 .await
-                .map_err(|e| self.read_error(e))?;
+                .map_err(|e| self.read_error(&self.link.registry(), e))?;
             let full = page.len() == SHARD_PAGE;
             if let Some(last) = page.last() {
                 min = lex_min(start, Some(last));
@@ -422,28 +374,40 @@ impl RedisBackend {
         if self.durability != RedisDurability::Replica {
             return Ok(());
         }
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(1).arg(REPLICA_PATIENCE.as_millis() as u64);
-        let acked: i64 = match self.connection.clone() {
-            Connection::Standalone(mut c) => wait
-                .query_async(&mut c)
-                .await
-                .map_err(faults::backend_error)?,
-            Connection::Cluster(mut c) => {
-                let route = Route::new(slot(hex(shard).as_bytes()), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let value = c
-                    .route_command(wait, routing)
-                    .await
-                    .map_err(faults::backend_error)?;
-                redis::from_redis_value(value).map_err(BackendError::storage)?
-            }
-        };
-        if acked < 1 {
-            return Err(BackendError::storage(NotReplicated));
-        }
-        Ok(())
+        confirm_replicated(self.link.connection(), slot(shard_tag(shard).as_bytes())).await
     }
+}
+
+/// Waits until a replica has every write `connection` made to the master
+/// of `slot` (on a standalone server: to the server).
+async fn confirm_replicated(connection: Connection, slot: u16) -> Result<(), BackendError> {
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(1).arg(REPLICA_PATIENCE.as_millis() as u64);
+    let acked: i64 = match connection {
+        Connection::Standalone(mut c) => wait
+            .query_async(&mut c)
+            .await
+            .map_err(faults::backend_error)?,
+        Connection::Cluster(mut c) => {
+            let route = Route::new(slot, SlotAddr::Master);
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            let value = c
+                .route_command(wait, routing)
+                .await
+                .and_then(Value::extract_error)
+                .map_err(faults::backend_error)?;
+            redis::from_redis_value(value).map_err(BackendError::storage)?
+        }
+    };
+    if acked < 1 {
+        // Typed, so that `/readyz` says so; it clears once a replica
+        // confirms again (a commit's WAIT, or the probe's).
+        return Err(BackendError::WritesFailing {
+            fault: StorageFault::NoReplica,
+            source: Arc::new(NotReplicated),
+        });
+    }
+    Ok(())
 }
 
 /// A write that no replica confirmed in time.
@@ -490,12 +454,7 @@ fn one_line(e: &RedisError) -> String {
 /// The Redis key of shard `shard`'s part `part` (`r`, `i`, `d`), followed
 /// by `key`.
 fn redis_key(shard: &[u8], part: u8, key: &[u8]) -> Vec<u8> {
-    let tag = if shard.is_empty() {
-        // Damage at rest has no shard; it still needs a hash tag of its own.
-        "-".to_string()
-    } else {
-        hex(shard)
-    };
+    let tag = shard_tag(shard);
     let mut out = Vec::with_capacity(4 + tag.len() + key.len());
     out.extend_from_slice(b"o{");
     out.extend_from_slice(tag.as_bytes());
@@ -503,6 +462,16 @@ fn redis_key(shard: &[u8], part: u8, key: &[u8]) -> Vec<u8> {
     out.push(part);
     out.extend_from_slice(key);
     out
+}
+
+/// The hash tag of `shard`'s Redis keys.
+fn shard_tag(shard: &[u8]) -> String {
+    if shard.is_empty() {
+        // Damage at rest has no shard; it still needs a hash tag of its own.
+        "-".to_string()
+    } else {
+        hex(shard)
+    }
 }
 
 /// The ZRANGEBYLEX lower bound of keys starting with `prefix` and after
@@ -555,12 +524,12 @@ impl Backend for RedisBackend {
         key: &'a [u8],
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
         Box::pin(async move {
-            let mut c = self.connection.clone();
+            let mut c = self.link.connection();
             redis::cmd("GET")
                 .arg(redis_key(shard, b'r', key))
                 .query_async(&mut c)
                 .await
-                .map_err(|e| self.read_error(e))
+                .map_err(|e| self.read_error(&self.link.shard(shard), e))
         })
     }
 
@@ -579,7 +548,7 @@ impl Backend for RedisBackend {
             let max = lex_max(prefix);
             let mut pairs: Vec<Pair> = Vec::new();
             for shard in self.shards(shards).await? {
-                let mut c = self.connection.clone();
+                let mut c = self.link.connection();
                 let flat: Vec<Vec<u8>> = self
                     .scan
                     .key(redis_key(&shard, b'i', b""))
@@ -589,7 +558,7 @@ impl Backend for RedisBackend {
                     .arg(redis_key(&shard, b'r', b""))
                     .invoke_async(&mut c)
                     .await
-                    .map_err(|e| self.read_error(e))?;
+                    .map_err(|e| self.read_error(&self.link.shard(&shard), e))?;
                 let mut flat = flat.into_iter();
                 while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
                     pairs.push((k, v));
@@ -607,27 +576,33 @@ impl Backend for RedisBackend {
 
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let result = self.apply(batch).await;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            // Where a failure happened, so that only a write there again
+            // (or the probe's) says writes work.
+            let shard = self.link.shard(&batch.shard);
+            let result = match self.register(&batch.shard).await {
+                Err(e) => Err((e, self.link.registry())),
+                Ok(()) => self.apply(batch).await.map_err(|e| (e, shard.clone())),
+            };
             match &result {
                 // A conflict is an answer: the server took the script.
-                Ok(()) | Err(BackendError::Conflict) => self.health.succeeded(),
-                Err(e) => {
+                Ok(()) | Err((BackendError::Conflict, _)) => self.link.worked(&shard),
+                Err((e, place)) => {
                     if let Some(fault) = e.fault() {
-                        self.health.failed(fault, e);
+                        self.link.failed(place, fault, e, true);
                     }
                 }
             }
-            result
+            result.map_err(|(e, _)| e)
         })
     }
 
-    /// Whether commits succeed, as the last one (or the last probe) found.
+    /// Whether commits succeed, as the last ones (or the last probe) found,
+    /// in every slot where one failed.
     fn health(&self) -> Health {
-        let health = self.health.health();
-        if !health.writable() {
-            self.probe();
-        }
-        health
+        self.link.health()
     }
 }
 
