@@ -2,6 +2,10 @@
 //! compare-and-swap, increment, retrieve, remove, time passing (a manual
 //! clock) with TTL expiry and sweeps, listing and clearing, run on every
 //! backend, each answer compared with what a `BTreeMap` says it must be.
+//! Once more over a backend that refuses one commit in four (a full disk):
+//! a refused write must be a typed `writes failing` error that changed
+//! nothing, every later answer still agrees with the model, and once the
+//! fault clears every write lands again.
 //!
 //! `OSTORE_DIFF_SEQUENCES=N` multiplies the sequences run on each backend
 //! (default 1: 10,000 on memory, 600 on redb, 600 on Redis); `OSTORE_DIFF_SEED`
@@ -12,7 +16,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ostore::backend::{Backend, FileBackend, MemoryBackend, RedisBackend};
+use ostore::backend::fault::{Faults, FaultyBackend, Stage};
+use ostore::backend::{
+    Backend, BackendError, FileBackend, MemoryBackend, RedisBackend, StorageFault,
+};
 use ostore::clock::ManualClock;
 use ostore::encryption::MasterKey;
 use ostore::objectstore::{
@@ -101,6 +108,29 @@ fn any_key(rng: &mut Rng) -> &'static str {
     }
 }
 
+/// Whether a write may be refused for a storage fault, and how many were.
+#[derive(Default)]
+struct Refusals {
+    allowed: bool,
+    seen: u64,
+}
+
+impl Refusals {
+    /// Whether `got` is a refusal the run allows: a typed full disk, which
+    /// must have changed nothing. Any other error is for the model to judge.
+    fn refused<T>(&mut self, got: &Result<T, Error>) -> bool {
+        let refused = matches!(
+            got,
+            Err(Error::Storage(e @ BackendError::WritesFailing { .. }))
+                if e.fault() == Some(StorageFault::DiskFull)
+        );
+        if refused && self.allowed {
+            self.seen += 1;
+        }
+        refused && self.allowed
+    }
+}
+
 /// Runs sequence `seq` of `seed` on a fresh partition of `store`, checking
 /// each answer against the model. Returns a description of the first
 /// difference.
@@ -110,6 +140,7 @@ async fn run_sequence(
     clock: &ManualClock,
     seed: u64,
     seq: u64,
+    refusals: &mut Refusals,
 ) -> Result<(), String> {
     let mut rng = Rng(seed ^ seq.wrapping_mul(0xA076_1D64_78BD_642F));
     let partition = store
@@ -123,7 +154,7 @@ async fn run_sequence(
         let op = rng.below(100);
         let now = os.clock().now_ms();
         let outcome = step_once(
-            os, &partition, clock, &mut model, &mut rng, op, now, &mut trace,
+            os, &partition, clock, &mut model, &mut rng, op, now, &mut trace, refusals,
         )
         .await;
         if let Err(difference) = outcome {
@@ -154,7 +185,19 @@ async fn step_once(
     op: u64,
     now: u64,
     trace: &mut Vec<String>,
+    refusals: &mut Refusals,
 ) -> Result<(), String> {
+    // A write refused for a storage fault changed nothing: the model stays.
+    macro_rules! unless_refused {
+        ($got:expr) => {{
+            let got = $got;
+            if refusals.refused(&got) {
+                trace.push("  refused: writes failing".into());
+                return Ok(());
+            }
+            got
+        }};
+    }
     match op {
         // Store, with the partition's TTL (never) or a key's own of 1-4 s,
         // sometimes only if absent.
@@ -174,7 +217,7 @@ async fn step_once(
                 ttl,
                 kind: None,
             };
-            let got = p.store(key, value.clone(), options).await;
+            let got = unless_refused!(p.store(key, value.clone(), options).await);
             if fail_if_present && model.live(key, now).is_some() {
                 return expect_eq(
                     "store if absent of a live key",
@@ -201,11 +244,12 @@ async fn step_once(
             };
             let value = format!("cas{}", rng.below(1000)).into_bytes();
             trace.push(format!("cas {key:?} expecting {expected:?}"));
-            let got = p
-                .compare_and_swap(key, expected, value.clone(), StoreOptions::default())
-                .await
-                .map(|m| m.version)
-                .map_err(|e| e.to_string());
+            let got = unless_refused!(
+                p.compare_and_swap(key, expected, value.clone(), StoreOptions::default())
+                    .await
+            )
+            .map(|m| m.version)
+            .map_err(|e| e.to_string());
             if expected != current {
                 return expect_eq(
                     "stale compare-and-swap",
@@ -221,7 +265,7 @@ async fn step_once(
             let key = rng.pick(&COUNTERS);
             let delta = rng.below(21) as i64 - 10;
             trace.push(format!("increment {key:?} by {delta}"));
-            let got = p.increment(key, delta).await.map_err(|e| e.to_string());
+            let got = unless_refused!(p.increment(key, delta).await).map_err(|e| e.to_string());
             let (before, ttl) = match model.live(key, now) {
                 Some(k) => (
                     std::str::from_utf8(&k.value)
@@ -246,7 +290,7 @@ async fn step_once(
                 ttl: Some(ttl),
                 ..StoreOptions::default()
             };
-            let got = p.store(key, value.clone(), options).await;
+            let got = unless_refused!(p.store(key, value.clone(), options).await);
             let version = model.write(key, value, ttl, now);
             expect_eq(
                 "store counter",
@@ -273,9 +317,7 @@ async fn step_once(
         70..=77 => {
             let key = any_key(rng);
             trace.push(format!("remove {key:?}"));
-            let got = p
-                .remove(key)
-                .await
+            let got = unless_refused!(p.remove(key).await)
                 .map(|e| e.value)
                 .map_err(|e| e.to_string());
             let want = match model.live(key, now) {
@@ -295,8 +337,7 @@ async fn step_once(
         // The sweep runs: nothing visible changes.
         88..=90 => {
             trace.push("sweep".into());
-            os.sweep_expired()
-                .await
+            unless_refused!(os.sweep_expired().await)
                 .map(drop)
                 .map_err(|e| format!("sweep: {e}"))
         }
@@ -326,7 +367,7 @@ async fn step_once(
         // Clear the partition.
         _ => {
             trace.push("clear".into());
-            let got = p.clear().await.map_err(|e| e.to_string());
+            let got = unless_refused!(p.clear().await).map_err(|e| e.to_string());
             let want = model.live_keys(now).len() as u64;
             model.keys.clear();
             expect_eq("clear", got, Ok(want))
@@ -351,6 +392,13 @@ fn scale() -> u64 {
 /// Runs `sequences` sequences on `backend`, one after the other (they share
 /// the clock), and fails with the first difference found.
 async fn differential(name: &str, backend: Arc<dyn Backend>, sequences: u64) {
+    let os = open(backend).await;
+    run_all(name, &os, 0, sequences, &mut Refusals::default()).await;
+}
+
+/// An object store over `backend`, with a manual clock and the store the
+/// sequences run in.
+async fn open(backend: Arc<dyn Backend>) -> (ObjectStore, Store, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::starting_now());
     let config = Config {
         clock: clock.clone(),
@@ -366,15 +414,28 @@ async fn differential(name: &str, backend: Arc<dyn Backend>, sequences: u64) {
         .configure_store("model", Ttl::Never, StoreQuota::default())
         .await
         .unwrap();
+    (os, store, clock)
+}
+
+/// Runs sequences `first..first + count`, and fails with the first
+/// difference found.
+async fn run_all(
+    name: &str,
+    (os, store, clock): &(ObjectStore, Store, Arc<ManualClock>),
+    first: u64,
+    count: u64,
+    refusals: &mut Refusals,
+) {
     let seed = seed();
     let started = std::time::Instant::now();
-    for seq in 0..sequences {
-        if let Err(difference) = run_sequence(&os, &store, &clock, seed, seq).await {
+    for seq in first..first + count {
+        if let Err(difference) = run_sequence(os, store, clock, seed, seq, refusals).await {
             panic!("{name}, OSTORE_DIFF_SEED={seed}, sequence {seq}: {difference}");
         }
     }
     println!(
-        "{name}: {sequences} sequences agree with the model (seed {seed}, {:.1} s)",
+        "{name}: {count} sequences agree with the model (seed {seed}, {} writes refused, {:.1} s)",
+        refusals.seen,
         started.elapsed().as_secs_f64()
     );
 }
@@ -382,6 +443,43 @@ async fn differential(name: &str, backend: Arc<dyn Backend>, sequences: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend_agrees_with_the_model() {
     differential("memory", Arc::new(MemoryBackend::new()), 10_000 * scale()).await;
+}
+
+/// The store over a backend that refuses one commit in four before it
+/// reaches the engine, then heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_refused_by_a_full_disk_change_nothing_and_land_again_once_healed() {
+    let faults = Faults::new();
+    let backend = FaultyBackend::new(
+        Arc::new(MemoryBackend::new()),
+        faults.clone(),
+        Stage::BeforeCommit,
+    );
+    // Opened healthy: opening writes the store's records.
+    let opened = open(Arc::new(backend)).await;
+    faults.fail_randomly(seed(), 4, StorageFault::DiskFull);
+    let mut refusals = Refusals {
+        allowed: true,
+        seen: 0,
+    };
+    let sequences = 2_000 * scale();
+    run_all(
+        "memory, 1 commit in 4 refused",
+        &opened,
+        0,
+        sequences,
+        &mut refusals,
+    )
+    .await;
+    assert!(
+        refusals.seen > sequences,
+        "only {} writes refused in {sequences} sequences: the fault plan did not bite",
+        refusals.seen
+    );
+    // Healed: no write may be refused any more.
+    faults.heal();
+    let mut none = Refusals::default();
+    run_all("memory, healed", &opened, sequences, 1_000, &mut none).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
