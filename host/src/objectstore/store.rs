@@ -11,6 +11,7 @@ use super::partition::Partition;
 use super::record::{PartitionRecord, StoreRecord};
 use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
 use super::write;
+use super::index;
 use super::{Error, paging};
 
 /// A store of one application.
@@ -144,12 +145,14 @@ impl Store {
         let table = self.app.table();
         let removed = write::delete_entries(
             table,
+            &self.app.inner.index_locks,
             &self.app.state,
             self.app.inner.now_ms(),
             partition.id().entries(),
             &write::While::Always,
         )
         .await?;
+        index::delete_pages(table, Prefix::PartitionIndex(partition.id())).await?;
         let record = RecordKey::Partition(partition.id());
         let mut batch = Batch::new(record.shard().encode());
         batch.delete(record.encode(), Expect::Any);
