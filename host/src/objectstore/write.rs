@@ -230,7 +230,10 @@ impl Partition {
                 .await?
             {
                 Commit::Done => return Ok((out, was_damaged)),
-                Commit::Conflict => continue,
+                // Let the writer that got there first (on this host or in
+                // this process as another host) finish before reading
+                // again, rather than meeting it again at once.
+                Commit::Conflict => tokio::task::yield_now().await,
             }
         }
         Err(Error::Contended("the key is"))
