@@ -32,7 +32,9 @@
 //!
 //! # Data written before the index
 //!
-//! A partition without a root page has never been indexed. Its first use
+//! A partition without a root page has never been indexed, or holds no
+//! key (the two need no telling apart: an index of no entries is empty).
+//! Its first use
 //! after the upgrade (a listing, or a write that creates or deletes a key)
 //! builds the index from a scan of its entries, under the partition's lock,
 //! writing the root last with `Expect::Absent`, so that of two hosts
@@ -205,7 +207,11 @@ impl<'a> IndexEdit<'a> {
 
     /// The leaf at `id` as (low, high, names), an empty root if there is
     /// none yet; `None` if it is not a leaf covering `name` (read stale).
-    fn leaf_for(&self, id: u64, name: &[u8]) -> Option<(Option<String>, Option<String>, Vec<String>)> {
+    fn leaf_for(
+        &self,
+        id: u64,
+        name: &[u8],
+    ) -> Option<(Option<String>, Option<String>, Vec<String>)> {
         match self.pages.get(&id).and_then(|s| s.page.clone()) {
             None if id == ROOT => Some((None, None, Vec::new())),
             Some(IndexPage::Leaf { low, high, names }) if covers(&low, &high, name) => {
@@ -487,7 +493,10 @@ pub(crate) async fn ensure_built_locked(
         return Ok(());
     }
     let names = entry_names(table, partition).await?;
-    tracing::info!(keys = names.len(), "building a partition's index of key names");
+    tracing::info!(
+        keys = names.len(),
+        "building a partition's index of key names"
+    );
     write_tree(table, partition, &names).await
 }
 
@@ -554,7 +563,10 @@ pub(crate) fn build_pages(names: &[String]) -> Vec<(u64, IndexPage)> {
             let mut end = start + 1;
             let mut bytes = 0;
             while end < level.len() {
-                let separator = level[end].1.as_ref().expect("only the first node is unbounded");
+                let separator = level[end]
+                    .1
+                    .as_ref()
+                    .expect("only the first node is unbounded");
                 if bytes + separator.len() + 16 > BUILD_FILL && end - start >= 2 {
                     break;
                 }
@@ -589,6 +601,12 @@ async fn write_tree(
     partition: PartitionId,
     names: &[String],
 ) -> Result<(), Error> {
+    // No names: no pages. An absent root reads as an empty tree, and the
+    // first key's batch writes it (expecting it absent); so a listing of a
+    // partition no one wrote writes nothing.
+    if names.is_empty() {
+        return Ok(());
+    }
     let shard = Shard::Partition(partition).encode();
     let mut pages = build_pages(names);
     let root = pages.pop().expect("a tree has a root");
@@ -687,7 +705,9 @@ pub(crate) fn names_of(pages: &HashMap<u64, Option<IndexPage>>) -> Result<Vec<St
                 names: n,
             })) => {
                 if *l != low || *h != high {
-                    return Err(format!("leaf {id:016x} holds another range than its parent gives it"));
+                    return Err(format!(
+                        "leaf {id:016x} holds another range than its parent gives it"
+                    ));
                 }
                 names.extend(n.iter().cloned());
             }

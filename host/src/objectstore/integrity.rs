@@ -42,8 +42,8 @@ use super::keys::{
     EntryId, PartitionId, Prefix, RecordKey, probable_shards, quarantine, quarantined,
 };
 use super::record::{
-    AppRecord, CredentialRecord, EntryRecord, MasterCheck, PartitionRecord, RateRecord, Record,
-    IndexPage, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
+    AppRecord, CredentialRecord, EntryRecord, IndexPage, MasterCheck, PartitionRecord, RateRecord,
+    Record, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
 };
 use super::sealed::SealedTable;
 

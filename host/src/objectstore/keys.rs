@@ -549,10 +549,7 @@ mod tests {
             RecordKey::Entry(entry),
             RecordKey::Expiry { at: 7, entry },
             RecordKey::Credential(tag(5)),
-            RecordKey::IndexPage {
-                partition,
-                page: 9,
-            },
+            RecordKey::IndexPage { partition, page: 9 },
         ];
         for key in keys {
             let bytes = key.encode();

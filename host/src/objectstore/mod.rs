@@ -49,9 +49,9 @@
 mod application;
 mod credentials;
 mod error;
-mod index;
 #[doc(hidden)]
 pub mod fuzz;
+mod index;
 pub mod integrity;
 mod keys;
 mod paging;

@@ -412,7 +412,12 @@ impl Partition {
             _ => (prefix.to_string(), false),
         };
         let mut last: Option<String> = None;
-        let done = |items| Ok(Page { items, cursor: None });
+        let done = |items| {
+            Ok(Page {
+                items,
+                cursor: None,
+            })
+        };
         loop {
             let leaf = index::leaf_covering(table, self.id, seek.as_bytes()).await?;
             for name in leaf.names {

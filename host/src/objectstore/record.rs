@@ -269,7 +269,8 @@ impl Record for IndexPage {
     /// order would send searches astray, so it is malformed like any other.
     fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(bytes)?;
-        let ascending = |names: &[String]| names.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes());
+        let ascending =
+            |names: &[String]| names.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes());
         // Counts are not trusted for an allocation: each item read checks
         // that its bytes are there.
         let page = match r.u8()? {

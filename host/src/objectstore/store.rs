@@ -6,12 +6,12 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::Application;
+use super::index;
 use super::keys::{PartitionId, Prefix, RecordKey};
 use super::partition::Partition;
 use super::record::{PartitionRecord, StoreRecord};
 use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
 use super::write;
-use super::index;
 use super::{Error, paging};
 
 /// A store of one application.

@@ -295,7 +295,8 @@ pub(super) async fn delete_entries(
                     keys: 0,
                     bytes: 0,
                 });
-            let (counts, name) = deletion_of(table, &entry, &key, &sealed, now, &mut deletions.batch)?;
+            let (counts, name) =
+                deletion_of(table, &entry, &key, &sealed, now, &mut deletions.batch)?;
             if counts {
                 deletions.live += 1;
             }

@@ -143,7 +143,10 @@ async fn differential(backend: Arc<dyn Backend>, seed: u64) {
                 let prefix = if rng.below(3) == 0 {
                     String::new()
                 } else {
-                    random_name(&mut rng).chars().take(1 + rng.below(3) as usize).collect()
+                    random_name(&mut rng)
+                        .chars()
+                        .take(1 + rng.below(3) as usize)
+                        .collect()
                 };
                 let page_size = 1 + rng.below(40) as u32;
                 let prefix_arg = (!prefix.is_empty()).then_some(prefix.as_str());
@@ -212,11 +215,8 @@ async fn a_cursor_hides_the_name_and_only_resumes_its_own_listing() {
     let page = p.list_key_metadata(Some("secret"), None, 1).await.unwrap();
     let cursor = page.cursor.unwrap();
     assert!(!cursor.contains("secret"));
-    let decoded = base64::Engine::decode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        &cursor,
-    )
-    .unwrap();
+    let decoded =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &cursor).unwrap();
     assert!(!decoded.windows(6).any(|w| w == b"secret"));
     // Another prefix, or another partition, refuses it.
     assert!(matches!(
@@ -225,7 +225,9 @@ async fn a_cursor_hides_the_name_and_only_resumes_its_own_listing() {
     ));
     let other = partition(&os, "app", "q").await;
     assert!(matches!(
-        other.list_key_metadata(Some("secret"), Some(&cursor), 1).await,
+        other
+            .list_key_metadata(Some("secret"), Some(&cursor), 1)
+            .await,
         Err(Error::InvalidArgument(_))
     ));
     let next = p
@@ -275,7 +277,10 @@ async fn many_writers_on_three_hosts_create_keys_in_one_partition_at_once() {
 
 /// Deletes every index page, as data written before the index has none.
 async fn drop_index(backend: &MemoryBackend) {
-    let pages = backend.scan(Shards::ALL, b"n", None, 100_000).await.unwrap();
+    let pages = backend
+        .scan(Shards::ALL, b"n", None, 100_000)
+        .await
+        .unwrap();
     assert!(!pages.is_empty());
     for (key, _) in pages {
         let mut batch = Batch::new(shard_of(&key));
@@ -290,9 +295,13 @@ async fn data_written_before_the_index_is_indexed_on_first_use() {
     let os = open_with(backend.clone(), &master).await;
     let p = partition(&os, "app", "p").await;
     for i in (0..300).rev() {
-        p.store(&format!("key-{i:04}"), b"v".to_vec(), StoreOptions::default())
-            .await
-            .unwrap();
+        p.store(
+            &format!("key-{i:04}"),
+            b"v".to_vec(),
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap();
     }
     drop_index(&backend).await;
     os.flush_stats().await.unwrap();
@@ -318,9 +327,13 @@ async fn check_reports_an_index_that_differs_from_the_entries_and_repair_rebuild
     let os = open_with(backend.clone(), &master).await;
     let p = partition(&os, "app", "p").await;
     for i in 0..50 {
-        p.store(&format!("key-{i:02}"), b"v".to_vec(), StoreOptions::default())
-            .await
-            .unwrap();
+        p.store(
+            &format!("key-{i:02}"),
+            b"v".to_vec(),
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap();
     }
     // An entry lost behind the index's back: its name stays indexed.
     let entries = backend.scan(Shards::ALL, b"e", None, 1000).await.unwrap();
@@ -329,7 +342,10 @@ async fn check_reports_an_index_that_differs_from_the_entries_and_repair_rebuild
     batch.delete(lost, Expect::Any);
     backend.commit(batch).await.unwrap();
     // A listing does not answer short as if whole.
-    assert!(matches!(p.list_keys(None, 1000).await, Err(Error::Integrity)));
+    assert!(matches!(
+        p.list_keys(None, 1000).await,
+        Err(Error::Integrity)
+    ));
 
     let report = integrity::check(&*backend, &master).await.unwrap();
     let kinds: Vec<_> = report.damage.iter().map(|d| d.kind.clone()).collect();
@@ -354,7 +370,11 @@ async fn check_reports_an_index_that_differs_from_the_entries_and_repair_rebuild
         .cloned()
         .unwrap();
     let mut batch = Batch::new(shard_of(&root));
-    batch.put(root.clone(), sealed[..sealed.len() - 1].to_vec(), Expect::Any);
+    batch.put(
+        root.clone(),
+        sealed[..sealed.len() - 1].to_vec(),
+        Expect::Any,
+    );
     backend.commit(batch).await.unwrap();
     let report = integrity::check(&*backend, &master).await.unwrap();
     assert!(!report.is_clean());
@@ -372,11 +392,28 @@ async fn deleting_a_partition_or_a_store_leaves_no_index_pages() {
     let store = app.default_store().await.unwrap();
     let p = store.partition("p").await.unwrap();
     for i in 0..200 {
-        p.store(&format!("key-{i:03}-{}", "y".repeat(100)), b"v".to_vec(), StoreOptions::default())
-            .await
-            .unwrap();
+        p.store(
+            &format!("key-{i:03}-{}", "y".repeat(100)),
+            b"v".to_vec(),
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap();
     }
     store.delete_partition("p").await.unwrap();
     let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
     assert!(pages.is_empty(), "{} pages left", pages.len());
+    // Listing a partition no one wrote writes no page either.
+    let never = store.partition("never").await.unwrap();
+    assert!(never.list_keys(None, 10).await.unwrap().items.is_empty());
+    assert!(
+        never
+            .list_key_metadata(Some("a"), None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
+    assert!(pages.is_empty(), "{} pages after a listing", pages.len());
 }
