@@ -238,6 +238,9 @@ async fn three_hosts_on_one_cluster_behave_as_one_and_leave_no_plaintext() {
     for node in &cluster.nodes {
         assert!(node.cli(&["SAVE"]).contains("OK"));
     }
+    // Not a name, nor a prefix of one (the index of names keeps names and
+    // separators, all sealed), down to six bytes.
+    let prefixes = (6..16).map(|n| &b"PlaintextKeyName"[..n]);
     for needle in [
         &b"PlaintextKeyName"[..],
         b"PlaintextValue",
@@ -246,7 +249,10 @@ async fn three_hosts_on_one_cluster_behave_as_one_and_leave_no_plaintext() {
         b"_defaultUserObjectStore",
         b"soon gone",
         b"counter",
-    ] {
+    ]
+    .into_iter()
+    .chain(prefixes)
+    {
         for node in &cluster.nodes {
             for (path, bytes) in node.files() {
                 assert!(

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::backend::{Batch, Expect};
 use crate::encryption::{Sealer, TAG_LEN, Tag, random_array};
 
+use super::index;
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::{AppRecord, PartitionRecord, StoreRecord, StoreTombstone};
 use super::sealed::{Commit, SealedTable};
@@ -202,7 +203,22 @@ impl Inner {
             store,
         };
         let standing = write::While::Present(key);
-        write::delete_entries(table, app, self.now_ms(), entries, &standing).await?;
+        write::delete_entries(
+            table,
+            &self.index_locks,
+            app,
+            self.now_ms(),
+            entries,
+            &standing,
+        )
+        .await?;
+        if standing.holds(table).await? {
+            let pages = Prefix::StoreIndex {
+                app: app.tag,
+                store,
+            };
+            index::delete_pages(table, pages).await?;
+        }
         // Each round reads the first partitions left, so a batch that meets
         // a partition set anew through a handle of the old store (a
         // conflict) is done again from what is there now.

@@ -11,10 +11,15 @@
 //!   under its application's data keys;
 //! - the expiry index both ways: every entry with an expiry has its index
 //!   entry, and every index entry has an entry that expires then;
-//! - each store's usage counters against a recount of its entries.
+//! - each store's usage counters against a recount of its entries;
+//! - each partition's index of names: a whole tree (every page there and
+//!   opening, ranges and order right), holding exactly the names of the
+//!   entries that open. A partition without an index is not damaged: its
+//!   first use builds one (data written before the index existed).
 //!
 //! What can be derived (the expiry index, the usage counters, the master
-//! check, a request-rate bucket) the repair writes again. What cannot (an
+//! check, a request-rate bucket, an index of names) the repair writes
+//! again. What cannot (an
 //! entry, a store or partition's settings, an application's keys, a
 //! credential, a day's request counts) it *sets aside*: moves it, still
 //! sealed, under the quarantine prefix (`keys::quarantined`), where no
@@ -32,12 +37,13 @@ use crate::backend::{Backend, Batch, Expect, Shards};
 use crate::encryption::{MasterKey, Sealer, Tag, hex};
 
 use super::Error;
+use super::index;
 use super::keys::{
     EntryId, PartitionId, Prefix, RecordKey, probable_shards, quarantine, quarantined,
 };
 use super::record::{
-    AppRecord, CredentialRecord, EntryRecord, MasterCheck, PartitionRecord, RateRecord, Record,
-    StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
+    AppRecord, CredentialRecord, EntryRecord, IndexPage, MasterCheck, PartitionRecord, RateRecord,
+    Record, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
 };
 use super::sealed::SealedTable;
 
@@ -97,6 +103,11 @@ pub enum DamageKind {
         counted: (i64, i64),
         recounted: (i64, i64),
     },
+    /// A partition's index of names is not a whole tree: `what` says how.
+    IndexBroken(String),
+    /// A partition's index of names differs from its entries: names of
+    /// entries it lacks, and names it holds without an entry.
+    IndexMismatch { missing: usize, extra: usize },
     /// The backend answered a scan out of key order (damaged pages), or
     /// its engine's own check failed: the walk may not have seen every
     /// record.
@@ -115,6 +126,11 @@ impl fmt::Display for DamageKind {
                 f,
                 "usage counters say {} keys, {} bytes; a recount finds {} keys, {} bytes",
                 counted.0, counted.1, recounted.0, recounted.1
+            ),
+            DamageKind::IndexBroken(what) => write!(f, "broken index of names: {what}"),
+            DamageKind::IndexMismatch { missing, extra } => write!(
+                f,
+                "index of names lacks {missing} names of entries and holds {extra} names without an entry"
             ),
             DamageKind::Engine(what) => write!(f, "damaged storage: {what}"),
         }
@@ -135,6 +151,7 @@ pub enum RecordKind {
     Usage,
     RateBucket,
     Entry,
+    IndexPage,
 }
 
 impl fmt::Display for RecordKind {
@@ -150,6 +167,7 @@ impl fmt::Display for RecordKind {
             RecordKind::Usage => "usage",
             RecordKind::RateBucket => "rate bucket",
             RecordKind::Entry => "entry",
+            RecordKind::IndexPage => "index page",
         })
     }
 }
@@ -216,6 +234,7 @@ impl Place {
             | Some(RecordKey::Stats { app, store, .. })
             | Some(RecordKey::Usage { app, store }) => (Some(app), Some(store), None),
             Some(RecordKey::Partition(id))
+            | Some(RecordKey::IndexPage { partition: id, .. })
             | Some(RecordKey::Entry(EntryId { partition: id, .. }))
             | Some(RecordKey::Expiry {
                 entry: EntryId { partition: id, .. },
@@ -270,6 +289,12 @@ struct Walk<'a> {
     counted_kept: BTreeMap<(Tag, Tag), Counts>,
     /// The usage counters found (`None`: present but unreadable).
     usage: BTreeMap<(Tag, Tag), Option<UsageRecord>>,
+    /// Each partition's index pages as found (`None`: does not open).
+    index_pages: BTreeMap<PartitionId, HashMap<u64, Option<IndexPage>>>,
+    /// The names of each partition's entries that open.
+    entry_names: HashMap<PartitionId, HashSet<String>>,
+    /// Partitions whose index repair writes again.
+    rebuild_index: Vec<PartitionId>,
 }
 
 impl<'a> Walk<'a> {
@@ -290,11 +315,15 @@ impl<'a> Walk<'a> {
             counted_all: BTreeMap::new(),
             counted_kept: BTreeMap::new(),
             usage: BTreeMap::new(),
+            index_pages: BTreeMap::new(),
+            entry_names: HashMap::new(),
+            rebuild_index: Vec::new(),
         };
         walk.read_applications(backend).await?;
         walk.read_all(backend).await?;
         walk.compare_expiries();
         walk.compare_usage();
+        walk.compare_indexes();
         Ok(walk)
     }
 
@@ -510,10 +539,36 @@ impl<'a> Walk<'a> {
                     if let Some(at) = r.expires {
                         self.expected_expiries.insert((at, id));
                     }
+                    self.entry_names
+                        .entry(id.partition)
+                        .or_default()
+                        .insert(r.key);
                 }
             }
             RecordKey::Expiry { at, entry } => {
                 self.expiries.insert((at, entry));
+            }
+            RecordKey::IndexPage { partition, page } => {
+                // Pages are derived: an unreadable one is rebuilt with its
+                // tree, not set aside.
+                let record = match self.apps.get(&partition.app) {
+                    None => {
+                        self.unreadable(DamageKind::UnknownApplication, key, sealed);
+                        return;
+                    }
+                    Some(keys) => open::<IndexPage>(&keys.sealer, key, sealed),
+                };
+                if record.is_none() {
+                    self.found(
+                        DamageKind::Unreadable(RecordKind::IndexPage),
+                        key,
+                        Remedy::Rebuild,
+                    );
+                }
+                self.index_pages
+                    .entry(partition)
+                    .or_default()
+                    .insert(page, record);
             }
         }
     }
@@ -558,6 +613,44 @@ impl<'a> Walk<'a> {
         for (at, entry) in stale {
             let key = RecordKey::Expiry { at, entry }.encode();
             self.found(DamageKind::StaleExpiry, &key, Remedy::Rebuild);
+        }
+    }
+
+    /// Checks each partition's index of names: a whole tree, holding the
+    /// names of the entries that open and no other.
+    fn compare_indexes(&mut self) {
+        let no_names = HashSet::new();
+        let mut broken = Vec::new();
+        for (partition, pages) in &self.index_pages {
+            let entries = self.entry_names.get(partition).unwrap_or(&no_names);
+            let kind = match index::names_of(pages) {
+                Err(what) => DamageKind::IndexBroken(what),
+                Ok(names) => {
+                    let indexed: HashSet<&String> = names.iter().collect();
+                    let missing = entries.iter().filter(|n| !indexed.contains(n)).count();
+                    let extra = names.iter().filter(|n| !entries.contains(*n)).count();
+                    if missing == 0 && extra == 0 {
+                        continue;
+                    }
+                    DamageKind::IndexMismatch { missing, extra }
+                }
+            };
+            broken.push((*partition, kind));
+        }
+        for (partition, kind) in broken {
+            let key = RecordKey::IndexPage {
+                partition,
+                page: index::ROOT,
+            }
+            .encode();
+            self.found(kind, &key, Remedy::Rebuild);
+            self.rebuild_index.push(partition);
+        }
+        // An unreadable page (reported as it was read) breaks its tree too.
+        for (partition, pages) in &self.index_pages {
+            if pages.values().any(Option::is_none) && !self.rebuild_index.contains(partition) {
+                self.rebuild_index.push(*partition);
+            }
         }
     }
 
@@ -673,6 +766,12 @@ impl<'a> Walk<'a> {
             let mut batch = Batch::new(key.shard().encode());
             batch.delete(key.encode(), Expect::Any);
             backend.commit(batch).await?;
+        }
+        // After the set-asides: an index holds the entries that stay.
+        for partition in &self.rebuild_index {
+            if let Some(keys) = self.apps.get(&partition.app) {
+                index::rebuild(SealedTable::new(backend, &keys.sealer), *partition).await?;
+            }
         }
         // Every store of an application with counters gets its recount,
         // which leaves out what was set aside.

@@ -14,6 +14,7 @@
 //! | rate bucket | `r` app | the application's request-rate bucket and its recent leases | application |
 //! | entry | `e` app store partition key | name, value, metadata | partition |
 //! | expiry | `x` expires app store partition key | empty | partition |
+//! | index page | `n` app store partition page | a page of the partition's ordered index of key names (see `index`) | partition |
 //! | set aside | `q` original key | the original bytes, as found | `q` |
 //!
 //! Each name is replaced by its 16-byte tag (see
@@ -42,6 +43,7 @@ const USAGE: u8 = b'u';
 const RATE_BUCKET: u8 = b'r';
 const CREDENTIAL: u8 = b'i';
 const STORE_TOMBSTONE: u8 = b't';
+const INDEX_PAGE: u8 = b'n';
 
 /// A partition, by the tags of its application, store and own name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,6 +88,10 @@ pub(crate) enum RecordKey {
     /// A client credential of the REST and Stats APIs, by its client id's
     /// tag. Host-wide, so that every host sharing the backend knows it.
     Credential(Tag),
+    /// A page of a partition's ordered index of key names. Page ids are
+    /// random (page 0 is the root), so they say nothing of where in the
+    /// order a page's names fall.
+    IndexPage { partition: PartitionId, page: u64 },
 }
 
 /// The unit of atomicity: one batch writes records of one shard.
@@ -150,6 +156,10 @@ pub(crate) enum Prefix {
     StoreTombstones,
     /// Every client credential.
     Credentials,
+    /// The index pages of one partition.
+    PartitionIndex(PartitionId),
+    /// The index pages of every partition of a store.
+    StoreIndex { app: Tag, store: Tag },
 }
 
 /// Bytes of an entry's tags: app, store, partition, key.
@@ -261,6 +271,11 @@ impl RecordKey {
                 out.push(CREDENTIAL);
                 out.extend_from_slice(client);
             }
+            RecordKey::IndexPage { partition, page } => {
+                out.push(INDEX_PAGE);
+                push_partition(&mut out, partition);
+                out.extend_from_slice(&page.to_be_bytes());
+            }
         }
         out
     }
@@ -299,6 +314,10 @@ impl RecordKey {
             },
             RATE_BUCKET => RecordKey::RateBucket(f.tag()?),
             CREDENTIAL => RecordKey::Credential(f.tag()?),
+            INDEX_PAGE => RecordKey::IndexPage {
+                partition: f.partition()?,
+                page: f.u64()?,
+            },
             _ => return None,
         };
         f.end(key)
@@ -319,6 +338,7 @@ impl RecordKey {
             RecordKey::Entry(id) | RecordKey::Expiry { entry: id, .. } => {
                 Shard::Partition(id.partition)
             }
+            RecordKey::IndexPage { partition, .. } => Shard::Partition(*partition),
         }
     }
 }
@@ -372,6 +392,14 @@ impl Prefix {
                 out.push(STORE_TOMBSTONE);
                 [None; 3]
             }
+            Prefix::PartitionIndex(id) => {
+                out.push(INDEX_PAGE);
+                [Some(&id.app), Some(&id.store), Some(&id.partition)]
+            }
+            Prefix::StoreIndex { app, store } => {
+                out.push(INDEX_PAGE);
+                [Some(app), Some(store), None]
+            }
         };
         for tag in tags.into_iter().map_while(|t| t) {
             out.extend_from_slice(tag);
@@ -420,8 +448,12 @@ impl Prefix {
             | Prefix::Stats { app, .. }
             | Prefix::Usage(app) => ShardSpan::One(Shard::App(*app).encode()),
             Prefix::AppEntries(app) => partitions_of(&[app]),
-            Prefix::StoreEntries { app, store } => partitions_of(&[app, store]),
-            Prefix::PartitionEntries(id) => ShardSpan::One(Shard::Partition(*id).encode()),
+            Prefix::StoreEntries { app, store } | Prefix::StoreIndex { app, store } => {
+                partitions_of(&[app, store])
+            }
+            Prefix::PartitionEntries(id) | Prefix::PartitionIndex(id) => {
+                ShardSpan::One(Shard::Partition(*id).encode())
+            }
         }
     }
 }
@@ -454,7 +486,7 @@ pub(crate) fn probable_shards(key: &[u8]) -> Vec<Vec<u8>> {
         let mut f = Fields(rest);
         let shard = match kind {
             APP | STORE | PARTITION | STATS | USAGE | RATE_BUCKET => f.tag().map(Shard::App),
-            ENTRY => f.partition().map(Shard::Partition),
+            ENTRY | INDEX_PAGE => f.partition().map(Shard::Partition),
             EXPIRY => f.u64().and_then(|_| f.partition()).map(Shard::Partition),
             CREDENTIAL => Some(Shard::Host),
             _ => None,
@@ -517,6 +549,7 @@ mod tests {
             RecordKey::Entry(entry),
             RecordKey::Expiry { at: 7, entry },
             RecordKey::Credential(tag(5)),
+            RecordKey::IndexPage { partition, page: 9 },
         ];
         for key in keys {
             let bytes = key.encode();
@@ -622,6 +655,18 @@ mod tests {
             },
         );
         in_span(RecordKey::Entry(entry), partition.entries());
+        let page = RecordKey::IndexPage { partition, page: 3 };
+        in_span(page, Prefix::PartitionIndex(partition));
+        in_span(
+            page,
+            Prefix::StoreIndex {
+                app: tag(1),
+                store: tag(2),
+            },
+        );
+        // A partition's index pages share its entries' shard, so that one
+        // batch changes a key and the index together.
+        assert_eq!(page.shard(), RecordKey::Entry(entry).shard());
         // Another application's partitions are not in its span.
         let ShardSpan::StartingWith(start) = Prefix::AppEntries(tag(9)).shards() else {
             panic!("entries of an application span its partitions")

@@ -13,6 +13,7 @@
 //! | `stats` | request counts per store and day |
 //! | `credentials` | the client credentials of the REST and Stats APIs, host-wide and sealed ([`CredentialRecords`]) |
 //! | `usage` | the request rate and key and byte counts of an application |
+//! | `index` | the ordered index of a partition's key names: a B+tree of sealed pages |
 //! | `keys` | the physical layout: typed backend keys and their shards |
 //! | `sealed` | sealing, opening and scanning records |
 //! | `record` | the plaintext encoding of records |
@@ -50,6 +51,7 @@ mod credentials;
 mod error;
 #[doc(hidden)]
 pub mod fuzz;
+mod index;
 pub mod integrity;
 mod keys;
 mod paging;
@@ -109,6 +111,8 @@ struct Inner {
     /// cached for good.
     apps: Mutex<HashMap<Tag, Arc<AppState>>>,
     key_locks: write::KeyLocks,
+    /// Queues the index changes of one partition within this host.
+    index_locks: index::IndexLocks,
 }
 
 impl ObjectStore {
@@ -137,6 +141,7 @@ impl ObjectStore {
                 config,
                 apps: Mutex::new(HashMap::new()),
                 key_locks: write::KeyLocks::new(),
+                index_locks: index::IndexLocks::new(),
             }),
         })
     }

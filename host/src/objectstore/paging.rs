@@ -54,7 +54,7 @@ pub(super) fn decode_cursor(sealer: &Sealer, prefix: &[u8], cursor: &str) -> Res
 
 /// A guest- or client-chosen page size, clamped to 1..=[`MAX_PAGE_SIZE`]:
 /// pages are built in memory.
-fn clamp_page_size(page_size: u32) -> usize {
+pub(super) fn clamp_page_size(page_size: u32) -> usize {
     page_size.clamp(1, MAX_PAGE_SIZE) as usize
 }
 

@@ -11,7 +11,7 @@ use super::sealed::{Commit, SealedTable};
 use super::store::Store;
 use super::types::{Entry, Metadata, Page, StoreOptions, Ttl, ValueKind};
 use super::write::{Damaged, Stored, While, delete_entries};
-use super::{Error, Inner, paging};
+use super::{Error, Inner, index, paging};
 
 /// A partition of a store: the unit most operations work on.
 #[derive(Clone)]
@@ -303,7 +303,7 @@ impl Partition {
                 refreshed.expires = Some(now.saturating_add(window));
                 let _guard = self.inner().key_locks.lock(&entry).await;
                 match self
-                    .commit_entry(&entry, Some(&stored), Some(&refreshed))
+                    .commit_entry(&entry, key, Some(&stored), Some(&refreshed))
                     .await
                 {
                     Ok(Commit::Done) => return Ok(refreshed.into_entry()),
@@ -348,13 +348,13 @@ impl Partition {
         Ok(live || damaged)
     }
 
-    /// One page of key names.
+    /// One page of key names, in byte order of the names.
     pub async fn list_keys(
         &self,
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page<String>, Error> {
-        self.list(cursor, page_size, |r| Some(r.key)).await
+        self.list(None, cursor, page_size, |r| r.key).await
     }
 
     /// One page of the keys (starting with `prefix`, if given) with what
@@ -366,12 +366,9 @@ impl Partition {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page<(String, Metadata)>, Error> {
-        self.list(cursor, page_size, |r| {
-            if !prefix.is_none_or(|p| r.key.starts_with(p)) {
-                return None;
-            }
+        self.list(prefix, cursor, page_size, |r| {
             let meta = r.metadata();
-            Some((r.key, meta))
+            (r.key, meta)
         })
         .await
     }
@@ -382,30 +379,113 @@ impl Partition {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page<Entry>, Error> {
-        self.list(cursor, page_size, |r| Some(r.into_entry())).await
+        self.list(None, cursor, page_size, |r| r.into_entry()).await
     }
 
+    /// One page of the live keys whose names start with `prefix`, in byte
+    /// order of the names, from the index of names: the leaf where the
+    /// prefix (or the cursor) starts, then the leaves after it until a name
+    /// no longer matches, so a page costs O(log N + page) reads however
+    /// large the partition.
     async fn list<T>(
         &self,
+        prefix: Option<&str>,
         cursor: Option<&str>,
         page_size: u32,
-        map: impl Fn(EntryRecord) -> Option<T>,
+        map: impl Fn(EntryRecord) -> T,
     ) -> Result<Page<T>, Error> {
         self.admit().await?;
         let now = self.inner().now_ms();
         let table = self.table();
-        let scan = table.scan(self.id.entries());
-        paging::page(
-            &self.app().sealer,
-            scan,
-            cursor,
-            page_size,
-            |key, sealed| {
-                let record: EntryRecord = table.open(key, sealed)?;
-                Ok(record.is_live_at(now).then(|| map(record)).flatten())
-            },
-        )
-        .await
+        let sealer = &self.app().sealer;
+        let prefix = prefix.unwrap_or("");
+        let after = cursor
+            .map(|c| index::decode_cursor(sealer, self.id, prefix, c))
+            .transpose()?;
+        index::ensure_built(table, &self.inner().index_locks, self.id).await?;
+        let want = paging::clamp_page_size(page_size);
+        let mut items = Vec::with_capacity(want.min(64));
+        // Where the next leaf is sought, and whether a name equal to it was
+        // already listed (the cursor's).
+        let (mut seek, mut exclusive) = match after {
+            Some(a) if a.as_str() >= prefix => (a, true),
+            _ => (prefix.to_string(), false),
+        };
+        let mut last: Option<String> = None;
+        let done = |items| {
+            Ok(Page {
+                items,
+                cursor: None,
+            })
+        };
+        loop {
+            let leaf = index::leaf_covering(table, self.id, seek.as_bytes()).await?;
+            for name in leaf.names {
+                let name_bytes = name.as_bytes();
+                if name_bytes < seek.as_bytes() || (exclusive && name == seek) {
+                    continue;
+                }
+                if !name.starts_with(prefix) {
+                    return done(items);
+                }
+                if items.len() == want {
+                    let last = last.expect("a full page has a last name");
+                    let cursor = index::encode_cursor(sealer, self.id, prefix, &last);
+                    return Ok(Page {
+                        items,
+                        cursor: Some(cursor),
+                    });
+                }
+                match self.listed(&name).await? {
+                    Some(record) if record.is_live_at(now) => items.push(map(record)),
+                    Some(_) => {}
+                    // Deleted since the leaf was read, or damage: an index
+                    // and its entries change in one batch, so a name that
+                    // stays without an entry means the entry's record was
+                    // lost (or moved, as a flipped bit in its key moves
+                    // it). A listing never answers short as if whole.
+                    None => {
+                        let now_indexed = index::leaf_covering(table, self.id, name_bytes)
+                            .await?
+                            .names
+                            .contains(&name);
+                        if now_indexed {
+                            tracing::warn!("the index of names lists a key without an entry");
+                            return Err(Error::Integrity);
+                        }
+                    }
+                }
+                last = Some(name);
+            }
+            match leaf.high {
+                // Every name from `high` on sorts after the prefix's range.
+                Some(high) if high.starts_with(prefix) || high.as_str() < prefix => {
+                    seek = high;
+                    exclusive = false;
+                }
+                _ => return done(items),
+            }
+        }
+    }
+
+    /// The record of a name the index lists; `None` if it has none.
+    async fn listed(&self, name: &str) -> Result<Option<EntryRecord>, Error> {
+        let entry = EntryId {
+            partition: self.id,
+            key: self
+                .app()
+                .sealer
+                .tag(b"key", &self.id.partition, name.as_bytes()),
+        };
+        match self.load(&entry).await? {
+            None => Ok(None),
+            Some(Stored {
+                record: Some(record),
+                ..
+            }) => Ok(Some(record)),
+            // A listing that meets damage fails (see `paging`).
+            Some(_) => Err(Error::Integrity),
+        }
     }
 
     /// Removes every key; returns how many live keys there were.
@@ -413,6 +493,7 @@ impl Partition {
         self.admit().await?;
         delete_entries(
             self.table(),
+            &self.inner().index_locks,
             self.app(),
             self.inner().now_ms(),
             self.id.entries(),

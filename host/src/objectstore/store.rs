@@ -6,6 +6,7 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::Application;
+use super::index;
 use super::keys::{PartitionId, Prefix, RecordKey};
 use super::partition::Partition;
 use super::record::{PartitionRecord, StoreRecord};
@@ -144,12 +145,14 @@ impl Store {
         let table = self.app.table();
         let removed = write::delete_entries(
             table,
+            &self.app.inner.index_locks,
             &self.app.state,
             self.app.inner.now_ms(),
             partition.id().entries(),
             &write::While::Always,
         )
         .await?;
+        index::delete_pages(table, Prefix::PartitionIndex(partition.id())).await?;
         let record = RecordKey::Partition(partition.id());
         let mut batch = Batch::new(record.shard().encode());
         batch.delete(record.encode(), Expect::Any);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::backend::{Batch, Expect};
 
+use super::index::{self, IndexEdit};
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::EntryRecord;
 use super::sealed::Commit;
@@ -43,11 +44,24 @@ impl ObjectStore {
                 let mut batch = Batch::new(shard.clone());
                 batch.delete(index_key, Expect::Any);
                 let mut freed = None;
+                let mut _index_guard = None;
                 if let Some(sealed) = inner.backend.get(&shard, &entry_key).await? {
                     let app = inner.app_state(entry.partition.app, None).await?;
-                    match inner.table(&app).open::<EntryRecord>(&entry_key, &sealed) {
+                    let table = inner.table(&app);
+                    match table.open::<EntryRecord>(&entry_key, &sealed) {
                         Ok(record) if record.expires == Some(at) => {
-                            freed = Some((app, (entry_key.len() + sealed.len()) as i64));
+                            // The name leaves the index in the same batch.
+                            let guard = inner.index_locks.lock(&entry.partition).await;
+                            index::ensure_built_locked(table, entry.partition).await?;
+                            let mut edit = IndexEdit::new(table, entry.partition);
+                            if edit.remove(&record.key).await? == Commit::Conflict {
+                                // Another host changed the index meanwhile:
+                                // a later sweep finds this key again.
+                                continue;
+                            }
+                            edit.finish(&mut batch);
+                            _index_guard = Some(guard);
+                            freed = Some((app.clone(), (entry_key.len() + sealed.len()) as i64));
                             batch.delete(entry_key.clone(), Expect::Value(sealed));
                         }
                         // Rewritten since: only the index entry is stale.

@@ -11,6 +11,7 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::AppState;
+use super::index::{self, IndexEdit, IndexLocks};
 use super::keys::{EntryId, PartitionId, Prefix, RecordKey, Shard};
 use super::partition::Partition;
 use super::record::EntryRecord;
@@ -105,14 +106,16 @@ impl Partition {
         }))
     }
 
-    /// Writes `record` in place of `previous` (what was last read), keeping
-    /// the expiry index and the usage counts in step. Returns
+    /// Writes `record` in place of `previous` (what was last read) under the
+    /// key called `name`, keeping the expiry index, the index of names and
+    /// the usage counts in step. Returns
     /// [`Commit::Conflict`], writing nothing, if the key changed since it
     /// was read; fails with `QuotaExceeded` if the write would grow the
     /// application or store past a quota.
     pub(super) async fn commit_entry(
         &self,
         entry: &EntryId,
+        name: &str,
         previous: Option<&Stored>,
         record: Option<&EntryRecord>,
     ) -> Result<Commit, Error> {
@@ -160,6 +163,33 @@ impl Partition {
         if record.is_some() {
             self.ensure_record().await?;
         }
+        // Only a key that comes or goes changes the index of names; an
+        // overwrite (even of a damaged or expired record, whose name is
+        // still indexed) does not.
+        let insert = match (previous, record) {
+            (None, Some(_)) => Some(true),
+            (Some(_), None) => Some(false),
+            _ => None,
+        };
+        let _index_guard = match insert {
+            Some(insert) => {
+                let locks = &self.inner().index_locks;
+                let guard = locks.lock(&self.id).await;
+                index::ensure_built_locked(table, self.id).await?;
+                let mut edit = IndexEdit::new(table, self.id);
+                let step = if insert {
+                    edit.insert(name).await?
+                } else {
+                    edit.remove(name).await?
+                };
+                if step == Commit::Conflict {
+                    return Ok(Commit::Conflict);
+                }
+                edit.finish(&mut batch);
+                Some(guard)
+            }
+            None => None,
+        };
         let outcome = table.commit(batch).await?;
         if outcome == Commit::Done {
             reservation.settle(keys, bytes);
@@ -196,11 +226,14 @@ impl Partition {
                 return Ok((out, false));
             }
             match self
-                .commit_entry(&entry, stored.as_ref(), next.as_ref())
+                .commit_entry(&entry, key, stored.as_ref(), next.as_ref())
                 .await?
             {
                 Commit::Done => return Ok((out, was_damaged)),
-                Commit::Conflict => continue,
+                // Let the writer that got there first (on this host or in
+                // this process as another host) finish before reading
+                // again, rather than meeting it again at once.
+                Commit::Conflict => tokio::task::yield_now().await,
             }
         }
         Err(Error::Contended("the key is"))
@@ -217,6 +250,7 @@ impl Partition {
 /// key is deleted and counted once, as the counters shared by hosts need.
 pub(super) async fn delete_entries(
     table: SealedTable<'_>,
+    locks: &IndexLocks,
     app: &AppState,
     now: u64,
     prefix: Prefix,
@@ -226,6 +260,8 @@ pub(super) async fn delete_entries(
     struct Deletions {
         batch: Batch,
         entries: Vec<EntryId>,
+        /// The names of those that open, to remove from the index.
+        names: Vec<String>,
         live: u64,
         keys: i64,
         bytes: i64,
@@ -254,19 +290,38 @@ pub(super) async fn delete_entries(
                 .or_insert_with(|| Deletions {
                     batch: Batch::new(Shard::Partition(entry.partition).encode()),
                     entries: Vec::new(),
+                    names: Vec::new(),
                     live: 0,
                     keys: 0,
                     bytes: 0,
                 });
-            if deletion_of(table, &entry, &key, &sealed, now, &mut deletions.batch)? {
+            let (counts, name) =
+                deletion_of(table, &entry, &key, &sealed, now, &mut deletions.batch)?;
+            if counts {
                 deletions.live += 1;
             }
+            deletions.names.extend(name);
             deletions.entries.push(entry);
             deletions.keys -= 1;
             deletions.bytes -= (key.len() + sealed.len()) as i64;
         }
-        for (partition, deletions) in by_partition {
-            match table.commit(deletions.batch).await? {
+        for (partition, mut deletions) in by_partition {
+            let guard = locks.lock(&partition).await;
+            index::ensure_built_locked(table, partition).await?;
+            let mut edit = IndexEdit::new(table, partition);
+            let mut outcome = Commit::Done;
+            for name in &deletions.names {
+                if edit.remove(name).await? == Commit::Conflict {
+                    outcome = Commit::Conflict;
+                    break;
+                }
+            }
+            if outcome == Commit::Done {
+                edit.finish(&mut deletions.batch);
+                outcome = table.commit(deletions.batch).await?;
+            }
+            drop(guard);
+            match outcome {
                 Commit::Done => {
                     app.usage
                         .apply(partition.store, deletions.keys, deletions.bytes);
@@ -274,7 +329,7 @@ pub(super) async fn delete_entries(
                 }
                 Commit::Conflict if only.holds(table).await? => {
                     for entry in &deletions.entries {
-                        removed += delete_current(table, app, now, entry).await?;
+                        removed += delete_current(table, locks, app, now, entry).await?;
                     }
                 }
                 Commit::Conflict => return Ok(removed),
@@ -311,7 +366,8 @@ impl While {
 
 /// Adds to `batch` the deletion of an entry record holding `sealed` (only
 /// if it still does) and of its expiry index entry; returns whether it
-/// counts as a key that was there at `now`.
+/// counts as a key that was there at `now`, and its name if it opens (for
+/// the caller to remove from the index of names).
 fn deletion_of(
     table: SealedTable<'_>,
     entry: &EntryId,
@@ -319,28 +375,31 @@ fn deletion_of(
     sealed: &[u8],
     now: u64,
     batch: &mut Batch,
-) -> Result<bool, Error> {
-    let counts = match table.open::<EntryRecord>(key, sealed) {
+) -> Result<(bool, Option<String>), Error> {
+    let (counts, name) = match table.open::<EntryRecord>(key, sealed) {
         Ok(record) => {
             if let Some(at) = record.expires {
                 let expiry = RecordKey::Expiry { at, entry: *entry }.encode();
                 batch.delete(expiry, Expect::Any);
             }
-            record.is_live_at(now)
+            (record.is_live_at(now), Some(record.key))
         }
         // A damaged record goes too (its index entry, if any, is dropped by
-        // the sweep); it counts as a key that was there.
-        Err(Error::Integrity) => true,
+        // the sweep; its name, if indexed, stays until `ostore repair`
+        // rebuilds the index, and listings skip it); it counts as a key that
+        // was there.
+        Err(Error::Integrity) => (true, None),
         Err(e) => return Err(e),
     };
     batch.delete(key.to_vec(), Expect::Value(sealed.to_vec()));
-    Ok(counts)
+    Ok((counts, name))
 }
 
 /// Deletes whatever `entry` holds now, if anything; returns 1 if that was a
 /// key there at `now`.
 async fn delete_current(
     table: SealedTable<'_>,
+    locks: &IndexLocks,
     app: &AppState,
     now: u64,
     entry: &EntryId,
@@ -352,7 +411,16 @@ async fn delete_current(
             return Ok(0);
         };
         let mut batch = Batch::new(shard.clone());
-        let counts = deletion_of(table, entry, &key, &sealed, now, &mut batch)?;
+        let (counts, name) = deletion_of(table, entry, &key, &sealed, now, &mut batch)?;
+        let _guard = locks.lock(&entry.partition).await;
+        index::ensure_built_locked(table, entry.partition).await?;
+        if let Some(name) = name {
+            let mut edit = IndexEdit::new(table, entry.partition);
+            if edit.remove(&name).await? == Commit::Conflict {
+                continue;
+            }
+            edit.finish(&mut batch);
+        }
         if table.commit(batch).await? == Commit::Done {
             let bytes = (key.len() + sealed.len()) as i64;
             app.usage.apply(entry.partition.store, -1, -bytes);

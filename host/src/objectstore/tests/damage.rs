@@ -294,8 +294,19 @@ async fn a_key_out_of_order_fails_the_listing_on_any_backend() {
         }
     }
     let master = MasterKey::generate();
-    let os = open_with(Arc::new(Shuffled(MemoryBackend::new())), &master).await;
+    let backend = Arc::new(Shuffled(MemoryBackend::new()));
+    let os = open_with(backend.clone(), &master).await;
     fill(&os).await;
+    // A listing reads the index of names, not a scan of the entries; the
+    // scan happens when a partition written before the index existed is
+    // first listed, and builds its index. Take the index away to get there.
+    let pages = raw(&backend.0, b"n").await;
+    assert!(!pages.is_empty(), "the partition has an index");
+    for (key, _) in pages {
+        let mut batch = Batch::new(shard_of(&key));
+        batch.delete(key, Expect::Any);
+        backend.0.commit(batch).await.unwrap();
+    }
     let p = partition(&os, "shop", "p").await;
     assert!(matches!(
         p.list_keys(None, 1000).await,

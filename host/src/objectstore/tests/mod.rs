@@ -7,6 +7,7 @@ mod data;
 mod deletion;
 mod faults;
 mod hosts;
+mod index;
 mod limits;
 mod ttl;
 

@@ -1,0 +1,419 @@
+//! The index of names: listings in byte order of the names, prefixes and
+//! cursors against a sorted model, on the memory backend and on redb; many
+//! writers at once; data written before the index; check and repair.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::*;
+use crate::backend::FileBackend;
+use crate::encryption::{hex, random_array};
+use integrity::DamageKind;
+
+struct ScratchFile(PathBuf);
+
+impl ScratchFile {
+    fn new() -> Self {
+        let name = format!("ostore-index-{}.redb", hex(&random_array::<8>()));
+        Self(std::env::temp_dir().join(name))
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so that a failing run
+/// can be repeated from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Pieces of names: ASCII of both cases and digits, and multi-byte UTF-8
+/// (whose bytes sort after every ASCII byte, unlike some collations).
+const PIECES: [&str; 10] = ["a", "b", "B", "Z", "0", "é", "日", "ab", "-", "zz"];
+
+fn random_name(rng: &mut Rng) -> String {
+    let mut name = String::new();
+    for _ in 0..1 + rng.below(6) {
+        name.push_str(PIECES[rng.below(PIECES.len() as u64) as usize]);
+    }
+    // Some long names, so that pages fill and split after few keys.
+    if rng.below(8) == 0 {
+        name.push_str(&"x".repeat(200 + rng.below(600) as usize));
+    }
+    name
+}
+
+/// Every live name under `prefix`, page by page, as a client would list.
+async fn list_all(p: &Partition, prefix: Option<&str>, page_size: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = p
+            .list_key_metadata(prefix, cursor.as_deref(), page_size)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= page_size as usize);
+        names.extend(page.items.into_iter().map(|(name, _)| name));
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return names,
+        }
+    }
+}
+
+/// The model's live names under `prefix`, in byte order (a `BTreeMap` of
+/// `String` orders by bytes).
+fn expected(model: &BTreeMap<String, Option<u64>>, prefix: &str, now: u64) -> Vec<String> {
+    model
+        .iter()
+        .filter(|(name, expires)| name.starts_with(prefix) && expires.is_none_or(|e| e > now))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Random creates, overwrites, deletes, expiries (a manual clock and the
+/// sweep) and a clear, each followed now and then by listings with random
+/// prefixes and page sizes compared with a sorted model.
+async fn differential(backend: Arc<dyn Backend>, seed: u64) {
+    let (_, master) = fresh();
+    let clock = manual_clock();
+    let os = open_at(backend.clone(), &master, &clock).await;
+    let p = partition(&os, "app", "p").await;
+    let mut rng = Rng(seed);
+    let mut model: BTreeMap<String, Option<u64>> = BTreeMap::new();
+    let mut known: Vec<String> = Vec::new();
+    for step in 0..1_000 {
+        let now = clock.now_ms();
+        match rng.below(20) {
+            0..=9 => {
+                let name = random_name(&mut rng);
+                let ttl = (rng.below(4) == 0).then(|| Ttl::Fixed(1 + rng.below(5)));
+                let meta = p
+                    .store(
+                        &name,
+                        b"v".to_vec(),
+                        StoreOptions {
+                            ttl,
+                            ..StoreOptions::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                model.insert(name.clone(), meta.expires);
+                known.push(name);
+            }
+            10..=14 if !known.is_empty() => {
+                let name = known[rng.below(known.len() as u64) as usize].clone();
+                let deleted = p.delete(&name).await.unwrap();
+                let was_live = model
+                    .remove(&name)
+                    .is_some_and(|e| e.is_none_or(|e| e > now));
+                assert_eq!(deleted, was_live, "delete of {name:?} at step {step}");
+            }
+            15..=16 => clock.advance(Duration::from_millis(500 + rng.below(2_000))),
+            17 => {
+                os.sweep_expired().await.unwrap();
+                let now = clock.now_ms();
+                model.retain(|_, e| e.is_none_or(|e| e > now));
+            }
+            18 if rng.below(40) == 0 => {
+                p.clear().await.unwrap();
+                model.clear();
+            }
+            _ => {
+                let now = clock.now_ms();
+                let prefix = if rng.below(3) == 0 {
+                    String::new()
+                } else {
+                    random_name(&mut rng)
+                        .chars()
+                        .take(1 + rng.below(3) as usize)
+                        .collect()
+                };
+                let page_size = 1 + rng.below(40) as u32;
+                let prefix_arg = (!prefix.is_empty()).then_some(prefix.as_str());
+                assert_eq!(
+                    list_all(&p, prefix_arg, page_size).await,
+                    expected(&model, &prefix, now),
+                    "prefix {prefix:?}, pages of {page_size}, step {step}, seed {seed}"
+                );
+            }
+        }
+    }
+    let now = clock.now_ms();
+    assert_eq!(list_all(&p, None, 1000).await, expected(&model, "", now));
+    let keys = p.list_keys(None, 1000).await.unwrap();
+    assert_eq!(keys.items, expected(&model, "", now));
+    os.flush_stats().await.unwrap();
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}
+
+#[tokio::test]
+async fn listings_follow_a_sorted_model_through_random_changes_in_memory() {
+    for seed in [1, 2, 3] {
+        differential(Arc::new(MemoryBackend::new()), seed).await;
+    }
+}
+
+#[tokio::test]
+async fn listings_follow_a_sorted_model_through_random_changes_on_redb() {
+    let file = ScratchFile::new();
+    let backend: Arc<dyn Backend> = Arc::new(FileBackend::open(&file.0).unwrap());
+    differential(backend, 7).await;
+}
+
+#[tokio::test]
+async fn keys_list_in_byte_order_of_their_names_not_in_tag_order() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let p = partition(&os, "app", "p").await;
+    let names = ["b", "a", "é", "Z", "ab", "日本", "a b", "0", "aa"];
+    for name in names {
+        p.store(name, b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    let page = p.list_keys(None, 100).await.unwrap();
+    assert_eq!(
+        page.items,
+        ["0", "Z", "a", "a b", "aa", "ab", "b", "é", "日本"]
+    );
+    let entries = p.list_entries(None, 100).await.unwrap();
+    let listed: Vec<_> = entries.items.into_iter().map(|e| e.key).collect();
+    assert_eq!(listed, page.items);
+}
+
+#[tokio::test]
+async fn a_cursor_hides_the_name_and_only_resumes_its_own_listing() {
+    let (backend, master) = fresh();
+    let os = open_with(backend, &master).await;
+    let p = partition(&os, "app", "p").await;
+    for name in ["secret-alpha", "secret-beta", "secret-gamma"] {
+        p.store(name, b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    let page = p.list_key_metadata(Some("secret"), None, 1).await.unwrap();
+    let cursor = page.cursor.unwrap();
+    assert!(!cursor.contains("secret"));
+    let decoded =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &cursor).unwrap();
+    assert!(!decoded.windows(6).any(|w| w == b"secret"));
+    // Another prefix, or another partition, refuses it.
+    assert!(matches!(
+        p.list_key_metadata(Some("s"), Some(&cursor), 1).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    let other = partition(&os, "app", "q").await;
+    assert!(matches!(
+        other
+            .list_key_metadata(Some("secret"), Some(&cursor), 1)
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+    let next = p
+        .list_key_metadata(Some("secret"), Some(&cursor), 5)
+        .await
+        .unwrap();
+    let names: Vec<_> = next.items.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["secret-beta", "secret-gamma"]);
+    assert!(next.cursor.is_none());
+}
+
+#[tokio::test]
+async fn many_writers_on_three_hosts_create_keys_in_one_partition_at_once() {
+    let (backend, master) = fresh();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(open_with(backend.clone(), &master).await);
+    }
+    let mut tasks = JoinSet::new();
+    for (h, os) in hosts.iter().enumerate() {
+        let p = partition(os, "app", "p").await;
+        for w in 0..22 {
+            let p = p.clone();
+            tasks.spawn(async move {
+                for i in 0..20 {
+                    let name = format!("k{:03}-{h}-{w:02}-{}", (i * 37 + w) % 100, "x".repeat(60));
+                    p.store(&name, b"v".to_vec(), StoreOptions::default())
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+    }
+    tasks.join_all().await;
+    let p = partition(&hosts[0], "app", "p").await;
+    let listed = list_all(&p, None, 97).await;
+    assert_eq!(listed.len(), 3 * 22 * 20);
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted);
+    for os in &hosts {
+        os.flush_stats().await.unwrap();
+    }
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}
+
+/// Deletes every index page, as data written before the index has none.
+async fn drop_index(backend: &MemoryBackend) {
+    let pages = backend
+        .scan(Shards::ALL, b"n", None, 100_000)
+        .await
+        .unwrap();
+    assert!(!pages.is_empty());
+    for (key, _) in pages {
+        let mut batch = Batch::new(shard_of(&key));
+        batch.delete(key, Expect::Any);
+        backend.commit(batch).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn data_written_before_the_index_is_indexed_on_first_use() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    let p = partition(&os, "app", "p").await;
+    for i in (0..300).rev() {
+        p.store(
+            &format!("key-{i:04}"),
+            b"v".to_vec(),
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    drop_index(&backend).await;
+    os.flush_stats().await.unwrap();
+    // Not damage: the index is built when the partition is next used.
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    let names = list_all(&p, Some("key-01"), 7).await;
+    let expected: Vec<_> = (100..200).map(|i| format!("key-{i:04}")).collect();
+    assert_eq!(names, expected);
+    // And a write that creates a key keeps the built index whole.
+    p.store("key-0100a", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(list_all(&p, None, 1000).await.len(), 301);
+    os.flush_stats().await.unwrap();
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}
+
+#[tokio::test]
+async fn check_reports_an_index_that_differs_from_the_entries_and_repair_rebuilds_it() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    let p = partition(&os, "app", "p").await;
+    for i in 0..50 {
+        p.store(
+            &format!("key-{i:02}"),
+            b"v".to_vec(),
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    // An entry lost behind the index's back: its name stays indexed.
+    let entries = backend.scan(Shards::ALL, b"e", None, 1000).await.unwrap();
+    let (lost, _) = entries[10].clone();
+    let mut batch = Batch::new(shard_of(&lost));
+    batch.delete(lost, Expect::Any);
+    backend.commit(batch).await.unwrap();
+    // A listing does not answer short as if whole.
+    assert!(matches!(
+        p.list_keys(None, 1000).await,
+        Err(Error::Integrity)
+    ));
+
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    let kinds: Vec<_> = report.damage.iter().map(|d| d.kind.clone()).collect();
+    assert!(
+        kinds.contains(&DamageKind::IndexMismatch {
+            missing: 0,
+            extra: 1
+        }),
+        "{kinds:?}"
+    );
+    let repaired = integrity::repair(&*backend, &master).await.unwrap();
+    assert!(!repaired.is_clean());
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    assert_eq!(list_all(&p, None, 1000).await.len(), 49);
+
+    // An index page lost: the entries it held are missing from the index.
+    let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
+    let (root, sealed) = pages
+        .iter()
+        .find(|(k, _)| k.ends_with(&0u64.to_be_bytes()))
+        .cloned()
+        .unwrap();
+    let mut batch = Batch::new(shard_of(&root));
+    batch.put(
+        root.clone(),
+        sealed[..sealed.len() - 1].to_vec(),
+        Expect::Any,
+    );
+    backend.commit(batch).await.unwrap();
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(!report.is_clean());
+    integrity::repair(&*backend, &master).await.unwrap();
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+    assert_eq!(list_all(&p, Some("key-1"), 3).await.len(), 10);
+}
+
+#[tokio::test]
+async fn deleting_a_partition_or_a_store_leaves_no_index_pages() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    let app = os.application("app").await.unwrap();
+    let store = app.default_store().await.unwrap();
+    let p = store.partition("p").await.unwrap();
+    for i in 0..200 {
+        p.store(
+            &format!("key-{i:03}-{}", "y".repeat(100)),
+            b"v".to_vec(),
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    store.delete_partition("p").await.unwrap();
+    let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
+    assert!(pages.is_empty(), "{} pages left", pages.len());
+    // Listing a partition no one wrote writes no page either.
+    let never = store.partition("never").await.unwrap();
+    assert!(never.list_keys(None, 10).await.unwrap().items.is_empty());
+    assert!(
+        never
+            .list_key_metadata(Some("a"), None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
+    assert!(pages.is_empty(), "{} pages after a listing", pages.len());
+}
