@@ -165,7 +165,7 @@ impl DataDir {
         backend: &BackendConfig,
     ) -> Result<CredentialAdmin, HostError> {
         #[cfg(unix)]
-        if *backend == BackendConfig::Redb
+        if backend.is_redb()
             && let Some(host) =
                 crate::auth::socket::HostCredentials::find(&self.credentials_socket(), master_key)
                     .await
@@ -290,7 +290,7 @@ impl HostConfig {
         Self {
             data_dir,
             master_key,
-            backend: BackendConfig::Redb,
+            backend: BackendConfig::redb(),
             limits: Limits::default(),
             sandbox: Sandbox::New(SandboxConfig::default()),
             runtime_config: RuntimeConfig::default(),
@@ -484,7 +484,7 @@ impl Host {
             credentials,
             // Only redb needs it: one process holds the file. Hosts on Redis
             // may share a data directory, and the command reaches Redis.
-            credentials_socket: (config.backend == BackendConfig::Redb)
+            credentials_socket: config.backend.is_redb()
                 .then(|| data.credentials_socket()),
             router,
             stop,
@@ -619,7 +619,7 @@ impl Host {
 /// Where `backend` keeps the data, for messages.
 fn backend_place(backend: &BackendConfig, database: &Path) -> String {
     match backend {
-        BackendConfig::Redb => database.display().to_string(),
+        BackendConfig::Redb(_) => database.display().to_string(),
         BackendConfig::Redis(redis) => format!("the data in Redis at {}", redis.addresses()),
     }
 }
