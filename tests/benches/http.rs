@@ -10,8 +10,14 @@
 //! cargo bench -p ostore-tests --bench http -- [SECONDS] [CONNECTIONS...]
 //! ```
 //! Defaults: 10 seconds per workload, 1 and 64 connections.
+//!
+//! With `OSTORE_BIN_BEFORE=/path/to/another/ostore` it also starts that
+//! build on a data directory of its own and drives the two in turn, each
+//! workload on one and then the other, so that a change is measured before
+//! and after in one run, under the same machine load.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,50 +80,65 @@ async fn main() {
         "bench",
         &[("/hello", "hello", &hello), ("/store/...", "flow", &flow)],
     );
-    let data = dir.path().join("data");
-    let host = OstoreProcess::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    for i in 0..SEEDED {
-        let body = format!(r#"{{"key":"seed-{i}","value":"{}"}}"#, "v".repeat(100));
-        let r = host.request("POST", "/store", body).await;
-        assert_eq!(r.status, 200, "seeding: {}", r.text());
+    let mut builds = vec![("this build".to_string(), ostore_tests::ostore_bin())];
+    if let Some(before) = std::env::var_os("OSTORE_BIN_BEFORE") {
+        builds.insert(0, ("before".to_string(), PathBuf::from(before)));
+        builds[1].0 = "after".to_string();
     }
-    // Warm up: first requests pay for lazy initialisation.
-    let addr = host.addr;
-    drive(addr, 4, Duration::from_secs(1), move |conn, n| {
-        Workload::Hello.request(addr, conn, n)
-    })
-    .await;
+    let mut hosts = Vec::new();
+    for (i, (label, bin)) in builds.iter().enumerate() {
+        let data = dir.path().join(format!("data-{i}"));
+        let host = OstoreProcess::start_binary(
+            bin,
+            &[
+                "-f",
+                manifest.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+        );
+        for i in 0..SEEDED {
+            let body = format!(r#"{{"key":"seed-{i}","value":"{}"}}"#, "v".repeat(100));
+            let r = host.request("POST", "/store", body).await;
+            assert_eq!(r.status, 200, "seeding: {}", r.text());
+        }
+        // Warm up: first requests pay for lazy initialisation.
+        let addr = host.addr;
+        drive(addr, 4, Duration::from_secs(1), move |conn, n| {
+            Workload::Hello.request(addr, conn, n)
+        })
+        .await;
+        println!("{label}: {}", bin.display());
+        hosts.push((label.clone(), host));
+    }
 
+    println!("ostore HTTP benchmark: {seconds} s per run, 100-byte values");
     println!(
-        "ostore HTTP benchmark: {seconds} s per run, 100-byte values, host = {}",
-        ostore_tests::ostore_bin().display()
-    );
-    println!(
-        "| workload | connections | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|---|"
+        "| build | workload | connections | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|---|---|"
     );
     for &connections in &counts {
         for workload in [Workload::Hello, Workload::Store, Workload::Retrieve] {
-            let f = drive(
-                addr,
-                connections,
-                Duration::from_secs(seconds),
-                move |conn, n| workload.request(addr, conn, n),
-            )
-            .await;
-            println!(
-                "| {} | {connections} | {:.0} | {} | {} | {} |",
-                workload.name(),
-                f.requests_per_second(),
-                ms(f.percentile(0.50)),
-                ms(f.percentile(0.99)),
-                f.errors
-            );
+            for (label, host) in &hosts {
+                let addr = host.addr;
+                let f = drive(
+                    addr,
+                    connections,
+                    Duration::from_secs(seconds),
+                    move |conn, n| workload.request(addr, conn, n),
+                )
+                .await;
+                println!(
+                    "| {label} | {} | {connections} | {:.0} | {} | {} | {} |",
+                    workload.name(),
+                    f.requests_per_second(),
+                    ms(f.percentile(0.50)),
+                    ms(f.percentile(0.99)),
+                    f.errors
+                );
+            }
         }
     }
-    host.stop();
+    for (_, host) in hosts {
+        host.stop();
+    }
 }
