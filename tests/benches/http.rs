@@ -14,7 +14,10 @@
 //! With `OSTORE_BIN_BEFORE=/path/to/another/ostore` it also starts that
 //! build on a data directory of its own and drives the two in turn, each
 //! workload on one and then the other, so that a change is measured before
-//! and after in one run, under the same machine load.
+//! and after in one run, under the same machine load. `OSTORE_ENV_BEFORE`
+//! (`NAME=VALUE` pairs separated by spaces) gives the "before" host
+//! environment variables of its own; with it alone, the "before" host is
+//! this build too.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,15 +83,23 @@ async fn main() {
         "bench",
         &[("/hello", "hello", &hello), ("/store/...", "flow", &flow)],
     );
-    let mut builds = vec![("this build".to_string(), ostore_tests::ostore_bin())];
-    if let Some(before) = std::env::var_os("OSTORE_BIN_BEFORE") {
-        builds.insert(0, ("before".to_string(), PathBuf::from(before)));
-        builds[1].0 = "after".to_string();
+    let this = ostore_tests::ostore_bin();
+    let before_env = std::env::var("OSTORE_ENV_BEFORE").unwrap_or_default();
+    let before_env: Vec<(&str, &str)> = before_env
+        .split_whitespace()
+        .map(|pair| pair.split_once('=').expect("OSTORE_ENV_BEFORE: NAME=VALUE pairs"))
+        .collect();
+    let before_bin = std::env::var_os("OSTORE_BIN_BEFORE").map(PathBuf::from);
+    let mut builds = vec![("this build".to_string(), this.clone(), Vec::new())];
+    if before_bin.is_some() || !before_env.is_empty() {
+        builds[0].0 = "after".to_string();
+        let bin = before_bin.unwrap_or(this);
+        builds.insert(0, ("before".to_string(), bin, before_env));
     }
     let mut hosts = Vec::new();
-    for (i, (label, bin)) in builds.iter().enumerate() {
+    for (i, (label, bin, env)) in builds.iter().enumerate() {
         let data = dir.path().join(format!("data-{i}"));
-        let host = OstoreProcess::start_binary(
+        let host = OstoreProcess::start_binary_with_env(
             bin,
             &[
                 "-f",
@@ -96,6 +107,7 @@ async fn main() {
                 "--data-dir",
                 data.to_str().unwrap(),
             ],
+            env,
         );
         for i in 0..SEEDED {
             let body = format!(r#"{{"key":"seed-{i}","value":"{}"}}"#, "v".repeat(100));
@@ -108,7 +120,7 @@ async fn main() {
             Workload::Hello.request(addr, conn, n)
         })
         .await;
-        println!("{label}: {}", bin.display());
+        println!("{label}: {} {env:?}", bin.display());
         hosts.push((label.clone(), host));
     }
 

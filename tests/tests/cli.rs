@@ -344,11 +344,14 @@ fn an_instance_cap_of_zero_is_refused_naming_the_flag_and_its_range() {
 
 #[test]
 fn a_bad_cache_size_is_one_clear_error() {
-    let line = error_line(&["up", "--cache-size", "lots"]);
+    let run = run_ostore(&["up", "--cache-size", "lots"], &[]);
+    assert!(!run.success, "--cache-size lots was accepted");
     assert!(
-        line.contains("invalid value 'lots' for '--cache-size <SIZE>'")
-            && line.contains("does not start with a number"),
-        "{line}"
+        run.stderr
+            .contains("invalid value 'lots' for '--cache-size <SIZE>'")
+            && run.stderr.contains("does not start with a number"),
+        "{}",
+        run.stderr
     );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
