@@ -484,8 +484,7 @@ impl Host {
             credentials,
             // Only redb needs it: one process holds the file. Hosts on Redis
             // may share a data directory, and the command reaches Redis.
-            credentials_socket: config.backend.is_redb()
-                .then(|| data.credentials_socket()),
+            credentials_socket: config.backend.is_redb().then(|| data.credentials_socket()),
             router,
             stop,
             environments,

@@ -50,7 +50,9 @@ impl FromStr for ByteSize {
             why,
         };
         let text = s.trim();
-        let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let digits = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         if digits == 0 {
             return Err(error("it does not start with a number"));
         }

@@ -87,7 +87,10 @@ async fn main() {
     let before_env = std::env::var("OSTORE_ENV_BEFORE").unwrap_or_default();
     let before_env: Vec<(&str, &str)> = before_env
         .split_whitespace()
-        .map(|pair| pair.split_once('=').expect("OSTORE_ENV_BEFORE: NAME=VALUE pairs"))
+        .map(|pair| {
+            pair.split_once('=')
+                .expect("OSTORE_ENV_BEFORE: NAME=VALUE pairs")
+        })
         .collect();
     let before_bin = std::env::var_os("OSTORE_BIN_BEFORE").map(PathBuf::from);
     let mut builds = vec![("this build".to_string(), this.clone(), Vec::new())];

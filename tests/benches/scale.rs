@@ -236,7 +236,10 @@ async fn main() {
         "| restart to first answer (a GET of a stored key) | {} |",
         ms(first)
     );
-    println!("| RSS right after the restart | {} |", mib(rss_bytes(host.pid())));
+    println!(
+        "| RSS right after the restart | {} |",
+        mib(rss_bytes(host.pid()))
+    );
 
     let credential = create_credential(&data, &["--app", APP], &[]);
     let token = host.token(&credential).await;
@@ -256,7 +259,10 @@ async fn main() {
             ms(pages.iter().sum())
         );
     }
-    println!("| RSS after the listings | {} |", mib(rss_bytes(host.pid())));
+    println!(
+        "| RSS after the listings | {} |",
+        mib(rss_bytes(host.pid()))
+    );
 
     println!(
         "\n| workload | connections | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|---|"
@@ -264,7 +270,10 @@ async fn main() {
     let addr = host.addr;
     let keys = args.keys;
     for connections in [1, 64] {
-        let runs: [(&str, Box<dyn Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync>); 3] = [
+        let runs: [(
+            &str,
+            Box<dyn Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync>,
+        ); 3] = [
             (
                 "hello-world GET (floor)",
                 Box::new(move |_, _| get(addr, "/hello")),
@@ -282,7 +291,13 @@ async fn main() {
             ),
         ];
         for (name, request) in runs {
-            let f = drive(addr, connections, Duration::from_secs(args.seconds), request).await;
+            let f = drive(
+                addr,
+                connections,
+                Duration::from_secs(args.seconds),
+                request,
+            )
+            .await;
             println!(
                 "| {name} | {connections} | {:.0} | {} | {} | {} |",
                 f.requests_per_second(),

@@ -379,7 +379,10 @@ fn a_bad_cache_size_is_one_clear_error() {
         "--cache-size",
         "64MiB",
     ]);
-    assert!(line.contains("--cache-size is for the redb backend"), "{line}");
+    assert!(
+        line.contains("--cache-size is for the redb backend"),
+        "{line}"
+    );
 }
 
 #[tokio::test]
@@ -406,7 +409,9 @@ async fn a_host_with_a_small_cache_serves_its_data_after_a_restart() {
     host.stop();
     let host = OstoreProcess::start(&args);
     for i in [0, 150, 299] {
-        let r = host.request("GET", &format!("/store/k{i}"), String::new()).await;
+        let r = host
+            .request("GET", &format!("/store/k{i}"), String::new())
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(r.text().contains(&value), "{}", r.text());
     }

@@ -62,9 +62,10 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// reads until the cache is full: a host that had read a large database
 /// once (a full listing, a recount) kept most of a gigabyte resident. Past
 /// the B-tree's upper levels, which a few MiB hold even at millions of
-/// keys, pages read again soon are served from the kernel's page cache at
-/// little more cost, so a small cache costs reads little (figures in
-/// docs/BENCHMARKS.md, "Memory against keys held").
+/// keys, a page missing from redb's cache is read again from the kernel's
+/// page cache, which the kernel may reclaim under pressure and a process's
+/// RSS does not count. The scale bench measures both (docs/BENCHMARKS.md,
+/// "Memory against keys held").
 pub const DEFAULT_CACHE_SIZE: ByteSize = ByteSize(64 << 20);
 
 /// The smallest cache accepted: below it redb would reread the upper levels

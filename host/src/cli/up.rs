@@ -11,11 +11,11 @@ use clap::Args;
 use clap::builder::TypedValueParser as _;
 
 use crate::backend::{BackendConfig, RedisDurability};
-use crate::size::ByteSize;
 use crate::host::{AdminUi, DataDir, Host, HostConfig, Sandbox};
 use crate::manifest::Manifest;
 use crate::objectstore::Limits;
 use crate::runtime::SandboxConfig;
+use crate::size::ByteSize;
 use crate::spin::RuntimeConfig;
 
 use super::spin_flags::SpinOnlyFlags;
