@@ -42,6 +42,9 @@ const KEYS: &str = "/api/v1/organizations/default/environments/scale/stores/\
 /// Connections that fill the partition.
 const FILL_CONNECTIONS: usize = 64;
 
+/// The `n`th request of connection `conn`, for [`drive`].
+type MakeRequest = Box<dyn Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync>;
+
 struct Args {
     keys: u64,
     seconds: u64,
@@ -116,7 +119,7 @@ async fn fill(addr: SocketAddr, keys: u64) -> Duration {
                     let status = res.status();
                     let body = res.into_body().collect().await.expect("a body");
                     assert!(status.is_success(), "storing {}: {status} {body:?}", key(i));
-                    if i > 0 && i % 1_000_000 == 0 {
+                    if i > 0 && i.is_multiple_of(1_000_000) {
                         eprintln!("filled {i} keys in {:.0} s", start.elapsed().as_secs_f64());
                     }
                 }
@@ -270,10 +273,7 @@ async fn main() {
     let addr = host.addr;
     let keys = args.keys;
     for connections in [1, 64] {
-        let runs: [(
-            &str,
-            Box<dyn Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync>,
-        ); 3] = [
+        let runs: [(&str, MakeRequest); 3] = [
             (
                 "hello-world GET (floor)",
                 Box::new(move |_, _| get(addr, "/hello")),
