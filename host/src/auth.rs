@@ -672,7 +672,7 @@ pub(crate) mod tests {
         // Built, not yet serving: it holds the database already.
         let host = crate::host::Host::build(config, &[]).await.unwrap();
         let admin = data
-            .credential_admin(&master, &crate::backend::BackendConfig::Redb)
+            .credential_admin(&master, &crate::backend::BackendConfig::redb())
             .await
             .expect("the host answers, though it serves no request yet");
         assert!(matches!(admin, CredentialAdmin::Host(_)));

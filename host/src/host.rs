@@ -165,7 +165,7 @@ impl DataDir {
         backend: &BackendConfig,
     ) -> Result<CredentialAdmin, HostError> {
         #[cfg(unix)]
-        if *backend == BackendConfig::Redb
+        if backend.is_redb()
             && let Some(host) =
                 crate::auth::socket::HostCredentials::find(&self.credentials_socket(), master_key)
                     .await
@@ -305,7 +305,7 @@ impl HostConfig {
         Self {
             data_dir,
             master_key,
-            backend: BackendConfig::Redb,
+            backend: BackendConfig::redb(),
             limits: Limits::default(),
             sandbox: Sandbox::New(SandboxConfig::default()),
             runtime_config: RuntimeConfig::default(),
@@ -451,7 +451,9 @@ impl Host {
         );
         // Only redb needs it: one process holds the file. Hosts on Redis
         // may share a data directory, and the command reaches Redis.
-        let credentials_socket = (config.backend == BackendConfig::Redb)
+        let credentials_socket = config
+            .backend
+            .is_redb()
             .then(|| start_credentials_socket(&data.credentials_socket(), credentials.clone()))
             .flatten();
         let (stop, stopping) = Stopping::channel();
@@ -644,7 +646,7 @@ fn held_by_another_process(e: &BackendError) -> bool {
 
 fn backend_place(backend: &BackendConfig, database: &Path) -> String {
     match backend {
-        BackendConfig::Redb => database.display().to_string(),
+        BackendConfig::Redb(_) => database.display().to_string(),
         BackendConfig::Redis(redis) => format!("the data in Redis at {}", redis.addresses()),
     }
 }

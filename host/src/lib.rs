@@ -31,6 +31,7 @@
 //! | [`backend`] | the storage contract (and its test suite, `contract`); redb file (group commit), Redis (standalone or Cluster, shared by several hosts) and memory backends |
 //! | [`clock`] | where "now" comes from, and UTC calendar days |
 //! | [`http`] | response bodies and percent-encoding |
+//! | [`size`] | byte sizes as flags and config files write them (`64MiB`) |
 //! | `fs` | files only their owner may read |
 //!
 //! # Embedding
@@ -107,6 +108,7 @@ pub mod objectstore;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod size;
 pub mod spin;
 pub mod tls;
 

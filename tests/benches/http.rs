@@ -10,8 +10,17 @@
 //! cargo bench -p ostore-tests --bench http -- [SECONDS] [CONNECTIONS...]
 //! ```
 //! Defaults: 10 seconds per workload, 1 and 64 connections.
+//!
+//! With `OSTORE_BIN_BEFORE=/path/to/another/ostore` it also starts that
+//! build on a data directory of its own and drives the two in turn, each
+//! workload on one and then the other, so that a change is measured before
+//! and after in one run, under the same machine load. `OSTORE_ENV_BEFORE`
+//! (`NAME=VALUE` pairs separated by spaces) gives the "before" host
+//! environment variables of its own; with it alone, the "before" host is
+//! this build too.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,50 +83,77 @@ async fn main() {
         "bench",
         &[("/hello", "hello", &hello), ("/store/...", "flow", &flow)],
     );
-    let data = dir.path().join("data");
-    let host = OstoreProcess::start(&[
-        "-f",
-        manifest.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    for i in 0..SEEDED {
-        let body = format!(r#"{{"key":"seed-{i}","value":"{}"}}"#, "v".repeat(100));
-        let r = host.request("POST", "/store", body).await;
-        assert_eq!(r.status, 200, "seeding: {}", r.text());
+    let this = ostore_tests::ostore_bin();
+    let before_env = std::env::var("OSTORE_ENV_BEFORE").unwrap_or_default();
+    let before_env: Vec<(&str, &str)> = before_env
+        .split_whitespace()
+        .map(|pair| {
+            pair.split_once('=')
+                .expect("OSTORE_ENV_BEFORE: NAME=VALUE pairs")
+        })
+        .collect();
+    let before_bin = std::env::var_os("OSTORE_BIN_BEFORE").map(PathBuf::from);
+    let mut builds = vec![("this build".to_string(), this.clone(), Vec::new())];
+    if before_bin.is_some() || !before_env.is_empty() {
+        builds[0].0 = "after".to_string();
+        let bin = before_bin.unwrap_or(this);
+        builds.insert(0, ("before".to_string(), bin, before_env));
     }
-    // Warm up: first requests pay for lazy initialisation.
-    let addr = host.addr;
-    drive(addr, 4, Duration::from_secs(1), move |conn, n| {
-        Workload::Hello.request(addr, conn, n)
-    })
-    .await;
+    let mut hosts = Vec::new();
+    for (i, (label, bin, env)) in builds.iter().enumerate() {
+        let data = dir.path().join(format!("data-{i}"));
+        let host = OstoreProcess::start_binary_with_env(
+            bin,
+            &[
+                "-f",
+                manifest.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            env,
+        );
+        for i in 0..SEEDED {
+            let body = format!(r#"{{"key":"seed-{i}","value":"{}"}}"#, "v".repeat(100));
+            let r = host.request("POST", "/store", body).await;
+            assert_eq!(r.status, 200, "seeding: {}", r.text());
+        }
+        // Warm up: first requests pay for lazy initialisation.
+        let addr = host.addr;
+        drive(addr, 4, Duration::from_secs(1), move |conn, n| {
+            Workload::Hello.request(addr, conn, n)
+        })
+        .await;
+        println!("{label}: {} {env:?}", bin.display());
+        hosts.push((label.clone(), host));
+    }
 
+    println!("ostore HTTP benchmark: {seconds} s per run, 100-byte values");
     println!(
-        "ostore HTTP benchmark: {seconds} s per run, 100-byte values, host = {}",
-        ostore_tests::ostore_bin().display()
-    );
-    println!(
-        "| workload | connections | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|---|"
+        "| build | workload | connections | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|---|---|"
     );
     for &connections in &counts {
         for workload in [Workload::Hello, Workload::Store, Workload::Retrieve] {
-            let f = drive(
-                addr,
-                connections,
-                Duration::from_secs(seconds),
-                move |conn, n| workload.request(addr, conn, n),
-            )
-            .await;
-            println!(
-                "| {} | {connections} | {:.0} | {} | {} | {} |",
-                workload.name(),
-                f.requests_per_second(),
-                ms(f.percentile(0.50)),
-                ms(f.percentile(0.99)),
-                f.errors
-            );
+            for (label, host) in &hosts {
+                let addr = host.addr;
+                let f = drive(
+                    addr,
+                    connections,
+                    Duration::from_secs(seconds),
+                    move |conn, n| workload.request(addr, conn, n),
+                )
+                .await;
+                println!(
+                    "| {label} | {} | {connections} | {:.0} | {} | {} | {} |",
+                    workload.name(),
+                    f.requests_per_second(),
+                    ms(f.percentile(0.50)),
+                    ms(f.percentile(0.99)),
+                    f.errors
+                );
+            }
         }
     }
-    host.stop();
+    for (_, host) in hosts {
+        host.stop();
+    }
 }

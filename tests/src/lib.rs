@@ -168,7 +168,7 @@ impl Setup {
             dir,
             data,
             manifests: Vec::new(),
-            backend: BackendConfig::Redb,
+            backend: BackendConfig::redb(),
         }
     }
 

@@ -66,6 +66,12 @@ impl OstoreProcess {
         Self::spawn(Command::new(bin), args, &[])
     }
 
+    /// Starts `ostore up` from the binary `bin` with extra environment
+    /// variables.
+    pub fn start_binary_with_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> OstoreProcess {
+        Self::spawn(Command::new(bin), args, env)
+    }
+
     fn spawn(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> OstoreProcess {
         cmd.arg("up").args(args).args(["--listen", "127.0.0.1:0"]);
         cmd.stdout(Stdio::piped())

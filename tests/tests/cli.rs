@@ -342,6 +342,82 @@ fn an_instance_cap_of_zero_is_refused_naming_the_flag_and_its_range() {
     }
 }
 
+#[test]
+fn a_bad_cache_size_is_one_clear_error() {
+    let run = run_ostore(&["up", "--cache-size", "lots"], &[]);
+    assert!(!run.success, "--cache-size lots was accepted");
+    assert!(
+        run.stderr
+            .contains("invalid value 'lots' for '--cache-size <SIZE>'")
+            && run.stderr.contains("does not start with a number"),
+        "{}",
+        run.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let hello = guest("hello");
+    let manifest = write_manifest(dir.path(), "tiny", &[("/hello", "hello", &hello)]);
+    let line = error_line(&[
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cache-size",
+        "4KiB",
+    ]);
+    assert!(
+        line.contains("cache size must be at least 1MiB, not 4096"),
+        "{line}"
+    );
+    let line = error_line(&[
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--backend",
+        "redis://127.0.0.1:1",
+        "--cache-size",
+        "64MiB",
+    ]);
+    assert!(
+        line.contains("--cache-size is for the redb backend"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_host_with_a_small_cache_serves_its_data_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let flow = guest("store-flow");
+    let manifest = write_manifest(dir.path(), "cached", &[("/store/...", "flow", &flow)]);
+    let args = [
+        "-f",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cache-size",
+        "1MiB",
+    ];
+    let host = OstoreProcess::start(&args);
+    let value = "v".repeat(4000);
+    for i in 0..300 {
+        let body = format!(r#"{{"key":"k{i}","value":"{value}"}}"#);
+        let r = host.request("POST", "/store", body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    host.stop();
+    let host = OstoreProcess::start(&args);
+    for i in [0, 150, 299] {
+        let r = host
+            .request("GET", &format!("/store/k{i}"), String::new())
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains(&value), "{}", r.text());
+    }
+    host.stop();
+}
+
 /// A spin-chain app in `dir/spin.toml`, at `/chain/...`, with the `default`
 /// store and a `GREETING` of its own.
 fn spin_chain_app(dir: &std::path::Path) {

@@ -171,7 +171,7 @@ mod tests {
 
         // Opened as `ostore credentials` opens it: imported, file renamed.
         let admin = data
-            .credential_admin(&master, &crate::backend::BackendConfig::Redb)
+            .credential_admin(&master, &crate::backend::BackendConfig::redb())
             .await
             .unwrap();
         let listed = admin.list().await.unwrap();
@@ -184,7 +184,7 @@ mod tests {
         // It is in the database now: opened again, the old secret still
         // gets a token.
         let CredentialAdmin::Backend { credentials, .. } = data
-            .credential_admin(&master, &crate::backend::BackendConfig::Redb)
+            .credential_admin(&master, &crate::backend::BackendConfig::redb())
             .await
             .unwrap()
         else {

@@ -87,7 +87,7 @@ use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use file::{CommitStats, FileBackend};
+pub use file::{CommitStats, DEFAULT_CACHE_SIZE, FileBackend, MIN_CACHE_SIZE, RedbConfig};
 pub use file_check::{FileIntegrity, check_file, repair_file};
 pub(crate) use health::HealthMonitor;
 pub use health::{Health, StorageFault};
@@ -95,27 +95,42 @@ pub use memory::MemoryBackend;
 pub use redis::{RedisBackend, RedisConfig, RedisDurability, RedisUrlError};
 
 /// Which backend the object store keeps its records in, as a runtime
-/// config file's `[object_store]` table names it (`type = "redb"`, or
-/// `type = "redis"` with `url` and `durability`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+/// config file's `[object_store]` table names it (`type = "redb"` with an
+/// optional `cache_size`, or `type = "redis"` with `url` and `durability`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum BackendConfig {
     /// One redb file in the host's data directory: one host, nothing else
     /// to install.
-    #[default]
-    Redb,
+    Redb(RedbConfig),
     /// A Redis server or cluster, which several hosts may share.
     Redis(RedisConfig),
 }
 
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self::redb()
+    }
+}
+
 impl BackendConfig {
+    /// redb with the default [`RedbConfig`].
+    pub fn redb() -> Self {
+        BackendConfig::Redb(RedbConfig::default())
+    }
+
+    /// Whether records are kept in redb (one process holds the file).
+    pub fn is_redb(&self) -> bool {
+        matches!(self, BackendConfig::Redb(_))
+    }
+
     /// Opens the backend; `redb_file` is where redb keeps its data.
     pub async fn open(
         &self,
         redb_file: &std::path::Path,
     ) -> Result<Arc<dyn Backend>, BackendError> {
         Ok(match self {
-            BackendConfig::Redb => Arc::new(FileBackend::open(redb_file)?),
+            BackendConfig::Redb(config) => Arc::new(config.open(redb_file)?),
             BackendConfig::Redis(config) => Arc::new(RedisBackend::connect(config).await?),
         })
     }
@@ -127,7 +142,7 @@ impl std::str::FromStr for BackendConfig {
     /// `redb`, or a Redis URL.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "redb" => Ok(BackendConfig::Redb),
+            "redb" => Ok(BackendConfig::redb()),
             url => Ok(BackendConfig::Redis(url.parse()?)),
         }
     }

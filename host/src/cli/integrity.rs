@@ -18,7 +18,7 @@ use super::local::{KeyArgs, master_key};
 pub(super) async fn check(keys: KeyArgs) -> anyhow::Result<()> {
     let (data, backend_config) = data_of(&keys)?;
     let mut problems = 0;
-    if backend_config == BackendConfig::Redb {
+    if backend_config.is_redb() {
         match backend::check_file(&data.database())? {
             FileIntegrity::Clean => println!("redb: every page of the file verifies"),
             FileIntegrity::Repairable => {
@@ -53,7 +53,7 @@ pub(super) async fn check(keys: KeyArgs) -> anyhow::Result<()> {
 pub(super) async fn repair(keys: KeyArgs) -> anyhow::Result<()> {
     let (data, backend_config) = data_of(&keys)?;
     let mut file_left = false;
-    if backend_config == BackendConfig::Redb {
+    if backend_config.is_redb() {
         match backend::repair_file(&data.database()) {
             Ok(true) => println!("redb: every page of the file verifies"),
             Ok(false) => {
@@ -91,7 +91,7 @@ fn data_of(keys: &KeyArgs) -> anyhow::Result<(DataDir, BackendConfig)> {
     let data = DataDir::new(&keys.data_dir);
     let mut backend = keys.backend.clone();
     super::up::redis_password_from_env(&mut backend);
-    if backend == BackendConfig::Redb && !data.database().exists() {
+    if backend.is_redb() && !data.database().exists() {
         bail!("no database at {}", data.database().display());
     }
     Ok((data, backend))

@@ -15,6 +15,7 @@ use crate::host::{AdminUi, DataDir, Host, HostConfig, Sandbox};
 use crate::manifest::Manifest;
 use crate::objectstore::Limits;
 use crate::runtime::SandboxConfig;
+use crate::size::ByteSize;
 use crate::spin::RuntimeConfig;
 
 use super::spin_flags::SpinOnlyFlags;
@@ -91,6 +92,13 @@ pub(super) struct UpArgs {
     /// file's `[object_store]`.
     #[arg(long, value_name = "redb|URL")]
     backend: Option<BackendConfig>,
+
+    /// Memory the redb engine may use to cache pages of its file, the part
+    /// of the host's memory that grows with the data read: `64MiB`, `1GiB`,
+    /// or bytes; at least 1MiB. Default: the runtime config file's
+    /// `[object_store] cache_size`, else 64MiB. redb only.
+    #[arg(long, value_name = "SIZE")]
+    cache_size: Option<ByteSize>,
 
     /// When a write to Redis is acknowledged: `master`, once the master has
     /// applied it (kept through a Redis crash if Redis fsyncs every write);
@@ -268,10 +276,18 @@ fn backend(args: &UpArgs, runtime_config: &RuntimeConfig) -> anyhow::Result<Back
         .or_else(|| runtime_config.backend.clone())
         .unwrap_or_default();
     match &mut backend {
-        BackendConfig::Redb if args.redis_durability.is_some() => {
+        BackendConfig::Redb(_) if args.redis_durability.is_some() => {
             bail!("--redis-durability needs a Redis backend (--backend redis://...)")
         }
-        BackendConfig::Redb => {}
+        BackendConfig::Redb(redb) => {
+            if let Some(size) = args.cache_size {
+                redb.cache_size = size;
+            }
+            redb.check().map_err(anyhow::Error::msg)?;
+        }
+        BackendConfig::Redis(_) if args.cache_size.is_some() => {
+            bail!("--cache-size is for the redb backend; Redis manages its own memory (maxmemory)")
+        }
         BackendConfig::Redis(redis) => {
             if let Some(durability) = args.redis_durability {
                 redis.durability = durability;

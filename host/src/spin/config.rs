@@ -228,4 +228,35 @@ url = "redis://localhost"
         );
         assert!(RuntimeConfig::parse("[key_value_store.x]\ntype='spin'\nttl_seconds=0").is_err());
     }
+
+    #[test]
+    fn the_object_store_table_sets_the_redb_cache_size() {
+        use crate::backend::RedbConfig;
+        use crate::size::ByteSize;
+        let redb = |text: &str| RuntimeConfig::parse(text).map(|c| c.backend);
+        assert_eq!(
+            redb("[object_store]\ntype = 'redb'\ncache_size = '256MiB'").unwrap(),
+            Some(BackendConfig::Redb(RedbConfig {
+                cache_size: ByteSize(256 << 20)
+            }))
+        );
+        assert_eq!(
+            redb("[object_store]\ntype = 'redb'\ncache_size = 1048576").unwrap(),
+            Some(BackendConfig::Redb(RedbConfig {
+                cache_size: ByteSize(1 << 20)
+            }))
+        );
+        assert_eq!(
+            redb("[object_store]\ntype = 'redb'").unwrap(),
+            Some(BackendConfig::redb())
+        );
+        let bad = redb("[object_store]\ntype = 'redb'\ncache_size = '64 parsecs'")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("invalid size \"64 parsecs\""), "{bad}");
+        let misspelt = redb("[object_store]\ntype = 'redb'\ncache = '64MiB'")
+            .unwrap_err()
+            .to_string();
+        assert!(misspelt.contains("unknown field `cache`"), "{misspelt}");
+    }
 }
