@@ -1009,9 +1009,20 @@ async fn a_redis_out_of_memory_fails_writes_clearly_and_they_recover_once_memory
         (ready.status, ready.text().trim()),
         (503, "not ready: writes failing: out of memory")
     );
-    // Reads keep working, and three failed writes are one log line.
+    // Reads keep working, and three failed writes are one log line; the
+    // request counts the stats flusher cannot save meanwhile (it tries
+    // every second) add no warning of their own.
     assert_eq!(host.get("/store/before").await.text(), "kept");
+    let warned = || {
+        ostore_tests::host_log()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("flushing request counts failed"))
+            .count()
+    };
+    let warned_before = warned();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(logged("writes failing: out of memory (") - logged_before, 1);
+    assert_eq!(warned() - warned_before, 0, "{}", ostore_tests::host_log());
 
     assert!(
         server

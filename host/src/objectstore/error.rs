@@ -74,6 +74,16 @@ impl From<BackendError> for Error {
 }
 
 impl Error {
+    /// Whether this is writes failing for a storage fault (a full disk, an
+    /// unreachable server...), which the backend's health monitor logs once
+    /// per change of state: background tasks meeting it again need not.
+    pub(crate) fn is_writes_failing(&self) -> bool {
+        matches!(
+            self,
+            Error::Storage(crate::backend::BackendError::WritesFailing { .. })
+        )
+    }
+
     /// The error as the WIT interface and the HTTP front ends name it.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -493,10 +493,16 @@ pub(crate) async fn ensure_built_locked(
         return Ok(());
     }
     let names = entry_names(table, partition).await?;
-    tracing::info!(
-        keys = names.len(),
-        "building a partition's index of key names"
-    );
+    // Worth an operator's notice only for data from before the index: a
+    // new partition's first key builds an empty one.
+    if names.is_empty() {
+        tracing::debug!("starting a new partition's index of key names");
+    } else {
+        tracing::info!(
+            keys = names.len(),
+            "building a partition's index of key names"
+        );
+    }
     write_tree(table, partition, &names).await
 }
 

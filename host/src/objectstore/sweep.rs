@@ -115,11 +115,16 @@ impl ObjectStore {
             match store.sweep_expired().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(deleted = n, "swept expired keys"),
+                // Logged by the health monitor; the next sweep tries again.
+                Err(e) if e.is_writes_failing() => tracing::debug!("expiry sweep failed: {e}"),
                 Err(e) => tracing::warn!("expiry sweep failed: {e}"),
             }
             match store.finish_deletions().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(stores = n, "finished deleting stores"),
+                Err(e) if e.is_writes_failing() => {
+                    tracing::debug!("finishing store deletions failed: {e}")
+                }
                 Err(e) => tracing::warn!("finishing store deletions failed: {e}"),
             }
         })
