@@ -120,6 +120,16 @@ struct Slot {
     changed: bool,
 }
 
+/// A leaf as found on the way down to a name.
+struct Found {
+    /// Each inner page passed, with the child taken.
+    path: Vec<(u64, usize)>,
+    id: u64,
+    low: Option<String>,
+    high: Option<String>,
+    names: Vec<String>,
+}
+
 /// Changes to one partition's index, gathered in memory and then added to
 /// the batch that changes the entries.
 pub(crate) struct IndexEdit<'a> {
@@ -221,14 +231,34 @@ impl<'a> IndexEdit<'a> {
         }
     }
 
+    /// The leaf whose range holds `name`, read from the root down; `None`
+    /// if a page on the way is gone or the leaf no longer covers `name`
+    /// (read stale): read again.
+    async fn find_leaf(&mut self, name: &[u8]) -> Result<Option<Found>, Error> {
+        let Some((path, id)) = self.descend(name).await? else {
+            return Ok(None);
+        };
+        Ok(self.leaf_for(id, name).map(|(low, high, names)| Found {
+            path,
+            id,
+            low,
+            high,
+            names,
+        }))
+    }
+
     /// Adds `name`; [`Commit::Conflict`] if the pages read are out of date
     /// (the whole change must be read again).
     pub async fn insert(&mut self, name: &str) -> Result<Commit, Error> {
         let key = name.as_bytes();
-        let Some((path, leaf)) = self.descend(key).await? else {
-            return Ok(Commit::Conflict);
-        };
-        let Some((low, high, mut names)) = self.leaf_for(leaf, key) else {
+        let Some(Found {
+            path,
+            id: leaf,
+            low,
+            high,
+            mut names,
+        }) = self.find_leaf(key).await?
+        else {
             return Ok(Commit::Conflict);
         };
         match names.binary_search_by(|n| n.as_bytes().cmp(key)) {
@@ -292,10 +322,14 @@ impl<'a> IndexEdit<'a> {
     /// range, so that emptied leaves do not pile up on a listing's way.
     pub async fn remove(&mut self, name: &str) -> Result<Commit, Error> {
         let key = name.as_bytes();
-        let Some((path, leaf)) = self.descend(key).await? else {
-            return Ok(Commit::Conflict);
-        };
-        let Some((low, high, mut names)) = self.leaf_for(leaf, key) else {
+        let Some(Found {
+            path,
+            id: leaf,
+            low,
+            high,
+            mut names,
+        }) = self.find_leaf(key).await?
+        else {
             return Ok(Commit::Conflict);
         };
         let Ok(at) = names.binary_search_by(|n| n.as_bytes().cmp(key)) else {
@@ -450,10 +484,7 @@ pub(crate) async fn leaf_covering(
 ) -> Result<Leaf, Error> {
     for _ in 0..MAX_CONFLICT_RETRIES {
         let mut edit = IndexEdit::new(table, partition);
-        let Some((_, id)) = edit.descend(name).await? else {
-            continue;
-        };
-        if let Some((_, high, names)) = edit.leaf_for(id, name) {
+        if let Some(Found { names, high, .. }) = edit.find_leaf(name).await? {
             return Ok(Leaf { names, high });
         }
     }
