@@ -69,12 +69,7 @@ const SEEDED: u64 = 1000;
 
 #[tokio::main]
 async fn main() {
-    let args = ostore_tests::load::bench_args();
-    let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
-    let mut counts: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
-    if counts.is_empty() {
-        counts = vec![1, 64];
-    }
+    let (seconds, counts) = ostore_tests::load::seconds_and_connections(10);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let hello = guest("hello");
     let flow = guest("store-flow");

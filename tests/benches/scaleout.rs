@@ -333,12 +333,7 @@ fn redis_version() -> String {
 
 #[tokio::main]
 async fn main() {
-    let args = ostore_tests::load::bench_args();
-    let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let mut counts: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
-    if counts.is_empty() {
-        counts = vec![1, 64];
-    }
+    let (seconds, counts) = ostore_tests::load::seconds_and_connections(5);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let hello = guest("hello");
     let flow = guest("store-flow");

@@ -138,3 +138,18 @@ pub fn bench_args() -> Vec<String> {
         .filter(|a| a != "--bench")
         .collect()
 }
+
+/// The arguments of the load benches: `[SECONDS [CONNECTIONS...]]`, with
+/// `default_seconds` per run and 1 and 64 connections unless given.
+pub fn seconds_and_connections(default_seconds: u64) -> (u64, Vec<usize>) {
+    let args = bench_args();
+    let seconds = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default_seconds);
+    let mut counts: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    if counts.is_empty() {
+        counts = vec![1, 64];
+    }
+    (seconds, counts)
+}
