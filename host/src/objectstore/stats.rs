@@ -45,6 +45,7 @@ impl ObjectStore {
             if let Err(e) = self.inner.sync_usage(&app).await {
                 usage_failure.get_or_insert(e);
             }
+            let _moving = app.usage.flushing.lock().await;
             let pending = app.usage.take_pending();
             let mut unflushed = HashMap::new();
             let mut failure = None;
@@ -141,6 +142,8 @@ impl Application {
         let days_wanted = first_day..=last_day;
         let mut days: BTreeMap<u32, DayStats> = BTreeMap::new();
         let table = self.table();
+        // Stored counts and those not yet flushed, as of one moment.
+        let _still = app.usage.flushing.lock().await;
         let mut scan = table.scan(Prefix::Stats {
             app: app.tag,
             store: store_tag,

@@ -175,3 +175,85 @@ async fn request_counts_are_exact_and_survive_reopening() {
             .is_empty()
     );
 }
+
+/// A backend whose commits wait at a gate while it is shut.
+struct Gated {
+    inner: Arc<MemoryBackend>,
+    shut: std::sync::atomic::AtomicBool,
+    open: tokio::sync::Semaphore,
+}
+
+impl Backend for Gated {
+    fn get<'a>(
+        &'a self,
+        shard: &'a [u8],
+        key: &'a [u8],
+    ) -> crate::backend::BoxFuture<'a, Result<Option<Vec<u8>>, crate::backend::BackendError>> {
+        self.inner.get(shard, key)
+    }
+
+    fn scan<'a>(
+        &'a self,
+        shards: Shards<'a>,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> crate::backend::BoxFuture<
+        'a,
+        Result<Vec<crate::backend::Pair>, crate::backend::BackendError>,
+    > {
+        self.inner.scan(shards, prefix, after, limit)
+    }
+
+    fn commit(
+        &self,
+        batch: Batch,
+    ) -> crate::backend::BoxFuture<'_, Result<(), crate::backend::BackendError>> {
+        Box::pin(async move {
+            if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
+                self.open.acquire().await.expect("the gate").forget();
+            }
+            self.inner.commit(batch).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stats_query_during_a_flush_counts_every_request_once() {
+    let backend = Arc::new(Gated {
+        inner: Arc::new(MemoryBackend::new()),
+        shut: false.into(),
+        open: tokio::sync::Semaphore::new(0),
+    });
+    let os = open_with(backend.clone(), &MasterKey::generate()).await;
+    let p = partition(&os, "app", "P").await;
+    p.store("k", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    os.flush_stats().await.unwrap();
+    // Reads: counted requests that change no usage, so the next flush
+    // commits the request counts and nothing else.
+    for _ in 0..3 {
+        p.retrieve("k").await.unwrap();
+    }
+    let app = os.application("app").await.unwrap();
+    let today = os.clock().today();
+    backend
+        .shut
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let flush = tokio::spawn({
+        let os = os.clone();
+        async move { os.flush_stats().await }
+    });
+    // The flush has taken the counts from memory and waits to store them.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let query = tokio::spawn(async move { app.daily_stats(None, today, today).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    backend
+        .shut
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    backend.open.add_permits(100);
+    flush.await.unwrap().unwrap();
+    let days = query.await.unwrap().unwrap();
+    assert_eq!(days[&today].requests, 4, "the store and three reads");
+}

@@ -39,6 +39,10 @@ pub(crate) struct AppUsage {
     stores: Mutex<HashMap<Tag, StoreUsage>>,
     /// One exchange with the shared counters at a time.
     syncing: tokio::sync::Mutex<()>,
+    /// Held while request counts move from `pending` to the backend, and
+    /// while a query reads both: otherwise a query between the two steps
+    /// finds the counts in neither.
+    pub(super) flushing: tokio::sync::Mutex<()>,
     /// Exchanges begun, and the number of the last one that succeeded.
     syncs_begun: AtomicU64,
     last_synced: AtomicU64,
