@@ -491,20 +491,9 @@ impl<'a> Walk<'a> {
             RecordKey::Usage { app, store } => {
                 // Counters are derived: an unreadable one is rebuilt, not
                 // set aside.
-                let record = match self.apps.get(&app) {
-                    None => {
-                        self.unreadable(DamageKind::UnknownApplication, key, sealed);
-                        return;
-                    }
-                    Some(keys) => open::<UsageRecord>(&keys.sealer, key, sealed),
+                let Some(record) = self.open_derived(app, key, sealed, RecordKind::Usage) else {
+                    return;
                 };
-                if record.is_none() {
-                    self.found(
-                        DamageKind::Unreadable(RecordKind::Usage),
-                        key,
-                        Remedy::Rebuild,
-                    );
-                }
                 self.usage.insert((app, store), record);
             }
             RecordKey::RateBucket(app) => {
@@ -551,26 +540,39 @@ impl<'a> Walk<'a> {
             RecordKey::IndexPage { partition, page } => {
                 // Pages are derived: an unreadable one is rebuilt with its
                 // tree, not set aside.
-                let record = match self.apps.get(&partition.app) {
-                    None => {
-                        self.unreadable(DamageKind::UnknownApplication, key, sealed);
-                        return;
-                    }
-                    Some(keys) => open::<IndexPage>(&keys.sealer, key, sealed),
+                let Some(record) =
+                    self.open_derived(partition.app, key, sealed, RecordKind::IndexPage)
+                else {
+                    return;
                 };
-                if record.is_none() {
-                    self.found(
-                        DamageKind::Unreadable(RecordKind::IndexPage),
-                        key,
-                        Remedy::Rebuild,
-                    );
-                }
                 self.index_pages
                     .entry(partition)
                     .or_default()
                     .insert(page, record);
             }
         }
+    }
+
+    /// Opens a record that can be derived from others (a counter, an index
+    /// page) of application `app`: `Some(None)` if it does not open, which
+    /// is reported to be rebuilt; `None` if the application is unknown,
+    /// which is reported and set aside.
+    fn open_derived<R: Record>(
+        &mut self,
+        app: Tag,
+        key: &[u8],
+        sealed: &[u8],
+        kind: RecordKind,
+    ) -> Option<Option<R>> {
+        let Some(keys) = self.apps.get(&app) else {
+            self.unreadable(DamageKind::UnknownApplication, key, sealed);
+            return None;
+        };
+        let record = open::<R>(&keys.sealer, key, sealed);
+        if record.is_none() {
+            self.found(DamageKind::Unreadable(kind), key, Remedy::Rebuild);
+        }
+        Some(record)
     }
 
     /// Opens a record of application `app`, or reports it and sets it
