@@ -121,41 +121,8 @@ impl Partition {
     ) -> Result<Commit, Error> {
         let app = self.app();
         let table = self.table();
-        let key = RecordKey::Entry(*entry);
-        let mut batch = Batch::new(key.shard().encode());
-        let key = key.encode();
-        let expect = match previous {
-            Some(stored) => Expect::Value(stored.sealed.clone()),
-            None => Expect::Absent,
-        };
-        if let Some(at) = previous
-            .and_then(|p| p.record.as_ref())
-            .and_then(|r| r.expires)
-        {
-            let expiry = RecordKey::Expiry { at, entry: *entry };
-            batch.delete(expiry.encode(), Expect::Any);
-        }
-        let footprint = |sealed: &[u8]| (key.len() + sealed.len()) as i64;
-        let old_bytes = previous.map_or(0, |p| footprint(&p.sealed));
-        let (keys, bytes) = match record {
-            Some(record) => {
-                let sealed = table.seal(&key, record);
-                let delta = (
-                    i64::from(previous.is_none()),
-                    footprint(&sealed) - old_bytes,
-                );
-                batch.put(key, sealed, expect);
-                if let Some(at) = record.expires {
-                    let expiry = RecordKey::Expiry { at, entry: *entry };
-                    batch.put(expiry.encode(), Vec::new(), Expect::Any);
-                }
-                delta
-            }
-            None => {
-                batch.delete(key, expect);
-                (-1, -old_bytes)
-            }
-        };
+        let mut batch = Batch::new(RecordKey::Entry(*entry).shard().encode());
+        let (keys, bytes) = entry_writes(table, entry, previous, record, &mut batch);
         let reservation = self
             .inner()
             .reserve(app, self.store.tag, (keys, bytes), &self.store.quota())
@@ -163,15 +130,7 @@ impl Partition {
         if record.is_some() {
             self.ensure_record().await?;
         }
-        // Only a key that comes or goes changes the index of names; an
-        // overwrite (even of a damaged or expired record, whose name is
-        // still indexed) does not.
-        let insert = match (previous, record) {
-            (None, Some(_)) => Some(true),
-            (Some(_), None) => Some(false),
-            _ => None,
-        };
-        let _index_guard = match insert {
+        let _index_guard = match name_change(previous, record) {
             Some(insert) => {
                 let locks = &self.inner().index_locks;
                 let guard = locks.lock(&self.id).await;
@@ -237,6 +196,64 @@ impl Partition {
             }
         }
         Err(Error::Contended("the key is"))
+    }
+}
+
+/// Adds to `batch` (of the entry's partition shard) the writes that put
+/// `record` in place of `previous` at `entry`, or delete it (`None`), each
+/// conditional on what was read, with the entry's expiry index entry in
+/// step; returns the change in keys and bytes at rest.
+pub(super) fn entry_writes(
+    table: SealedTable<'_>,
+    entry: &EntryId,
+    previous: Option<&Stored>,
+    record: Option<&EntryRecord>,
+    batch: &mut Batch,
+) -> (i64, i64) {
+    let key = RecordKey::Entry(*entry).encode();
+    let expect = match previous {
+        Some(stored) => Expect::Value(stored.sealed.clone()),
+        None => Expect::Absent,
+    };
+    if let Some(at) = previous
+        .and_then(|p| p.record.as_ref())
+        .and_then(|r| r.expires)
+    {
+        let expiry = RecordKey::Expiry { at, entry: *entry };
+        batch.delete(expiry.encode(), Expect::Any);
+    }
+    let footprint = |sealed: &[u8]| (key.len() + sealed.len()) as i64;
+    let old_bytes = previous.map_or(0, |p| footprint(&p.sealed));
+    match record {
+        Some(record) => {
+            let sealed = table.seal(&key, record);
+            let delta = (
+                i64::from(previous.is_none()),
+                footprint(&sealed) - old_bytes,
+            );
+            batch.put(key, sealed, expect);
+            if let Some(at) = record.expires {
+                let expiry = RecordKey::Expiry { at, entry: *entry };
+                batch.put(expiry.encode(), Vec::new(), Expect::Any);
+            }
+            delta
+        }
+        None => {
+            batch.delete(key, expect);
+            (-1, -old_bytes)
+        }
+    }
+}
+
+/// How a write changes the index of names: `Some(true)` inserts the name
+/// (a key comes), `Some(false)` removes it (a key goes). An overwrite (even
+/// of a damaged or expired record, whose name is still indexed) changes
+/// nothing.
+pub(super) fn name_change(previous: Option<&Stored>, record: Option<&EntryRecord>) -> Option<bool> {
+    match (previous, record) {
+        (None, Some(_)) => Some(true),
+        (Some(_), None) => Some(false),
+        _ => None,
     }
 }
 
