@@ -11,7 +11,7 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::AppState;
-use super::index::{self, IndexEdit, IndexLocks};
+use super::index::{self, IndexEdit, IndexLocks, NameChange};
 use super::keys::{EntryId, PartitionId, Prefix, RecordKey, Shard};
 use super::partition::Partition;
 use super::record::EntryRecord;
@@ -130,26 +130,18 @@ impl Partition {
         if record.is_some() {
             self.ensure_record().await?;
         }
-        let _index_guard = match name_change(previous, record) {
+        let outcome = match name_change(previous, record) {
             Some(insert) => {
-                let locks = &self.inner().index_locks;
-                let guard = locks.lock(&self.id).await;
-                index::ensure_built_locked(table, self.id).await?;
-                let mut edit = IndexEdit::new(table, self.id);
-                let step = if insert {
-                    edit.insert(name).await?
-                } else {
-                    edit.remove(name).await?
+                let change = NameChange {
+                    name: name.to_string(),
+                    insert,
+                    batch,
                 };
-                if step == Commit::Conflict {
-                    return Ok(Commit::Conflict);
-                }
-                edit.finish(&mut batch);
-                Some(guard)
+                let locks = &self.inner().index_locks;
+                locks.commit(&self.store.app, self.id, change).await?
             }
-            None => None,
+            None => table.commit(batch).await?,
         };
-        let outcome = table.commit(batch).await?;
         if outcome == Commit::Done {
             reservation.settle(keys, bytes);
         }

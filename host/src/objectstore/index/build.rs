@@ -1,0 +1,247 @@
+//! Writing a whole index at once: for data from before the index (its
+//! first use), for `ostore repair`, and its deletion with its partition.
+
+use std::collections::HashMap;
+
+use crate::backend::{Batch, Expect};
+
+use super::{IndexLocks, PAGE_BYTES, ROOT, new_page_id, page_key};
+use crate::objectstore::Error;
+use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
+use crate::objectstore::record::{EntryRecord, IndexPage};
+use crate::objectstore::sealed::{Commit, SealedTable};
+
+/// A page built from existing data is filled to half of [`PAGE_BYTES`], so
+/// that the inserts that follow do not split every page at once.
+const BUILD_FILL: usize = PAGE_BYTES / 2;
+
+/// Whether the partition's index exists (its root page does).
+async fn is_built(table: SealedTable<'_>, partition: PartitionId) -> Result<bool, Error> {
+    let shard = Shard::Partition(partition).encode();
+    Ok(table
+        .backend()
+        .get(&shard, &page_key(partition, ROOT))
+        .await?
+        .is_some())
+}
+
+/// Builds the partition's index if it has none (data written before the
+/// index existed). Takes the partition's lock only when it must build.
+pub(crate) async fn ensure_built(
+    table: SealedTable<'_>,
+    locks: &IndexLocks,
+    partition: PartitionId,
+) -> Result<(), Error> {
+    if is_built(table, partition).await? {
+        return Ok(());
+    }
+    let _guard = locks.lock(&partition).await;
+    ensure_built_locked(table, partition).await
+}
+
+/// [`ensure_built`] for a caller that holds the partition's lock.
+pub(crate) async fn ensure_built_locked(
+    table: SealedTable<'_>,
+    partition: PartitionId,
+) -> Result<(), Error> {
+    if is_built(table, partition).await? {
+        return Ok(());
+    }
+    let names = entry_names(table, partition).await?;
+    // Worth an operator's notice only for data from before the index: a
+    // new partition's first key builds an empty one.
+    if names.is_empty() {
+        tracing::debug!("starting a new partition's index of key names");
+    } else {
+        tracing::info!(
+            keys = names.len(),
+            "building a partition's index of key names"
+        );
+    }
+    write_tree(table, partition, &names).await
+}
+
+/// The names of every entry of the partition that opens, in byte order.
+async fn entry_names(table: SealedTable<'_>, partition: PartitionId) -> Result<Vec<String>, Error> {
+    let mut names = Vec::new();
+    let mut scan = table.scan(partition.entries());
+    loop {
+        let chunk = scan.next_chunk().await?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (key, sealed) in chunk {
+            match table.open::<EntryRecord>(&key, &sealed) {
+                Ok(record) => names.push(record.key),
+                // A damaged record's name is unknown: `ostore check`
+                // reports the record, and repair sets it aside.
+                Err(Error::Integrity) => tracing::warn!("indexing skips a damaged entry"),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    names.dedup();
+    Ok(names)
+}
+
+/// Pages of a tree holding `names` (sorted), bottom up; the last is the
+/// root. Each is (id, page); the root's id is [`ROOT`].
+pub(super) fn build_pages(names: &[String]) -> Vec<(u64, IndexPage)> {
+    let mut pages = Vec::new();
+    // Each node of the level being built: its id and its low bound.
+    let mut level: Vec<(u64, Option<String>)> = Vec::new();
+    let mut groups: Vec<&[String]> = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, name) in names.iter().enumerate() {
+        if bytes + name.len() + 8 > BUILD_FILL && i > start {
+            groups.push(&names[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += name.len() + 8;
+    }
+    groups.push(&names[start..]);
+    for (g, group) in groups.iter().enumerate() {
+        let low = (g > 0).then(|| group[0].clone());
+        let high = groups.get(g + 1).map(|next| next[0].clone());
+        let id = new_page_id();
+        pages.push((
+            id,
+            IndexPage::Leaf {
+                low: low.clone(),
+                high,
+                names: group.to_vec(),
+            },
+        ));
+        level.push((id, low));
+    }
+    while level.len() > 1 {
+        let mut next = Vec::new();
+        let mut start = 0;
+        while start < level.len() {
+            let mut end = start + 1;
+            let mut bytes = 0;
+            while end < level.len() {
+                let separator = level[end]
+                    .1
+                    .as_ref()
+                    .expect("only the first node is unbounded");
+                if bytes + separator.len() + 16 > BUILD_FILL && end - start >= 2 {
+                    break;
+                }
+                bytes += separator.len() + 16;
+                end += 1;
+            }
+            let group = &level[start..end];
+            let page = IndexPage::Inner {
+                separators: group[1..]
+                    .iter()
+                    .map(|(_, low)| low.clone().expect("bounded"))
+                    .collect(),
+                children: group.iter().map(|(id, _)| *id).collect(),
+            };
+            let id = new_page_id();
+            pages.push((id, page));
+            next.push((id, group[0].1.clone()));
+            start = end;
+        }
+        level = next;
+    }
+    let last = pages.len() - 1;
+    pages[last].0 = ROOT;
+    pages
+}
+
+/// Writes a tree of `names` where there is no root: the other pages first,
+/// the root last expecting to be absent; if another writer's root got
+/// there first, this one's pages are removed again.
+async fn write_tree(
+    table: SealedTable<'_>,
+    partition: PartitionId,
+    names: &[String],
+) -> Result<(), Error> {
+    // No names: no pages. An absent root reads as an empty tree, and the
+    // first key's batch writes it (expecting it absent); so a listing of a
+    // partition no one wrote writes nothing.
+    if names.is_empty() {
+        return Ok(());
+    }
+    let shard = Shard::Partition(partition).encode();
+    let mut pages = build_pages(names);
+    let root = pages.pop().expect("a tree has a root");
+    for chunk in pages.chunks(64) {
+        let mut batch = Batch::new(shard.clone());
+        for (id, page) in chunk {
+            let key = page_key(partition, *id);
+            batch.put(key.clone(), table.seal(&key, page), Expect::Absent);
+        }
+        // A collision of random ids: the tree cannot be written as built.
+        if table.commit(batch).await? == Commit::Conflict {
+            return Err(Error::Contended("the partition's index is"));
+        }
+    }
+    let key = page_key(partition, ROOT);
+    let mut batch = Batch::new(shard.clone());
+    batch.put(key.clone(), table.seal(&key, &root.1), Expect::Absent);
+    if table.commit(batch).await? == Commit::Conflict {
+        for chunk in pages.chunks(64) {
+            let mut batch = Batch::new(shard.clone());
+            for (id, _) in chunk {
+                batch.delete(page_key(partition, *id), Expect::Any);
+            }
+            table.commit_unconditional(batch).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every index page under `prefix` (one partition's, or a store's
+/// partitions'), once their entries are gone: one batch per partition, each
+/// page expecting the bytes read, so that a key created meanwhile (its
+/// batch changed a page) keeps its index whole.
+pub(crate) async fn delete_pages(table: SealedTable<'_>, prefix: Prefix) -> Result<(), Error> {
+    let mut by_partition: HashMap<PartitionId, Batch> = HashMap::new();
+    let mut scan = table.scan(prefix);
+    loop {
+        let chunk = scan.next_chunk().await?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (key, sealed) in chunk {
+            let Some(RecordKey::IndexPage { partition, .. }) = RecordKey::parse(&key) else {
+                continue;
+            };
+            by_partition
+                .entry(partition)
+                .or_insert_with(|| Batch::new(Shard::Partition(partition).encode()))
+                .delete(key, Expect::Value(sealed));
+        }
+    }
+    for (_, batch) in by_partition {
+        // A conflict leaves that partition's index as it is: whole.
+        let _ = table.commit(batch).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the partition's index and writes it again from its entries
+/// (`ostore repair`).
+pub(crate) async fn rebuild(table: SealedTable<'_>, partition: PartitionId) -> Result<(), Error> {
+    let shard = Shard::Partition(partition).encode();
+    let mut scan = table.scan(Prefix::PartitionIndex(partition));
+    loop {
+        let chunk = scan.next_chunk().await?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut batch = Batch::new(shard.clone());
+        for (key, _) in chunk {
+            batch.delete(key, Expect::Any);
+        }
+        table.commit_unconditional(batch).await?;
+    }
+    let names = entry_names(table, partition).await?;
+    write_tree(table, partition, &names).await
+}

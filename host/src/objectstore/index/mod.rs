@@ -1,0 +1,217 @@
+//! The ordered index of a partition's key names: a B+tree whose pages are
+//! sealed records in the partition's shard, changed in the same conditional
+//! batch as the entry they index.
+//!
+//! Entries are kept under HMAC tags of their names, so their own order says
+//! nothing of the names' order. The index gives the order back without
+//! giving the names away: each page (a leaf of sorted names, or an inner
+//! page of separators and child page ids) is sealed like every other record,
+//! under a random page id (the root is page 0). Listing in name order and
+//! seeking a prefix read the root-to-leaf path and then the leaves in turn:
+//! O(log N + matches) page reads.
+//!
+//! # What changes the index
+//!
+//! Creating a key inserts its name, deleting it (by a client, the expiry
+//! sweep, clearing a partition, deleting a store) removes it, in the batch
+//! that writes the entry. Overwriting an existing key leaves the index
+//! alone, so that the common write touches one leaf at most when it must.
+//! An expired key stays in the index until the sweep deletes it; listings
+//! skip it, as they did before.
+//!
+//! # Concurrency
+//!
+//! Every page a batch changes is written with an [`Expect`] of the bytes it
+//! was read as (a new page expects to be absent), and every leaf holds its
+//! range `[low, high)`: a writer or reader that reached a leaf through a
+//! parent read a moment before checks the leaf still covers its name, and
+//! reads again if not. So correctness across hosts comes from the batches
+//! alone. Within a host, [`IndexLocks`] queue the index changes of one
+//! partition, so that 64 writers creating keys in one partition wait their
+//! turn instead of failing each other's batches on the same leaf.
+//!
+//! # Data written before the index
+//!
+//! A partition without a root page has never been indexed, or holds no
+//! key (the two need no telling apart: an index of no entries is empty).
+//! Its first use
+//! after the upgrade (a listing, or a write that creates or deletes a key)
+//! builds the index from a scan of its entries, under the partition's lock,
+//! writing the root last with `Expect::Absent`, so that of two hosts
+//! building at once one wins and the other's pages are removed.
+//! `ostore repair` rebuilds an index that `ostore check` finds wrong.
+
+use std::collections::HashMap;
+
+use crate::encryption::random_array;
+
+use super::keys::{PartitionId, RecordKey};
+use super::record::IndexPage;
+use super::sealed::SealedTable;
+use super::{Error, MAX_CONFLICT_RETRIES};
+
+mod build;
+mod cursor;
+mod edit;
+mod queue;
+
+pub(crate) use build::{delete_pages, ensure_built, ensure_built_locked, rebuild};
+pub(crate) use cursor::{decode_cursor, encode_cursor};
+use edit::Found;
+pub(crate) use edit::IndexEdit;
+pub(crate) use queue::{IndexLocks, NameChange};
+
+/// The root's page id; every other page has a random one.
+pub(crate) const ROOT: u64 = 0;
+
+/// A page is split once its plaintext grows past this. Small pages keep a
+/// batch's expectations (the old bytes of each page it changes) short on
+/// Redis; names are at most 1,024 bytes, so a page that must split always
+/// holds at least two.
+const PAGE_BYTES: usize = 4096;
+
+/// Deeper than any tree of 4 KiB pages can grow: a longer path is a cycle
+/// of page ids (damage), not a tree.
+const MAX_DEPTH: usize = 32;
+
+fn page_key(partition: PartitionId, page: u64) -> Vec<u8> {
+    RecordKey::IndexPage { partition, page }.encode()
+}
+
+fn covers(low: &Option<String>, high: &Option<String>, name: &[u8]) -> bool {
+    low.as_ref().is_none_or(|l| l.as_bytes() <= name)
+        && high.as_ref().is_none_or(|h| name < h.as_bytes())
+}
+
+/// A random page id other than the root's. A collision with a page in use
+/// makes the batch's `Expect::Absent` fail, and the change is retried.
+fn new_page_id() -> u64 {
+    loop {
+        let id = u64::from_be_bytes(random_array());
+        if id != ROOT {
+            return id;
+        }
+    }
+}
+
+/// One leaf, as a listing reads it.
+pub(crate) struct Leaf {
+    pub names: Vec<String>,
+    /// Where the next leaf starts; `None` for the last.
+    pub high: Option<String>,
+}
+
+/// The leaf whose range holds `name`, reading again (from the root) while
+/// a concurrent change makes the path read stale.
+pub(crate) async fn leaf_covering(
+    table: SealedTable<'_>,
+    partition: PartitionId,
+    name: &[u8],
+) -> Result<Leaf, Error> {
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        let mut edit = IndexEdit::new(table, partition);
+        if let Some(Found { names, high, .. }) = edit.find_leaf(name).await? {
+            return Ok(Leaf { names, high });
+        }
+    }
+    Err(Error::Contended("the partition's index is"))
+}
+
+/// Every name of a tree, in order, from its pages as read (`ostore
+/// check`); `Err` says how the tree is broken.
+pub(crate) fn names_of(pages: &HashMap<u64, Option<IndexPage>>) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    // Pages to visit, with the range their parent gives them.
+    let mut stack: Vec<(u64, Option<String>, Option<String>, usize)> = vec![(ROOT, None, None, 0)];
+    while let Some((id, low, high, depth)) = stack.pop() {
+        if depth > MAX_DEPTH || !seen.insert(id) {
+            return Err("its pages form a cycle".into());
+        }
+        match pages.get(&id) {
+            None => return Err(format!("page {id:016x} is missing")),
+            Some(None) => return Err(format!("page {id:016x} does not open")),
+            Some(Some(IndexPage::Leaf {
+                low: l,
+                high: h,
+                names: n,
+            })) => {
+                if *l != low || *h != high {
+                    return Err(format!(
+                        "leaf {id:016x} holds another range than its parent gives it"
+                    ));
+                }
+                names.extend(n.iter().cloned());
+            }
+            Some(Some(IndexPage::Inner {
+                separators,
+                children,
+            })) => {
+                let bounds: Vec<Option<String>> = std::iter::once(low.clone())
+                    .chain(separators.iter().cloned().map(Some))
+                    .chain(std::iter::once(high.clone()))
+                    .collect();
+                // Visited left to right: pushed right to left.
+                for (i, child) in children.iter().enumerate().rev() {
+                    stack.push((*child, bounds[i].clone(), bounds[i + 1].clone(), depth + 1));
+                }
+            }
+        }
+    }
+    if names.windows(2).any(|w| w[0].as_bytes() >= w[1].as_bytes()) {
+        return Err("its names are out of order".into());
+    }
+    let orphans = pages.len() - seen.len();
+    if orphans > 0 {
+        return Err(format!("{orphans} of its pages are in no tree"));
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::build_pages;
+    use super::*;
+    use crate::objectstore::record::Record;
+
+    fn names(n: usize) -> Vec<String> {
+        let mut v: Vec<String> = (0..n).map(|i| format!("name-{i:06}")).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_built_tree_holds_every_name_in_order_with_ranges_that_fit() {
+        for n in [0, 1, 5, 300, 20_000] {
+            let expected = names(n);
+            let pages: HashMap<u64, Option<IndexPage>> = build_pages(&expected)
+                .into_iter()
+                .map(|(id, page)| (id, Some(page)))
+                .collect();
+            assert_eq!(names_of(&pages).unwrap(), expected, "{n} names");
+            for page in pages.values().flatten() {
+                assert!(page.encode().len() <= PAGE_BYTES, "{n} names");
+            }
+        }
+    }
+
+    #[test]
+    fn a_tree_with_a_missing_page_or_a_shuffled_leaf_is_reported() {
+        let mut pages: HashMap<u64, Option<IndexPage>> = build_pages(&names(2_000))
+            .into_iter()
+            .map(|(id, page)| (id, Some(page)))
+            .collect();
+        let leaf = *pages
+            .iter()
+            .find(|(_, p)| matches!(p, Some(IndexPage::Leaf { .. })))
+            .unwrap()
+            .0;
+        let mut missing = pages.clone();
+        missing.remove(&leaf);
+        assert!(names_of(&missing).unwrap_err().contains("missing"));
+        if let Some(Some(IndexPage::Leaf { low, .. })) = pages.get_mut(&leaf) {
+            *low = Some("zzz".into());
+        }
+        assert!(names_of(&pages).unwrap_err().contains("range"));
+    }
+}

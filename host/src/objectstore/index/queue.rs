@@ -1,0 +1,230 @@
+//! Group commit of the changes to one partition's index of names.
+//!
+//! A key that comes or goes changes the leaf of its partition's index that
+//! covers its name, and every key of that range shares the leaf: two writers
+//! changing it at once would fail each other's conditional batches. So,
+//! within a host, a partition's index changes queue on a lock. Committed
+//! one at a time, with the lock held across each commit and its fsync,
+//! creating keys in one partition would run at the rate of one commit after
+//! another, about a tenth of the rate without the index (docs/INDEX.md).
+//!
+//! Instead the changes that queue while one commit runs go in the next one
+//! together. The writer that takes the lock takes every change queued by
+//! then, applies them all to one edit of each partition's index, and
+//! commits each partition's changes with their entries' writes in one
+//! batch: its leaf is written once for all of them, and one commit (one
+//! fsync) answers them all.
+//!
+//! A batch of many is all or nothing. If it meets a conflict (another host
+//! changed one of its entries or pages) or an error that is not a storage
+//! fault, each change is tried again alone, as it would have been without
+//! the grouping, and gets its own answer. Changes of two partitions never
+//! share a batch: their shards may live on different Redis nodes.
+//!
+//! A group is committed by a task of its own, so that a writer whose
+//! request is dropped while its group commits cannot leave the answers of
+//! the others unsent.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot::{self, error::TryRecvError};
+
+use crate::backend::{BackendError, Batch};
+use crate::objectstore::Error;
+use crate::objectstore::application::Application;
+use crate::objectstore::keys::{PartitionId, Shard};
+use crate::objectstore::sealed::{Commit, SealedTable};
+
+use super::{IndexEdit, ensure_built_locked};
+
+/// The most changes one batch holds; a longer queue is committed as several
+/// batches, one after another.
+const MAX_GROUP: usize = 256;
+
+/// The most bytes of entry writes one batch holds (one change alone may
+/// hold more).
+const MAX_GROUP_BYTES: usize = 4 << 20;
+
+/// How many stripes the partitions' locks and queues are spread over.
+const STRIPES: usize = 256;
+
+/// Queues the index changes of one partition within this host (see the
+/// module doc). Striped by partition tag: two partitions may share a lock,
+/// which only costs a little concurrency.
+pub(crate) struct IndexLocks(Vec<Stripe>);
+
+struct Stripe {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Changes waiting for the lock's holder to commit them.
+    queued: Mutex<Vec<Queued>>,
+}
+
+/// A change to a partition's index of names, with the writes of the entry
+/// it goes with.
+pub(crate) struct NameChange {
+    pub name: String,
+    /// `true` inserts the name (its key comes), `false` removes it.
+    pub insert: bool,
+    /// The entry's writes, in the partition's shard.
+    pub batch: Batch,
+}
+
+struct Queued {
+    /// Whose keys seal the partition's records.
+    app: Application,
+    partition: PartitionId,
+    change: NameChange,
+    reply: oneshot::Sender<Result<Commit, Error>>,
+}
+
+impl IndexLocks {
+    pub fn new() -> Self {
+        Self(
+            (0..STRIPES)
+                .map(|_| Stripe {
+                    lock: Arc::new(tokio::sync::Mutex::new(())),
+                    queued: Mutex::new(Vec::new()),
+                })
+                .collect(),
+        )
+    }
+
+    fn stripe(&self, partition: &PartitionId) -> &Stripe {
+        // Partition tags are uniformly distributed.
+        let stripe = u64::from_le_bytes(partition.partition[..8].try_into().expect("8 bytes"));
+        &self.0[stripe as usize % self.0.len()]
+    }
+
+    /// Holds off every other change to the partition's index on this host
+    /// (for a change that reads or writes more than one name's leaf).
+    pub async fn lock(&self, partition: &PartitionId) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripe(partition).lock.lock().await
+    }
+
+    /// Commits `change` to the partition of `app`, together with the other
+    /// changes queued with it (see the module doc). [`Commit::Conflict`]:
+    /// its entry or the index changed since they were read, and nothing of
+    /// it was written.
+    pub async fn commit(
+        &self,
+        app: &Application,
+        partition: PartitionId,
+        change: NameChange,
+    ) -> Result<Commit, Error> {
+        let stripe = self.stripe(&partition);
+        let (reply, mut answer) = oneshot::channel();
+        stripe.queued.lock().expect("queue lock").push(Queued {
+            app: app.clone(),
+            partition,
+            change,
+            reply,
+        });
+        let guard = stripe.lock.clone().lock_owned().await;
+        // The holder before this one answers every change it took before it
+        // lets go of the lock: one not answered yet is still queued.
+        match answer.try_recv() {
+            Ok(outcome) => return outcome,
+            Err(TryRecvError::Empty) => {
+                let queued = std::mem::take(&mut *stripe.queued.lock().expect("queue lock"));
+                tokio::spawn(async move {
+                    commit_queued(queued).await;
+                    drop(guard);
+                });
+            }
+            Err(TryRecvError::Closed) => return Err(stopped()),
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+/// The answer to a change whose group's task panicked, answering nothing:
+/// whether its batch landed is unknown, as when a writer stops.
+fn stopped() -> Error {
+    Error::Storage(BackendError::WriterStopped)
+}
+
+/// Commits `queued`, grouped by partition, and answers each change.
+async fn commit_queued(queued: Vec<Queued>) {
+    let mut by_partition: BTreeMap<PartitionId, Vec<Queued>> = BTreeMap::new();
+    for q in queued {
+        by_partition.entry(q.partition).or_default().push(q);
+    }
+    for (_, mut changes) in by_partition {
+        while !changes.is_empty() {
+            let mut bytes = 0;
+            let mut end = 0;
+            while end < changes.len() && end < MAX_GROUP && (end == 0 || bytes < MAX_GROUP_BYTES) {
+                bytes += batch_bytes(&changes[end].change.batch);
+                end += 1;
+            }
+            let rest = changes.split_off(end);
+            commit_group(changes).await;
+            changes = rest;
+        }
+    }
+}
+
+fn batch_bytes(batch: &Batch) -> usize {
+    batch
+        .writes
+        .iter()
+        .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len))
+        .sum()
+}
+
+/// Commits the changes of one partition in one batch, or each alone if
+/// that batch cannot land as a whole; answers each.
+async fn commit_group(group: Vec<Queued>) {
+    let app = group[0].app.clone();
+    let table = app.table();
+    let partition = group[0].partition;
+    if group.len() > 1 {
+        match commit_changes(
+            table,
+            partition,
+            &group.iter().map(|q| &q.change).collect::<Vec<_>>(),
+        )
+        .await
+        {
+            Ok(Commit::Conflict) => {}
+            // Not the storage failing: perhaps only one change's pages.
+            Err(e) if !matches!(e, Error::Storage(_)) => {}
+            outcome => {
+                for q in group {
+                    let _ = q.reply.send(outcome.clone());
+                }
+                return;
+            }
+        }
+    }
+    for q in group {
+        let outcome = commit_changes(table, partition, &[&q.change]).await;
+        let _ = q.reply.send(outcome);
+    }
+}
+
+/// Commits `changes` (of one partition) and the edit of its index they make
+/// in one conditional batch.
+async fn commit_changes(
+    table: SealedTable<'_>,
+    partition: PartitionId,
+    changes: &[&NameChange],
+) -> Result<Commit, Error> {
+    ensure_built_locked(table, partition).await?;
+    let mut edit = IndexEdit::new(table, partition);
+    let mut batch = Batch::new(Shard::Partition(partition).encode());
+    for change in changes {
+        let step = if change.insert {
+            edit.insert(&change.name).await?
+        } else {
+            edit.remove(&change.name).await?
+        };
+        if step == Commit::Conflict {
+            return Ok(Commit::Conflict);
+        }
+        batch.writes.extend(change.batch.writes.iter().cloned());
+    }
+    edit.finish(&mut batch);
+    table.commit(batch).await
+}
