@@ -275,6 +275,69 @@ async fn many_writers_on_three_hosts_create_keys_in_one_partition_at_once() {
     assert!(report.is_clean(), "{:?}", report.damage);
 }
 
+/// Counters created and removed over and over by writers on two hosts:
+/// creations and deletions of one partition are committed in groups, and a
+/// group that meets the other host's change is done again change by change.
+/// Every acknowledged increment must count exactly once: the increments
+/// acknowledged add up to what the removals took away plus what is left.
+#[tokio::test]
+async fn grouped_creations_and_deletions_racing_another_host_each_land_exactly_once() {
+    let (backend, master) = fresh();
+    let mut hosts = Vec::new();
+    let mut tasks = JoinSet::new();
+    for h in 0..2u64 {
+        let os = open_with(backend.clone(), &master).await;
+        let p = partition(&os, "app", "p").await;
+        hosts.push(os);
+        for w in 0..12u64 {
+            let p = p.clone();
+            tasks.spawn(async move {
+                let mut rng = Rng(0x9E37_79B9 + h * 100 + w);
+                let (mut added, mut taken) = (0i64, 0i64);
+                for _ in 0..60 {
+                    let name = format!("counter-{}", rng.next() % 8);
+                    if rng.next() % 5 == 0 {
+                        match p.remove(&name).await {
+                            Ok(entry) => {
+                                taken += std::str::from_utf8(&entry.value)
+                                    .unwrap()
+                                    .parse::<i64>()
+                                    .unwrap();
+                            }
+                            Err(Error::KeyNotFound) => {}
+                            Err(e) => panic!("remove: {e}"),
+                        }
+                    } else {
+                        p.increment(&name, 1).await.unwrap();
+                        added += 1;
+                    }
+                }
+                (added, taken)
+            });
+        }
+    }
+    let (mut added, mut taken) = (0, 0);
+    for (a, t) in tasks.join_all().await {
+        added += a;
+        taken += t;
+    }
+    let p = partition(&hosts[0], "app", "p").await;
+    let mut left = 0;
+    for name in list_all(&p, None, 100).await {
+        left += std::str::from_utf8(&p.retrieve(&name).await.unwrap().value)
+            .unwrap()
+            .parse::<i64>()
+            .unwrap();
+    }
+    assert!(taken > 0, "some removals took a counter");
+    assert_eq!(added, taken + left, "{added} increments acknowledged");
+    for os in &hosts {
+        os.flush_stats().await.unwrap();
+    }
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}
+
 /// Deletes every index page, as data written before the index has none.
 async fn drop_index(backend: &MemoryBackend) {
     let pages = backend
