@@ -24,7 +24,6 @@ use bindings::ostore::objectstore::types::{Error, StoreOptions};
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use wasip2::io::streams::StreamError;
 
 struct Compat;
 
@@ -105,11 +104,9 @@ fn read_body(request: &IncomingRequest) -> Vec<u8> {
         return bytes;
     };
     if let Ok(stream) = body.stream() {
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => bytes.extend(chunk),
-                Err(StreamError::Closed) | Err(StreamError::LastOperationFailed(_)) => break,
-            }
+        // Closed at the end; a failed read ends the body too.
+        while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+            bytes.extend(chunk);
         }
     }
     bytes
