@@ -128,3 +128,65 @@ async fn a_guest_built_against_1_0_0_runs_unchanged_beside_a_1_1_0_guest() {
     assert_eq!(host.get("/compat").await.text(), "c2\nc3");
     host.stop().await;
 }
+
+/// On a Redis Cluster (a batch is one script in the partition's shard),
+/// two hosts: a batch lands whole, a refused one leaves nothing, prefix
+/// listings see the batch, and each host sees the other's batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_land_whole_on_a_redis_cluster_shared_by_two_hosts() {
+    use std::sync::Arc;
+
+    use ostore::backend::{Backend, RedisBackend};
+    use ostore::encryption::MasterKey;
+    use ostore::objectstore::{Config, Error, ObjectStore, StoreOptions};
+    use ostore_tests::redis::{RedisCluster, RedisOptions};
+
+    let cluster = RedisCluster::start(3, &RedisOptions::default());
+    let config = cluster.url().parse().expect("a valid Redis URL");
+    let backend: Arc<dyn Backend> = Arc::new(RedisBackend::connect(&config).await.unwrap());
+    let master = MasterKey::generate();
+    let mut partitions = Vec::new();
+    for _ in 0..2 {
+        let host = ObjectStore::open(backend.clone(), &master, Config::default())
+            .await
+            .unwrap();
+        let app = host.application("app").await.unwrap();
+        let store = app.default_store().await.unwrap();
+        partitions.push(store.partition("p").await.unwrap());
+    }
+    let (one, two) = (&partitions[0], &partitions[1]);
+    let pairs = |items: &[(&str, &str)]| -> Vec<(String, Vec<u8>)> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    let keys = |items: &[&str]| -> Vec<String> { items.iter().map(|k| k.to_string()).collect() };
+
+    let batch: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|i| (format!("k/{i:02}"), format!("v{i}").into_bytes()))
+        .collect();
+    one.store_many(&batch, StoreOptions::default())
+        .await
+        .unwrap();
+    let page = two.list_keys_with_prefix("k/4", None, 100).await.unwrap();
+    assert_eq!(page.items.len(), 10);
+    assert_eq!(page.items[0], "k/40");
+
+    let only_new = StoreOptions {
+        fail_if_present: true,
+        ..StoreOptions::default()
+    };
+    let err = two
+        .store_many(&pairs(&[("new", "n"), ("k/07", "clash")]), only_new)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::KeyAlreadyExists), "{err:?}");
+    let found = one.retrieve_many(&keys(&["new", "k/07"])).await.unwrap();
+    assert!(found[0].is_none());
+    assert_eq!(found[1].as_ref().unwrap().value, b"v7");
+
+    let all: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(two.remove_many(&all).await.unwrap(), vec![true; 50]);
+    assert!(one.list_keys(None, 100).await.unwrap().items.is_empty());
+}
