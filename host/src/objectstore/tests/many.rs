@@ -493,13 +493,14 @@ async fn a_batch_counts_as_one_request_against_the_rate() {
     assert_eq!(p.remove_many(&keys).await.unwrap(), vec![true; 10]);
 }
 
-/// Two hosts on one backend (so the per-key locks of one do not see the
+/// Two hosts on one redb file (so the per-key locks of one do not see the
 /// other's), two writers on each, write the same keys in batches in
 /// opposite orders: no deadlock, and every batch lands whole, so in the end
 /// every key holds the same batch's value.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_batches_on_two_hosts_land_whole_and_never_deadlock() {
-    let (backend, master) = fresh();
+    let file = ScratchFile::new();
+    let (backend, master) = (file.backend(), MasterKey::generate());
     let hosts = [
         open_with(backend.clone(), &master).await,
         open_with(backend.clone(), &master).await,
@@ -541,11 +542,13 @@ async fn concurrent_batches_on_two_hosts_land_whole_and_never_deadlock() {
 }
 
 /// On one host, a retrieve-many racing with batch writes of the same keys
-/// never sees half of a batch.
-#[tokio::test]
+/// never sees half of a batch. On redb and on two threads, so that reads
+/// and commits do interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retrieve_many_on_one_host_never_sees_half_a_batch() {
-    let (backend, master) = fresh();
-    let os = open_with(backend, &master).await;
+    let file = ScratchFile::new();
+    let master = MasterKey::generate();
+    let os = open_with(file.backend(), &master).await;
     let keys: Vec<String> = (0..12).map(|i| format!("k{i:02}")).collect();
     let p = partition(&os, "app", "p").await;
     let first: Vec<(String, Vec<u8>)> = keys
