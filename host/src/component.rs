@@ -333,6 +333,72 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
             .into())
     }
 
+    async fn retrieve_all_with_prefix(
+        &mut self,
+        this: Resource<Partition>,
+        prefix: String,
+        cursor: Option<String>,
+        page_size: u32,
+    ) -> Result<types::EntryPage, HostError> {
+        let page = self
+            .table
+            .get(&this)?
+            .list_entries_with_prefix(&prefix, cursor.as_deref(), page_size)
+            .await?;
+        Ok(types::EntryPage {
+            entries: page.items.into_iter().map(Into::into).collect(),
+            cursor: page.cursor,
+        })
+    }
+
+    async fn retrieve_all_keys_with_prefix(
+        &mut self,
+        this: Resource<Partition>,
+        prefix: String,
+        cursor: Option<String>,
+        page_size: u32,
+    ) -> Result<types::KeyPage, HostError> {
+        let page = self
+            .table
+            .get(&this)?
+            .list_keys_with_prefix(&prefix, cursor.as_deref(), page_size)
+            .await?;
+        Ok(types::KeyPage {
+            keys: page.items,
+            cursor: page.cursor,
+        })
+    }
+
+    async fn retrieve_many(
+        &mut self,
+        this: Resource<Partition>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<types::Entry>>, HostError> {
+        let found = self.table.get(&this)?.retrieve_many(&keys).await?;
+        Ok(found.into_iter().map(|e| e.map(Into::into)).collect())
+    }
+
+    async fn store_many(
+        &mut self,
+        this: Resource<Partition>,
+        entries: Vec<types::KeyValue>,
+        options: types::StoreOptions,
+    ) -> Result<Vec<types::Metadata>, HostError> {
+        let entries: Vec<(String, Vec<u8>)> =
+            entries.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        let partition = self.table.get(&this)?;
+        let stored = partition.store_many(&entries, options.into()).await?;
+        Ok(stored.into_iter().map(Into::into).collect())
+    }
+
+    async fn remove_many(
+        &mut self,
+        this: Resource<Partition>,
+        keys: Vec<String>,
+    ) -> Result<Vec<bool>, HostError> {
+        Ok(self.table.get(&this)?.remove_many(&keys).await?)
+    }
+
     async fn drop(&mut self, this: Resource<Partition>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         Ok(())

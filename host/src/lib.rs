@@ -2,7 +2,7 @@
 //! on Anypoint Object Store v2.
 //!
 //! Guest components reach their application's data through the WIT
-//! interface `ostore:objectstore/store@1.0.0`; many instances of one
+//! interface `ostore:objectstore/store@1.1.0`; many instances of one
 //! application share it, and no application sees another's.
 //!
 //! # Layout

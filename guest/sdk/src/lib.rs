@@ -2,8 +2,10 @@
 //!
 //! An `ostore` application is a WebAssembly component (target
 //! `wasm32-wasip2`) that handles HTTP requests and keeps its state in the
-//! host's object store, described by the `ostore:objectstore@1.0.0` WIT
-//! package. This crate hides the generated bindings behind two small modules:
+//! host's object store, described by the `ostore:objectstore@1.1.0` WIT
+//! package (a host of 1.1.0 or later; guests built against 1.0.0 keep
+//! running on it). This crate hides the generated bindings behind two
+//! small modules:
 //!
 //! * the crate root: [`Store`], [`Partition`] and the value types
 //!   ([`Error`], [`Ttl`], [`Metadata`], [`Entry`], [`StoreOptions`]);
@@ -64,7 +66,7 @@ pub use ostore_status::{ErrorCode, Precondition};
 /// The generated types of `ostore:objectstore/types`, re-exported as they
 /// are because they need no wrapping.
 pub use bindings::ostore::objectstore::types::{
-    Entry, EntryPage, KeyPage, Metadata, PartitionPage, StoreOptions, Ttl,
+    Entry, EntryPage, KeyPage, KeyValue, Metadata, PartitionPage, StoreOptions, Ttl,
 };
 
 /// The raw `wit-bindgen` bindings of `ostore:objectstore`, for anything the

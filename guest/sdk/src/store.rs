@@ -5,7 +5,7 @@ use std::fmt;
 use ostore_status::ErrorCode;
 
 use crate::bindings::ostore::objectstore::{store as raw, types};
-use crate::{Entry, EntryPage, KeyPage, Metadata, PartitionPage, StoreOptions, Ttl};
+use crate::{Entry, EntryPage, KeyPage, KeyValue, Metadata, PartitionPage, StoreOptions, Ttl};
 
 /// The page size the iterators ask for: the largest the host accepts.
 const ITER_PAGE_SIZE: u32 = 1000;
@@ -284,12 +284,51 @@ impl Partition {
         Ok(self.inner.retrieve_all(cursor, page_size)?)
     }
 
+    /// One page of the key names that start with `prefix`, in byte order;
+    /// an empty prefix lists every key. A cursor resumes only the listing of
+    /// the same prefix (another gives [`Error::InvalidArgument`]).
+    pub fn retrieve_all_keys_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<KeyPage> {
+        Ok(self
+            .inner
+            .retrieve_all_keys_with_prefix(prefix, cursor, page_size)?)
+    }
+
+    /// One page of the entries whose keys start with `prefix`, like
+    /// [`Partition::retrieve_all_keys_with_prefix`].
+    pub fn retrieve_all_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<EntryPage> {
+        Ok(self
+            .inner
+            .retrieve_all_with_prefix(prefix, cursor, page_size)?)
+    }
+
     /// All key names, fetched page by page as the iterator advances. After
     /// yielding an error the iterator ends.
     pub fn keys(&self) -> Keys<'_> {
         Keys {
             pages: Pager::new(),
             partition: self,
+            prefix: None,
+        }
+    }
+
+    /// The key names that start with `prefix`, in byte order, fetched page
+    /// by page as the iterator advances; the host reads only the matching
+    /// keys, however many others the partition holds.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Keys<'_> {
+        Keys {
+            pages: Pager::new(),
+            partition: self,
+            prefix: Some(prefix.to_owned()),
         }
     }
 
@@ -299,7 +338,61 @@ impl Partition {
         Entries {
             pages: Pager::new(),
             partition: self,
+            prefix: None,
         }
+    }
+
+    /// The entries whose keys start with `prefix`, like
+    /// [`Partition::keys_with_prefix`].
+    pub fn entries_with_prefix(&self, prefix: &str) -> Entries<'_> {
+        Entries {
+            pages: Pager::new(),
+            partition: self,
+            prefix: Some(prefix.to_owned()),
+        }
+    }
+
+    /// Reads several keys in one call: for each key, in the order given, its
+    /// entry or `None` if it does not exist. Rolling TTLs are extended as
+    /// [`Partition::retrieve`] extends them.
+    ///
+    /// At most 1000 keys, each once, and at most 16 MiB of values found;
+    /// more gives [`Error::InvalidArgument`].
+    pub fn retrieve_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Entry>>> {
+        let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+        Ok(self.inner.retrieve_many(&keys)?)
+    }
+
+    /// Stores several keys in one atomic write: all of them or, on any
+    /// error, none. Returns each key's new metadata in the order given.
+    /// With [`StoreOptions::with_fail_if_present`], one existing key fails
+    /// the whole call with [`Error::KeyAlreadyExists`]; a quota the batch as
+    /// a whole would exceed fails it with [`Error::QuotaExceeded`].
+    ///
+    /// At most 1000 keys, each once, and at most 16 MiB of keys and values
+    /// together; more gives [`Error::InvalidArgument`].
+    pub fn store_many<K: AsRef<str>, V: AsRef<[u8]>>(
+        &self,
+        entries: impl IntoIterator<Item = (K, V)>,
+        options: StoreOptions,
+    ) -> Result<Vec<Metadata>> {
+        let entries: Vec<KeyValue> = entries
+            .into_iter()
+            .map(|(key, value)| KeyValue {
+                key: key.as_ref().to_owned(),
+                value: value.as_ref().to_vec(),
+            })
+            .collect();
+        Ok(self.inner.store_many(&entries, options)?)
+    }
+
+    /// Removes several keys in one atomic write; says for each key, in the
+    /// order given, whether it was there (a missing key is no error).
+    ///
+    /// At most 1000 keys, each once; more gives [`Error::InvalidArgument`].
+    pub fn remove_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<bool>> {
+        let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+        Ok(self.inner.remove_many(&keys)?)
     }
 
     /// Atomically adds `delta` to the decimal counter under `key` (a missing
@@ -376,15 +469,21 @@ impl<T> Pager<T> {
 pub struct Keys<'a> {
     pages: Pager<String>,
     partition: &'a Partition,
+    prefix: Option<String>,
 }
 
 impl Iterator for Keys<'_> {
     type Item = Result<String>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let partition = self.partition;
+        let (partition, prefix) = (self.partition, self.prefix.as_deref());
         self.pages.next_with(|cursor| {
-            let page = partition.retrieve_all_keys(cursor, ITER_PAGE_SIZE)?;
+            let page = match prefix {
+                Some(prefix) => {
+                    partition.retrieve_all_keys_with_prefix(prefix, cursor, ITER_PAGE_SIZE)?
+                }
+                None => partition.retrieve_all_keys(cursor, ITER_PAGE_SIZE)?,
+            };
             Ok((page.keys, page.cursor))
         })
     }
@@ -395,15 +494,21 @@ impl Iterator for Keys<'_> {
 pub struct Entries<'a> {
     pages: Pager<Entry>,
     partition: &'a Partition,
+    prefix: Option<String>,
 }
 
 impl Iterator for Entries<'_> {
     type Item = Result<Entry>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let partition = self.partition;
+        let (partition, prefix) = (self.partition, self.prefix.as_deref());
         self.pages.next_with(|cursor| {
-            let page = partition.retrieve_all(cursor, ITER_PAGE_SIZE)?;
+            let page = match prefix {
+                Some(prefix) => {
+                    partition.retrieve_all_with_prefix(prefix, cursor, ITER_PAGE_SIZE)?
+                }
+                None => partition.retrieve_all(cursor, ITER_PAGE_SIZE)?,
+            };
             Ok((page.entries, page.cursor))
         })
     }

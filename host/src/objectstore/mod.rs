@@ -9,6 +9,7 @@
 //! | [`types`] | the public value types and settings ([`Ttl`], [`Metadata`], [`Page`], [`Config`], ...) |
 //! | `application`, `store`, `partition` | the rules of each level: names, TTL, quotas, compare-and-swap |
 //! | `write` | how one key changes: per-key locks, conditional commits, the expiry index, usage; bulk deletion |
+//! | `many` | several keys of a partition at once: batch reads, and batch writes that land whole or not at all |
 //! | `sweep` | reclaiming expired keys |
 //! | `stats` | request counts per store and day |
 //! | `credentials` | the client credentials of the REST and Stats APIs, host-wide and sealed ([`CredentialRecords`]) |
@@ -54,6 +55,7 @@ pub mod fuzz;
 mod index;
 pub mod integrity;
 mod keys;
+mod many;
 mod paging;
 mod partition;
 mod record;
@@ -71,6 +73,7 @@ use std::sync::{Arc, Mutex};
 pub use application::Application;
 pub use credentials::CredentialRecords;
 pub use error::Error;
+pub use many::{MAX_BATCH_BYTES, MAX_BATCH_KEYS};
 pub use partition::Partition;
 pub use store::Store;
 pub use types::{

@@ -157,7 +157,7 @@ impl Partition {
     }
 
     /// A new record for `key` holding `value`, succeeding `previous`.
-    fn next_record(
+    pub(super) fn next_record(
         &self,
         key: &str,
         previous: Option<&EntryRecord>,
@@ -181,7 +181,7 @@ impl Partition {
 
     /// Checks a value and its options before a write: the size, the TTL,
     /// and what kind of value it is.
-    fn checked_write(
+    pub(super) fn checked_write(
         &self,
         value: &[u8],
         options: StoreOptions,
@@ -292,27 +292,18 @@ impl Partition {
     pub async fn retrieve(&self, key: &str) -> Result<Entry, Error> {
         let (entry, stored) = self.load_live(key).await?;
         let record = stored.record.as_ref().expect("load_live holds a record");
-        if let Ttl::Rolling(secs) = record.ttl {
-            let now = self.inner().now_ms();
-            let window = secs.saturating_mul(1000);
-            let extended_at = record.expires.unwrap_or(now).saturating_sub(window);
-            // Extend only once a quarter of the window has passed, so that a
-            // hot key costs a write per quarter window, not one per read.
-            if now.saturating_sub(extended_at) >= window / 4 {
-                let mut refreshed = record.clone();
-                refreshed.expires = Some(now.saturating_add(window));
-                let _guard = self.inner().key_locks.lock(&entry).await;
-                match self
-                    .commit_entry(&entry, key, Some(&stored), Some(&refreshed))
-                    .await
-                {
-                    Ok(Commit::Done) => return Ok(refreshed.into_entry()),
-                    // A concurrent write replaced the key and set its
-                    // expiry; or the store is at its byte quota, which must
-                    // not make reads fail.
-                    Ok(Commit::Conflict) | Err(Error::QuotaExceeded(_)) => {}
-                    Err(e) => return Err(e),
-                }
+        if let Some(refreshed) = rolling_extension(record, self.inner().now_ms()) {
+            let _guard = self.inner().key_locks.lock(&entry).await;
+            match self
+                .commit_entry(&entry, key, Some(&stored), Some(&refreshed))
+                .await
+            {
+                Ok(Commit::Done) => return Ok(refreshed.into_entry()),
+                // A concurrent write replaced the key and set its
+                // expiry; or the store is at its byte quota, which must
+                // not make reads fail.
+                Ok(Commit::Conflict) | Err(Error::QuotaExceeded(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(stored
@@ -357,6 +348,18 @@ impl Partition {
         self.list(None, cursor, page_size, |r| r.key).await
     }
 
+    /// One page of the names of the keys that start with `prefix`, in byte
+    /// order; an empty prefix lists every key. A cursor resumes only the
+    /// listing of the same prefix.
+    pub async fn list_keys_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<String>, Error> {
+        self.list(Some(prefix), cursor, page_size, |r| r.key).await
+    }
+
     /// One page of the keys (starting with `prefix`, if given) with what
     /// the admin UI shows of each: size, kind, times. Does not extend a
     /// rolling TTL.
@@ -380,6 +383,18 @@ impl Partition {
         page_size: u32,
     ) -> Result<Page<Entry>, Error> {
         self.list(None, cursor, page_size, |r| r.into_entry()).await
+    }
+
+    /// One page of the entries whose keys start with `prefix`, like
+    /// [`list_keys_with_prefix`](Self::list_keys_with_prefix).
+    pub async fn list_entries_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page<Entry>, Error> {
+        self.list(Some(prefix), cursor, page_size, |r| r.into_entry())
+            .await
     }
 
     /// One page of the live keys whose names start with `prefix`, in byte
@@ -501,4 +516,22 @@ impl Partition {
         )
         .await
     }
+}
+
+/// `record` with its rolling TTL extended from `now`, if a read at `now`
+/// extends it: only once a quarter of the window has passed since the last
+/// extension, so that a hot key costs a write per quarter window, not one
+/// per read. `None` for a record without a rolling TTL.
+pub(super) fn rolling_extension(record: &EntryRecord, now: u64) -> Option<EntryRecord> {
+    let Ttl::Rolling(secs) = record.ttl else {
+        return None;
+    };
+    let window = secs.saturating_mul(1000);
+    let extended_at = record.expires.unwrap_or(now).saturating_sub(window);
+    if now.saturating_sub(extended_at) < window / 4 {
+        return None;
+    }
+    let mut refreshed = record.clone();
+    refreshed.expires = Some(now.saturating_add(window));
+    Some(refreshed)
 }

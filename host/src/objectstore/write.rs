@@ -38,6 +38,27 @@ impl KeyLocks {
         let stripe = u64::from_le_bytes(entry.key[..8].try_into().expect("8 bytes")) as usize;
         self.0[stripe % self.0.len()].lock().await
     }
+
+    /// The locks of every key in `entries`, for a write of several keys.
+    /// Stripes are taken in ascending order and each once (two keys may
+    /// share one), so two callers locking overlapping sets cannot deadlock,
+    /// nor one lock a stripe it already holds.
+    pub async fn lock_many(&self, entries: &[EntryId]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = entries
+            .iter()
+            .map(|entry| {
+                let tag = u64::from_le_bytes(entry.key[..8].try_into().expect("8 bytes"));
+                tag as usize % self.0.len()
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.0[stripe].lock().await);
+        }
+        guards
+    }
 }
 
 /// The store tag of an entry's backend key; `None` for a key that is no

@@ -9,6 +9,7 @@ mod faults;
 mod hosts;
 mod index;
 mod limits;
+mod many;
 mod ttl;
 
 use std::sync::Arc;
