@@ -342,11 +342,16 @@ impl Engine {
         let Some(db) = opened.db.as_mut() else {
             return;
         };
-        if let Err(e) = db.compact() {
-            tracing::debug!("compacting the database failed: {e}");
-            // A commit that failed inside the compaction latches the
-            // database, as any failed commit does.
-            self.reopen_locked(&mut opened);
+        match db.compact() {
+            Ok(_) => tracing::info!(
+                "compacted the database file to give space deletes freed back to the disk"
+            ),
+            Err(e) => {
+                tracing::warn!("compacting the database failed: {e}");
+                // A commit that failed inside the compaction latches the
+                // database, as any failed commit does.
+                self.reopen_locked(&mut opened);
+            }
         }
     }
 }
@@ -687,6 +692,22 @@ fn deletes(batch: &Batch) -> bool {
     batch.writes.iter().any(|w| w.value.is_none())
 }
 
+/// About how much of the file an entry of `len` key and value bytes holds:
+/// small entries share 4 KiB leaf pages; one larger than half a page gets
+/// a leaf of its own, of a power of two pages (redb's buddy allocator), so
+/// deleting it frees that much. An estimate, for deciding when a compaction
+/// is worth its cost; the disk's free space decides the rest.
+fn footprint(len: usize) -> u64 {
+    const PAGE: usize = 4096;
+    /// A leaf's header and the entry's offsets, generously.
+    const OVERHEAD: usize = 64;
+    if len + OVERHEAD <= PAGE / 2 {
+        len as u64
+    } else {
+        (len + OVERHEAD).next_power_of_two().max(PAGE) as u64
+    }
+}
+
 /// Each batch's own outcome in a group, and the key and value bytes the
 /// group deleted.
 type GroupOutcome = (Vec<Result<(), BackendError>>, u64);
@@ -718,7 +739,7 @@ fn apply_group(db: &Database, batches: &[Batch]) -> Result<GroupOutcome, Backend
                     }
                     None => {
                         if let Some(old) = table.remove(w.key.as_slice()).map_err(storage)? {
-                            deleted += (w.key.len() + old.value().len()) as u64;
+                            deleted += footprint(w.key.len() + old.value().len());
                         }
                     }
                 }
