@@ -198,7 +198,10 @@ async fn deletes_free_a_disk_filled_by_stores_and_stores_resume_by_themselves() 
     // One log line when writes started failing, one when they recovered.
     let log = host.stderr();
     let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
-    let (failing, recovered) = (lines("writes failing: disk full"), lines("writes recovered"));
+    let (failing, recovered) = (
+        lines("writes failing: disk full"),
+        lines("writes recovered"),
+    );
     assert_eq!((failing, recovered), (1, 1), "{log}");
     host.kill();
 }
