@@ -190,7 +190,7 @@ impl FileBackend {
     /// [`FaultyStorage`](super::fault::FaultyStorage)).
     ///
     /// Such a database has no file of its own to keep a reserve beside
-    /// (see [`reserve`]): on a full disk, deletes work where redb's file
+    /// (see [`DISK_RESERVE`]): on a full disk, deletes work where redb's file
     /// has free pages.
     pub fn open_with(
         place: &str,
