@@ -227,8 +227,13 @@ async fn deletes_free_a_disk_filled_by_stores_and_stores_resume_by_themselves() 
         assert_eq!(r.status, 404, "{key}");
     }
 
-    // One log line when writes started failing, one when they recovered.
+    // One log line when writes started failing, one when they recovered;
+    // between them the reserve was released and the file compacted, which
+    // is what gave the deleted space back to the disk.
     assert_one_log_line_each_way(&host);
+    let log = host.stderr();
+    assert!(log.contains("released the 4MiB reserve"), "{log}");
+    assert!(log.contains("compacted the database file"), "{log}");
     host.kill();
 }
 
