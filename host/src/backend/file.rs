@@ -475,8 +475,9 @@ struct Failing {
     /// The disk is full and the backend has a reserve: only groups that
     /// delete are tried until the disk has room again (see [`reserve`]).
     reclaiming: bool,
-    /// Key and value bytes deleted while reclaiming since the last
-    /// compaction: what a compaction could give back to the disk.
+    /// The file space deletes freed while reclaiming since the last
+    /// compaction (estimated, see [`footprint`]): what a compaction could
+    /// give back to the disk.
     deleted: u64,
 }
 
