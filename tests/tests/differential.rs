@@ -560,13 +560,18 @@ async fn run_all(
             panic!("{name}, OSTORE_DIFF_SEED={seed}, sequence {seq}: {difference}");
         }
     }
+    let read_back = match refusals.mode {
+        FaultMode::Unknown => format!(
+            "; read back after a failure: {} keys landed, {} not",
+            refusals.landed, refusals.not_landed
+        ),
+        _ => String::new(),
+    };
     println!(
-        "{name}: {count} sequences agree with the model (seed {seed}, {} writes failed, {:.1} s; \
-         read back after a failure: {} keys landed, {} not)",
+        "{name}: {count} sequences agree with the model (seed {seed}, {} writes failed, \
+         {:.1} s{read_back})",
         refusals.seen,
         started.elapsed().as_secs_f64(),
-        refusals.landed,
-        refusals.not_landed
     );
 }
 
