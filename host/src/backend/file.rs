@@ -658,15 +658,18 @@ impl GroupCommitWriter {
             return;
         };
         f.retry_at = Instant::now() + RETRY_INTERVAL;
+        let target = reserve.target();
         let free = reserve.free_space().unwrap_or(0);
-        if free < reserve.target() && f.deleted > 0 && free + f.deleted >= reserve.target() {
+        if free < target && f.deleted > 0 && free + f.deleted >= target {
             // Pages that deletes freed are free in the file, not on the
             // disk, until a compaction moves the pages after them forward
             // and shortens the file.
             engine.compact();
             f.deleted = 0;
         }
-        if !reserve.space_returned() {
+        // Where the free space cannot be asked (statvfs failed), writing
+        // the reserve is the test: it fails on a full disk.
+        if reserve.free_space().is_some_and(|free| free < target) {
             return;
         }
         match reserve.take() {
