@@ -24,6 +24,9 @@ async fn no_name_or_value_is_on_disk_and_a_flipped_byte_is_an_integrity_error() 
 
     let files = files_under(&data);
     assert!(files.iter().any(|f| f.ends_with("ostore.redb")));
+    // The disk reserve beside the database is searched too: it must hold
+    // zeros only.
+    assert!(files.iter().any(|f| f.ends_with("ostore.redb.reserve")));
     // Not the name, nor a prefix of it (the index of names keeps names and
     // separators, all sealed), down to six bytes, below which a match by
     // chance in megabytes of sealed bytes becomes likely.

@@ -5,7 +5,12 @@
 //! Once more over a backend that refuses one commit in four (a full disk):
 //! a refused write must be a typed `writes failing` error that changed
 //! nothing, every later answer still agrees with the model, and once the
-//! fault clears every write lands again.
+//! fault clears every write lands again. And once over a backend whose
+//! commits fail one in four *after* they were applied (a failed fsync): the
+//! caller cannot know the outcome, so after each such failure the test
+//! reads the keys the write touched back, and the model takes whichever of
+//! the two states (before the write, or after it) the store shows; any
+//! third state, or any later answer that disagrees, is a failure.
 //!
 //! `OSTORE_DIFF_SEQUENCES=N` multiplies the sequences run on each backend
 //! (default 1: 10,000 on memory, 600 on redb, 600 on Redis); `OSTORE_DIFF_SEED`
@@ -59,7 +64,7 @@ struct Modelled {
 }
 
 /// One partition as it must behave: keys live until their expiry.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Model {
     keys: BTreeMap<String, Modelled>,
 }
@@ -111,27 +116,87 @@ fn any_key(rng: &mut Rng) -> &'static str {
     }
 }
 
-/// Whether a write may be refused for a storage fault, and how many were.
+/// What a write that failed for a storage fault may have done.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum FaultMode {
+    /// No write may fail: a failure is for the model to judge.
+    #[default]
+    None,
+    /// Refused before the commit: it changed nothing.
+    Refused,
+    /// Failed after the commit: it may or may not have landed.
+    Unknown,
+}
+
+/// Whether a write may fail for a storage fault, and how many did.
 #[derive(Default)]
 struct Refusals {
-    allowed: bool,
+    mode: FaultMode,
     seen: u64,
+    /// In [`FaultMode::Unknown`]: keys read back after a failure that
+    /// showed the write (`landed`) or the state before it (`not_landed`).
+    landed: u64,
+    not_landed: u64,
 }
 
 impl Refusals {
-    /// Whether `got` is a refusal the run allows: a typed full disk, which
-    /// must have changed nothing. Any other error is for the model to judge.
-    fn refused<T>(&mut self, got: &Result<T, Error>) -> bool {
-        let refused = matches!(
+    /// What the run allows of `got` if it is a typed full disk; `None` if
+    /// it is anything else (for the model to judge) or the run allows no
+    /// failure.
+    fn failed<T>(&mut self, got: &Result<T, Error>) -> Option<FaultMode> {
+        let failed = matches!(
             got,
             Err(Error::Storage(e @ BackendError::WritesFailing { .. }))
                 if e.fault() == Some(StorageFault::DiskFull)
         );
-        if refused && self.allowed {
-            self.seen += 1;
+        if !failed || self.mode == FaultMode::None {
+            return None;
         }
-        refused && self.allowed
+        self.seen += 1;
+        Some(self.mode)
     }
+}
+
+/// What `model` says a read of `key` answers.
+fn view(model: &Model, key: &str, now: u64) -> Option<(Vec<u8>, u64)> {
+    model.live(key, now).map(|k| (k.value.clone(), k.version))
+}
+
+/// After a write whose outcome is unknown: each of `keys` must read as
+/// `model` has it (the write did not land) or as `landed` has it (it did),
+/// and the model takes whichever the store shows, key by key (a clear is
+/// several commits, and may stop part way).
+async fn settle(
+    p: &Partition,
+    model: &mut Model,
+    landed: Model,
+    keys: &[String],
+    now: u64,
+    refusals: &mut Refusals,
+) -> Result<(), String> {
+    for key in keys {
+        let got = match p.retrieve(key).await {
+            Ok(e) => Some((e.value, e.metadata.version)),
+            Err(Error::KeyNotFound) => None,
+            Err(e) => return Err(format!("reading {key:?} back after the fault: {e}")),
+        };
+        let (before, after) = (view(model, key, now), view(&landed, key, now));
+        if got == after {
+            refusals.landed += 1;
+            match landed.keys.get(key.as_str()) {
+                Some(k) => model.keys.insert(key.clone(), k.clone()),
+                None => model.keys.remove(key.as_str()),
+            };
+        } else if got == before {
+            refusals.not_landed += 1;
+        } else {
+            return Err(format!(
+                "{key:?} after a write that failed after its commit: got {got:?}, neither \
+                 the state before it {before:?} nor after it {after:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs sequence `seq` of `seed` on a fresh partition of `store`, checking
@@ -190,15 +255,27 @@ async fn step_once(
     trace: &mut Vec<String>,
     refusals: &mut Refusals,
 ) -> Result<(), String> {
-    // A write refused for a storage fault changed nothing: the model stays.
-    macro_rules! unless_refused {
-        ($got:expr) => {{
+    // A write refused for a storage fault changed nothing: the model
+    // stays. One that failed after its commit changed `$keys` as `$write`
+    // changes the model, or nothing: the store is read back to see which.
+    macro_rules! unless_failed {
+        ($got:expr, $keys:expr, $write:expr) => {{
             let got = $got;
-            if refusals.refused(&got) {
-                trace.push("  refused: writes failing".into());
-                return Ok(());
+            match refusals.failed(&got) {
+                None => got,
+                Some(FaultMode::Unknown) => {
+                    trace.push("  failed after the commit: outcome unknown".into());
+                    let mut landed = model.clone();
+                    let write: &dyn Fn(&mut Model) = &$write;
+                    write(&mut landed);
+                    let keys: Vec<String> = $keys;
+                    return settle(p, model, landed, &keys, now, refusals).await;
+                }
+                Some(_) => {
+                    trace.push("  refused: writes failing".into());
+                    return Ok(());
+                }
             }
-            got
         }};
     }
     match op {
@@ -220,8 +297,17 @@ async fn step_once(
                 ttl,
                 kind: None,
             };
-            let got = unless_refused!(p.store(key, value.clone(), options).await);
-            if fail_if_present && model.live(key, now).is_some() {
+            let refused = fail_if_present && model.live(key, now).is_some();
+            let got = unless_failed!(
+                p.store(key, value.clone(), options).await,
+                vec![key.to_string()],
+                |m: &mut Model| {
+                    if !refused {
+                        m.write(key, value.clone(), ttl.unwrap_or(Ttl::Never), now);
+                    }
+                }
+            );
+            if refused {
                 return expect_eq(
                     "store if absent of a live key",
                     got.map(|m| m.version).map_err(|e| e.to_string()),
@@ -247,9 +333,15 @@ async fn step_once(
             };
             let value = format!("cas{}", rng.below(1000)).into_bytes();
             trace.push(format!("cas {key:?} expecting {expected:?}"));
-            let got = unless_refused!(
+            let got = unless_failed!(
                 p.compare_and_swap(key, expected, value.clone(), StoreOptions::default())
-                    .await
+                    .await,
+                vec![key.to_string()],
+                |m: &mut Model| {
+                    if expected == current {
+                        m.write(key, value.clone(), Ttl::Never, now);
+                    }
+                }
             )
             .map(|m| m.version)
             .map_err(|e| e.to_string());
@@ -268,7 +360,6 @@ async fn step_once(
             let key = rng.pick(&COUNTERS);
             let delta = rng.below(21) as i64 - 10;
             trace.push(format!("increment {key:?} by {delta}"));
-            let got = unless_refused!(p.increment(key, delta).await).map_err(|e| e.to_string());
             let (before, ttl) = match model.live(key, now) {
                 Some(k) => (
                     std::str::from_utf8(&k.value)
@@ -280,6 +371,14 @@ async fn step_once(
                 None => (0, Ttl::Never),
             };
             let after = before + delta;
+            let got = unless_failed!(
+                p.increment(key, delta).await,
+                vec![key.to_string()],
+                |m: &mut Model| {
+                    m.write(key, after.to_string().into_bytes(), ttl, now);
+                }
+            )
+            .map_err(|e| e.to_string());
             model.write(key, after.to_string().into_bytes(), ttl, now);
             expect_eq("increment", got, Ok(after))
         }
@@ -293,7 +392,13 @@ async fn step_once(
                 ttl: Some(ttl),
                 ..StoreOptions::default()
             };
-            let got = unless_refused!(p.store(key, value.clone(), options).await);
+            let got = unless_failed!(
+                p.store(key, value.clone(), options).await,
+                vec![key.to_string()],
+                |m: &mut Model| {
+                    m.write(key, value.clone(), ttl, now);
+                }
+            );
             let version = model.write(key, value, ttl, now);
             expect_eq(
                 "store counter",
@@ -320,9 +425,15 @@ async fn step_once(
         70..=77 => {
             let key = any_key(rng);
             trace.push(format!("remove {key:?}"));
-            let got = unless_refused!(p.remove(key).await)
-                .map(|e| e.value)
-                .map_err(|e| e.to_string());
+            let got = unless_failed!(
+                p.remove(key).await,
+                vec![key.to_string()],
+                |m: &mut Model| {
+                    m.keys.remove(key);
+                }
+            )
+            .map(|e| e.value)
+            .map_err(|e| e.to_string());
             let want = match model.live(key, now) {
                 Some(k) => Ok(k.value.clone()),
                 None => Err(Error::KeyNotFound.to_string()),
@@ -340,7 +451,7 @@ async fn step_once(
         // The sweep runs: nothing visible changes.
         88..=90 => {
             trace.push("sweep".into());
-            unless_refused!(os.sweep_expired().await)
+            unless_failed!(os.sweep_expired().await, Vec::new(), |_: &mut Model| {})
                 .map(drop)
                 .map_err(|e| format!("sweep: {e}"))
         }
@@ -380,7 +491,10 @@ async fn step_once(
         // Clear the partition.
         _ => {
             trace.push("clear".into());
-            let got = unless_refused!(p.clear().await).map_err(|e| e.to_string());
+            let got = unless_failed!(p.clear().await, model.live_keys(now), |m: &mut Model| {
+                m.keys.clear();
+            })
+            .map_err(|e| e.to_string());
             let want = model.live_keys(now).len() as u64;
             model.keys.clear();
             expect_eq("clear", got, Ok(want))
@@ -446,10 +560,18 @@ async fn run_all(
             panic!("{name}, OSTORE_DIFF_SEED={seed}, sequence {seq}: {difference}");
         }
     }
+    let read_back = match refusals.mode {
+        FaultMode::Unknown => format!(
+            "; read back after a failure: {} keys landed, {} not",
+            refusals.landed, refusals.not_landed
+        ),
+        _ => String::new(),
+    };
     println!(
-        "{name}: {count} sequences agree with the model (seed {seed}, {} writes refused, {:.1} s)",
+        "{name}: {count} sequences agree with the model (seed {seed}, {} writes failed, \
+         {:.1} s{read_back})",
         refusals.seen,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
     );
 }
 
@@ -472,8 +594,8 @@ async fn writes_refused_by_a_full_disk_change_nothing_and_land_again_once_healed
     let opened = open(Arc::new(backend)).await;
     faults.fail_randomly(seed(), 4, StorageFault::DiskFull);
     let mut refusals = Refusals {
-        allowed: true,
-        seen: 0,
+        mode: FaultMode::Refused,
+        ..Refusals::default()
     };
     let sequences = 2_000 * scale();
     run_all(
@@ -490,6 +612,45 @@ async fn writes_refused_by_a_full_disk_change_nothing_and_land_again_once_healed
         refusals.seen
     );
     // Healed: no write may be refused any more.
+    faults.heal();
+    let mut none = Refusals::default();
+    run_all("memory, healed", &opened, sequences, 1_000, &mut none).await;
+}
+
+/// The store over a backend whose commits fail one in four after they
+/// were applied (a failed fsync), then heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_failing_after_their_commit_either_landed_or_not_and_nothing_else() {
+    let faults = Faults::new();
+    let backend = FaultyBackend::new(
+        Arc::new(MemoryBackend::new()),
+        faults.clone(),
+        Stage::AfterCommit,
+    );
+    let opened = open(Arc::new(backend)).await;
+    faults.fail_randomly(seed() ^ 0xAF7E, 4, StorageFault::DiskFull);
+    let mut failures = Refusals {
+        mode: FaultMode::Unknown,
+        ..Refusals::default()
+    };
+    let sequences = 2_000 * scale();
+    run_all(
+        "memory, 1 commit in 4 failed after it was applied",
+        &opened,
+        0,
+        sequences,
+        &mut failures,
+    )
+    .await;
+    assert!(
+        failures.seen > sequences,
+        "only {} writes failed in {sequences} sequences: the fault plan did not bite",
+        failures.seen
+    );
+    assert!(
+        failures.landed > 0,
+        "no failed write was seen to have landed"
+    );
     faults.heal();
     let mut none = Refusals::default();
     run_all("memory, healed", &opened, sequences, 1_000, &mut none).await;

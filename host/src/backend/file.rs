@@ -24,10 +24,22 @@
 //! refused at once with the same fault, so that a disk that stays full costs
 //! one repair per interval, not one per request. Batches that delete a key
 //! are always tried, since deleting is how an operator frees space through
-//! the API. redb writes a delete copy-on-write, into pages the file already
-//! holds when it has free ones (pages freed by earlier commits), so a delete
-//! usually succeeds on a full disk; when the file has no free page it needs
-//! new space, and fails like a store.
+//! the API.
+//!
+//! # Deletes on a full disk: the reserve
+//!
+//! redb writes a delete copy-on-write too, so on a disk filled by the
+//! database alone (a file that only grew, with no free page in it) a delete
+//! needs new space and fails like a store. The backend therefore keeps a
+//! ballast file beside the database ([`reserve`]): when a commit fails
+//! because the disk is full, the writer deletes the ballast and then tries
+//! only batches that delete (whatever the interval), so that deletes have
+//! the ballast's room. Growing writes stay refused, and the health monitor
+//! keeps reporting the disk full, until the disk has room for the ballast
+//! and as much again: freed outside ostore, or by deletes, whose pages redb
+//! hands back to the disk when the writer compacts the file (once the bytes
+//! deleted would make room). Then the writer writes the ballast again and
+//! all writes resume ("writes recovered").
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +56,11 @@ use super::{
     Backend, BackendError, Batch, BoxFuture, Health, HealthMonitor, Pair, Shards, StorageFault,
     scan_start,
 };
+
+mod reserve;
+
+use reserve::Reserve;
+pub use reserve::{DISK_RESERVE, ballast_path};
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 
@@ -121,9 +138,22 @@ impl RedbConfig {
         let file = path.to_path_buf();
         // Saturates on 32-bit targets, where no cache can be that large.
         let cache = usize::try_from(self.cache_size.0).unwrap_or(usize::MAX);
-        FileBackend::open_with(&path.display().to_string(), move || {
-            redb::Builder::new().set_cache_size(cache).create(&file)
-        })
+        let mut reserve = Reserve::beside(path, DISK_RESERVE);
+        if let Err(e) = reserve.take() {
+            // Not fatal: the host serves, and the writer takes the reserve
+            // once the disk has room for it.
+            tracing::warn!(
+                "cannot keep a {} reserve beside {} ({e}); until there is room for it, \
+                 deletes on a full disk may fail",
+                ByteSize(DISK_RESERVE),
+                path.display()
+            );
+        }
+        FileBackend::start(
+            &path.display().to_string(),
+            Box::new(move || redb::Builder::new().set_cache_size(cache).create(&file)),
+            reserve,
+        )
     }
 }
 
@@ -158,10 +188,20 @@ impl FileBackend {
     ///
     /// Tests give a database over a fault-injecting redb storage here (see
     /// [`FaultyStorage`](super::fault::FaultyStorage)).
+    ///
+    /// Such a database has no file of its own to keep a reserve beside
+    /// (see [`DISK_RESERVE`]): on a full disk, deletes work where redb's file
+    /// has free pages.
     pub fn open_with(
         place: &str,
         open: impl Fn() -> Result<Database, redb::DatabaseError> + Send + Sync + 'static,
     ) -> Result<Self, BackendError> {
+        Self::start(place, Box::new(open), Reserve::none())
+    }
+
+    /// Opens the database with `open` and starts its writer, which keeps
+    /// `reserve` (taken already, if there was room).
+    fn start(place: &str, open: Opener, reserve: Reserve) -> Result<Self, BackendError> {
         let db = open().map_err(|e| BackendError::Open {
             path: place.to_string(),
             hint: match e {
@@ -180,10 +220,10 @@ impl FileBackend {
                 db: Some(db),
                 generation: 0,
             }),
-            open: Box::new(open),
+            open,
             health: HealthMonitor::new("redb"),
         });
-        let writer = GroupCommitWriter::start(engine.clone())?;
+        let writer = GroupCommitWriter::start(engine.clone(), reserve)?;
         Ok(Self { engine, writer })
     }
 
@@ -277,6 +317,10 @@ impl Engine {
         if opened.generation != failed_on {
             return;
         }
+        self.reopen_locked(&mut opened);
+    }
+
+    fn reopen_locked(&self, opened: &mut Opened) {
         // The file stays locked until the old database is dropped.
         drop(opened.db.take());
         opened.generation += 1;
@@ -285,6 +329,29 @@ impl Engine {
             // Logged at debug only: the health monitor has logged the
             // failing state, and the next operation tries again.
             Err(e) => tracing::debug!("reopening the database failed: {e}"),
+        }
+    }
+
+    /// Compacts the file, which moves its pages to the front and gives the
+    /// free ones at its end back to the disk. Reads wait for it (redb
+    /// compacts only with no transaction open), and it reads the whole
+    /// file: the writer calls it only on a full disk, once deletes would
+    /// make room.
+    fn compact(&self) {
+        let mut opened = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(db) = opened.db.as_mut() else {
+            return;
+        };
+        match db.compact() {
+            Ok(_) => tracing::info!(
+                "compacted the database file to give space deletes freed back to the disk"
+            ),
+            Err(e) => {
+                tracing::warn!("compacting the database failed: {e}");
+                // A commit that failed inside the compaction latches the
+                // database, as any failed commit does.
+                self.reopen_locked(&mut opened);
+            }
         }
     }
 }
@@ -399,21 +466,40 @@ impl Drop for GroupCommitWriter {
     }
 }
 
-/// The last failed commit, while writes fail: its error, and until when
-/// groups that store something are refused with it without trying.
+/// The last failed commit, while writes fail.
 struct Failing {
     error: BackendError,
+    /// Until then, groups that store something are refused with `error`
+    /// without trying; while reclaiming, when to look at the disk again.
     retry_at: Instant,
+    /// The disk is full and the backend has a reserve: only groups that
+    /// delete are tried until the disk has room again (see [`reserve`]).
+    reclaiming: bool,
+    /// The file space deletes freed while reclaiming since the last
+    /// compaction (estimated, see [`footprint`]): what a compaction could
+    /// give back to the disk.
+    deleted: u64,
 }
 
+impl Failing {
+    /// Whether a group that deletes nothing is refused now.
+    fn refuses_growth(&self, now: Instant) -> bool {
+        self.reclaiming || now < self.retry_at
+    }
+}
+
+/// How often the writer tries to take a reserve it could not take before
+/// (no room when the backend opened), while writes succeed.
+const RESERVE_RETRY: Duration = Duration::from_secs(10);
+
 impl GroupCommitWriter {
-    fn start(engine: Arc<Engine>) -> Result<Self, BackendError> {
+    fn start(engine: Arc<Engine>, reserve: Reserve) -> Result<Self, BackendError> {
         let (queue, pending) = mpsc::channel();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
         let thread = thread::Builder::new()
             .name("ostore-group-commit".into())
-            .spawn(move || Self::run(&engine, &pending, &counters))
+            .spawn(move || Self::run(&engine, &pending, &counters, reserve))
             .map_err(BackendError::storage)?;
         Ok(Self {
             stats,
@@ -436,9 +522,35 @@ impl GroupCommitWriter {
     }
 
     /// Runs until every [`FileBackend`] handle (every queue sender) is gone.
-    fn run(engine: &Engine, pending: &mpsc::Receiver<(Batch, Reply)>, counters: &Counters) {
+    fn run(
+        engine: &Engine,
+        pending: &mpsc::Receiver<(Batch, Reply)>,
+        counters: &Counters,
+        mut reserve: Reserve,
+    ) {
         let mut failing: Option<Failing> = None;
-        while let Ok(first) = pending.recv() {
+        let mut reserve_retry_at = Instant::now() + RESERVE_RETRY;
+        loop {
+            // While reclaiming, the writer wakes by itself to look at the
+            // disk, so that writes (and `/readyz`) recover without a client
+            // write once space returns.
+            let first = match failing.as_ref().filter(|f| f.reclaiming) {
+                Some(f) => {
+                    let wait = f.retry_at.saturating_duration_since(Instant::now());
+                    match pending.recv_timeout(wait) {
+                        Ok(first) => first,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            Self::reclaim(engine, &mut reserve, &mut failing);
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match pending.recv() {
+                    Ok(first) => first,
+                    Err(_) => return,
+                },
+            };
             let mut group = vec![first];
             let mut bytes = batch_bytes(&group[0].0);
             while group.len() < MAX_GROUP_BATCHES && bytes < MAX_GROUP_BYTES {
@@ -450,8 +562,25 @@ impl GroupCommitWriter {
                     Err(_) => break,
                 }
             }
+            let now = Instant::now();
+            if failing
+                .as_ref()
+                .is_some_and(|f| f.reclaiming && now >= f.retry_at)
+            {
+                Self::reclaim(engine, &mut reserve, &mut failing);
+            }
+            if failing.is_none()
+                && reserve.configured()
+                && !reserve.held()
+                && now >= reserve_retry_at
+            {
+                reserve_retry_at = now + RESERVE_RETRY;
+                if reserve.space_returned() {
+                    let _ = reserve.take();
+                }
+            }
             if let Some(f) = &failing
-                && Instant::now() < f.retry_at
+                && f.refuses_growth(now)
             {
                 // Only what frees space is tried while writes fail.
                 let (tried, refused): (Vec<_>, Vec<_>) =
@@ -468,9 +597,16 @@ impl GroupCommitWriter {
             let count = batches.len() as u64;
             let (outcome, generation) = engine.once(&|db| apply_group(db, &batches));
             match outcome {
-                Ok(results) => {
-                    engine.health.succeeded();
-                    failing = None;
+                Ok((results, deleted)) => {
+                    match &mut failing {
+                        // Deletes went through, but growing writes are
+                        // still refused: the state stays "disk full".
+                        Some(f) if f.reclaiming => f.deleted += deleted,
+                        _ => {
+                            engine.health.succeeded();
+                            failing = None;
+                        }
+                    }
                     counters.transactions.fetch_add(1, Ordering::Relaxed);
                     counters.batches.fetch_add(count, Ordering::Relaxed);
                     for (reply, result) in replies.into_iter().zip(results) {
@@ -481,13 +617,26 @@ impl GroupCommitWriter {
                     match e.fault() {
                         Some(fault) => {
                             engine.health.failed(fault, &e);
+                            let reclaiming =
+                                fault == StorageFault::DiskFull && reserve.configured();
+                            if reclaiming && reserve.held() {
+                                // Before the reopen, whose repair may
+                                // need room too.
+                                reserve.release();
+                            }
                             // A failed commit latches the database: every
                             // later read and write would fail until it is
                             // reopened.
                             engine.reopen(generation);
+                            let deleted = match &failing {
+                                Some(f) if f.reclaiming && reclaiming => f.deleted,
+                                _ => 0,
+                            };
                             failing = Some(Failing {
                                 error: e.clone(),
                                 retry_at: Instant::now() + RETRY_INTERVAL,
+                                reclaiming,
+                                deleted,
                             });
                         }
                         None => tracing::error!("group commit failed: {e}"),
@@ -497,6 +646,38 @@ impl GroupCommitWriter {
                     }
                 }
             }
+        }
+    }
+
+    /// While reclaiming, at most once per [`RETRY_INTERVAL`]: compacts the
+    /// file if the bytes deleted since the last compaction would make room
+    /// for the reserve and its margin, then, if the disk has that room,
+    /// takes the reserve again and lets every write through.
+    fn reclaim(engine: &Engine, reserve: &mut Reserve, failing: &mut Option<Failing>) {
+        let Some(f) = failing.as_mut() else {
+            return;
+        };
+        f.retry_at = Instant::now() + RETRY_INTERVAL;
+        let target = reserve.target();
+        let free = reserve.free_space().unwrap_or(0);
+        if free < target && f.deleted > 0 && free + f.deleted >= target {
+            // Pages that deletes freed are free in the file, not on the
+            // disk, until a compaction moves the pages after them forward
+            // and shortens the file.
+            engine.compact();
+            f.deleted = 0;
+        }
+        // Where the free space cannot be asked (statvfs failed), writing
+        // the reserve is the test: it fails on a full disk.
+        if reserve.free_space().is_some_and(|free| free < target) {
+            return;
+        }
+        match reserve.take() {
+            Ok(()) => {
+                *failing = None;
+                engine.health.succeeded();
+            }
+            Err(e) => tracing::debug!("taking the reserve again failed: {e}"),
         }
     }
 }
@@ -515,15 +696,34 @@ fn deletes(batch: &Batch) -> bool {
     batch.writes.iter().any(|w| w.value.is_none())
 }
 
+/// About how much of the file an entry of `len` key and value bytes holds:
+/// small entries share 4 KiB leaf pages; one larger than half a page gets
+/// a leaf of its own, of a power of two pages (redb's buddy allocator), so
+/// deleting it frees that much. An estimate, for deciding when a compaction
+/// is worth its cost; the disk's free space decides the rest.
+fn footprint(len: usize) -> u64 {
+    const PAGE: usize = 4096;
+    /// A leaf's header and the entry's offsets, generously.
+    const OVERHEAD: usize = 64;
+    if len + OVERHEAD <= PAGE / 2 {
+        len as u64
+    } else {
+        (len + OVERHEAD).next_power_of_two().max(PAGE) as u64
+    }
+}
+
+/// Each batch's own outcome in a group, and the key and value bytes the
+/// group deleted.
+type GroupOutcome = (Vec<Result<(), BackendError>>, u64);
+
 /// Applies `batches` in order in one transaction and commits it durably.
 /// Returns each batch's own outcome (a failed expectation skips only that
-/// batch); an `Err` means the transaction failed and nothing was written.
-fn apply_group(
-    db: &Database,
-    batches: &[Batch],
-) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+/// batch) and the bytes deleted; an `Err` means the transaction failed and
+/// nothing was written.
+fn apply_group(db: &Database, batches: &[Batch]) -> Result<GroupOutcome, BackendError> {
     let txn = db.begin_write().map_err(storage)?;
     let mut results = Vec::with_capacity(batches.len());
+    let mut deleted = 0u64;
     {
         let mut table = txn.open_table(RECORDS).map_err(storage)?;
         for batch in batches {
@@ -536,17 +736,24 @@ fn apply_group(
             }
             for w in &batch.writes {
                 match &w.value {
-                    Some(v) => table.insert(w.key.as_slice(), v.as_slice()).map(drop),
-                    None => table.remove(w.key.as_slice()).map(drop),
+                    Some(v) => {
+                        table
+                            .insert(w.key.as_slice(), v.as_slice())
+                            .map_err(storage)?;
+                    }
+                    None => {
+                        if let Some(old) = table.remove(w.key.as_slice()).map_err(storage)? {
+                            deleted += footprint(w.key.len() + old.value().len());
+                        }
+                    }
                 }
-                .map_err(storage)?;
             }
             results.push(Ok(()));
         }
     }
     // Durability::Immediate is redb's default: commit returns after fsync.
     txn.commit().map_err(storage)?;
-    Ok(results)
+    Ok((results, deleted))
 }
 
 #[cfg(test)]

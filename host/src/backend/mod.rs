@@ -87,7 +87,10 @@ use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use file::{CommitStats, DEFAULT_CACHE_SIZE, FileBackend, MIN_CACHE_SIZE, RedbConfig};
+pub use file::{
+    CommitStats, DEFAULT_CACHE_SIZE, DISK_RESERVE, FileBackend, MIN_CACHE_SIZE, RedbConfig,
+    ballast_path,
+};
 pub use file_check::{FileIntegrity, check_file, repair_file};
 pub(crate) use health::HealthMonitor;
 pub use health::{Health, StorageFault};

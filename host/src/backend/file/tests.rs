@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::reserve::Reserve;
 use super::*;
 use crate::backend::fault::{Faults, FaultyStorage};
 use crate::backend::{Expect, StorageFault};
@@ -233,4 +234,76 @@ async fn a_read_error_fails_reads_typed_and_they_work_again_once_healed() {
     assert_eq!(pairs.len(), 200);
     put_once_writable(&b, "after", b"v").await;
     assert_eq!(value(&b, "after").await, Some(b"v".to_vec()));
+}
+
+/// A file backend over a faulty storage with a reserve of `size` bytes
+/// beside `path`, taken as [`RedbConfig::open`] takes it.
+fn open_faulty_with_reserve(path: &Path, faults: &Arc<Faults>, size: u64) -> FileBackend {
+    let mut reserve = Reserve::beside(path, size);
+    reserve.take().unwrap();
+    let (file, faults) = (path.to_path_buf(), faults.clone());
+    FileBackend::start(
+        "test database",
+        Box::new(move || {
+            redb::Builder::new().create_with_backend(FaultyStorage::open(&file, faults.clone())?)
+        }),
+        reserve,
+    )
+    .unwrap()
+}
+
+/// Waits (a bounded time) until `done` holds; panics naming `what` if it
+/// never does.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what} never happened");
+}
+
+/// The reserve's life on a full disk: released by the first commit that
+/// meets it; while the redb file stays full, deletes go through but stores
+/// are refused and the state stays "disk full" (a successful delete does
+/// not report writes as recovered); once the disk has room for the reserve
+/// and as much again (here the real disk under the test, which has it),
+/// the writer takes the reserve back by itself, without a client write,
+/// and reports writes recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_releases_the_reserve_and_takes_it_back_once_there_is_room() {
+    let dir = TempDir::new("disk-full-reserve");
+    let path = dir.0.join("db.redb");
+    let ballast = ballast_path(&path);
+    let faults = Faults::new();
+    let backend = open_faulty_with_reserve(&path, &faults, 64 << 10);
+    assert_eq!(std::fs::metadata(&ballast).unwrap().len(), 64 << 10);
+    for i in 0..20 {
+        put(&backend, &format!("k{i}"), &vec![1; 16 << 10])
+            .await
+            .unwrap();
+    }
+
+    faults.fail_now(StorageFault::DiskFull);
+    let full = put(&backend, "big", &vec![7; BIG]).await.unwrap_err();
+    assert_eq!(full.fault(), Some(StorageFault::DiskFull), "{full}");
+    assert!(!ballast.exists(), "the reserve was not released");
+    delete(&backend, "k0").await.unwrap();
+    assert_eq!(backend.health().failing, Some(StorageFault::DiskFull));
+    let refused = put(&backend, "small", b"v").await.unwrap_err();
+    assert_eq!(refused.fault(), Some(StorageFault::DiskFull), "{refused}");
+
+    // The disk under the test has room: the writer takes the reserve back
+    // within about a RETRY_INTERVAL, with no write asking.
+    eventually("taking the reserve back", || {
+        ballast.exists() && backend.health().writable()
+    })
+    .await;
+    assert_eq!(std::fs::metadata(&ballast).unwrap().len(), 64 << 10);
+    faults.heal();
+    put(&backend, "small", b"v").await.unwrap();
+    assert_eq!(value(&backend, "k0").await, None);
+    assert_eq!(value(&backend, "k1").await, Some(vec![1; 16 << 10]));
+    assert_eq!(value(&backend, "big").await, None);
 }
