@@ -15,15 +15,12 @@
 
 use std::collections::HashSet;
 
-use crate::backend::Batch;
-
-use super::index::{self, IndexEdit};
-use super::keys::{EntryId, Shard};
+use super::keys::EntryId;
 use super::partition::{Partition, rolling_extension};
 use super::record::EntryRecord;
 use super::sealed::Commit;
 use super::types::{Entry, Metadata, StoreOptions};
-use super::write::{Damaged, Stored, entry_writes, name_change};
+use super::write::{Damaged, EntryChange, Stored};
 use super::{Error, MAX_CONFLICT_RETRIES};
 
 /// The most keys one batch call takes: as many as the largest page of a
@@ -247,61 +244,18 @@ impl Partition {
         Err(Error::Contended("the keys are"))
     }
 
-    /// Commits `changes` as one conditional batch of the partition's shard,
-    /// with the index of names and the usage counts in step: one
-    /// reservation for the summed change, one edit of the index taken under
-    /// the partition's index lock. Returns [`Commit::Conflict`], writing
-    /// nothing, if any key (or index page) changed since it was read.
+    /// Commits `changes` as one conditional batch: all land or none
+    /// ([`commit_entries`](Partition::commit_entries)).
     async fn commit_many(&self, changes: &[KeyChange<'_>]) -> Result<Commit, Error> {
-        let app = self.app();
-        let table = self.table();
-        let mut batch = Batch::new(Shard::Partition(self.id).encode());
-        let (mut keys, mut bytes) = (0, 0);
-        for change in changes {
-            let (k, b) = entry_writes(
-                table,
-                &change.entry,
-                change.stored.as_ref(),
-                change.next.as_ref(),
-                &mut batch,
-            );
-            keys += k;
-            bytes += b;
-        }
-        let reservation = self
-            .inner()
-            .reserve(app, self.store.tag, (keys, bytes), &self.store.quota())
-            .await?;
-        if changes.iter().any(|c| c.next.is_some()) {
-            self.ensure_record().await?;
-        }
-        let names: Vec<(&str, bool)> = changes
+        let changes: Vec<EntryChange<'_>> = changes
             .iter()
-            .filter_map(|c| name_change(c.stored.as_ref(), c.next.as_ref()).map(|i| (c.name, i)))
+            .map(|c| EntryChange {
+                entry: c.entry,
+                name: c.name,
+                previous: c.stored.as_ref(),
+                record: c.next.as_ref(),
+            })
             .collect();
-        let _index_guard = if names.is_empty() {
-            None
-        } else {
-            let guard = self.inner().index_locks.lock(&self.id).await;
-            index::ensure_built_locked(table, self.id).await?;
-            let mut edit = IndexEdit::new(table, self.id);
-            for (name, insert) in names {
-                let step = if insert {
-                    edit.insert(name).await?
-                } else {
-                    edit.remove(name).await?
-                };
-                if step == Commit::Conflict {
-                    return Ok(Commit::Conflict);
-                }
-            }
-            edit.finish(&mut batch);
-            Some(guard)
-        };
-        let outcome = table.commit(batch).await?;
-        if outcome == Commit::Done {
-            reservation.settle(keys, bytes);
-        }
-        Ok(outcome)
+        self.commit_entries(&changes).await
     }
 }

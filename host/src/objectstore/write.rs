@@ -128,11 +128,7 @@ impl Partition {
     }
 
     /// Writes `record` in place of `previous` (what was last read) under the
-    /// key called `name`, keeping the expiry index, the index of names and
-    /// the usage counts in step. Returns
-    /// [`Commit::Conflict`], writing nothing, if the key changed since it
-    /// was read; fails with `QuotaExceeded` if the write would grow the
-    /// application or store past a quota.
+    /// key called `name`: [`commit_entries`](Self::commit_entries) of one.
     pub(super) async fn commit_entry(
         &self,
         entry: &EntryId,
@@ -140,28 +136,54 @@ impl Partition {
         previous: Option<&Stored>,
         record: Option<&EntryRecord>,
     ) -> Result<Commit, Error> {
+        let change = EntryChange {
+            entry: *entry,
+            name,
+            previous,
+            record,
+        };
+        self.commit_entries(&[change]).await
+    }
+
+    /// Writes each change's record in place of what was read, as one
+    /// conditional batch of the partition's shard, keeping the expiry index,
+    /// the index of names and the usage counts in step (one reservation for
+    /// the summed change): all land or none. Returns [`Commit::Conflict`],
+    /// writing nothing, if a key or index page changed since it was read;
+    /// fails with `QuotaExceeded` if the writes would grow the application
+    /// or store past a quota. Changes to the index of names are committed
+    /// through the partition's queue, with the others queued there
+    /// ([`IndexLocks::commit`]).
+    pub(super) async fn commit_entries(
+        &self,
+        changes: &[EntryChange<'_>],
+    ) -> Result<Commit, Error> {
         let app = self.app();
         let table = self.table();
-        let mut batch = Batch::new(RecordKey::Entry(*entry).shard().encode());
-        let (keys, bytes) = entry_writes(table, entry, previous, record, &mut batch);
+        let mut batch = Batch::new(Shard::Partition(self.id).encode());
+        let (mut keys, mut bytes) = (0, 0);
+        for change in changes {
+            let (k, b) = entry_writes(table, change, &mut batch);
+            keys += k;
+            bytes += b;
+        }
         let reservation = self
             .inner()
             .reserve(app, self.store.tag, (keys, bytes), &self.store.quota())
             .await?;
-        if record.is_some() {
+        if changes.iter().any(|c| c.record.is_some()) {
             self.ensure_record().await?;
         }
-        let outcome = match name_change(previous, record) {
-            Some(insert) => {
-                let change = NameChange {
-                    name: name.to_string(),
-                    insert,
-                    batch,
-                };
-                let locks = &self.inner().index_locks;
-                locks.commit(&self.store.app, self.id, change).await?
-            }
-            None => table.commit(batch).await?,
+        let names: Vec<(String, bool)> = changes
+            .iter()
+            .filter_map(|c| name_change(c).map(|insert| (c.name.to_string(), insert)))
+            .collect();
+        let outcome = if names.is_empty() {
+            table.commit(batch).await?
+        } else {
+            let change = NameChange { names, batch };
+            let locks = &self.inner().index_locks;
+            locks.commit(&self.store.app, self.id, change).await?
         };
         if outcome == Commit::Done {
             reservation.settle(keys, bytes);
@@ -212,18 +234,27 @@ impl Partition {
     }
 }
 
-/// Adds to `batch` (of the entry's partition shard) the writes that put
-/// `record` in place of `previous` at `entry`, or delete it (`None`), each
-/// conditional on what was read, with the entry's expiry index entry in
-/// step; returns the change in keys and bytes at rest.
-pub(super) fn entry_writes(
-    table: SealedTable<'_>,
-    entry: &EntryId,
-    previous: Option<&Stored>,
-    record: Option<&EntryRecord>,
-    batch: &mut Batch,
-) -> (i64, i64) {
-    let key = RecordKey::Entry(*entry).encode();
+/// One key's part in a commit: what was read, and what replaces it.
+pub(super) struct EntryChange<'a> {
+    pub entry: EntryId,
+    pub name: &'a str,
+    /// What was read (`None`: nothing is stored).
+    pub previous: Option<&'a Stored>,
+    /// `None`: the key goes.
+    pub record: Option<&'a EntryRecord>,
+}
+
+/// Adds to `batch` (of the entry's partition shard) the writes of `change`,
+/// each conditional on what was read, with the entry's expiry index entry
+/// in step; returns the change in keys and bytes at rest.
+fn entry_writes(table: SealedTable<'_>, change: &EntryChange<'_>, batch: &mut Batch) -> (i64, i64) {
+    let EntryChange {
+        entry,
+        previous,
+        record,
+        ..
+    } = *change;
+    let key = RecordKey::Entry(entry).encode();
     let expect = match previous {
         Some(stored) => Expect::Value(stored.sealed.clone()),
         None => Expect::Absent,
@@ -232,7 +263,7 @@ pub(super) fn entry_writes(
         .and_then(|p| p.record.as_ref())
         .and_then(|r| r.expires)
     {
-        let expiry = RecordKey::Expiry { at, entry: *entry };
+        let expiry = RecordKey::Expiry { at, entry };
         batch.delete(expiry.encode(), Expect::Any);
     }
     let footprint = |sealed: &[u8]| (key.len() + sealed.len()) as i64;
@@ -246,7 +277,7 @@ pub(super) fn entry_writes(
             );
             batch.put(key, sealed, expect);
             if let Some(at) = record.expires {
-                let expiry = RecordKey::Expiry { at, entry: *entry };
+                let expiry = RecordKey::Expiry { at, entry };
                 batch.put(expiry.encode(), Vec::new(), Expect::Any);
             }
             delta
@@ -258,12 +289,12 @@ pub(super) fn entry_writes(
     }
 }
 
-/// How a write changes the index of names: `Some(true)` inserts the name
+/// How a change alters the index of names: `Some(true)` inserts its name
 /// (a key comes), `Some(false)` removes it (a key goes). An overwrite (even
 /// of a damaged or expired record, whose name is still indexed) changes
 /// nothing.
-pub(super) fn name_change(previous: Option<&Stored>, record: Option<&EntryRecord>) -> Option<bool> {
-    match (previous, record) {
+fn name_change(change: &EntryChange<'_>) -> Option<bool> {
+    match (change.previous, change.record) {
         (None, Some(_)) => Some(true),
         (Some(_), None) => Some(false),
         _ => None,

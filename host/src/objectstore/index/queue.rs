@@ -60,13 +60,12 @@ struct Stripe {
     queued: Mutex<Vec<Queued>>,
 }
 
-/// A change to a partition's index of names, with the writes of the entry
-/// it goes with.
+/// Changes to a partition's index of names, with the writes of the entries
+/// they go with: committed together, or not at all.
 pub(crate) struct NameChange {
-    pub name: String,
-    /// `true` inserts the name (its key comes), `false` removes it.
-    pub insert: bool,
-    /// The entry's writes, in the partition's shard.
+    /// Each name, and whether it is inserted (its key comes) or removed.
+    pub names: Vec<(String, bool)>,
+    /// The entries' writes, in the partition's shard.
     pub batch: Batch,
 }
 
@@ -215,13 +214,15 @@ async fn commit_changes(
     let mut edit = IndexEdit::new(table, partition);
     let mut batch = Batch::new(Shard::Partition(partition).encode());
     for change in changes {
-        let step = if change.insert {
-            edit.insert(&change.name).await?
-        } else {
-            edit.remove(&change.name).await?
-        };
-        if step == Commit::Conflict {
-            return Ok(Commit::Conflict);
+        for (name, insert) in &change.names {
+            let step = if *insert {
+                edit.insert(name).await?
+            } else {
+                edit.remove(name).await?
+            };
+            if step == Commit::Conflict {
+                return Ok(Commit::Conflict);
+            }
         }
         batch.writes.extend(change.batch.writes.iter().cloned());
     }

@@ -297,7 +297,7 @@ async fn grouped_creations_and_deletions_racing_another_host_each_land_exactly_o
                 let (mut added, mut taken) = (0i64, 0i64);
                 for _ in 0..60 {
                     let name = format!("counter-{}", rng.next() % 8);
-                    if rng.next() % 5 == 0 {
+                    if rng.next().is_multiple_of(5) {
                         match p.remove(&name).await {
                             Ok(entry) => {
                                 taken += std::str::from_utf8(&entry.value)
