@@ -148,6 +148,24 @@ impl From<objectstore::Entry> for types::Entry {
     }
 }
 
+impl From<objectstore::Page<objectstore::Entry>> for types::EntryPage {
+    fn from(page: objectstore::Page<objectstore::Entry>) -> Self {
+        Self {
+            entries: page.items.into_iter().map(Into::into).collect(),
+            cursor: page.cursor,
+        }
+    }
+}
+
+impl From<objectstore::Page<String>> for types::KeyPage {
+    fn from(page: objectstore::Page<String>) -> Self {
+        Self {
+            keys: page.items,
+            cursor: page.cursor,
+        }
+    }
+}
+
 impl From<types::StoreOptions> for StoreOptions {
     fn from(o: types::StoreOptions) -> Self {
         Self {
@@ -277,15 +295,11 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
         cursor: Option<String>,
         page_size: u32,
     ) -> Result<types::EntryPage, HostError> {
-        let page = self
-            .table
-            .get(&this)?
+        let partition = self.table.get(&this)?;
+        Ok(partition
             .list_entries(cursor.as_deref(), page_size)
-            .await?;
-        Ok(types::EntryPage {
-            entries: page.items.into_iter().map(Into::into).collect(),
-            cursor: page.cursor,
-        })
+            .await?
+            .into())
     }
 
     async fn retrieve_all_keys(
@@ -294,15 +308,11 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
         cursor: Option<String>,
         page_size: u32,
     ) -> Result<types::KeyPage, HostError> {
-        let page = self
-            .table
-            .get(&this)?
+        let partition = self.table.get(&this)?;
+        Ok(partition
             .list_keys(cursor.as_deref(), page_size)
-            .await?;
-        Ok(types::KeyPage {
-            keys: page.items,
-            cursor: page.cursor,
-        })
+            .await?
+            .into())
     }
 
     async fn clear(&mut self, this: Resource<Partition>) -> Result<u64, HostError> {
@@ -340,15 +350,11 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
         cursor: Option<String>,
         page_size: u32,
     ) -> Result<types::EntryPage, HostError> {
-        let page = self
-            .table
-            .get(&this)?
+        let partition = self.table.get(&this)?;
+        Ok(partition
             .list_entries_with_prefix(&prefix, cursor.as_deref(), page_size)
-            .await?;
-        Ok(types::EntryPage {
-            entries: page.items.into_iter().map(Into::into).collect(),
-            cursor: page.cursor,
-        })
+            .await?
+            .into())
     }
 
     async fn retrieve_all_keys_with_prefix(
@@ -358,15 +364,11 @@ impl store::HostPartition for ObjectStoreCtxView<'_> {
         cursor: Option<String>,
         page_size: u32,
     ) -> Result<types::KeyPage, HostError> {
-        let page = self
-            .table
-            .get(&this)?
+        let partition = self.table.get(&this)?;
+        Ok(partition
             .list_keys_with_prefix(&prefix, cursor.as_deref(), page_size)
-            .await?;
-        Ok(types::KeyPage {
-            keys: page.items,
-            cursor: page.cursor,
-        })
+            .await?
+            .into())
     }
 
     async fn retrieve_many(

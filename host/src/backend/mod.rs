@@ -295,6 +295,14 @@ impl Batch {
         self.writes.is_empty()
     }
 
+    /// The bytes of keys and values it writes.
+    pub fn bytes(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+
     /// Whether every expectation holds, given a way to read current values.
     pub(crate) fn expectations_hold<E>(
         &self,

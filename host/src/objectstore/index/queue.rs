@@ -154,7 +154,7 @@ async fn commit_queued(queued: Vec<Queued>) {
             let mut bytes = 0;
             let mut end = 0;
             while end < changes.len() && end < MAX_GROUP && (end == 0 || bytes < MAX_GROUP_BYTES) {
-                bytes += batch_bytes(&changes[end].change.batch);
+                bytes += changes[end].change.batch.bytes();
                 end += 1;
             }
             let rest = changes.split_off(end);
@@ -162,14 +162,6 @@ async fn commit_queued(queued: Vec<Queued>) {
             changes = rest;
         }
     }
-}
-
-fn batch_bytes(batch: &Batch) -> usize {
-    batch
-        .writes
-        .iter()
-        .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len))
-        .sum()
 }
 
 /// Commits the changes of one partition in one batch, or each alone if
