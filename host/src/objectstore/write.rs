@@ -178,17 +178,24 @@ impl Partition {
             .iter()
             .filter_map(|c| name_change(c).map(|insert| (c.name.to_string(), insert)))
             .collect();
-        let outcome = if names.is_empty() {
-            table.commit(batch).await?
-        } else {
-            let change = NameChange { names, batch };
-            let locks = &self.inner().index_locks;
-            locks.commit(&self.store.app, self.id, change).await?
-        };
-        if outcome == Commit::Done {
-            reservation.settle(keys, bytes);
+        if names.is_empty() {
+            let outcome = table.commit(batch).await?;
+            if outcome == Commit::Done {
+                reservation.settle(keys, bytes);
+            }
+            return Ok(outcome);
         }
-        Ok(outcome)
+        let change = NameChange {
+            names,
+            batch,
+            counts: (keys, bytes),
+        };
+        // The queue counts the change once it lands; the reservation only
+        // holds its growth until then.
+        let locks = &self.inner().index_locks;
+        let outcome = locks.commit(&self.store.app, self.id, change).await;
+        drop(reservation);
+        outcome
     }
 
     /// The read-modify-write cycle behind every write: check that the store

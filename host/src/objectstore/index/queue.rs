@@ -23,7 +23,8 @@
 //!
 //! A group is committed by a task of its own, so that a writer whose
 //! request is dropped while its group commits cannot leave the answers of
-//! the others unsent.
+//! the others unsent; and the task counts what lands in the application's
+//! usage, so that a change whose writer gave up is counted all the same.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -67,6 +68,10 @@ pub(crate) struct NameChange {
     pub names: Vec<(String, bool)>,
     /// The entries' writes, in the partition's shard.
     pub batch: Batch,
+    /// How many keys and bytes they add to the partition's store, counted
+    /// in the application's usage once they land, by whoever commits them:
+    /// the writer may have given up waiting (its request dropped) by then.
+    pub counts: (i64, i64),
 }
 
 struct Queued {
@@ -171,19 +176,14 @@ async fn commit_group(group: Vec<Queued>) {
     let table = app.table();
     let partition = group[0].partition;
     if group.len() > 1 {
-        match commit_changes(
-            table,
-            partition,
-            &group.iter().map(|q| &q.change).collect::<Vec<_>>(),
-        )
-        .await
-        {
+        let changes: Vec<&NameChange> = group.iter().map(|q| &q.change).collect();
+        match commit_changes(table, partition, &changes).await {
             Ok(Commit::Conflict) => {}
             // Not the storage failing: perhaps only one change's pages.
             Err(e) if !matches!(e, Error::Storage(_)) => {}
             outcome => {
                 for q in group {
-                    let _ = q.reply.send(outcome.clone());
+                    answer(q, outcome.clone());
                 }
                 return;
             }
@@ -191,8 +191,18 @@ async fn commit_group(group: Vec<Queued>) {
     }
     for q in group {
         let outcome = commit_changes(table, partition, &[&q.change]).await;
-        let _ = q.reply.send(outcome);
+        answer(q, outcome);
     }
+}
+
+/// Counts a change that landed in its application's usage, and answers its
+/// writer (if it still waits).
+fn answer(q: Queued, outcome: Result<Commit, Error>) {
+    if let Ok(Commit::Done) = outcome {
+        let (keys, bytes) = q.change.counts;
+        q.app.state.usage.apply(q.partition.store, keys, bytes);
+    }
+    let _ = q.reply.send(outcome);
 }
 
 /// Commits `changes` (of one partition) and the edit of its index they make

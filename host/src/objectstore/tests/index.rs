@@ -339,6 +339,52 @@ async fn grouped_creations_and_deletions_racing_another_host_each_land_exactly_o
     assert!(report.is_clean(), "{:?}", report.damage);
 }
 
+/// Writers creating keys in one partition on redb, half of them given up
+/// on (their tasks aborted, as when a client drops its request) while their
+/// creations wait in the partition's queue or commit: a creation that lands
+/// all the same is counted in the application's usage, so that the usage
+/// counters equal a recount of the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_whose_writer_gave_up_is_counted_if_it_lands() {
+    let file = ScratchFile::new();
+    let backend: Arc<dyn Backend> = Arc::new(FileBackend::open(&file.0).unwrap());
+    let master = MasterKey::generate();
+    let os = open_with(backend.clone(), &master).await;
+    let p = partition(&os, "app", "p").await;
+    let mut aborted = 0;
+    for round in 0..10 {
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                p.store(
+                    &format!("k-{round}-{w}"),
+                    b"v".to_vec(),
+                    StoreOptions::default(),
+                )
+                .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_micros(300)).await;
+        for task in tasks.iter().step_by(2) {
+            task.abort();
+        }
+        for task in tasks {
+            match task.await {
+                Ok(stored) => {
+                    stored.unwrap();
+                }
+                Err(e) if e.is_cancelled() => aborted += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert!(aborted > 0, "some writers were given up on");
+    os.flush_stats().await.unwrap();
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{aborted} aborted: {:?}", report.damage);
+}
+
 /// Deletes every index page, as data written before the index has none.
 async fn drop_index(backend: &MemoryBackend) {
     let pages = backend
