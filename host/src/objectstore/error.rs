@@ -74,6 +74,12 @@ impl From<BackendError> for Error {
 }
 
 impl Error {
+    /// The answer to a write whose commit task panicked, answering nothing:
+    /// whether its batch landed is unknown, as when a writer stops.
+    pub(crate) fn unanswered() -> Self {
+        Error::Storage(crate::backend::BackendError::WriterStopped)
+    }
+
     /// Whether this is writes failing for a storage fault (a full disk, an
     /// unreachable server...), which the backend's health monitor logs once
     /// per change of state: background tasks meeting it again need not.

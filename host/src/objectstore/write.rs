@@ -178,22 +178,29 @@ impl Partition {
             .iter()
             .filter_map(|c| name_change(c).map(|insert| (c.name.to_string(), insert)))
             .collect();
-        if names.is_empty() {
-            let outcome = table.commit(batch).await?;
-            if outcome == Commit::Done {
-                reservation.settle(keys, bytes);
-            }
-            return Ok(outcome);
-        }
-        let change = NameChange {
-            names,
-            batch,
-            counts: (keys, bytes),
+        // Committed, and counted once it lands, by a task: a change whose
+        // writer gives up (its request dropped) while it commits is counted
+        // all the same. The reservation only holds its growth until then.
+        let outcome = if names.is_empty() {
+            let app = self.store.app.clone();
+            let store = self.store.tag;
+            let commit = tokio::spawn(async move {
+                let outcome = app.table().commit(batch).await;
+                if let Ok(Commit::Done) = outcome {
+                    app.state.usage.apply(store, keys, bytes);
+                }
+                outcome
+            });
+            commit.await.unwrap_or_else(|_| Err(Error::unanswered()))
+        } else {
+            let change = NameChange {
+                names,
+                batch,
+                counts: (keys, bytes),
+            };
+            let locks = &self.inner().index_locks;
+            locks.commit(&self.store.app, self.id, change).await
         };
-        // The queue counts the change once it lands; the reservation only
-        // holds its growth until then.
-        let locks = &self.inner().index_locks;
-        let outcome = locks.commit(&self.store.app, self.id, change).await;
         drop(reservation);
         outcome
     }

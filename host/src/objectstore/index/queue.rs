@@ -26,12 +26,12 @@
 //! the others unsent; and the task counts what lands in the application's
 //! usage, so that a change whose writer gave up is counted all the same.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
-use crate::backend::{BackendError, Batch};
+use crate::backend::Batch;
 use crate::objectstore::Error;
 use crate::objectstore::application::Application;
 use crate::objectstore::keys::{PartitionId, Shard};
@@ -136,16 +136,10 @@ impl IndexLocks {
                     drop(guard);
                 });
             }
-            Err(TryRecvError::Closed) => return Err(stopped()),
+            Err(TryRecvError::Closed) => return Err(Error::unanswered()),
         }
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        answer.await.unwrap_or_else(|_| Err(Error::unanswered()))
     }
-}
-
-/// The answer to a change whose group's task panicked, answering nothing:
-/// whether its batch landed is unknown, as when a writer stops.
-fn stopped() -> Error {
-    Error::Storage(BackendError::WriterStopped)
 }
 
 /// Commits `queued`, grouped by partition, and answers each change.
@@ -206,12 +200,26 @@ fn answer(q: Queued, outcome: Result<Commit, Error>) {
 }
 
 /// Commits `changes` (of one partition) and the edit of its index they make
-/// in one conditional batch.
+/// in one conditional batch. [`Commit::Conflict`] also when two of them
+/// write one key: a batch checks every expectation before it writes, so
+/// both would pass against what was there before either (two creations of
+/// one key, say). The key locks keep such changes apart only while their
+/// writers wait: one whose writer gave up may still be queued.
 async fn commit_changes(
     table: SealedTable<'_>,
     partition: PartitionId,
     changes: &[&NameChange],
 ) -> Result<Commit, Error> {
+    if changes.len() > 1 {
+        let mut keys = HashSet::new();
+        for change in changes {
+            let own: HashSet<&[u8]> = change.batch.writes.iter().map(|w| &w.key[..]).collect();
+            if own.iter().any(|k| keys.contains(k)) {
+                return Ok(Commit::Conflict);
+            }
+            keys.extend(own);
+        }
+    }
     ensure_built_locked(table, partition).await?;
     let mut edit = IndexEdit::new(table, partition);
     let mut batch = Batch::new(Shard::Partition(partition).encode());

@@ -117,23 +117,13 @@ pub(crate) enum Refusal {
     SyncFirst,
 }
 
-/// Growth reserved for a write under way; given back if the write does not
-/// land, turned into a change by [`settle`](Self::settle) if it does.
+/// Growth reserved for a write under way, given back when dropped, once the
+/// write has landed or not: whoever commits it counts what lands
+/// ([`AppUsage::apply`]), even after its writer gave up waiting.
 pub(crate) struct Reservation<'a> {
     usage: &'a AppUsage,
     store: Tag,
     growth: Counts,
-}
-
-impl Reservation<'_> {
-    /// The write landed, changing its store by `keys` and `bytes`.
-    pub fn settle(mut self, keys: i64, bytes: i64) {
-        let mut stores = self.usage.stores.lock().expect("stores lock");
-        let usage = stores.entry(self.store).or_default();
-        usage.in_flight.sub(self.growth);
-        usage.unshared.add(Counts { keys, bytes });
-        self.growth = Counts::default();
-    }
 }
 
 impl Drop for Reservation<'_> {
@@ -531,11 +521,14 @@ mod tests {
         };
         let none = StoreQuota::default();
         for _ in 0..10 {
-            usage
+            let reservation = usage
                 .reserve([1; 16], 1, 0, &none, &limits, false)
                 .ok()
-                .expect("within a sixteenth of the room")
-                .settle(1, 0);
+                .expect("within a sixteenth of the room");
+            // The write lands: its committer counts it, then the
+            // reservation is given back.
+            usage.apply([1; 16], 1, 0);
+            drop(reservation);
         }
         assert!(matches!(
             usage.reserve([1; 16], 1, 0, &none, &limits, false),
