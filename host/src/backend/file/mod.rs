@@ -51,8 +51,8 @@
 //! | `reserve` | the ballast file that gives deletes room on a full disk |
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
