@@ -1,0 +1,344 @@
+//! The group-commit writer: one thread that takes every batch waiting,
+//! applies them in one transaction and acknowledges them once it is
+//! durable; and, while writes fail, which batches it still tries (see the
+//! parent module's "A full disk, an I/O error" and "Deletes on a full
+//! disk").
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadableTable};
+use tokio::sync::oneshot;
+
+use super::engine::Engine;
+use super::reserve::Reserve;
+use super::{BackendError, Batch, RECORDS, RETRY_INTERVAL, StorageFault, storage};
+
+/// How many batches one transaction takes at most, so that a flood of writes
+/// cannot make one commit (and the latency of its first writer) unbounded.
+const MAX_GROUP_BATCHES: usize = 1024;
+/// How many value bytes one transaction takes at most, for the same reason.
+const MAX_GROUP_BYTES: usize = 64 << 20;
+
+type Reply = oneshot::Sender<Result<(), BackendError>>;
+
+/// The single writer of a [`FileBackend`](super::FileBackend): a thread
+/// that turns whatever batches are waiting into one durable transaction.
+pub(super) struct GroupCommitWriter {
+    pub(super) stats: Arc<Counters>,
+    /// `None` only while dropping.
+    queue: Option<mpsc::Sender<(Batch, Reply)>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) batches: AtomicU64,
+    pub(super) transactions: AtomicU64,
+}
+
+impl Drop for GroupCommitWriter {
+    /// Closes the queue and waits for the writer to finish what it holds,
+    /// so that the database is closed (and may be reopened) once the
+    /// backend is dropped.
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The last failed commit, while writes fail.
+struct Failing {
+    error: BackendError,
+    /// Until then, groups that store something are refused with `error`
+    /// without trying; while reclaiming, when to look at the disk again.
+    retry_at: Instant,
+    /// The disk is full and the backend has a reserve: only groups that
+    /// delete are tried until the disk has room again (see
+    /// [`reserve`](super::reserve)).
+    reclaiming: bool,
+    /// The file space deletes freed while reclaiming since the last
+    /// compaction (estimated, see [`footprint`]): what a compaction could
+    /// give back to the disk.
+    deleted: u64,
+}
+
+impl Failing {
+    /// Whether a group that deletes nothing is refused now.
+    fn refuses_growth(&self, now: Instant) -> bool {
+        self.reclaiming || now < self.retry_at
+    }
+}
+
+/// How often the writer tries to take a reserve it could not take before
+/// (no room when the backend opened), while writes succeed.
+const RESERVE_RETRY: Duration = Duration::from_secs(10);
+
+impl GroupCommitWriter {
+    pub(super) fn start(engine: Arc<Engine>, reserve: Reserve) -> Result<Self, BackendError> {
+        let (queue, pending) = mpsc::channel();
+        let stats = Arc::new(Counters::default());
+        let counters = stats.clone();
+        let thread = thread::Builder::new()
+            .name("ostore-group-commit".into())
+            .spawn(move || Self::run(&engine, &pending, &counters, reserve))
+            .map_err(BackendError::storage)?;
+        Ok(Self {
+            stats,
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    pub(super) async fn commit(&self, batch: Batch) -> Result<(), BackendError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (reply, done) = oneshot::channel();
+        self.queue
+            .as_ref()
+            .expect("the queue is open until drop")
+            .send((batch, reply))
+            .map_err(|_| BackendError::WriterStopped)?;
+        done.await.map_err(|_| BackendError::WriterStopped)?
+    }
+
+    /// Runs until every [`FileBackend`](super::FileBackend) handle (every
+    /// queue sender) is gone.
+    fn run(
+        engine: &Engine,
+        pending: &mpsc::Receiver<(Batch, Reply)>,
+        counters: &Counters,
+        mut reserve: Reserve,
+    ) {
+        let mut failing: Option<Failing> = None;
+        let mut reserve_retry_at = Instant::now() + RESERVE_RETRY;
+        loop {
+            // While reclaiming, the writer wakes by itself to look at the
+            // disk, so that writes (and `/readyz`) recover without a client
+            // write once space returns.
+            let first = match failing.as_ref().filter(|f| f.reclaiming) {
+                Some(f) => {
+                    let wait = f.retry_at.saturating_duration_since(Instant::now());
+                    match pending.recv_timeout(wait) {
+                        Ok(first) => first,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            Self::reclaim(engine, &mut reserve, &mut failing);
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match pending.recv() {
+                    Ok(first) => first,
+                    Err(_) => return,
+                },
+            };
+            let mut group = vec![first];
+            let mut bytes = batch_bytes(&group[0].0);
+            while group.len() < MAX_GROUP_BATCHES && bytes < MAX_GROUP_BYTES {
+                match pending.try_recv() {
+                    Ok(next) => {
+                        bytes += batch_bytes(&next.0);
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if failing
+                .as_ref()
+                .is_some_and(|f| f.reclaiming && now >= f.retry_at)
+            {
+                Self::reclaim(engine, &mut reserve, &mut failing);
+            }
+            if failing.is_none()
+                && reserve.configured()
+                && !reserve.held()
+                && now >= reserve_retry_at
+            {
+                reserve_retry_at = now + RESERVE_RETRY;
+                if reserve.space_returned() {
+                    let _ = reserve.take();
+                }
+            }
+            if let Some(f) = &failing
+                && f.refuses_growth(now)
+            {
+                // Only what frees space is tried while writes fail.
+                let (tried, refused): (Vec<_>, Vec<_>) =
+                    group.into_iter().partition(|(b, _)| deletes(b));
+                for (_, reply) in refused {
+                    let _ = reply.send(Err(f.error.clone()));
+                }
+                group = tried;
+                if group.is_empty() {
+                    continue;
+                }
+            }
+            let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+            let count = batches.len() as u64;
+            let (outcome, generation) = engine.once(&|db| apply_group(db, &batches));
+            match outcome {
+                Ok((results, deleted)) => {
+                    match &mut failing {
+                        // Deletes went through, but growing writes are
+                        // still refused: the state stays "disk full".
+                        Some(f) if f.reclaiming => f.deleted += deleted,
+                        _ => {
+                            engine.health.succeeded();
+                            failing = None;
+                        }
+                    }
+                    counters.transactions.fetch_add(1, Ordering::Relaxed);
+                    counters.batches.fetch_add(count, Ordering::Relaxed);
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    match e.fault() {
+                        Some(fault) => {
+                            engine.health.failed(fault, &e);
+                            let reclaiming =
+                                fault == StorageFault::DiskFull && reserve.configured();
+                            if reclaiming && reserve.held() {
+                                // Before the reopen, whose repair may
+                                // need room too.
+                                reserve.release();
+                            }
+                            // A failed commit latches the database: every
+                            // later read and write would fail until it is
+                            // reopened.
+                            engine.reopen(generation);
+                            let deleted = match &failing {
+                                Some(f) if f.reclaiming && reclaiming => f.deleted,
+                                _ => 0,
+                            };
+                            failing = Some(Failing {
+                                error: e.clone(),
+                                retry_at: Instant::now() + RETRY_INTERVAL,
+                                reclaiming,
+                                deleted,
+                            });
+                        }
+                        None => tracing::error!("group commit failed: {e}"),
+                    }
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// While reclaiming, at most once per [`RETRY_INTERVAL`]: compacts the
+    /// file if the bytes deleted since the last compaction would make room
+    /// for the reserve and its margin, then, if the disk has that room,
+    /// takes the reserve again and lets every write through.
+    fn reclaim(engine: &Engine, reserve: &mut Reserve, failing: &mut Option<Failing>) {
+        let Some(f) = failing.as_mut() else {
+            return;
+        };
+        f.retry_at = Instant::now() + RETRY_INTERVAL;
+        let target = reserve.target();
+        let free = reserve.free_space().unwrap_or(0);
+        if free < target && f.deleted > 0 && free + f.deleted >= target {
+            // Pages that deletes freed are free in the file, not on the
+            // disk, until a compaction moves the pages after them forward
+            // and shortens the file.
+            engine.compact();
+            f.deleted = 0;
+        }
+        // Where the free space cannot be asked (statvfs failed), writing
+        // the reserve is the test: it fails on a full disk.
+        if reserve.free_space().is_some_and(|free| free < target) {
+            return;
+        }
+        match reserve.take() {
+            Ok(()) => {
+                *failing = None;
+                engine.health.succeeded();
+            }
+            Err(e) => tracing::debug!("taking the reserve again failed: {e}"),
+        }
+    }
+}
+
+fn batch_bytes(batch: &Batch) -> usize {
+    batch
+        .writes
+        .iter()
+        .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len))
+        .sum()
+}
+
+/// Whether `batch` deletes a key: what frees space (a delete of a record
+/// comes with small updates of its indexes and counters).
+fn deletes(batch: &Batch) -> bool {
+    batch.writes.iter().any(|w| w.value.is_none())
+}
+
+/// About how much of the file an entry of `len` key and value bytes holds:
+/// small entries share 4 KiB leaf pages; one larger than half a page gets
+/// a leaf of its own, of a power of two pages (redb's buddy allocator), so
+/// deleting it frees that much. An estimate, for deciding when a compaction
+/// is worth its cost; the disk's free space decides the rest.
+fn footprint(len: usize) -> u64 {
+    const PAGE: usize = 4096;
+    /// A leaf's header and the entry's offsets, generously.
+    const OVERHEAD: usize = 64;
+    if len + OVERHEAD <= PAGE / 2 {
+        len as u64
+    } else {
+        (len + OVERHEAD).next_power_of_two().max(PAGE) as u64
+    }
+}
+
+/// Each batch's own outcome in a group, and the key and value bytes the
+/// group deleted.
+type GroupOutcome = (Vec<Result<(), BackendError>>, u64);
+
+/// Applies `batches` in order in one transaction and commits it durably.
+/// Returns each batch's own outcome (a failed expectation skips only that
+/// batch) and the bytes deleted; an `Err` means the transaction failed and
+/// nothing was written.
+fn apply_group(db: &Database, batches: &[Batch]) -> Result<GroupOutcome, BackendError> {
+    let txn = db.begin_write().map_err(storage)?;
+    let mut results = Vec::with_capacity(batches.len());
+    let mut deleted = 0u64;
+    {
+        let mut table = txn.open_table(RECORDS).map_err(storage)?;
+        for batch in batches {
+            let holds = batch.expectations_hold(|k| {
+                Ok::<_, BackendError>(table.get(k).map_err(storage)?.map(|v| v.value().to_vec()))
+            })?;
+            if !holds {
+                results.push(Err(BackendError::Conflict));
+                continue;
+            }
+            for w in &batch.writes {
+                match &w.value {
+                    Some(v) => {
+                        table
+                            .insert(w.key.as_slice(), v.as_slice())
+                            .map_err(storage)?;
+                    }
+                    None => {
+                        if let Some(old) = table.remove(w.key.as_slice()).map_err(storage)? {
+                            deleted += footprint(w.key.len() + old.value().len());
+                        }
+                    }
+                }
+            }
+            results.push(Ok(()));
+        }
+    }
+    // Durability::Immediate is redb's default: commit returns after fsync.
+    txn.commit().map_err(storage)?;
+    Ok((results, deleted))
+}

@@ -1,0 +1,117 @@
+//! The checks made once every record is read: the expiry index both ways,
+//! each store's usage counters against a recount, and each partition's
+//! index of names against the names of its entries.
+
+use std::collections::HashSet;
+
+use crate::encryption::Tag;
+
+use super::report::{DamageKind, Remedy};
+use super::walk::{Counts, Walk};
+use crate::objectstore::index;
+use crate::objectstore::keys::RecordKey;
+
+impl Walk<'_> {
+    pub(super) fn compare_expiries(&mut self) {
+        let mut missing: Vec<_> = self
+            .expected_expiries
+            .difference(&self.expiries)
+            .copied()
+            .collect();
+        let mut stale: Vec<_> = self
+            .expiries
+            .difference(&self.expected_expiries)
+            .copied()
+            .collect();
+        missing.sort();
+        stale.sort();
+        for (at, entry) in missing {
+            let key = RecordKey::Expiry { at, entry }.encode();
+            self.found(DamageKind::MissingExpiry, &key, Remedy::Rebuild);
+        }
+        for (at, entry) in stale {
+            let key = RecordKey::Expiry { at, entry }.encode();
+            self.found(DamageKind::StaleExpiry, &key, Remedy::Rebuild);
+        }
+    }
+
+    /// Checks each partition's index of names: a whole tree, holding the
+    /// names of the entries that open and no other.
+    pub(super) fn compare_indexes(&mut self) {
+        let no_names = HashSet::new();
+        let mut broken = Vec::new();
+        for (partition, pages) in &self.index_pages {
+            let entries = self.entry_names.get(partition).unwrap_or(&no_names);
+            let kind = match index::names_of(pages) {
+                Err(what) => DamageKind::IndexBroken(what),
+                Ok(names) => {
+                    let indexed: HashSet<&String> = names.iter().collect();
+                    let missing = entries.iter().filter(|n| !indexed.contains(n)).count();
+                    let extra = names.iter().filter(|n| !entries.contains(*n)).count();
+                    if missing == 0 && extra == 0 {
+                        continue;
+                    }
+                    DamageKind::IndexMismatch { missing, extra }
+                }
+            };
+            broken.push((*partition, kind));
+        }
+        for (partition, kind) in broken {
+            let key = RecordKey::IndexPage {
+                partition,
+                page: index::ROOT,
+            }
+            .encode();
+            self.found(kind, &key, Remedy::Rebuild);
+            self.rebuild_index.push(partition);
+        }
+        // An unreadable page (reported as it was read) breaks its tree too.
+        for (partition, pages) in &self.index_pages {
+            if pages.values().any(Option::is_none) && !self.rebuild_index.contains(partition) {
+                self.rebuild_index.push(*partition);
+            }
+        }
+    }
+
+    /// Compares each store's counters with the recount. An application
+    /// without counters is not damaged: its first host counts its data.
+    pub(super) fn compare_usage(&mut self) {
+        let counted_apps: HashSet<Tag> = self.usage.keys().map(|(app, _)| *app).collect();
+        let stores: HashSet<(Tag, Tag)> = self
+            .counted_all
+            .keys()
+            .chain(self.usage.keys())
+            .copied()
+            .filter(|(app, _)| counted_apps.contains(app))
+            .collect();
+        let mut stores: Vec<_> = stores.into_iter().collect();
+        stores.sort();
+        for (app, store) in stores {
+            let recounted = self
+                .counted_all
+                .get(&(app, store))
+                .copied()
+                .unwrap_or_default();
+            let counted = match self.usage.get(&(app, store)) {
+                // Unreadable: already reported.
+                Some(None) => continue,
+                Some(Some(r)) => Counts {
+                    keys: r.keys,
+                    bytes: r.bytes,
+                },
+                None => Counts::default(),
+            };
+            if counted != recounted {
+                let key = RecordKey::Usage { app, store }.encode();
+                self.found(
+                    DamageKind::UsageMismatch {
+                        counted: (counted.keys, counted.bytes),
+                        recounted: (recounted.keys, recounted.bytes),
+                    },
+                    &key,
+                    Remedy::Rebuild,
+                );
+            }
+        }
+    }
+}

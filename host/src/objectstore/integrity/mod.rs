@@ -1,0 +1,72 @@
+//! `ostore check` and `ostore repair`: a walk over every record of a backend
+//! that finds what is damaged, and a repair that rebuilds what can be
+//! derived and sets aside what cannot be opened.
+//!
+//! The walk works through the [`Backend`] trait only, so it runs on every
+//! backend alike. It reads each record once, in key order, and checks:
+//!
+//! - that the key is one of the layout's (see `keys`), in key order;
+//! - that the record opens under its key: the master check and the
+//!   credentials and applications under the master key, everything else
+//!   under its application's data keys;
+//! - the expiry index both ways: every entry with an expiry has its index
+//!   entry, and every index entry has an entry that expires then;
+//! - each store's usage counters against a recount of its entries;
+//! - each partition's index of names: a whole tree (every page there and
+//!   opening, ranges and order right), holding exactly the names of the
+//!   entries that open. A partition without an index is not damaged: its
+//!   first use builds one (data written before the index existed).
+//!
+//! What can be derived (the expiry index, the usage counters, the master
+//! check, a request-rate bucket, an index of names) the repair writes
+//! again. What cannot (an
+//! entry, a store or partition's settings, an application's keys, a
+//! credential, a day's request counts) it *sets aside*: moves it, still
+//! sealed, under the quarantine prefix (`keys::quarantined`), where no
+//! listing, count or sweep reads it and an operator can still find it.
+//! Nothing else is written.
+//!
+//! Both are offline tools: a running host keeps usage changes in memory
+//! for up to a second, so a check beside running hosts may report counters
+//! a flush behind, and a repair beside them may undo such a flush.
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | `report` | what a check reports: [`Report`], [`Damage`] and its kinds, and how a walk's findings are named |
+//! | `walk` | the walk itself: reading every record once and opening it under its keys |
+//! | `compare` | after the walk: the expiry index, usage counters and indexes of names against what the records say |
+//! | `repair` | carrying out each remedy: writing again what is derived, setting aside what does not open |
+
+mod compare;
+mod repair;
+mod report;
+mod walk;
+
+use crate::backend::Backend;
+use crate::encryption::MasterKey;
+
+use crate::objectstore::Error;
+use walk::Walk;
+
+pub use report::{Damage, DamageKind, RecordKind, Remedy, Report};
+
+/// Walks every record of `backend` and reports what is damaged. Changes
+/// nothing. Fails with [`Error::WrongMasterKey`] when no application record
+/// opens under `master` (the wrong key, rather than damage).
+pub async fn check(backend: &dyn Backend, master: &MasterKey) -> Result<Report, Error> {
+    let sealer = master.sealer();
+    let walk = Walk::run(backend, &sealer).await?;
+    Ok(walk.report())
+}
+
+/// Repairs what [`check`] finds: rebuilds the expiry index, the usage
+/// counters, the master check and request-rate buckets, and sets aside
+/// every record that does not open. Returns what it found (and so did).
+pub async fn repair(backend: &dyn Backend, master: &MasterKey) -> Result<Report, Error> {
+    let sealer = master.sealer();
+    let walk = Walk::run(backend, &sealer).await?;
+    walk.apply(backend).await?;
+    Ok(walk.report())
+}

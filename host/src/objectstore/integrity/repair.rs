@@ -1,0 +1,112 @@
+//! `ostore repair`'s writes: each remedy a walk decided on, carried out
+//! batch by batch so that a repair cut short can be run again.
+
+use std::collections::HashSet;
+
+use crate::backend::{Backend, Batch, Expect};
+use crate::encryption::Tag;
+
+use super::walk::Walk;
+use crate::objectstore::Error;
+use crate::objectstore::index;
+use crate::objectstore::keys::{RecordKey, probable_shards, quarantine};
+use crate::objectstore::record::{MasterCheck, UsageRecord};
+use crate::objectstore::sealed::SealedTable;
+
+impl Walk<'_> {
+    /// Carries out every remedy, each batch in its own shard.
+    pub(super) async fn apply(&self, backend: &dyn Backend) -> Result<(), Error> {
+        for (key, sealed) in &self.set_aside {
+            set_aside(backend, key, sealed).await?;
+        }
+        let master = SealedTable::new(backend, self.master);
+        if self.master_check_missing {
+            master.put(&RecordKey::MasterCheck, &MasterCheck).await?;
+        }
+        for (key, sealed) in &self.rate_buckets {
+            delete_if_unchanged(backend, key, sealed).await?;
+        }
+        for &(at, entry) in self.expected_expiries.difference(&self.expiries) {
+            let key = RecordKey::Expiry { at, entry };
+            let mut batch = Batch::new(key.shard().encode());
+            batch.put(key.encode(), Vec::new(), Expect::Any);
+            backend.commit(batch).await?;
+        }
+        for &(at, entry) in self.expiries.difference(&self.expected_expiries) {
+            let key = RecordKey::Expiry { at, entry };
+            let mut batch = Batch::new(key.shard().encode());
+            batch.delete(key.encode(), Expect::Any);
+            backend.commit(batch).await?;
+        }
+        // After the set-asides: an index holds the entries that stay.
+        for partition in &self.rebuild_index {
+            if let Some(keys) = self.apps.get(&partition.app) {
+                index::rebuild(SealedTable::new(backend, &keys.sealer), *partition).await?;
+            }
+        }
+        // Every store of an application with counters gets its recount,
+        // which leaves out what was set aside.
+        let counted_apps: HashSet<Tag> = self.usage.keys().map(|(app, _)| *app).collect();
+        let stores: HashSet<(Tag, Tag)> = self
+            .counted_all
+            .keys()
+            .chain(self.usage.keys())
+            .copied()
+            .filter(|(app, _)| counted_apps.contains(app) && self.apps.contains_key(app))
+            .collect();
+        for (app, store) in stores {
+            let kept = self
+                .counted_kept
+                .get(&(app, store))
+                .copied()
+                .unwrap_or_default();
+            let record = UsageRecord {
+                keys: kept.keys,
+                bytes: kept.bytes,
+            };
+            if self.usage.get(&(app, store)) == Some(&Some(record)) {
+                continue;
+            }
+            let table = SealedTable::new(backend, &self.apps[&app].sealer);
+            table.put(&RecordKey::Usage { app, store }, &record).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves a record, as it is, under the quarantine prefix: first the copy,
+/// then the original (only if unchanged), so that a repair cut short loses
+/// nothing and can be run again.
+async fn set_aside(backend: &dyn Backend, key: &[u8], sealed: &[u8]) -> Result<(), Error> {
+    let (shard, aside) = quarantine(key);
+    let mut batch = Batch::new(shard);
+    batch.put(aside, sealed.to_vec(), Expect::Any);
+    backend.commit(batch).await?;
+    delete_if_unchanged(backend, key, sealed).await
+}
+
+/// Deletes `key` if it still holds `sealed`. A damaged key may be of no
+/// shard, or of a shard its own bytes no longer name: each shard it may be
+/// in is tried until it is gone.
+async fn delete_if_unchanged(
+    backend: &dyn Backend,
+    key: &[u8],
+    sealed: &[u8],
+) -> Result<(), Error> {
+    let shards = match RecordKey::parse(key) {
+        Some(record) => vec![record.shard().encode()],
+        None => probable_shards(key),
+    };
+    for shard in &shards {
+        if backend.get(shard, key).await?.as_deref() != Some(sealed) {
+            continue;
+        }
+        let mut batch = Batch::new(shard.clone());
+        batch.delete(key.to_vec(), Expect::Value(sealed.to_vec()));
+        match backend.commit(batch).await {
+            Ok(()) | Err(crate::backend::BackendError::Conflict) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

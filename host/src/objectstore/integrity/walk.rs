@@ -1,0 +1,414 @@
+//! The walk: every record of a backend read once, in key order, and each
+//! opened under the keys its kind is sealed with. What it learns is kept
+//! in [`Walk`] for the comparisons (`compare`) and the repair (`repair`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::backend::{Backend, Shards};
+use crate::encryption::{Sealer, Tag, hex};
+
+use super::report::{DamageKind, RecordKind, Remedy};
+use crate::objectstore::Error;
+use crate::objectstore::keys::{EntryId, PartitionId, Prefix, RecordKey, quarantined};
+use crate::objectstore::record::{
+    AppRecord, CredentialRecord, EntryRecord, IndexPage, MasterCheck, PartitionRecord, RateRecord,
+    Record, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
+};
+use crate::objectstore::sealed::SealedTable;
+
+/// How many records the walk reads per backend call.
+const WALK_CHUNK: usize = 1024;
+
+/// An application's keys, as its record holds them.
+pub(super) struct AppKeys {
+    pub(super) name: String,
+    pub(super) sealer: Sealer,
+}
+
+/// Where a damage is, by ids; named once the walk knows the names.
+pub(super) struct Place {
+    pub(super) app: Option<Tag>,
+    pub(super) store: Option<Tag>,
+    pub(super) partition: Option<PartitionId>,
+    pub(super) key: Vec<u8>,
+}
+
+impl Place {
+    fn of(key: &[u8]) -> Self {
+        let (app, store, partition) = match RecordKey::parse(key) {
+            Some(RecordKey::App(app)) | Some(RecordKey::RateBucket(app)) => (Some(app), None, None),
+            Some(RecordKey::Store { app, store })
+            | Some(RecordKey::Stats { app, store, .. })
+            | Some(RecordKey::Usage { app, store }) => (Some(app), Some(store), None),
+            Some(RecordKey::Partition(id))
+            | Some(RecordKey::IndexPage { partition: id, .. })
+            | Some(RecordKey::Entry(EntryId { partition: id, .. }))
+            | Some(RecordKey::Expiry {
+                entry: EntryId { partition: id, .. },
+                ..
+            }) => (Some(id.app), Some(id.store), Some(id)),
+            _ => (None, None, None),
+        };
+        Place {
+            app,
+            store,
+            partition,
+            key: key.to_vec(),
+        }
+    }
+}
+
+/// A found damage, before its place is named.
+pub(super) struct Found {
+    pub(super) kind: DamageKind,
+    pub(super) place: Place,
+    pub(super) remedy: Remedy,
+}
+
+/// Keys and bytes of a store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub(super) keys: i64,
+    pub(super) bytes: i64,
+}
+
+/// Everything one walk learned.
+pub(super) struct Walk<'a> {
+    pub(super) master: &'a Sealer,
+    pub(super) records: u64,
+    pub(super) quarantined: u64,
+    pub(super) apps: HashMap<Tag, AppKeys>,
+    pub(super) store_names: HashMap<(Tag, Tag), String>,
+    pub(super) partition_names: HashMap<PartitionId, String>,
+    pub(super) found: Vec<Found>,
+    /// Records to set aside: key and sealed bytes.
+    pub(super) set_aside: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether the master check needs writing again.
+    pub(super) master_check_missing: bool,
+    /// Rate buckets to delete (a fresh bucket is full): key and bytes.
+    pub(super) rate_buckets: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The expiry index as the entries that open say it should be.
+    pub(super) expected_expiries: HashSet<(u64, EntryId)>,
+    /// The expiry index as found.
+    pub(super) expiries: HashSet<(u64, EntryId)>,
+    /// Per store: every entry there is, and those that stay after repair.
+    pub(super) counted_all: BTreeMap<(Tag, Tag), Counts>,
+    pub(super) counted_kept: BTreeMap<(Tag, Tag), Counts>,
+    /// The usage counters found (`None`: present but unreadable).
+    pub(super) usage: BTreeMap<(Tag, Tag), Option<UsageRecord>>,
+    /// Each partition's index pages as found (`None`: does not open).
+    pub(super) index_pages: BTreeMap<PartitionId, HashMap<u64, Option<IndexPage>>>,
+    /// The names of each partition's entries that open.
+    pub(super) entry_names: HashMap<PartitionId, HashSet<String>>,
+    /// Partitions whose index repair writes again.
+    pub(super) rebuild_index: Vec<PartitionId>,
+}
+
+impl<'a> Walk<'a> {
+    pub(super) async fn run(backend: &dyn Backend, master: &'a Sealer) -> Result<Walk<'a>, Error> {
+        let mut walk = Walk {
+            master,
+            records: 0,
+            quarantined: 0,
+            apps: HashMap::new(),
+            store_names: HashMap::new(),
+            partition_names: HashMap::new(),
+            found: Vec::new(),
+            set_aside: Vec::new(),
+            master_check_missing: false,
+            rate_buckets: Vec::new(),
+            expected_expiries: HashSet::new(),
+            expiries: HashSet::new(),
+            counted_all: BTreeMap::new(),
+            counted_kept: BTreeMap::new(),
+            usage: BTreeMap::new(),
+            index_pages: BTreeMap::new(),
+            entry_names: HashMap::new(),
+            rebuild_index: Vec::new(),
+        };
+        walk.read_applications(backend).await?;
+        walk.read_all(backend).await?;
+        walk.compare_expiries();
+        walk.compare_usage();
+        walk.compare_indexes();
+        Ok(walk)
+    }
+
+    pub(super) fn found(&mut self, kind: DamageKind, key: &[u8], remedy: Remedy) {
+        self.found.push(Found {
+            kind,
+            place: Place::of(key),
+            remedy,
+        });
+    }
+
+    /// A record that cannot be opened or placed: reported and set aside.
+    fn unreadable(&mut self, kind: DamageKind, key: &[u8], sealed: &[u8]) {
+        self.found(kind, key, Remedy::SetAside);
+        self.set_aside.push((key.to_vec(), sealed.to_vec()));
+    }
+
+    /// Reads the applications first: every other record opens under one's
+    /// keys. Decides whether `master` is the data's key at all.
+    async fn read_applications(&mut self, backend: &dyn Backend) -> Result<(), Error> {
+        let table = SealedTable::new(backend, self.master);
+        let check_key = RecordKey::MasterCheck.encode();
+        let check = backend
+            .get(&RecordKey::MasterCheck.shard().encode(), &check_key)
+            .await?;
+        let check_opens = match &check {
+            Some(sealed) => open::<MasterCheck>(self.master, &check_key, sealed).is_some(),
+            None => false,
+        };
+        let mut unopened = Vec::new();
+        let mut scan = table.scan(Prefix::Apps);
+        loop {
+            let chunk = scan.next_chunk_of(WALK_CHUNK).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            for (key, sealed) in chunk {
+                let opened = match RecordKey::parse(&key) {
+                    Some(RecordKey::App(tag)) => open::<AppRecord>(self.master, &key, &sealed)
+                        .filter(|r| tag == self.master.tag(b"app", b"", r.name.as_bytes()))
+                        .map(|r| (tag, r)),
+                    _ => None,
+                };
+                match opened {
+                    Some((tag, record)) => {
+                        let keys = AppKeys {
+                            sealer: Sealer::new(&record.seal_key, &record.tag_key),
+                            name: record.name,
+                        };
+                        self.apps.insert(tag, keys);
+                    }
+                    None => unopened.push((key, sealed)),
+                }
+            }
+        }
+        // Nothing opens under this key: it is the wrong key, not damage
+        // (setting every record aside would be the worst "repair").
+        if !check_opens && self.apps.is_empty() && (check.is_some() || !unopened.is_empty()) {
+            return Err(Error::WrongMasterKey);
+        }
+        match check {
+            Some(_) if check_opens => {}
+            Some(_) => {
+                self.found(
+                    DamageKind::Unreadable(RecordKind::MasterCheck),
+                    &check_key,
+                    Remedy::Rebuild,
+                );
+                self.master_check_missing = true;
+            }
+            // Data without a master check (a fresh store has neither).
+            None if !self.apps.is_empty() => {
+                self.found(
+                    DamageKind::Unreadable(RecordKind::MasterCheck),
+                    &check_key,
+                    Remedy::Rebuild,
+                );
+                self.master_check_missing = true;
+            }
+            None => {}
+        }
+        for (key, sealed) in unopened {
+            self.unreadable(
+                DamageKind::Unreadable(RecordKind::Application),
+                &key,
+                &sealed,
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads every record, in key order, checking that order itself.
+    async fn read_all(&mut self, backend: &dyn Backend) -> Result<(), Error> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let chunk = match backend
+                .scan(Shards::ALL, b"", after.as_deref(), WALK_CHUNK)
+                .await
+            {
+                Ok(chunk) => chunk,
+                Err(crate::backend::BackendError::Damaged(what)) => {
+                    // The walk cannot go on past a damaged page: what it
+                    // has not seen is reported as unknown, never as clean.
+                    self.found(DamageKind::Engine(what), b"", Remedy::None);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let ended = chunk.len() < WALK_CHUNK;
+            for (key, sealed) in chunk {
+                if after.as_ref().is_some_and(|a| key <= *a) {
+                    self.found(
+                        DamageKind::Engine(format!("key {} is out of order", hex(&key))),
+                        &key,
+                        Remedy::None,
+                    );
+                    continue;
+                }
+                self.records += 1;
+                self.read_one(&key, &sealed);
+                after = Some(key);
+            }
+            if ended {
+                return Ok(());
+            }
+        }
+    }
+
+    fn read_one(&mut self, key: &[u8], sealed: &[u8]) {
+        let Some(record_key) = RecordKey::parse(key) else {
+            if quarantined(key).is_some() {
+                self.quarantined += 1;
+            } else {
+                self.unreadable(DamageKind::MalformedKey, key, sealed);
+            }
+            return;
+        };
+        match record_key {
+            // Read first, with the applications.
+            RecordKey::MasterCheck | RecordKey::App(_) => {}
+            RecordKey::Credential(_) => {
+                if open::<CredentialRecord>(self.master, key, sealed).is_none() {
+                    self.unreadable(DamageKind::Unreadable(RecordKind::Credential), key, sealed);
+                }
+            }
+            RecordKey::Store { app, store } => {
+                if let Some(r) = self.open_of::<StoreRecord>(app, key, sealed, RecordKind::Store) {
+                    self.store_names.insert((app, store), r.name);
+                }
+            }
+            // A store deletion under way, or cut off: the sweep finishes it.
+            RecordKey::StoreTombstone { app, .. } => {
+                self.open_of::<StoreTombstone>(app, key, sealed, RecordKind::StoreTombstone);
+            }
+            RecordKey::Partition(id) => {
+                if let Some(r) =
+                    self.open_of::<PartitionRecord>(id.app, key, sealed, RecordKind::Partition)
+                {
+                    self.partition_names.insert(id, r.name);
+                }
+            }
+            RecordKey::Stats { app, .. } => {
+                self.open_of::<StatsRecord>(app, key, sealed, RecordKind::Stats);
+            }
+            RecordKey::Usage { app, store } => {
+                // Counters are derived: an unreadable one is rebuilt, not
+                // set aside.
+                let Some(record) = self.open_derived(app, key, sealed, RecordKind::Usage) else {
+                    return;
+                };
+                self.usage.insert((app, store), record);
+            }
+            RecordKey::RateBucket(app) => {
+                let opens = self
+                    .apps
+                    .get(&app)
+                    .map(|keys| open::<RateRecord>(&keys.sealer, key, sealed).is_some());
+                match opens {
+                    None => self.unreadable(DamageKind::UnknownApplication, key, sealed),
+                    Some(true) => {}
+                    Some(false) => {
+                        self.found(
+                            DamageKind::Unreadable(RecordKind::RateBucket),
+                            key,
+                            Remedy::Rebuild,
+                        );
+                        self.rate_buckets.push((key.to_vec(), sealed.to_vec()));
+                    }
+                }
+            }
+            RecordKey::Entry(id) => {
+                let store = (id.partition.app, id.partition.store);
+                let footprint = Counts {
+                    keys: 1,
+                    bytes: (key.len() + sealed.len()) as i64,
+                };
+                add(self.counted_all.entry(store).or_default(), footprint);
+                if let Some(r) =
+                    self.open_of::<EntryRecord>(id.partition.app, key, sealed, RecordKind::Entry)
+                {
+                    add(self.counted_kept.entry(store).or_default(), footprint);
+                    if let Some(at) = r.expires {
+                        self.expected_expiries.insert((at, id));
+                    }
+                    self.entry_names
+                        .entry(id.partition)
+                        .or_default()
+                        .insert(r.key);
+                }
+            }
+            RecordKey::Expiry { at, entry } => {
+                self.expiries.insert((at, entry));
+            }
+            RecordKey::IndexPage { partition, page } => {
+                // Pages are derived: an unreadable one is rebuilt with its
+                // tree, not set aside.
+                let Some(record) =
+                    self.open_derived(partition.app, key, sealed, RecordKind::IndexPage)
+                else {
+                    return;
+                };
+                self.index_pages
+                    .entry(partition)
+                    .or_default()
+                    .insert(page, record);
+            }
+        }
+    }
+
+    /// Opens a record that can be derived from others (a counter, an index
+    /// page) of application `app`: `Some(None)` if it does not open, which
+    /// is reported to be rebuilt; `None` if the application is unknown,
+    /// which is reported and set aside.
+    fn open_derived<R: Record>(
+        &mut self,
+        app: Tag,
+        key: &[u8],
+        sealed: &[u8],
+        kind: RecordKind,
+    ) -> Option<Option<R>> {
+        let Some(keys) = self.apps.get(&app) else {
+            self.unreadable(DamageKind::UnknownApplication, key, sealed);
+            return None;
+        };
+        let record = open::<R>(&keys.sealer, key, sealed);
+        if record.is_none() {
+            self.found(DamageKind::Unreadable(kind), key, Remedy::Rebuild);
+        }
+        Some(record)
+    }
+
+    /// Opens a record of application `app`, or reports it and sets it
+    /// aside.
+    fn open_of<R: Record>(
+        &mut self,
+        app: Tag,
+        key: &[u8],
+        sealed: &[u8],
+        kind: RecordKind,
+    ) -> Option<R> {
+        let Some(keys) = self.apps.get(&app) else {
+            self.unreadable(DamageKind::UnknownApplication, key, sealed);
+            return None;
+        };
+        let record = open::<R>(&keys.sealer, key, sealed);
+        if record.is_none() {
+            self.unreadable(DamageKind::Unreadable(kind), key, sealed);
+        }
+        record
+    }
+}
+
+/// The record `sealed` holds for `key`, if it opens and parses.
+fn open<R: Record>(sealer: &Sealer, key: &[u8], sealed: &[u8]) -> Option<R> {
+    R::decode(&sealer.open(key, sealed).ok()?).ok()
+}
+
+fn add(total: &mut Counts, more: Counts) {
+    total.keys += more.keys;
+    total.bytes += more.bytes;
+}

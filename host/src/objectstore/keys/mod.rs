@@ -1,0 +1,163 @@
+//! The physical layout: every record's backend key is written and read here,
+//! and nowhere else.
+//!
+//! | kind | backend key | record (sealed) | shard |
+//! |---|---|---|---|
+//! | master check | `m/master-check` | a known text, under the master key | the host |
+//! | credential | `i` client | client id, what it grants, an HMAC of its secret, under the master key | the host |
+//! | application | `a` app | name and data keys, under the master key | application |
+//! | store | `s` app store | name, default TTL, quota | application |
+//! | store tombstone | `t` app store | a store being deleted: its name, since when | application |
+//! | partition | `p` app store partition | name and TTL | application |
+//! | stats | `c` app store day | requests to a store on a day, its size then | application |
+//! | usage | `u` app store | the keys and bytes of a store, as every host has added its changes | application |
+//! | rate bucket | `r` app | the application's request-rate bucket and its recent leases | application |
+//! | entry | `e` app store partition key | name, value, metadata | partition |
+//! | expiry | `x` expires app store partition key | empty | partition |
+//! | index page | `n` app store partition page | a page of the partition's ordered index of key names (see `index`) | partition |
+//! | set aside | `q` original key | the original bytes, as found | `q` |
+//!
+//! Each name is replaced by its 16-byte tag (see
+//! [`encryption`](crate::encryption)); `day` is big-endian days since the
+//! epoch, `expires` big-endian milliseconds. The expiry index keeps the
+//! expiry time in clear so the sweep finds due keys in order without opening
+//! every record: it reveals when keys expire, never what they are.
+//!
+//! A record's *shard* is the unit a batch may touch: every batch the object
+//! store commits writes records of one shard only, so that a backend which
+//! spreads shards over machines can still apply a batch atomically. (A key
+//! that parses as none of these, damage at rest, belongs to no shard; the
+//! sweep and bulk deletion delete such keys in batches of their own.)
+//!
+//! # Modules
+//!
+//! | module | holds |
+//! |---|---|
+//! | `encode` | writing a key or a scan prefix as backend bytes |
+//! | `parse` | reading backend bytes back as a key, or `None` |
+//! | `shard` | which shard a record or a prefix's records are in, and the shards' names |
+//! | `quarantine` | keys that do not parse: where repair sets them aside, which shards they may be in |
+
+use crate::encryption::Tag;
+
+const MASTER_CHECK: &[u8] = b"m/master-check";
+const APP: u8 = b'a';
+const STORE: u8 = b's';
+const PARTITION: u8 = b'p';
+const STATS: u8 = b'c';
+const ENTRY: u8 = b'e';
+const EXPIRY: u8 = b'x';
+const USAGE: u8 = b'u';
+const RATE_BUCKET: u8 = b'r';
+const CREDENTIAL: u8 = b'i';
+const STORE_TOMBSTONE: u8 = b't';
+const INDEX_PAGE: u8 = b'n';
+
+mod encode;
+mod parse;
+mod quarantine;
+mod shard;
+
+pub(crate) use quarantine::{probable_shards, quarantine, quarantined};
+pub(crate) use shard::ShardSpan;
+
+/// A partition, by the tags of its application, store and own name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PartitionId {
+    pub app: Tag,
+    pub store: Tag,
+    pub partition: Tag,
+}
+
+/// A key of a partition, by tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct EntryId {
+    pub partition: PartitionId,
+    pub key: Tag,
+}
+
+/// Where a record lives: the key of every record the object store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordKey {
+    /// Proves the master key matches the data.
+    MasterCheck,
+    /// An application's name and data keys.
+    App(Tag),
+    /// A store's settings.
+    Store { app: Tag, store: Tag },
+    /// A store whose deletion has begun and not yet finished: written in
+    /// the batch that deletes the store's record, deleted once the store's
+    /// partitions and keys are gone.
+    StoreTombstone { app: Tag, store: Tag },
+    /// A partition's settings.
+    Partition(PartitionId),
+    /// A store's request count on one day.
+    Stats { app: Tag, store: Tag, day: u32 },
+    /// A key with its value and metadata.
+    Entry(EntryId),
+    /// The expiry index: `entry` expires at `at` (milliseconds).
+    Expiry { at: u64, entry: EntryId },
+    /// A store's key and byte counts, shared by every host.
+    Usage { app: Tag, store: Tag },
+    /// An application's request-rate bucket, shared by every host.
+    RateBucket(Tag),
+    /// A client credential of the REST and Stats APIs, by its client id's
+    /// tag. Host-wide, so that every host sharing the backend knows it.
+    Credential(Tag),
+    /// A page of a partition's ordered index of key names. Page ids are
+    /// random (page 0 is the root), so they say nothing of where in the
+    /// order a page's names fall.
+    IndexPage { partition: PartitionId, page: u64 },
+}
+
+/// The unit of atomicity: one batch writes records of one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Shard {
+    /// Host-wide records.
+    Host,
+    /// An application's own records: its keys, stores, partitions, counts.
+    App(Tag),
+    /// A partition's keys and their expiry entries.
+    Partition(PartitionId),
+}
+
+/// The prefix of a scan: all records of one kind under one parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    /// Every application's record.
+    Apps,
+    /// The whole expiry index, in expiry order.
+    Expiries,
+    /// An application's stores.
+    Stores(Tag),
+    /// A store's partitions.
+    Partitions { app: Tag, store: Tag },
+    /// An application's request counts, or one store's.
+    Stats { app: Tag, store: Option<Tag> },
+    /// Every entry of an application.
+    AppEntries(Tag),
+    /// Every entry of one store.
+    StoreEntries { app: Tag, store: Tag },
+    /// Every entry of one partition.
+    PartitionEntries(PartitionId),
+    /// The key and byte counts of every store of an application.
+    Usage(Tag),
+    /// Every application's store tombstones (deletions not yet finished).
+    StoreTombstones,
+    /// Every client credential.
+    Credentials,
+    /// The index pages of one partition.
+    PartitionIndex(PartitionId),
+    /// The index pages of every partition of a store.
+    StoreIndex { app: Tag, store: Tag },
+}
+
+impl PartitionId {
+    /// The prefix of the partition's entries.
+    pub fn entries(&self) -> Prefix {
+        Prefix::PartitionEntries(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

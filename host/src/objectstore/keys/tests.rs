@@ -1,0 +1,239 @@
+//! The layout as a whole: every key round-trips through encode and parse,
+//! starts with its prefixes, and lives in the shard its prefix names.
+
+use super::*;
+use crate::encryption::TAG_LEN;
+
+fn tag(n: u8) -> Tag {
+    [n; TAG_LEN]
+}
+
+/// A partition and a key of it, with tags 1 to 4.
+fn ids() -> (PartitionId, EntryId) {
+    let partition = PartitionId {
+        app: tag(1),
+        store: tag(2),
+        partition: tag(3),
+    };
+    let entry = EntryId {
+        partition,
+        key: tag(4),
+    };
+    (partition, entry)
+}
+
+#[test]
+fn every_key_round_trips_and_starts_with_its_prefixes() {
+    let (partition, entry) = ids();
+    let keys = [
+        RecordKey::MasterCheck,
+        RecordKey::App(tag(1)),
+        RecordKey::Store {
+            app: tag(1),
+            store: tag(2),
+        },
+        RecordKey::StoreTombstone {
+            app: tag(1),
+            store: tag(2),
+        },
+        RecordKey::Partition(partition),
+        RecordKey::Stats {
+            app: tag(1),
+            store: tag(2),
+            day: 20_000,
+        },
+        RecordKey::Entry(entry),
+        RecordKey::Expiry { at: 7, entry },
+        RecordKey::Credential(tag(5)),
+        RecordKey::IndexPage { partition, page: 9 },
+    ];
+    for key in keys {
+        let bytes = key.encode();
+        assert_eq!(RecordKey::parse(&bytes), Some(key), "{key:?}");
+        for cut in 1..bytes.len() {
+            assert_eq!(
+                RecordKey::parse(&bytes[..cut]),
+                None,
+                "{key:?} cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(RecordKey::parse(&longer), None, "{key:?} with a byte more");
+    }
+    // The layout of the module doc, byte for byte: existing data stays
+    // readable.
+    assert_eq!(RecordKey::MasterCheck.encode(), b"m/master-check");
+    let expiry = RecordKey::Expiry { at: 7, entry }.encode();
+    assert_eq!(expiry.len(), 1 + 8 + 4 * TAG_LEN);
+    assert_eq!(&expiry[..9], b"x\0\0\0\0\0\0\0\x07");
+    assert_eq!(&expiry[9..], &RecordKey::Entry(entry).encode()[1..]);
+
+    let entry_key = RecordKey::Entry(entry).encode();
+    for prefix in [
+        partition.entries(),
+        Prefix::StoreEntries {
+            app: tag(1),
+            store: tag(2),
+        },
+        Prefix::AppEntries(tag(1)),
+    ] {
+        assert!(entry_key.starts_with(&prefix.encode()), "{prefix:?}");
+    }
+    let other_store = Prefix::StoreEntries {
+        app: tag(1),
+        store: tag(9),
+    };
+    assert!(!entry_key.starts_with(&other_store.encode()));
+}
+
+#[test]
+fn every_prefix_names_the_shards_of_its_records() {
+    let (partition, entry) = ids();
+    let in_span = |key: RecordKey, prefix: Prefix| {
+        let shard = key.shard().encode();
+        assert!(
+            key.encode().starts_with(&prefix.encode()),
+            "{key:?} {prefix:?}"
+        );
+        match prefix.shards() {
+            ShardSpan::One(name) => assert_eq!(name, shard, "{key:?} {prefix:?}"),
+            ShardSpan::StartingWith(start) => {
+                assert!(shard.starts_with(&start), "{key:?} {prefix:?}")
+            }
+        }
+    };
+    let store = RecordKey::Store {
+        app: tag(1),
+        store: tag(2),
+    };
+    in_span(RecordKey::App(tag(1)), Prefix::Apps);
+    in_span(store, Prefix::Stores(tag(1)));
+    let tombstone = RecordKey::StoreTombstone {
+        app: tag(1),
+        store: tag(2),
+    };
+    in_span(tombstone, Prefix::StoreTombstones);
+    // A tombstone lives in the shard of the store record it replaces, so
+    // that one batch swaps them.
+    assert_eq!(tombstone.shard(), store.shard());
+    in_span(
+        RecordKey::Partition(partition),
+        Prefix::Partitions {
+            app: tag(1),
+            store: tag(2),
+        },
+    );
+    let stats = RecordKey::Stats {
+        app: tag(1),
+        store: tag(2),
+        day: 3,
+    };
+    in_span(
+        stats,
+        Prefix::Stats {
+            app: tag(1),
+            store: None,
+        },
+    );
+    in_span(RecordKey::Expiry { at: 5, entry }, Prefix::Expiries);
+    let usage = RecordKey::Usage {
+        app: tag(1),
+        store: tag(2),
+    };
+    in_span(usage, Prefix::Usage(tag(1)));
+    in_span(RecordKey::Entry(entry), Prefix::AppEntries(tag(1)));
+    in_span(
+        RecordKey::Entry(entry),
+        Prefix::StoreEntries {
+            app: tag(1),
+            store: tag(2),
+        },
+    );
+    in_span(RecordKey::Entry(entry), partition.entries());
+    let page = RecordKey::IndexPage { partition, page: 3 };
+    in_span(page, Prefix::PartitionIndex(partition));
+    in_span(
+        page,
+        Prefix::StoreIndex {
+            app: tag(1),
+            store: tag(2),
+        },
+    );
+    // A partition's index pages share its entries' shard, so that one
+    // batch changes a key and the index together.
+    assert_eq!(page.shard(), RecordKey::Entry(entry).shard());
+    // Another application's partitions are not in its span.
+    let ShardSpan::StartingWith(start) = Prefix::AppEntries(tag(9)).shards() else {
+        panic!("entries of an application span its partitions")
+    };
+    assert!(!RecordKey::Entry(entry).shard().encode().starts_with(&start));
+}
+
+#[test]
+fn entries_and_their_expiries_share_the_partitions_shard() {
+    let (partition, entry) = ids();
+    assert_eq!(
+        RecordKey::Entry(entry).shard(),
+        RecordKey::Expiry { at: 1, entry }.shard()
+    );
+    assert_eq!(
+        RecordKey::Partition(partition).shard(),
+        RecordKey::App(tag(1)).shard()
+    );
+    assert_ne!(
+        RecordKey::Entry(entry).shard(),
+        RecordKey::App(tag(1)).shard()
+    );
+}
+
+#[test]
+fn usage_and_rate_bucket_keys_round_trip_in_the_applications_shard() {
+    let keys = [
+        RecordKey::Usage {
+            app: tag(1),
+            store: tag(2),
+        },
+        RecordKey::RateBucket(tag(1)),
+    ];
+    for key in keys {
+        let bytes = key.encode();
+        assert_eq!(RecordKey::parse(&bytes), Some(key), "{key:?}");
+        for cut in 1..bytes.len() {
+            assert_eq!(
+                RecordKey::parse(&bytes[..cut]),
+                None,
+                "{key:?} cut at {cut}"
+            );
+        }
+        assert_eq!(key.shard(), RecordKey::App(tag(1)).shard(), "{key:?}");
+    }
+    let usage = keys[0].encode();
+    assert_eq!(usage.len(), 1 + 2 * TAG_LEN);
+    assert!(usage.starts_with(&Prefix::Usage(tag(1)).encode()));
+    assert!(!usage.starts_with(&Prefix::Usage(tag(9)).encode()));
+    assert_eq!(keys[1].encode(), [&b"r"[..], &tag(1)].concat());
+}
+
+#[test]
+fn credentials_are_host_records_under_their_own_prefix() {
+    let key = RecordKey::Credential(tag(5));
+    assert_eq!(key.shard(), Shard::Host);
+    assert_eq!(key.shard(), RecordKey::MasterCheck.shard());
+    let bytes = key.encode();
+    assert_eq!(bytes.len(), 1 + TAG_LEN);
+    assert_eq!(bytes[0], b'i');
+    assert!(bytes.starts_with(&Prefix::Credentials.encode()));
+    // No other kind's keys fall under the credentials' prefix, so a
+    // listing of credentials reads nothing else.
+    let (partition, entry) = ids();
+    for other in [
+        RecordKey::MasterCheck,
+        RecordKey::App(tag(1)),
+        RecordKey::Partition(partition),
+        RecordKey::Entry(entry),
+        RecordKey::Expiry { at: 7, entry },
+    ] {
+        assert!(!other.encode().starts_with(&Prefix::Credentials.encode()));
+    }
+}
