@@ -139,11 +139,11 @@ impl GroupCommitWriter {
                 },
             };
             let mut group = vec![first];
-            let mut bytes = batch_bytes(&group[0].0);
+            let mut bytes = group[0].0.bytes();
             while group.len() < MAX_GROUP_BATCHES && bytes < MAX_GROUP_BYTES {
                 match pending.try_recv() {
                     Ok(next) => {
-                        bytes += batch_bytes(&next.0);
+                        bytes += next.0.bytes();
                         group.push(next);
                     }
                     Err(_) => break,
@@ -267,14 +267,6 @@ impl GroupCommitWriter {
             Err(e) => tracing::debug!("taking the reserve again failed: {e}"),
         }
     }
-}
-
-fn batch_bytes(batch: &Batch) -> usize {
-    batch
-        .writes
-        .iter()
-        .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len))
-        .sum()
 }
 
 /// Whether `batch` deletes a key: what frees space (a delete of a record
