@@ -34,9 +34,7 @@ impl KeyLocks {
     }
 
     pub async fn lock(&self, entry: &EntryId) -> tokio::sync::MutexGuard<'_, ()> {
-        // Key tags are uniformly distributed.
-        let stripe = u64::from_le_bytes(entry.key[..8].try_into().expect("8 bytes")) as usize;
-        self.0[stripe % self.0.len()].lock().await
+        self.0[stripe_of(&entry.key, self.0.len())].lock().await
     }
 
     /// The locks of every key in `entries`, for a write of several keys.
@@ -46,10 +44,7 @@ impl KeyLocks {
     pub async fn lock_many(&self, entries: &[EntryId]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
         let mut stripes: Vec<usize> = entries
             .iter()
-            .map(|entry| {
-                let tag = u64::from_le_bytes(entry.key[..8].try_into().expect("8 bytes"));
-                tag as usize % self.0.len()
-            })
+            .map(|entry| stripe_of(&entry.key, self.0.len()))
             .collect();
         stripes.sort_unstable();
         stripes.dedup();
@@ -59,6 +54,12 @@ impl KeyLocks {
         }
         guards
     }
+}
+
+/// Which of `stripes` locks serves `tag`: tags are uniformly distributed,
+/// so their first bytes spread over the stripes evenly.
+pub(super) fn stripe_of(tag: &Tag, stripes: usize) -> usize {
+    u64::from_le_bytes(tag[..8].try_into().expect("8 bytes")) as usize % stripes
 }
 
 /// The store tag of an entry's backend key; `None` for a key that is no

@@ -36,6 +36,7 @@ use crate::objectstore::Error;
 use crate::objectstore::application::Application;
 use crate::objectstore::keys::{PartitionId, Shard};
 use crate::objectstore::sealed::{Commit, SealedTable};
+use crate::objectstore::write::stripe_of;
 
 use super::{IndexEdit, ensure_built_locked};
 
@@ -95,9 +96,7 @@ impl IndexLocks {
     }
 
     fn stripe(&self, partition: &PartitionId) -> &Stripe {
-        // Partition tags are uniformly distributed.
-        let stripe = u64::from_le_bytes(partition.partition[..8].try_into().expect("8 bytes"));
-        &self.0[stripe as usize % self.0.len()]
+        &self.0[stripe_of(&partition.partition, self.0.len())]
     }
 
     /// Holds off every other change to the partition's index on this host
