@@ -73,9 +73,11 @@ impl Walk<'_> {
         }
     }
 
-    /// Compares each store's counters with the recount. An application
-    /// without counters is not damaged: its first host counts its data.
-    pub(super) fn compare_usage(&mut self) {
+    /// Every store (as application and store tags, in order) of an
+    /// application with counters: those with data or with a counter
+    /// record. An application without counters is not damaged: its first
+    /// host counts its data.
+    pub(super) fn counted_stores(&self) -> Vec<(Tag, Tag)> {
         let counted_apps: HashSet<Tag> = self.usage.keys().map(|(app, _)| *app).collect();
         let stores: HashSet<(Tag, Tag)> = self
             .counted_all
@@ -86,7 +88,12 @@ impl Walk<'_> {
             .collect();
         let mut stores: Vec<_> = stores.into_iter().collect();
         stores.sort();
-        for (app, store) in stores {
+        stores
+    }
+
+    /// Compares each store's counters with the recount.
+    pub(super) fn compare_usage(&mut self) {
+        for (app, store) in self.counted_stores() {
             let recounted = self
                 .counted_all
                 .get(&(app, store))

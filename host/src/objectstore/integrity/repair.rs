@@ -1,10 +1,7 @@
 //! `ostore repair`'s writes: each remedy a walk decided on, carried out
 //! batch by batch so that a repair cut short can be run again.
 
-use std::collections::HashSet;
-
 use crate::backend::{Backend, Batch, Expect};
-use crate::encryption::Tag;
 
 use super::walk::Walk;
 use crate::objectstore::Error;
@@ -46,15 +43,8 @@ impl Walk<'_> {
         }
         // Every store of an application with counters gets its recount,
         // which leaves out what was set aside.
-        let counted_apps: HashSet<Tag> = self.usage.keys().map(|(app, _)| *app).collect();
-        let stores: HashSet<(Tag, Tag)> = self
-            .counted_all
-            .keys()
-            .chain(self.usage.keys())
-            .copied()
-            .filter(|(app, _)| counted_apps.contains(app) && self.apps.contains_key(app))
-            .collect();
-        for (app, store) in stores {
+        let stores = self.counted_stores().into_iter();
+        for (app, store) in stores.filter(|(app, _)| self.apps.contains_key(app)) {
             let kept = self
                 .counted_kept
                 .get(&(app, store))
