@@ -184,6 +184,11 @@ impl Setup {
         self.dir.path()
     }
 
+    /// The data directory the hosts use.
+    pub fn data_path(&self) -> &Path {
+        &self.data
+    }
+
     /// Adds application `name`, serving each `(route, component id, guest
     /// crate)`.
     pub fn app(mut self, name: &str, routes: &[(&str, &str, &str)]) -> Self {

@@ -3,7 +3,9 @@
 //! random (seeded) moment, and is started again on the same data (the
 //! same redb file, or the same Redis). Every write it acknowledged must be
 //! there with its value, and every counter at least at the highest value
-//! an increment acknowledged, after every cycle.
+//! an increment acknowledged, after every cycle. Before each restart,
+//! `ostore check` must find the data whole: in particular every
+//! partition's kept counts of keys and bytes equal to a recount.
 //!
 //! The writers use the tutorial application's routes: `POST /store`
 //! (a store, acknowledged once durable) and `POST /store/<key>/increment`.
@@ -19,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ostore_tests::redis::{RedisOptions, RedisServer};
-use ostore_tests::{Serves, Setup, try_request_with};
+use ostore_tests::{Serves, Setup, run_ostore, try_request_with};
 
 /// Concurrent writers, each with its own connection per request.
 const WRITERS: usize = 32;
@@ -236,6 +238,7 @@ async fn kill_cycles(setup: &Setup, args: &[&str], label: &str, seed: u64) {
             delay.as_millis(),
             this_cycle.len()
         );
+        check_whole(setup, args, &format!("{label}, cycle {cycle}"));
         host = setup.start_process(args);
         let wrong = missing(host.addr(), &this_cycle, &ledger).await;
         assert!(
@@ -269,6 +272,21 @@ async fn kill_cycles(setup: &Setup, args: &[&str], label: &str, seed: u64) {
     assert!(
         !ledger.stored.is_empty() && ledger.acknowledged_increments > 0,
         "{label}: no write was acknowledged before the kills; the test proved nothing"
+    );
+}
+
+/// Runs `ostore check` on the data of a killed host: it must find no
+/// damage, and so every partition's kept counts equal to a recount.
+fn check_whole(setup: &Setup, args: &[&str], when: &str) {
+    let data = setup.data_path().display().to_string();
+    let mut check = vec!["check", "--data-dir", data.as_str()];
+    check.extend(args);
+    let run = run_ostore(&check, &[]);
+    assert!(
+        run.success && run.stdout.contains("0 problems"),
+        "{when}: ostore check after kill -9:\n{}\n{}",
+        run.stdout,
+        run.stderr
     );
 }
 

@@ -556,8 +556,8 @@ async fn a_cluster_failover_keeps_readyz_unready_until_the_dead_masters_slots_ta
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Kill the master holding the fewest keys that still holds some
-    // partitions: the application's own shard (its usage counters, which
-    // every write updates) is then likely on another master, so that
+    // partitions: the application's own shard (its request-rate bucket,
+    // which every few requests draw on) is then likely on another master, so that
     // writes to the other masters' partitions go on meanwhile.
     let masters = cluster.masters();
     let keys = |i: usize| -> usize {

@@ -13,7 +13,7 @@ use super::record::{AppRecord, PartitionRecord, StoreRecord, StoreTombstone};
 use super::sealed::{Commit, SealedTable};
 use super::store::Store;
 use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
-use super::usage::AppUsage;
+use super::usage::{AppUsage, kept};
 use super::{Error, Inner, MAX_CONFLICT_RETRIES, paging, write};
 
 /// How long a host trusts what it cached of a store's or a partition's
@@ -140,7 +140,8 @@ impl Inner {
     }
 
     /// Loads (or, given its name, creates) an application's keys, and reads
-    /// (or, if no host has made them yet, makes) its usage counters.
+    /// its kept counts of keys and bytes (counting data from before they
+    /// were kept).
     pub(super) async fn app_state(
         &self,
         tag: Tag,
@@ -218,6 +219,11 @@ impl Inner {
                 store,
             };
             index::delete_pages(table, pages).await?;
+            let counts = Prefix::StoreCounts {
+                app: app.tag,
+                store,
+            };
+            kept::delete_empty(table, counts).await?;
         }
         // Each round reads the first partitions left, so a batch that meets
         // a partition set anew through a handle of the old store (a
@@ -249,30 +255,6 @@ impl Inner {
             tracing::debug!(store = %tombstone.record.name, "store deleted");
         }
         Ok(())
-    }
-
-    /// Counts the keys and bytes of every store of an application.
-    pub(super) async fn measure(&self, app: &AppState) -> Result<HashMap<Tag, Footprint>, Error> {
-        let mut footprints: HashMap<Tag, Footprint> = HashMap::new();
-        let mut scan = self.table(app).scan(Prefix::AppEntries(app.tag));
-        loop {
-            let chunk = scan.next_chunk_of(1024).await?;
-            if chunk.is_empty() {
-                return Ok(footprints);
-            }
-            for (key, sealed) in &chunk {
-                // A count that leaves records out would look whole: a
-                // malformed key is reported instead (`ostore check` finds
-                // it, `ostore repair` sets it aside).
-                let Some(store) = write::store_of(key) else {
-                    tracing::warn!("cannot count a malformed entry key");
-                    return Err(Error::Integrity);
-                };
-                let f = footprints.entry(store).or_default();
-                f.keys += 1;
-                f.bytes += (key.len() + sealed.len()) as u64;
-            }
-        }
     }
 }
 

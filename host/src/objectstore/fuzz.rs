@@ -12,8 +12,8 @@ use crate::encryption::Sealer;
 use super::keys::RecordKey;
 use super::paging;
 use super::record::{
-    AppRecord, CredentialRecord, EntryRecord, MasterCheck, PartitionRecord, RateRecord, Record,
-    StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
+    AppRecord, CountsRecord, CredentialRecord, EntryRecord, MasterCheck, PartitionRecord,
+    RateRecord, Record, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
 };
 
 /// Feeds `data` to every decoder. Panics only if a decoder does, or if an
@@ -29,6 +29,7 @@ pub fn decoders(data: &[u8]) {
     round_trips::<PartitionRecord>(data);
     round_trips::<StatsRecord>(data);
     round_trips::<UsageRecord>(data);
+    round_trips::<CountsRecord>(data);
     round_trips::<RateRecord>(data);
     round_trips::<CredentialRecord>(data);
     round_trips::<MasterCheck>(data);
@@ -130,6 +131,15 @@ mod tests {
             ),
             ("usage", UsageRecord { keys: -1, bytes: 9 }.encode()),
             (
+                "counts",
+                CountsRecord {
+                    keys: -1,
+                    bytes: 9,
+                    seq: 3,
+                }
+                .encode(),
+            ),
+            (
                 "rate",
                 RateRecord {
                     level_milli: 5,
@@ -177,6 +187,7 @@ mod tests {
                 || StoreRecord::decode(&bytes).is_ok()
                 || PartitionRecord::decode(&bytes).is_ok()
                 || UsageRecord::decode(&bytes).is_ok()
+                || CountsRecord::decode(&bytes).is_ok()
                 || RateRecord::decode(&bytes).is_ok()
                 || CredentialRecord::decode(&bytes).is_ok()
                 || StoreTombstone::decode(&bytes).is_ok()

@@ -135,8 +135,40 @@ impl Record for StatsRecord {
     }
 }
 
-/// A store's key and byte counts as every host has added its changes to
-/// them. Signed: a host may add the deletion of keys that another host has
+/// One slot of a partition's kept counts (see `usage`). Signed: a slot
+/// holds the changes of the writes made in it, and a slot whose writes
+/// deleted keys counted in another is below zero. `seq` grows by one at
+/// every write of the slot, so that a host that reads it knows which of
+/// its own changes the read already holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CountsRecord {
+    pub keys: i64,
+    pub bytes: i64,
+    pub seq: u64,
+}
+
+impl Record for CountsRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.keys as u64).u64(self.bytes as u64).u64(self.seq);
+        w.0
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader::new(bytes)?;
+        let record = Self {
+            keys: r.u64()? as i64,
+            bytes: r.u64()? as i64,
+            seq: r.u64()?,
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
+/// A store's key and byte counts as an earlier version kept them, every
+/// host adding its changes to them once a second; read once, when counts
+/// begin to be kept per partition. Signed: a host may add the deletion of keys that another host has
 /// created but not added yet, so a total may dip below zero for a moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct UsageRecord {
@@ -591,6 +623,12 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(EntryRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+        let counts = CountsRecord {
+            keys: -2,
+            bytes: 7,
+            seq: u64::MAX,
+        };
+        assert_eq!(CountsRecord::decode(&counts.encode()).unwrap(), counts);
         let part = PartitionRecord {
             name: "p".into(),
             ttl: None,

@@ -25,10 +25,10 @@ use super::types::DayStats;
 use super::{Error, Inner, MAX_CONFLICT_RETRIES, ObjectStore, Periodic};
 
 impl ObjectStore {
-    /// Adds this host's key and byte changes to the shared usage counters,
-    /// and the request counts gathered since the last flush to the stored
-    /// per-day counts, with each store's current size. Counts whose write
-    /// fails are kept for the next flush.
+    /// Reads the kept key and byte counts again (what other hosts changed
+    /// since), and adds the request counts gathered since the last flush to
+    /// the stored per-day counts, with each store's current size. Request
+    /// counts whose write fails are kept for the next flush.
     pub async fn flush_stats(&self) -> Result<(), Error> {
         let apps: Vec<Arc<AppState>> = self
             .inner
@@ -40,8 +40,8 @@ impl ObjectStore {
             .collect();
         let mut usage_failure = None;
         for app in apps {
-            // A failure here leaves the changes for the next flush; the
-            // request counts are still saved.
+            // A failed read is tried again at the next flush; the request
+            // counts are still saved.
             if let Err(e) = self.inner.sync_usage(&app).await {
                 usage_failure.get_or_insert(e);
             }

@@ -10,6 +10,7 @@ use super::index::{self, IndexEdit};
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::EntryRecord;
 use super::sealed::Commit;
+use super::usage::{Counts, kept};
 use super::{Error, ObjectStore, Periodic};
 
 impl ObjectStore {
@@ -61,7 +62,14 @@ impl ObjectStore {
                             }
                             edit.finish(&mut batch);
                             _index_guard = Some(guard);
-                            freed = Some((app.clone(), (entry_key.len() + sealed.len()) as i64));
+                            let change = Counts {
+                                keys: -1,
+                                bytes: -((entry_key.len() + sealed.len()) as i64),
+                            };
+                            let slot = inner.index_locks.slot();
+                            let seq = kept::count(table, entry.partition, slot, change, &mut batch)
+                                .await?;
+                            freed = Some((app.clone(), seq, change));
                             batch.delete(entry_key.clone(), Expect::Value(sealed));
                         }
                         // Rewritten since: only the index entry is stale.
@@ -74,9 +82,11 @@ impl ObjectStore {
                 // Changed since it was read: the write that changed it also
                 // replaced the index entry; a later sweep sees the new one.
                 if index.commit(batch).await? == Commit::Done
-                    && let Some((app, bytes)) = freed
+                    && let Some((app, seq, change)) = freed
                 {
-                    app.usage.apply(entry.partition.store, -1, -bytes);
+                    if let Some(seq) = seq {
+                        app.usage.apply(entry.partition, seq, change);
+                    }
                     deleted += 1;
                 }
             }

@@ -16,6 +16,7 @@ use super::keys::{EntryId, PartitionId, Prefix, RecordKey, Shard};
 use super::partition::Partition;
 use super::record::EntryRecord;
 use super::sealed::{Commit, SealedTable};
+use super::usage::{Counts, kept};
 use super::{Error, MAX_CONFLICT_RETRIES};
 
 /// Serialises read-modify-write cycles on one key within this host, so that
@@ -60,15 +61,6 @@ impl KeyLocks {
 /// so their first bytes spread over the stripes evenly.
 pub(super) fn stripe_of(tag: &Tag, stripes: usize) -> usize {
     u64::from_le_bytes(tag[..8].try_into().expect("8 bytes")) as usize % stripes
-}
-
-/// The store tag of an entry's backend key; `None` for a key that is no
-/// entry key (damage at rest).
-pub(super) fn store_of(entry_key: &[u8]) -> Option<Tag> {
-    match RecordKey::parse(entry_key) {
-        Some(RecordKey::Entry(id)) => Some(id.partition.store),
-        _ => None,
-    }
 }
 
 /// A record as read from the backend.
@@ -148,7 +140,7 @@ impl Partition {
 
     /// Writes each change's record in place of what was read, as one
     /// conditional batch of the partition's shard, keeping the expiry index,
-    /// the index of names and the usage counts in step (one reservation for
+    /// the index of names and the kept counts in step (one reservation for
     /// the summed change): all land or none. Returns [`Commit::Conflict`],
     /// writing nothing, if a key or index page changed since it was read;
     /// fails with `QuotaExceeded` if the writes would grow the application
@@ -179,29 +171,17 @@ impl Partition {
             .iter()
             .filter_map(|c| name_change(c).map(|insert| (c.name.to_string(), insert)))
             .collect();
-        // Committed, and counted once it lands, by a task: a change whose
-        // writer gives up (its request dropped) while it commits is counted
-        // all the same. The reservation only holds its growth until then.
-        let outcome = if names.is_empty() {
-            let app = self.store.app.clone();
-            let store = self.store.tag;
-            let commit = tokio::spawn(async move {
-                let outcome = app.table().commit(batch).await;
-                if let Ok(Commit::Done) = outcome {
-                    app.state.usage.apply(store, keys, bytes);
-                }
-                outcome
-            });
-            commit.await.unwrap_or_else(|_| Err(Error::unanswered()))
-        } else {
-            let change = NameChange {
-                names,
-                batch,
-                counts: (keys, bytes),
-            };
-            let locks = &self.inner().index_locks;
-            locks.commit(&self.store.app, self.id, change).await
+        // Committed, and counted once it lands, by the partition's queue:
+        // a change whose writer gives up (its request dropped) while it
+        // commits is counted all the same. The reservation only holds its
+        // growth until then.
+        let change = NameChange {
+            names,
+            batch,
+            counts: Counts { keys, bytes },
         };
+        let locks = &self.inner().index_locks;
+        let outcome = locks.commit(&self.store.app, self.id, change).await;
         drop(reservation);
         outcome
     }
@@ -320,8 +300,8 @@ fn name_change(change: &EntryChange<'_>) -> Option<bool> {
 /// long as `only` holds; returns how many were live at `now`. Writes racing
 /// with it may survive or not.
 /// Each chunk is committed as one batch per partition (its shard), each
-/// delete expecting the bytes the scan read, and the usage counts follow
-/// each batch that lands; a partition's batch that meets a concurrent write
+/// delete expecting the bytes the scan read, with the partition's kept
+/// counts in the same batch; a partition's batch that meets a concurrent write
 /// (from any host) is done again key by key from what is there now. So each
 /// key is deleted and counted once, as the counters shared by hosts need.
 pub(super) async fn delete_entries(
@@ -392,15 +372,23 @@ pub(super) async fn delete_entries(
                     break;
                 }
             }
+            let freed = Counts {
+                keys: deletions.keys,
+                bytes: deletions.bytes,
+            };
+            let mut seq = None;
             if outcome == Commit::Done {
                 edit.finish(&mut deletions.batch);
+                seq = kept::count(table, partition, locks.slot(), freed, &mut deletions.batch)
+                    .await?;
                 outcome = table.commit(deletions.batch).await?;
             }
             drop(guard);
             match outcome {
                 Commit::Done => {
-                    app.usage
-                        .apply(partition.store, deletions.keys, deletions.bytes);
+                    if let Some(seq) = seq {
+                        app.usage.apply(partition, seq, freed);
+                    }
                     removed += deletions.live;
                 }
                 Commit::Conflict if only.holds(table).await? => {
@@ -497,9 +485,15 @@ async fn delete_current(
             }
             edit.finish(&mut batch);
         }
+        let freed = Counts {
+            keys: -1,
+            bytes: -((key.len() + sealed.len()) as i64),
+        };
+        let seq = kept::count(table, entry.partition, locks.slot(), freed, &mut batch).await?;
         if table.commit(batch).await? == Commit::Done {
-            let bytes = (key.len() + sealed.len()) as i64;
-            app.usage.apply(entry.partition.store, -1, -bytes);
+            if let Some(seq) = seq {
+                app.usage.apply(entry.partition, seq, freed);
+            }
             return Ok(u64::from(counts));
         }
     }

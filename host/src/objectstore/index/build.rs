@@ -1,22 +1,24 @@
 //! Writing a whole index at once: for data from before the index (its
-//! first use), for `ostore repair`, and its deletion with its partition.
+//! first use, which also begins the partition's kept counts), for `ostore
+//! repair`, and its deletion with its partition.
 
 use std::collections::HashMap;
 
 use crate::backend::{Batch, Expect};
 
 use super::{IndexLocks, PAGE_BYTES, ROOT, new_page_id, page_key};
-use crate::objectstore::Error;
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::{EntryRecord, IndexPage};
 use crate::objectstore::sealed::{Commit, SealedTable};
+use crate::objectstore::usage::{Counts, Slots, kept};
+use crate::objectstore::{Error, MAX_CONFLICT_RETRIES};
 
 /// A page built from existing data is filled to half of [`PAGE_BYTES`], so
 /// that the inserts that follow do not split every page at once.
 const BUILD_FILL: usize = PAGE_BYTES / 2;
 
 /// Whether the partition's index exists (its root page does).
-async fn is_built(table: SealedTable<'_>, partition: PartitionId) -> Result<bool, Error> {
+async fn has_root(table: SealedTable<'_>, partition: PartitionId) -> Result<bool, Error> {
     let shard = Shard::Partition(partition).encode();
     Ok(table
         .backend()
@@ -25,45 +27,74 @@ async fn is_built(table: SealedTable<'_>, partition: PartitionId) -> Result<bool
         .is_some())
 }
 
-/// Builds the partition's index if it has none (data written before the
-/// index existed). Takes the partition's lock only when it must build.
+/// Makes the partition ready for counted writes and listings if it is not
+/// (data from before the index or the kept counts, or a partition no one
+/// wrote yet): builds its index and its counts' base from one scan of its
+/// entries. Takes the partition's lock only when it must.
 pub(crate) async fn ensure_built(
     table: SealedTable<'_>,
     locks: &IndexLocks,
     partition: PartitionId,
 ) -> Result<(), Error> {
-    if is_built(table, partition).await? {
+    if kept::is_kept(table, partition).await? {
         return Ok(());
     }
     let _guard = locks.lock(&partition).await;
     ensure_built_locked(table, partition).await
 }
 
-/// [`ensure_built`] for a caller that holds the partition's lock.
+/// [`ensure_built`] for a caller that holds the partition's lock. The
+/// base of the counts is the mark of a ready partition: it is written in
+/// the batch that writes the index's root (or alone, when there is a root
+/// already or no name to index), so one host's build wins and another's
+/// fails and finds it done. See `usage::kept` for why the base counts each
+/// key once even while hosts write.
 pub(crate) async fn ensure_built_locked(
     table: SealedTable<'_>,
     partition: PartitionId,
 ) -> Result<(), Error> {
-    if is_built(table, partition).await? {
-        return Ok(());
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        if kept::is_kept(table, partition).await? {
+            return Ok(());
+        }
+        let slots = Slots::read(table, partition).await?;
+        let (names, measured) = scan_entries(table, partition).await?;
+        let mut last = Batch::new(Shard::Partition(partition).encode());
+        slots.reset(table, partition, measured, &mut last);
+        let outcome = if has_root(table, partition).await? {
+            if measured.keys > 0 {
+                tracing::info!(keys = measured.keys, "counting a partition's keys");
+            }
+            table.commit(last).await?
+        } else {
+            // Worth an operator's notice only for data from before the
+            // index: a new partition's first key builds an empty one.
+            if names.is_empty() {
+                tracing::debug!("starting a new partition's index of key names");
+            } else {
+                tracing::info!(
+                    keys = names.len(),
+                    "building a partition's index of key names"
+                );
+            }
+            write_tree(table, partition, &names, last).await?
+        };
+        if outcome == Commit::Done {
+            return Ok(());
+        }
     }
-    let names = entry_names(table, partition).await?;
-    // Worth an operator's notice only for data from before the index: a
-    // new partition's first key builds an empty one.
-    if names.is_empty() {
-        tracing::debug!("starting a new partition's index of key names");
-    } else {
-        tracing::info!(
-            keys = names.len(),
-            "building a partition's index of key names"
-        );
-    }
-    write_tree(table, partition, &names).await
+    Err(Error::Contended("the partition's index is"))
 }
 
-/// The names of every entry of the partition that opens, in byte order.
-async fn entry_names(table: SealedTable<'_>, partition: PartitionId) -> Result<Vec<String>, Error> {
+/// The names of every entry of the partition that opens, in byte order,
+/// and the keys and bytes of all its entries (those that do not open
+/// too: they are at rest until deleted). Fails on a key that is no entry's.
+async fn scan_entries(
+    table: SealedTable<'_>,
+    partition: PartitionId,
+) -> Result<(Vec<String>, Counts), Error> {
     let mut names = Vec::new();
+    let mut counts = Counts::default();
     let mut scan = table.scan(partition.entries());
     loop {
         let chunk = scan.next_chunk().await?;
@@ -71,6 +102,15 @@ async fn entry_names(table: SealedTable<'_>, partition: PartitionId) -> Result<V
             break;
         }
         for (key, sealed) in chunk {
+            // A count that leaves a record out would look whole: a
+            // malformed key is reported instead (`ostore check` finds it,
+            // `ostore repair` sets it aside).
+            if !matches!(RecordKey::parse(&key), Some(RecordKey::Entry(_))) {
+                tracing::warn!("cannot count a malformed entry key");
+                return Err(Error::Integrity);
+            }
+            counts.keys += 1;
+            counts.bytes += (key.len() + sealed.len()) as i64;
             match table.open::<EntryRecord>(&key, &sealed) {
                 Ok(record) => names.push(record.key),
                 // A damaged record's name is unknown: `ostore check`
@@ -82,7 +122,7 @@ async fn entry_names(table: SealedTable<'_>, partition: PartitionId) -> Result<V
     }
     names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     names.dedup();
-    Ok(names)
+    Ok((names, counts))
 }
 
 /// Pages of a tree holding `names` (sorted), bottom up; the last is the
@@ -155,18 +195,24 @@ pub(super) fn build_pages(names: &[String]) -> Vec<(u64, IndexPage)> {
 }
 
 /// Writes a tree of `names` where there is no root: the other pages first,
-/// the root last expecting to be absent; if another writer's root got
-/// there first, this one's pages are removed again.
+/// then the root in `last` (with whatever else it holds) expecting to be
+/// absent; if that batch does not land (another writer's root got there
+/// first, say), this tree's pages are removed again.
 async fn write_tree(
     table: SealedTable<'_>,
     partition: PartitionId,
     names: &[String],
-) -> Result<(), Error> {
+    mut last: Batch,
+) -> Result<Commit, Error> {
     // No names: no pages. An absent root reads as an empty tree, and the
     // first key's batch writes it (expecting it absent); so a listing of a
-    // partition no one wrote writes nothing.
+    // partition no one wrote writes no page.
     if names.is_empty() {
-        return Ok(());
+        return if last.is_empty() {
+            Ok(Commit::Done)
+        } else {
+            table.commit(last).await
+        };
     }
     let shard = Shard::Partition(partition).encode();
     let mut pages = build_pages(names);
@@ -183,9 +229,9 @@ async fn write_tree(
         }
     }
     let key = page_key(partition, ROOT);
-    let mut batch = Batch::new(shard.clone());
-    batch.put(key.clone(), table.seal(&key, &root.1), Expect::Absent);
-    if table.commit(batch).await? == Commit::Conflict {
+    last.put(key.clone(), table.seal(&key, &root.1), Expect::Absent);
+    let outcome = table.commit(last).await?;
+    if outcome == Commit::Conflict {
         for chunk in pages.chunks(64) {
             let mut batch = Batch::new(shard.clone());
             for (id, _) in chunk {
@@ -194,7 +240,7 @@ async fn write_tree(
             table.commit_unconditional(batch).await?;
         }
     }
-    Ok(())
+    Ok(outcome)
 }
 
 /// Deletes every index page under `prefix` (one partition's, or a store's
@@ -242,6 +288,11 @@ pub(crate) async fn rebuild(table: SealedTable<'_>, partition: PartitionId) -> R
         }
         table.commit_unconditional(batch).await?;
     }
-    let names = entry_names(table, partition).await?;
-    write_tree(table, partition, &names).await
+    let (names, _) = scan_entries(table, partition).await?;
+    let root = Batch::new(shard);
+    match write_tree(table, partition, &names, root).await? {
+        Commit::Done => Ok(()),
+        // Another writer's root: a host is running beside the repair.
+        Commit::Conflict => Err(Error::Contended("the partition's index is")),
+    }
 }

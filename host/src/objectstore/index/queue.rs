@@ -21,10 +21,16 @@
 //! the grouping, and gets its own answer. Changes of two partitions never
 //! share a batch: their shards may live on different Redis nodes.
 //!
+//! Every write of a partition's entries goes through its queue, an
+//! overwrite that changes no name too: each batch also changes the
+//! partition's kept counts of keys and bytes (`usage::kept`), in this
+//! host's slot, written once for the whole group.
+//!
 //! A group is committed by a task of its own, so that a writer whose
 //! request is dropped while its group commits cannot leave the answers of
-//! the others unsent; and the task counts what lands in the application's
-//! usage, so that a change whose writer gave up is counted all the same.
+//! the others unsent; and the task adds what lands to this host's view of
+//! the counts, so that a change whose writer gave up is counted all the
+//! same.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -36,6 +42,7 @@ use crate::objectstore::Error;
 use crate::objectstore::application::Application;
 use crate::objectstore::keys::{PartitionId, Shard};
 use crate::objectstore::sealed::{Commit, SealedTable};
+use crate::objectstore::usage::{Counts, kept};
 use crate::objectstore::write::stripe_of;
 
 use super::{IndexEdit, ensure_built_locked};
@@ -53,8 +60,14 @@ const STRIPES: usize = 256;
 
 /// Queues the index changes of one partition within this host (see the
 /// module doc). Striped by partition tag: two partitions may share a lock,
-/// which only costs a little concurrency.
-pub(crate) struct IndexLocks(Vec<Stripe>);
+/// which only costs a little concurrency. Every batch that changes a
+/// partition's kept counts holds its lock, so this host's slot of them is
+/// written by one batch at a time.
+pub(crate) struct IndexLocks {
+    stripes: Vec<Stripe>,
+    /// This host's slot of the kept counts (see `usage::kept`).
+    slot: u16,
+}
 
 struct Stripe {
     lock: Arc<tokio::sync::Mutex<()>>,
@@ -69,10 +82,11 @@ pub(crate) struct NameChange {
     pub names: Vec<(String, bool)>,
     /// The entries' writes, in the partition's shard.
     pub batch: Batch,
-    /// How many keys and bytes they add to the partition's store, counted
-    /// in the application's usage once they land, by whoever commits them:
-    /// the writer may have given up waiting (its request dropped) by then.
-    pub counts: (i64, i64),
+    /// How many keys and bytes they add to the partition: counted in its
+    /// kept counts in the same batch, and in this host's view once they
+    /// land, by whoever commits them (the writer may have given up waiting,
+    /// its request dropped, by then).
+    pub counts: Counts,
 }
 
 struct Queued {
@@ -85,18 +99,24 @@ struct Queued {
 
 impl IndexLocks {
     pub fn new() -> Self {
-        Self(
-            (0..STRIPES)
+        Self {
+            stripes: (0..STRIPES)
                 .map(|_| Stripe {
                     lock: Arc::new(tokio::sync::Mutex::new(())),
                     queued: Mutex::new(Vec::new()),
                 })
                 .collect(),
-        )
+            slot: kept::draw_slot(),
+        }
+    }
+
+    /// This host's slot of the kept counts.
+    pub fn slot(&self) -> u16 {
+        self.slot
     }
 
     fn stripe(&self, partition: &PartitionId) -> &Stripe {
-        &self.0[stripe_of(&partition.partition, self.0.len())]
+        &self.stripes[stripe_of(&partition.partition, self.stripes.len())]
     }
 
     /// Holds off every other change to the partition's index on this host
@@ -130,8 +150,9 @@ impl IndexLocks {
             Ok(outcome) => return outcome,
             Err(TryRecvError::Empty) => {
                 let queued = std::mem::take(&mut *stripe.queued.lock().expect("queue lock"));
+                let slot = self.slot;
                 tokio::spawn(async move {
-                    commit_queued(queued).await;
+                    commit_queued(queued, slot).await;
                     drop(guard);
                 });
             }
@@ -141,8 +162,9 @@ impl IndexLocks {
     }
 }
 
-/// Commits `queued`, grouped by partition, and answers each change.
-async fn commit_queued(queued: Vec<Queued>) {
+/// Commits `queued`, grouped by partition, counting in `slot`, and
+/// answers each change.
+async fn commit_queued(queued: Vec<Queued>, slot: u16) {
     let mut by_partition: BTreeMap<PartitionId, Vec<Queued>> = BTreeMap::new();
     for q in queued {
         by_partition.entry(q.partition).or_default().push(q);
@@ -156,65 +178,74 @@ async fn commit_queued(queued: Vec<Queued>) {
                 end += 1;
             }
             let rest = changes.split_off(end);
-            commit_group(changes).await;
+            commit_group(changes, slot).await;
             changes = rest;
         }
     }
 }
 
 /// Commits the changes of one partition in one batch, or each alone if
-/// that batch cannot land as a whole; answers each.
-async fn commit_group(group: Vec<Queued>) {
+/// that batch cannot land as a whole; counts what lands and answers each.
+async fn commit_group(group: Vec<Queued>, slot: u16) {
     let app = group[0].app.clone();
     let table = app.table();
     let partition = group[0].partition;
     if group.len() > 1 {
         let changes: Vec<&NameChange> = group.iter().map(|q| &q.change).collect();
-        match commit_changes(table, partition, &changes).await {
-            Ok(Commit::Conflict) => {}
+        match commit_changes(table, partition, slot, &changes).await {
+            Ok((Commit::Conflict, _)) => {}
             // Not the storage failing: perhaps only one change's pages.
             Err(e) if !matches!(e, Error::Storage(_)) => {}
             outcome => {
+                if let Ok((Commit::Done, Some(seq))) = outcome {
+                    app.state.usage.apply(partition, seq, sum(&changes));
+                }
+                let outcome = outcome.map(|(commit, _)| commit);
                 for q in group {
-                    answer(q, outcome.clone());
+                    let _ = q.reply.send(outcome.clone());
                 }
                 return;
             }
         }
     }
     for q in group {
-        let outcome = commit_changes(table, partition, &[&q.change]).await;
-        answer(q, outcome);
+        let outcome = commit_changes(table, partition, slot, &[&q.change]).await;
+        if let Ok((Commit::Done, Some(seq))) = outcome {
+            app.state.usage.apply(partition, seq, q.change.counts);
+        }
+        let _ = q.reply.send(outcome.map(|(commit, _)| commit));
     }
 }
 
-/// Counts a change that landed in its application's usage, and answers its
-/// writer (if it still waits).
-fn answer(q: Queued, outcome: Result<Commit, Error>) {
-    if let Ok(Commit::Done) = outcome {
-        let (keys, bytes) = q.change.counts;
-        q.app.state.usage.apply(q.partition.store, keys, bytes);
+/// What `changes` add to their partition's keys and bytes together.
+fn sum(changes: &[&NameChange]) -> Counts {
+    let mut total = Counts::default();
+    for change in changes {
+        total.add(change.counts);
     }
-    let _ = q.reply.send(outcome);
+    total
 }
 
-/// Commits `changes` (of one partition) and the edit of its index they make
-/// in one conditional batch. [`Commit::Conflict`] also when two of them
-/// write one key: a batch checks every expectation before it writes, so
-/// both would pass against what was there before either (two creations of
-/// one key, say). The key locks keep such changes apart only while their
-/// writers wait: one whose writer gave up may still be queued.
+/// Commits `changes` (of one partition), the edit of its index they make
+/// and their change to its kept counts (in `slot`) in one conditional
+/// batch; with the landed batch, the slot's new sequence number if the
+/// counts changed. [`Commit::Conflict`] also when two of them write one
+/// key: a batch checks every expectation before it writes, so both would
+/// pass against what was there before either (two creations of one key,
+/// say). The key locks keep such changes apart only while their writers
+/// wait: one whose writer gave up may still be queued.
 async fn commit_changes(
     table: SealedTable<'_>,
     partition: PartitionId,
+    slot: u16,
     changes: &[&NameChange],
-) -> Result<Commit, Error> {
+) -> Result<(Commit, Option<u64>), Error> {
     if changes.len() > 1 {
         let mut keys = HashSet::new();
         for change in changes {
             let own: HashSet<&[u8]> = change.batch.writes.iter().map(|w| &w.key[..]).collect();
             if own.iter().any(|k| keys.contains(k)) {
-                return Ok(Commit::Conflict);
+                return Ok((Commit::Conflict, None));
             }
             keys.extend(own);
         }
@@ -230,11 +261,12 @@ async fn commit_changes(
                 edit.remove(name).await?
             };
             if step == Commit::Conflict {
-                return Ok(Commit::Conflict);
+                return Ok((Commit::Conflict, None));
             }
         }
         batch.writes.extend(change.batch.writes.iter().cloned());
     }
     edit.finish(&mut batch);
-    table.commit(batch).await
+    let seq = kept::count(table, partition, slot, sum(changes), &mut batch).await?;
+    Ok((table.commit(batch).await?, seq))
 }

@@ -1,15 +1,16 @@
 //! The checks made once every record is read: the expiry index both ways,
-//! each store's usage counters against a recount, and each partition's
+//! each partition's kept counts against a recount, and each partition's
 //! index of names against the names of its entries.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use crate::encryption::Tag;
 
 use super::report::{DamageKind, Remedy};
 use super::walk::{Counts, Walk};
 use crate::objectstore::index;
-use crate::objectstore::keys::RecordKey;
+use crate::objectstore::keys::{PartitionId, RecordKey};
+use crate::objectstore::usage::kept;
 
 impl Walk<'_> {
     pub(super) fn compare_expiries(&mut self) {
@@ -73,43 +74,41 @@ impl Walk<'_> {
         }
     }
 
-    /// Every store (as application and store tags, in order) of an
-    /// application with counters: those with data or with a counter
-    /// record. An application without counters is not damaged: its first
-    /// host counts its data.
-    pub(super) fn counted_stores(&self) -> Vec<(Tag, Tag)> {
-        let counted_apps: HashSet<Tag> = self.usage.keys().map(|(app, _)| *app).collect();
-        let stores: HashSet<(Tag, Tag)> = self
+    /// Every partition (in order) of an application with kept counts:
+    /// those with data or with counts. An application without kept counts
+    /// is not damaged: its first host counts its data.
+    pub(super) fn counted_partitions(&self) -> Vec<PartitionId> {
+        let counted_apps: HashSet<Tag> = self.counts.keys().map(|p| p.app).collect();
+        let partitions: BTreeSet<PartitionId> = self
             .counted_all
             .keys()
-            .chain(self.usage.keys())
+            .chain(self.counts.keys())
             .copied()
-            .filter(|(app, _)| counted_apps.contains(app))
+            .filter(|p| counted_apps.contains(&p.app))
             .collect();
-        let mut stores: Vec<_> = stores.into_iter().collect();
-        stores.sort();
-        stores
+        partitions.into_iter().collect()
     }
 
-    /// Compares each store's counters with the recount.
+    /// Compares each partition's kept counts with the recount.
     pub(super) fn compare_usage(&mut self) {
-        for (app, store) in self.counted_stores() {
+        for partition in self.counted_partitions() {
             let recounted = self
                 .counted_all
-                .get(&(app, store))
+                .get(&partition)
                 .copied()
                 .unwrap_or_default();
-            let counted = match self.usage.get(&(app, store)) {
+            let counted = match self.counts.get(&partition) {
                 // Unreadable: already reported.
                 Some(None) => continue,
-                Some(Some(r)) => Counts {
-                    keys: r.keys,
-                    bytes: r.bytes,
-                },
+                Some(Some(counts)) => *counts,
                 None => Counts::default(),
             };
             if counted != recounted {
-                let key = RecordKey::Usage { app, store }.encode();
+                let key = RecordKey::Counts {
+                    partition,
+                    slot: kept::BASE,
+                }
+                .encode();
                 self.found(
                     DamageKind::UsageMismatch {
                         counted: (counted.keys, counted.bytes),

@@ -11,7 +11,9 @@
 //!   under its application's data keys;
 //! - the expiry index both ways: every entry with an expiry has its index
 //!   entry, and every index entry has an entry that expires then;
-//! - each store's usage counters against a recount of its entries;
+//! - each partition's kept counts of keys and bytes against a recount of
+//!   its entries (for applications whose counts are kept: a host of this
+//!   version has started them);
 //! - each partition's index of names: a whole tree (every page there and
 //!   opening, ranges and order right), holding exactly the names of the
 //!   entries that open. A partition without an index is not damaged: its
@@ -26,9 +28,9 @@
 //! listing, count or sweep reads it and an operator can still find it.
 //! Nothing else is written.
 //!
-//! Both are offline tools: a running host keeps usage changes in memory
-//! for up to a second, so a check beside running hosts may report counters
-//! a flush behind, and a repair beside them may undo such a flush.
+//! Both are offline tools: a check beside running hosts may read a
+//! partition between two of a bulk deletion's batches, and a repair beside
+//! them may write over what they write.
 //!
 //! # Layout
 //!

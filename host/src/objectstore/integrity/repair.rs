@@ -7,8 +7,9 @@ use super::walk::Walk;
 use crate::objectstore::Error;
 use crate::objectstore::index;
 use crate::objectstore::keys::{RecordKey, probable_shards, quarantine};
-use crate::objectstore::record::{MasterCheck, UsageRecord};
+use crate::objectstore::record::{CountsRecord, MasterCheck};
 use crate::objectstore::sealed::SealedTable;
+use crate::objectstore::usage::kept;
 
 impl Walk<'_> {
     /// Carries out every remedy, each batch in its own shard.
@@ -41,24 +42,37 @@ impl Walk<'_> {
                 index::rebuild(SealedTable::new(backend, &keys.sealer), *partition).await?;
             }
         }
-        // Every store of an application with counters gets its recount,
-        // which leaves out what was set aside.
-        let stores = self.counted_stores().into_iter();
-        for (app, store) in stores.filter(|(app, _)| self.apps.contains_key(app)) {
-            let kept = self
+        // Every partition of an application with kept counts whose counts
+        // differ from the recount gets it as its base, every host slot
+        // emptied; the recount leaves out what was set aside.
+        let partitions = self.counted_partitions().into_iter();
+        for partition in partitions.filter(|p| self.apps.contains_key(&p.app)) {
+            let kept_now = self
                 .counted_kept
-                .get(&(app, store))
+                .get(&partition)
                 .copied()
                 .unwrap_or_default();
-            let record = UsageRecord {
-                keys: kept.keys,
-                bytes: kept.bytes,
-            };
-            if self.usage.get(&(app, store)) == Some(&Some(record)) {
+            if self.counts.get(&partition) == Some(&Some(kept_now)) {
                 continue;
             }
-            let table = SealedTable::new(backend, &self.apps[&app].sealer);
-            table.put(&RecordKey::Usage { app, store }, &record).await?;
+            let table = SealedTable::new(backend, &self.apps[&partition.app].sealer);
+            let base = RecordKey::Counts {
+                partition,
+                slot: kept::BASE,
+            };
+            let record = CountsRecord {
+                keys: kept_now.keys,
+                bytes: kept_now.bytes,
+                seq: 0,
+            };
+            let mut batch = Batch::new(base.shard().encode());
+            let key = base.encode();
+            batch.put(key.clone(), table.seal(&key, &record), Expect::Any);
+            for slot in 1..=kept::SLOTS {
+                let key = RecordKey::Counts { partition, slot }.encode();
+                batch.delete(key, Expect::Any);
+            }
+            table.commit_unconditional(batch).await?;
         }
         Ok(())
     }

@@ -55,7 +55,7 @@ pub enum DamageKind {
     MissingExpiry,
     /// An expiry index entry whose entry is gone or expires at another time.
     StaleExpiry,
-    /// A store's usage counters differ from a recount of its entries.
+    /// A partition's kept counts differ from a recount of its entries.
     UsageMismatch {
         counted: (i64, i64),
         recounted: (i64, i64),

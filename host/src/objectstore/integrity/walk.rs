@@ -11,8 +11,8 @@ use super::report::{DamageKind, RecordKind, Remedy};
 use crate::objectstore::Error;
 use crate::objectstore::keys::{EntryId, PartitionId, Prefix, RecordKey, quarantined};
 use crate::objectstore::record::{
-    AppRecord, CredentialRecord, EntryRecord, IndexPage, MasterCheck, PartitionRecord, RateRecord,
-    Record, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
+    AppRecord, CountsRecord, CredentialRecord, EntryRecord, IndexPage, MasterCheck,
+    PartitionRecord, RateRecord, Record, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
 };
 use crate::objectstore::sealed::SealedTable;
 
@@ -42,6 +42,7 @@ impl Place {
             | Some(RecordKey::Usage { app, store }) => (Some(app), Some(store), None),
             Some(RecordKey::Partition(id))
             | Some(RecordKey::IndexPage { partition: id, .. })
+            | Some(RecordKey::Counts { partition: id, .. })
             | Some(RecordKey::Entry(EntryId { partition: id, .. }))
             | Some(RecordKey::Expiry {
                 entry: EntryId { partition: id, .. },
@@ -65,7 +66,7 @@ pub(super) struct Found {
     pub(super) remedy: Remedy,
 }
 
-/// Keys and bytes of a store.
+/// Keys and bytes of a partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Counts {
     pub(super) keys: i64,
@@ -91,11 +92,13 @@ pub(super) struct Walk<'a> {
     pub(super) expected_expiries: HashSet<(u64, EntryId)>,
     /// The expiry index as found.
     pub(super) expiries: HashSet<(u64, EntryId)>,
-    /// Per store: every entry there is, and those that stay after repair.
-    pub(super) counted_all: BTreeMap<(Tag, Tag), Counts>,
-    pub(super) counted_kept: BTreeMap<(Tag, Tag), Counts>,
-    /// The usage counters found (`None`: present but unreadable).
-    pub(super) usage: BTreeMap<(Tag, Tag), Option<UsageRecord>>,
+    /// Per partition: every entry there is, and those that stay after
+    /// repair.
+    pub(super) counted_all: BTreeMap<PartitionId, Counts>,
+    pub(super) counted_kept: BTreeMap<PartitionId, Counts>,
+    /// Each partition's kept counts found, summed over its slots (`None`:
+    /// one does not open).
+    pub(super) counts: BTreeMap<PartitionId, Option<Counts>>,
     /// Each partition's index pages as found (`None`: does not open).
     pub(super) index_pages: BTreeMap<PartitionId, HashMap<u64, Option<IndexPage>>>,
     /// The names of each partition's entries that open.
@@ -121,7 +124,7 @@ impl<'a> Walk<'a> {
             expiries: HashSet::new(),
             counted_all: BTreeMap::new(),
             counted_kept: BTreeMap::new(),
-            usage: BTreeMap::new(),
+            counts: BTreeMap::new(),
             index_pages: BTreeMap::new(),
             entry_names: HashMap::new(),
             rebuild_index: Vec::new(),
@@ -295,13 +298,36 @@ impl<'a> Walk<'a> {
             RecordKey::Stats { app, .. } => {
                 self.open_of::<StatsRecord>(app, key, sealed, RecordKind::Stats);
             }
-            RecordKey::Usage { app, store } => {
-                // Counters are derived: an unreadable one is rebuilt, not
+            RecordKey::Usage { app, .. } => {
+                // An earlier version's counters, deleted by the first host of
+                // this one: only checked to open.
+                let _ = self.open_derived::<UsageRecord>(app, key, sealed, RecordKind::Usage);
+            }
+            RecordKey::Counts { partition, .. } => {
+                // Counts are derived: one that does not open is rebuilt, not
                 // set aside.
-                let Some(record) = self.open_derived(app, key, sealed, RecordKind::Usage) else {
+                let Some(record) = self.open_derived::<CountsRecord>(
+                    partition.app,
+                    key,
+                    sealed,
+                    RecordKind::Usage,
+                ) else {
                     return;
                 };
-                self.usage.insert((app, store), record);
+                let sum = self
+                    .counts
+                    .entry(partition)
+                    .or_insert(Some(Counts::default()));
+                match (sum.as_mut(), record) {
+                    (Some(sum), Some(r)) => add(
+                        sum,
+                        Counts {
+                            keys: r.keys,
+                            bytes: r.bytes,
+                        },
+                    ),
+                    _ => *sum = None,
+                }
             }
             RecordKey::RateBucket(app) => {
                 let opens = self
@@ -322,7 +348,7 @@ impl<'a> Walk<'a> {
                 }
             }
             RecordKey::Entry(id) => {
-                let store = (id.partition.app, id.partition.store);
+                let store = id.partition;
                 let footprint = Counts {
                     keys: 1,
                     bytes: (key.len() + sealed.len()) as i64,

@@ -64,6 +64,11 @@ impl RecordKey {
                 out.extend_from_slice(app);
                 out.extend_from_slice(store);
             }
+            RecordKey::Counts { partition, slot } => {
+                out.push(COUNTS);
+                push_partition(&mut out, partition);
+                out.extend_from_slice(&slot.to_be_bytes());
+            }
             RecordKey::RateBucket(app) => {
                 out.push(RATE_BUCKET);
                 out.extend_from_slice(app);
@@ -107,10 +112,6 @@ impl Prefix {
                 out.push(STATS);
                 [Some(app), store.as_ref(), None]
             }
-            Prefix::AppEntries(app) => {
-                out.push(ENTRY);
-                [Some(app), None, None]
-            }
             Prefix::StoreEntries { app, store } => {
                 out.push(ENTRY);
                 [Some(app), Some(store), None]
@@ -122,6 +123,18 @@ impl Prefix {
             Prefix::Usage(app) => {
                 out.push(USAGE);
                 [Some(app), None, None]
+            }
+            Prefix::Counts(app) => {
+                out.push(COUNTS);
+                [Some(app), None, None]
+            }
+            Prefix::StoreCounts { app, store } => {
+                out.push(COUNTS);
+                [Some(app), Some(store), None]
+            }
+            Prefix::PartitionCounts(id) => {
+                out.push(COUNTS);
+                [Some(&id.app), Some(&id.store), Some(&id.partition)]
             }
             Prefix::Credentials => {
                 out.push(CREDENTIAL);

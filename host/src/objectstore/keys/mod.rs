@@ -10,7 +10,8 @@
 //! | store tombstone | `t` app store | a store being deleted: its name, since when | application |
 //! | partition | `p` app store partition | name and TTL | application |
 //! | stats | `c` app store day | requests to a store on a day, its size then | application |
-//! | usage | `u` app store | the keys and bytes of a store, as every host has added its changes | application |
+//! | legacy usage | `u` app store | a store's keys and bytes as counted before counts were kept per partition: read once by the first host of this version, then deleted | application |
+//! | partition counts | `k` app store partition slot | keys and bytes the partition holds: slot 0 as measured when they were first kept, each other slot what the hosts writing in it changed since | partition |
 //! | rate bucket | `r` app | the application's request-rate bucket and its recent leases | application |
 //! | entry | `e` app store partition key | name, value, metadata | partition |
 //! | expiry | `x` expires app store partition key | empty | partition |
@@ -52,6 +53,7 @@ const RATE_BUCKET: u8 = b'r';
 const CREDENTIAL: u8 = b'i';
 const STORE_TOMBSTONE: u8 = b't';
 const INDEX_PAGE: u8 = b'n';
+const COUNTS: u8 = b'k';
 
 mod encode;
 mod parse;
@@ -97,8 +99,13 @@ pub(crate) enum RecordKey {
     Entry(EntryId),
     /// The expiry index: `entry` expires at `at` (milliseconds).
     Expiry { at: u64, entry: EntryId },
-    /// A store's key and byte counts, shared by every host.
+    /// A store's key and byte counts as an earlier version kept them:
+    /// only read (and deleted) when counts begin to be kept per partition.
     Usage { app: Tag, store: Tag },
+    /// One slot of a partition's kept counts of keys and bytes (see
+    /// `usage`): slot 0 is the base, measured; each host adds its changes in
+    /// the slot it drew, in the batches that make them.
+    Counts { partition: PartitionId, slot: u16 },
     /// An application's request-rate bucket, shared by every host.
     RateBucket(Tag),
     /// A client credential of the REST and Stats APIs, by its client id's
@@ -134,14 +141,18 @@ pub(crate) enum Prefix {
     Partitions { app: Tag, store: Tag },
     /// An application's request counts, or one store's.
     Stats { app: Tag, store: Option<Tag> },
-    /// Every entry of an application.
-    AppEntries(Tag),
     /// Every entry of one store.
     StoreEntries { app: Tag, store: Tag },
     /// Every entry of one partition.
     PartitionEntries(PartitionId),
-    /// The key and byte counts of every store of an application.
+    /// The legacy key and byte counts of every store of an application.
     Usage(Tag),
+    /// The kept counts of every partition of an application.
+    Counts(Tag),
+    /// The kept counts of every partition of a store.
+    StoreCounts { app: Tag, store: Tag },
+    /// The kept counts of one partition, every slot.
+    PartitionCounts(PartitionId),
     /// Every application's store tombstones (deletions not yet finished).
     StoreTombstones,
     /// Every client credential.

@@ -15,6 +15,12 @@ impl Fields<'_> {
         Some(*head)
     }
 
+    fn u16(&mut self) -> Option<u16> {
+        let (head, rest) = self.0.split_first_chunk::<2>()?;
+        self.0 = rest;
+        Some(u16::from_be_bytes(*head))
+    }
+
     fn u32(&mut self) -> Option<u32> {
         let (head, rest) = self.0.split_first_chunk::<4>()?;
         self.0 = rest;
@@ -80,6 +86,10 @@ impl RecordKey {
             USAGE => RecordKey::Usage {
                 app: f.tag()?,
                 store: f.tag()?,
+            },
+            COUNTS => RecordKey::Counts {
+                partition: f.partition()?,
+                slot: f.u16()?,
             },
             RATE_BUCKET => RecordKey::RateBucket(f.tag()?),
             CREDENTIAL => RecordKey::Credential(f.tag()?),

@@ -32,7 +32,7 @@ pub(crate) fn probable_shards(key: &[u8]) -> Vec<Vec<u8>> {
         let mut f = Fields(rest);
         let shard = match kind {
             APP | STORE | PARTITION | STATS | USAGE | RATE_BUCKET => f.tag().map(Shard::App),
-            ENTRY | INDEX_PAGE => f.partition().map(Shard::Partition),
+            ENTRY | INDEX_PAGE | COUNTS => f.partition().map(Shard::Partition),
             EXPIRY => f.u64().and_then(|_| f.partition()).map(Shard::Partition),
             CREDENTIAL => Some(Shard::Host),
             _ => None,

@@ -49,7 +49,9 @@ impl RecordKey {
             RecordKey::Entry(id) | RecordKey::Expiry { entry: id, .. } => {
                 Shard::Partition(id.partition)
             }
-            RecordKey::IndexPage { partition, .. } => Shard::Partition(*partition),
+            RecordKey::IndexPage { partition, .. } | RecordKey::Counts { partition, .. } => {
+                Shard::Partition(*partition)
+            }
         }
     }
 }
@@ -93,13 +95,13 @@ impl Prefix {
             | Prefix::Partitions { app, .. }
             | Prefix::Stats { app, .. }
             | Prefix::Usage(app) => ShardSpan::One(Shard::App(*app).encode()),
-            Prefix::AppEntries(app) => partitions_of(&[app]),
-            Prefix::StoreEntries { app, store } | Prefix::StoreIndex { app, store } => {
-                partitions_of(&[app, store])
-            }
-            Prefix::PartitionEntries(id) | Prefix::PartitionIndex(id) => {
-                ShardSpan::One(Shard::Partition(*id).encode())
-            }
+            Prefix::Counts(app) => partitions_of(&[app]),
+            Prefix::StoreEntries { app, store }
+            | Prefix::StoreIndex { app, store }
+            | Prefix::StoreCounts { app, store } => partitions_of(&[app, store]),
+            Prefix::PartitionEntries(id)
+            | Prefix::PartitionIndex(id)
+            | Prefix::PartitionCounts(id) => ShardSpan::One(Shard::Partition(*id).encode()),
         }
     }
 }

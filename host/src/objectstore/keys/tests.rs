@@ -76,7 +76,6 @@ fn every_key_round_trips_and_starts_with_its_prefixes() {
             app: tag(1),
             store: tag(2),
         },
-        Prefix::AppEntries(tag(1)),
     ] {
         assert!(entry_key.starts_with(&prefix.encode()), "{prefix:?}");
     }
@@ -142,7 +141,6 @@ fn every_prefix_names_the_shards_of_its_records() {
         store: tag(2),
     };
     in_span(usage, Prefix::Usage(tag(1)));
-    in_span(RecordKey::Entry(entry), Prefix::AppEntries(tag(1)));
     in_span(
         RecordKey::Entry(entry),
         Prefix::StoreEntries {
@@ -163,9 +161,25 @@ fn every_prefix_names_the_shards_of_its_records() {
     // A partition's index pages share its entries' shard, so that one
     // batch changes a key and the index together.
     assert_eq!(page.shard(), RecordKey::Entry(entry).shard());
+    // So do its kept counts, so that the same batch changes them.
+    let counts = RecordKey::Counts { partition, slot: 7 };
+    assert_eq!(counts.shard(), RecordKey::Entry(entry).shard());
+    in_span(counts, Prefix::PartitionCounts(partition));
+    in_span(counts, Prefix::Counts(tag(1)));
+    in_span(
+        counts,
+        Prefix::StoreCounts {
+            app: tag(1),
+            store: tag(2),
+        },
+    );
+    let bytes = counts.encode();
+    assert_eq!(RecordKey::parse(&bytes), Some(counts));
+    assert_eq!(RecordKey::parse(&bytes[..bytes.len() - 1]), None);
+    assert!(!bytes.starts_with(&Prefix::Counts(tag(9)).encode()));
     // Another application's partitions are not in its span.
-    let ShardSpan::StartingWith(start) = Prefix::AppEntries(tag(9)).shards() else {
-        panic!("entries of an application span its partitions")
+    let ShardSpan::StartingWith(start) = Prefix::Counts(tag(9)).shards() else {
+        panic!("counts of an application span its partitions")
     };
     assert!(!RecordKey::Entry(entry).shard().encode().starts_with(&start));
 }

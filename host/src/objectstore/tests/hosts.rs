@@ -83,8 +83,7 @@ impl Hosts {
         self.all[host].application("app").await.unwrap()
     }
 
-    /// Flushes every host once: each adds its changes and reads the totals
-    /// then, so a host that flushes before another has not seen its changes.
+    /// Flushes every host once: each reads the kept counts then.
     pub(super) async fn flush_all(&self) {
         for host in &self.all {
             host.flush_stats().await.unwrap();

@@ -374,10 +374,9 @@ async fn store_giving_up_on_half(
     aborted
 }
 
-/// A write that lands after its writer gave up is counted in the
-/// application's usage all the same, so that the usage counters equal a
-/// recount of the data: creations (committed through the partition's index
-/// queue) and overwrites (committed alone), on redb.
+/// A write that lands after its writer gave up is counted all the same,
+/// so that the kept counts equal a recount of the data: creations and
+/// overwrites (all committed through the partition's queue), on redb.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_writer_gave_up_is_counted_if_it_lands() {
     let file = ScratchFile::new();
@@ -415,14 +414,19 @@ async fn a_write_whose_writer_gave_up_is_counted_if_it_lands() {
     );
 }
 
-/// Deletes every index page, as data written before the index has none.
+/// Deletes every index page and every kept count, as data written before
+/// the index has neither.
 async fn drop_index(backend: &MemoryBackend) {
     let pages = backend
         .scan(Shards::ALL, b"n", None, 100_000)
         .await
         .unwrap();
     assert!(!pages.is_empty());
-    for (key, _) in pages {
+    let counts = backend
+        .scan(Shards::ALL, b"k", None, 100_000)
+        .await
+        .unwrap();
+    for (key, _) in pages.into_iter().chain(counts) {
         let mut batch = Batch::new(shard_of(&key));
         batch.delete(key, Expect::Any);
         backend.commit(batch).await.unwrap();

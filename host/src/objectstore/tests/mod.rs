@@ -8,6 +8,7 @@ mod deletion;
 mod faults;
 mod hosts;
 mod index;
+mod kept;
 mod limits;
 mod many;
 mod ttl;

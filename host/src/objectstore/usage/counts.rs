@@ -1,46 +1,47 @@
-//! Each store's keys and bytes, shared by every host, and the quotas
+//! Each store's keys and bytes as this host knows them, and the quotas
 //! checked against them.
 //!
-//! Each store's keys and bytes (what its records take at rest, sealed) are
-//! kept in a counter record. A host counts its own changes in memory and
-//! adds them to the counters with a conditional write, then reads every
-//! host's totals: at every stats flush (every second, and at shutdown; see
-//! [`stats`](crate::objectstore::stats)). A host's view of a store is the totals as last
-//! read plus its own changes since. The first host to use an application
-//! creates its counters (counting the data, if there is data from before
-//! counters existed); every later host reads them and counts nothing.
+//! The keys and bytes are kept in the data (see [`kept`]): every batch
+//! that changes a partition's keys changes its counts, so every host's
+//! changes are there as soon as they land, and a host that stops, even by
+//! kill -9, loses none. A host reads the counts of all an application's
+//! partitions when it starts using the application, and again at every
+//! stats flush (every second; see [`stats`](crate::objectstore::stats)). Its
+//! view of a store is the totals as last read plus its own changes since:
+//! each change it commits carries its slot's sequence number, so a change
+//! that the last read already held is not added twice.
 //!
 //! A quota is checked against this view before a write, and the growth of
 //! the writes under way on this host is reserved, so one host never goes
-//! past a quota. What it cannot see is the growth other hosts have not
-//! added yet. A host therefore adds its changes and reads the totals before
-//! a growing write once its growth not yet added would pass a sixteenth of
-//! the room it last saw under the quota, and before refusing a write. So
+//! past a quota. What it cannot see is the growth of other hosts since its
+//! last read. A host therefore reads the counts again before a growing
+//! write once its own growth since its last read would pass a sixteenth of
+//! the room it then saw under the quota, and before refusing a write. So
 //! **with `N` hosts, a quota `Q` is overshot by at most `(N-1)·max(Q/16,
 //! w)`**, where `w` is the growth one host has under way at once (one write,
-//! times its concurrent writers). Far from a quota a host adds its changes
-//! once a second; close to it, every growing write does, so only writes
-//! near a quota wait on the counter record. Shrinking writes are never
-//! refused.
+//! times its concurrent writers). Far from a quota a host reads the counts
+//! once a second; close to it, before every growing write, so only writes
+//! near a quota wait on the read. Shrinking writes are never refused.
 //!
-//! A host that crashes loses the changes it had not added (at most one
-//! flush interval's worth): the counters then differ from the data by that
-//! much. A write racing the deletion of its store on another host may
-//! survive it (see `write`), and is counted.
+//! A write racing the deletion of its store on another host may survive it
+//! (see `write`), and is counted.
+//!
+//! [`kept`]: super::kept
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use crate::backend::{Batch, Expect};
+use crate::backend::{Batch, Expect, Pair};
 use crate::encryption::Tag;
 
 use super::AppUsage;
 use crate::objectstore::application::AppState;
-use crate::objectstore::keys::{Prefix, RecordKey, Shard};
-use crate::objectstore::record::UsageRecord;
-use crate::objectstore::sealed::Commit;
-use crate::objectstore::types::{DEFAULT_STORE, Footprint, Limits, StoreQuota};
-use crate::objectstore::{Error, Inner, MAX_CONFLICT_RETRIES};
+use crate::objectstore::index;
+use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
+use crate::objectstore::record::CountsRecord;
+use crate::objectstore::sealed::SealedTable;
+use crate::objectstore::types::{Footprint, Limits, StoreQuota};
+use crate::objectstore::{Error, Inner};
 
 /// A host adds its growth to the shared counters before it passes this
 /// fraction of the room it last saw under a quota: the overshoot bound of
@@ -57,7 +58,7 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, other: Counts) {
+    pub(crate) fn add(&mut self, other: Counts) {
         self.keys = self.keys.saturating_add(other.keys);
         self.bytes = self.bytes.saturating_add(other.bytes);
     }
@@ -79,8 +80,8 @@ impl Counts {
     }
 }
 
-impl From<UsageRecord> for Counts {
-    fn from(r: UsageRecord) -> Self {
+impl From<CountsRecord> for Counts {
+    fn from(r: CountsRecord) -> Self {
         Counts {
             keys: r.keys,
             bytes: r.bytes,
@@ -91,9 +92,9 @@ impl From<UsageRecord> for Counts {
 /// What this host knows of one store's keys and bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct StoreUsage {
-    /// The shared totals as last read.
+    /// The totals as last read.
     shared: Counts,
-    /// This host's committed changes not yet added to the shared totals.
+    /// This host's committed changes that the last read did not hold.
     unshared: Counts,
     /// The growth of this host's writes under way, reserved before their
     /// commit.
@@ -107,6 +108,26 @@ impl StoreUsage {
         view.add(self.unshared);
         view
     }
+}
+
+/// What this host knows of an application's keys and bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    stores: HashMap<Tag, StoreUsage>,
+    /// The sequence number of this host's slot of each partition, as last
+    /// read (absent: no slot record then).
+    seen: HashMap<PartitionId, u64>,
+    /// This host's changes since, by partition: their sequence numbers,
+    /// and what they changed.
+    unread: Vec<(PartitionId, u64, Counts)>,
+}
+
+/// The kept counts of an application as read: each store's totals, and the
+/// sequence number of this host's slot of each partition.
+#[derive(Debug, Default)]
+pub(crate) struct Read {
+    totals: HashMap<Tag, Counts>,
+    seen: HashMap<PartitionId, u64>,
 }
 
 /// Why a growing write may not go ahead as things stand.
@@ -129,8 +150,9 @@ pub(crate) struct Reservation<'a> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if !self.growth.is_zero() {
-            let mut stores = self.usage.stores.lock().expect("stores lock");
-            stores
+            let mut known = self.usage.known.lock().expect("usage lock");
+            known
+                .stores
                 .entry(self.store)
                 .or_default()
                 .in_flight
@@ -189,7 +211,8 @@ impl AppUsage {
             keys: keys.max(0),
             bytes: bytes.max(0),
         };
-        let mut stores = self.stores.lock().expect("stores lock");
+        let mut known = self.known.lock().expect("usage lock");
+        let stores = &mut known.stores;
         if !growth.is_zero() {
             let this = stores.get(&store).copied().unwrap_or_default();
             let mut local = this.unshared;
@@ -243,65 +266,76 @@ impl AppUsage {
         })
     }
 
-    /// Records that `store` lost (or gained) keys and bytes.
-    pub(crate) fn apply(&self, store: Tag, keys: i64, bytes: i64) {
-        let mut stores = self.stores.lock().expect("stores lock");
-        stores
-            .entry(store)
+    /// Records that a batch this host committed changed `partition` by
+    /// `change`, bringing its slot to sequence number `seq`.
+    pub(crate) fn apply(&self, partition: PartitionId, seq: u64, change: Counts) {
+        let mut known = self.known.lock().expect("usage lock");
+        if known.seen.get(&partition).is_some_and(|&read| seq <= read) {
+            // The last read held it already.
+            return;
+        }
+        known.unread.push((partition, seq, change));
+        known
+            .stores
+            .entry(partition.store)
             .or_default()
             .unshared
-            .add(Counts { keys, bytes });
+            .add(change);
     }
 
-    /// This host's changes not yet added to the shared counters.
-    fn unshared(&self) -> Vec<(Tag, Counts)> {
-        let stores = self.stores.lock().expect("stores lock");
-        stores
-            .iter()
-            .filter(|(_, u)| !u.unshared.is_zero())
-            .map(|(s, u)| (*s, u.unshared))
-            .collect()
-    }
-
-    /// Records that `added` is now part of the shared counters, and, when
-    /// they were read, that `totals` are the shared totals (stores absent
-    /// from them hold nothing).
-    fn shared_now(&self, added: &[(Tag, Counts)], totals: Option<HashMap<Tag, Counts>>) {
-        let mut stores = self.stores.lock().expect("stores lock");
-        for (store, counts) in added {
-            let usage = stores.entry(*store).or_default();
-            usage.unshared.sub(*counts);
-            usage.shared.add(*counts);
+    /// Takes `read` as the totals: of this host's changes, only those the
+    /// read did not hold stay unshared (stores absent from it hold
+    /// nothing).
+    fn read_now(&self, read: Read) {
+        let Read { mut totals, seen } = read;
+        let mut known = self.known.lock().expect("usage lock");
+        let known = &mut *known;
+        // A change to a slot the read did not find was held by a base that
+        // replaced the slot, or deleted with it: either way, not unread.
+        known
+            .unread
+            .retain(|(partition, seq, _)| seen.get(partition).is_some_and(|read| seq > read));
+        known.seen = seen;
+        for usage in known.stores.values_mut() {
+            usage.unshared = Counts::default();
         }
-        if let Some(mut totals) = totals {
-            for (store, usage) in stores.iter_mut() {
-                usage.shared = totals.remove(store).unwrap_or_default();
-            }
-            for (store, shared) in totals {
-                stores.insert(
-                    store,
-                    StoreUsage {
-                        shared,
-                        ..StoreUsage::default()
-                    },
-                );
-            }
+        for (partition, _, change) in &known.unread {
+            known
+                .stores
+                .entry(partition.store)
+                .or_default()
+                .unshared
+                .add(*change);
+        }
+        for (store, usage) in known.stores.iter_mut() {
+            usage.shared = totals.remove(store).unwrap_or_default();
+        }
+        for (store, shared) in totals {
+            known.stores.insert(
+                store,
+                StoreUsage {
+                    shared,
+                    ..StoreUsage::default()
+                },
+            );
         }
     }
 
     pub(crate) fn footprint(&self, store: Tag) -> Footprint {
-        self.stores
+        self.known
             .lock()
-            .expect("stores lock")
+            .expect("usage lock")
+            .stores
             .get(&store)
             .map(|u| u.view().footprint())
             .unwrap_or_default()
     }
 
     pub(crate) fn total(&self) -> Footprint {
-        self.stores
+        self.known
             .lock()
-            .expect("stores lock")
+            .expect("usage lock")
+            .stores
             .values()
             .map(|u| u.view().footprint())
             .fold(Footprint::default(), |a, f| Footprint {
@@ -336,9 +370,8 @@ impl Inner {
         }
     }
 
-    /// Adds this host's key and byte changes of `app` to the shared
-    /// counters and reads every host's totals. If an exchange begun after
-    /// this call succeeds meanwhile, that one serves.
+    /// Reads the kept counts of `app`. If a read begun after this call
+    /// succeeds meanwhile, that one serves.
     pub(in crate::objectstore) async fn sync_usage(&self, app: &AppState) -> Result<(), Error> {
         let usage = &app.usage;
         let asked = usage.syncs_begun.load(Ordering::SeqCst);
@@ -347,126 +380,86 @@ impl Inner {
             return Ok(());
         }
         let number = usage.syncs_begun.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut added = Vec::new();
-        let mut failure = None;
-        for (store, counts) in usage.unshared() {
-            match self.add_usage(app, store, counts).await {
-                Ok(()) => added.push((store, counts)),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        let totals = match &failure {
-            None => match self.read_usage(app).await {
-                Ok(totals) => Some(totals),
-                Err(e) => {
-                    failure = Some(e);
-                    None
-                }
-            },
-            Some(_) => None,
-        };
-        usage.shared_now(&added, totals);
-        match failure {
-            Some(e) => Err(e),
-            None => {
-                usage.last_synced.store(number, Ordering::SeqCst);
-                Ok(())
-            }
-        }
+        let read = self.read_counts(app).await?;
+        usage.read_now(read);
+        usage.last_synced.store(number, Ordering::SeqCst);
+        Ok(())
     }
 
-    /// Adds `counts` to the shared counters of `store`.
-    async fn add_usage(&self, app: &AppState, store: Tag, counts: Counts) -> Result<(), Error> {
-        let key = RecordKey::Usage {
-            app: app.tag,
-            store,
-        };
-        let bytes = key.encode();
+    /// Every partition's kept counts, summed by store.
+    async fn read_counts(&self, app: &AppState) -> Result<Read, Error> {
         let table = self.table(app);
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let (mut record, expect) = match table.get::<UsageRecord>(&key).await? {
-                Some(opened) => (opened.record, Expect::Value(opened.sealed)),
-                None => (UsageRecord::default(), Expect::Absent),
-            };
-            record.keys = record.keys.saturating_add(counts.keys);
-            record.bytes = record.bytes.saturating_add(counts.bytes);
-            let mut batch = Batch::new(key.shard().encode());
-            batch.put(bytes.clone(), table.seal(&bytes, &record), expect);
-            if table.commit(batch).await? == Commit::Done {
-                return Ok(());
-            }
-        }
-        Err(Error::Contended("usage counts are"))
-    }
-
-    /// Every store's shared totals.
-    async fn read_usage(&self, app: &AppState) -> Result<HashMap<Tag, Counts>, Error> {
-        let table = self.table(app);
-        let mut scan = table.scan(Prefix::Usage(app.tag));
-        let mut totals = HashMap::new();
+        let mine = self.index_locks.slot();
+        let mut scan = table.scan(Prefix::Counts(app.tag));
+        let mut read = Read::default();
         loop {
             let chunk = scan.next_chunk().await?;
             if chunk.is_empty() {
-                return Ok(totals);
+                return Ok(read);
             }
             for (key, sealed) in chunk {
-                let Some(RecordKey::Usage { store, .. }) = RecordKey::parse(&key) else {
+                let Some(RecordKey::Counts { partition, slot }) = RecordKey::parse(&key) else {
                     return Err(Error::Integrity);
                 };
-                let record: UsageRecord = table.open(&key, &sealed)?;
-                totals.insert(store, Counts::from(record));
+                let record: CountsRecord = table.open(&key, &sealed)?;
+                read.totals
+                    .entry(partition.store)
+                    .or_default()
+                    .add(Counts::from(record));
+                if slot == mine {
+                    read.seen.insert(partition, record.seq);
+                }
             }
         }
     }
 
-    /// Reads an application's shared counters, creating them (from a count
-    /// of its data) if no host has yet.
+    /// Reads an application's kept counts when this host starts using it.
+    /// Data from before they were kept (an earlier version's store
+    /// counters, or none and no kept counts) has every partition counted
+    /// first, and the earlier counters deleted.
     pub(in crate::objectstore) async fn start_usage(&self, app: &AppState) -> Result<(), Error> {
-        let totals = self.read_usage(app).await?;
-        if !totals.is_empty() {
-            app.usage.shared_now(&[], Some(totals));
-            return Ok(());
-        }
-        let mut measured: HashMap<Tag, Counts> = self
-            .measure(app)
-            .await?
-            .into_iter()
-            .map(|(store, f)| {
-                let counts = Counts {
-                    keys: f.keys as i64,
-                    bytes: f.bytes as i64,
-                };
-                (store, counts)
-            })
-            .collect();
-        // The default store's counters are made even when it is empty:
-        // that counters exist tells later hosts not to count.
-        measured.entry(app.store_tag(DEFAULT_STORE)).or_default();
         let table = self.table(app);
-        let mut batch = Batch::new(Shard::App(app.tag).encode());
-        for (store, counts) in &measured {
-            let key = RecordKey::Usage {
-                app: app.tag,
-                store: *store,
+        let legacy = scan_all(table, Prefix::Usage(app.tag)).await?;
+        let kept = table.scan(Prefix::Counts(app.tag)).next_chunk_of(1).await?;
+        if !legacy.is_empty() || kept.is_empty() {
+            for store in scan_all(table, Prefix::Stores(app.tag)).await? {
+                let Some(RecordKey::Store { store, .. }) = RecordKey::parse(&store.0) else {
+                    continue;
+                };
+                let partitions = Prefix::Partitions {
+                    app: app.tag,
+                    store,
+                };
+                for (key, _) in scan_all(table, partitions).await? {
+                    if let Some(RecordKey::Partition(partition)) = RecordKey::parse(&key) {
+                        index::ensure_built(table, &self.index_locks, partition).await?;
+                    }
+                }
             }
-            .encode();
-            let record = UsageRecord {
-                keys: counts.keys,
-                bytes: counts.bytes,
-            };
-            let sealed = table.seal(&key, &record);
-            batch.put(key, sealed, Expect::Absent);
+            if !legacy.is_empty() {
+                let mut batch = Batch::new(Shard::App(app.tag).encode());
+                for (key, _) in legacy {
+                    batch.delete(key, Expect::Any);
+                }
+                table.commit_unconditional(batch).await?;
+                tracing::info!("counts of keys and bytes are now kept per partition");
+            }
         }
-        let totals = match table.commit(batch).await? {
-            Commit::Done => measured,
-            // Another host counted first: its counters hold.
-            Commit::Conflict => self.read_usage(app).await?,
-        };
-        app.usage.shared_now(&[], Some(totals));
-        Ok(())
+        self.sync_usage(app).await
+    }
+}
+
+/// Every record under `prefix` (a short list: an application's stores, a
+/// store's partitions).
+async fn scan_all(table: SealedTable<'_>, prefix: Prefix) -> Result<Vec<Pair>, Error> {
+    let mut all = Vec::new();
+    let mut scan = table.scan(prefix);
+    loop {
+        let chunk = scan.next_chunk().await?;
+        if chunk.is_empty() {
+            return Ok(all);
+        }
+        all.extend(chunk);
     }
 }
 
@@ -483,6 +476,42 @@ fn counted(n: u64, noun: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A partition of store `[1; 16]`.
+    fn partition() -> PartitionId {
+        PartitionId {
+            app: [0; 16],
+            store: [1; 16],
+            partition: [2; 16],
+        }
+    }
+
+    #[test]
+    fn a_change_the_last_read_held_is_not_counted_twice() {
+        let usage = AppUsage::default();
+        let one = Counts { keys: 1, bytes: 10 };
+        usage.apply(partition(), 1, one);
+        usage.apply(partition(), 2, one);
+        // A read that held the first change of this host's slot, not the
+        // second: the store's total then was 1 key.
+        usage.read_now(Read {
+            totals: HashMap::from([([1; 16], one)]),
+            seen: HashMap::from([(partition(), 1)]),
+        });
+        assert_eq!(usage.footprint([1; 16]).keys, 2);
+        // A change that landed before the read but is told after it.
+        usage.apply(partition(), 1, one);
+        assert_eq!(usage.footprint([1; 16]).keys, 2);
+        usage.apply(partition(), 3, one);
+        assert_eq!(usage.footprint([1; 16]).keys, 3);
+        // A read that found no slot of this host: its changes were held by
+        // a base that replaced the slot.
+        usage.read_now(Read {
+            totals: HashMap::from([([1; 16], Counts { keys: 3, bytes: 30 })]),
+            seen: HashMap::new(),
+        });
+        assert_eq!(usage.footprint([1; 16]).keys, 3);
+    }
+
     #[test]
     fn quotas_refuse_growth_but_not_shrinking() {
         let usage = AppUsage::default();
@@ -498,7 +527,7 @@ mod tests {
                 Err(Refusal::Quota(Error::QuotaExceeded(_)))
             )
         };
-        usage.apply([1; 16], 2, 60);
+        usage.apply(partition(), 1, Counts { keys: 2, bytes: 60 });
         assert!(refused(1, 10));
         assert!(refused(0, 50));
         assert!(!refused(0, 40));
@@ -520,14 +549,14 @@ mod tests {
             ..Limits::default()
         };
         let none = StoreQuota::default();
-        for _ in 0..10 {
+        for seq in 1..=10 {
             let reservation = usage
                 .reserve([1; 16], 1, 0, &none, &limits, false)
                 .ok()
                 .expect("within a sixteenth of the room");
             // The write lands: its committer counts it, then the
             // reservation is given back.
-            usage.apply([1; 16], 1, 0);
+            usage.apply(partition(), seq, Counts { keys: 1, bytes: 0 });
             drop(reservation);
         }
         assert!(matches!(

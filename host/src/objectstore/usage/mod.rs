@@ -4,8 +4,10 @@
 //! the backend, in sealed records of the application's shard.
 //!
 //! - [`rate`]: the request rate, a token bucket shared by every host;
-//! - [`counts`]: each store's keys and bytes, and the quotas checked
-//!   against them;
+//! - [`kept`]: each partition's keys and bytes, kept in its shard and
+//!   changed in the batches that change its keys;
+//! - [`counts`]: each store's keys and bytes as this host knows them (read
+//!   from the kept counts), and the quotas checked against them;
 //! - request counts, here.
 //!
 //! # Request counts
@@ -17,6 +19,7 @@
 //! at a clean stop) the counts are exact.
 
 mod counts;
+pub(crate) mod kept;
 mod rate;
 
 use std::collections::HashMap;
@@ -26,7 +29,9 @@ use std::sync::atomic::AtomicU64;
 use crate::clock::day_of;
 use crate::encryption::Tag;
 
-use counts::StoreUsage;
+pub(crate) use counts::Counts;
+use counts::Known;
+pub(crate) use kept::Slots;
 use rate::Lease;
 
 /// Usage counters of one application on this host.
@@ -36,14 +41,14 @@ pub(crate) struct AppUsage {
     /// One lease request to the backend at a time: requests that arrive
     /// meanwhile wait for its tokens instead of contending for the record.
     leasing: tokio::sync::Mutex<()>,
-    stores: Mutex<HashMap<Tag, StoreUsage>>,
-    /// One exchange with the shared counters at a time.
+    known: Mutex<Known>,
+    /// One read of the kept counts at a time.
     syncing: tokio::sync::Mutex<()>,
     /// Held while request counts move from `pending` to the backend, and
     /// while a query reads both: otherwise a query between the two steps
     /// finds the counts in neither.
     pub(super) flushing: tokio::sync::Mutex<()>,
-    /// Exchanges begun, and the number of the last one that succeeded.
+    /// Reads begun, and the number of the last one that succeeded.
     syncs_begun: AtomicU64,
     last_synced: AtomicU64,
     /// Request counts by (store, day) not yet flushed.

@@ -1,0 +1,184 @@
+//! Kept counts: each partition's keys and bytes, changed in the very
+//! batches that change its keys.
+//!
+//! A batch writes one shard, and a partition is one, so a partition's
+//! counts live in its shard as records of their own, in *slots*: slot 0,
+//! the base, holds the keys and bytes measured when the counts began to be
+//! kept; every host draws one of slots 1 to [`SLOTS`] when it starts and
+//! adds each change it commits to that slot, in the batch that makes the
+//! change. Whatever lands is counted, and nothing else is: a kill -9 loses
+//! no count, and neither does a writer that gives up.
+//!
+//! Why slots: a single record per partition would be written by every
+//! batch, so two hosts writing one partition would fail each other's
+//! batches (each expects the bytes it read) at every commit. With slots
+//! they meet only when they drew the same one. Within a host, a
+//! partition's counted writes hold its lock in [`IndexLocks`], so the host
+//! never races itself on its slot; the group commit writes the slot once
+//! for every change it carries.
+//!
+//! A partition's keys and bytes are the sum of its slots; a store's, of its
+//! partitions'; an application's, of its stores'. Reading them is one scan
+//! of the application's count records: O(partitions × slots in use), done
+//! at start and at each exchange of the quotas (see `counts`).
+//!
+//! # The base
+//!
+//! The base says the counts are kept: a partition without one is counted
+//! (its entries scanned) before its first counted write, under its lock,
+//! with the index of names built from the same scan (see `index`). The
+//! batch that writes the base empties every host slot, each expecting what
+//! was read before the scan (or to be absent), so a write counted during
+//! the scan fails it and the count starts again: the base never counts a
+//! key twice or misses one.
+//!
+//! [`IndexLocks`]: crate::objectstore::index::IndexLocks
+
+use std::collections::HashMap;
+
+use crate::backend::{Batch, Expect};
+use crate::encryption::random_array;
+
+use super::counts::Counts;
+use crate::objectstore::Error;
+use crate::objectstore::keys::{PartitionId, Prefix, RecordKey};
+use crate::objectstore::record::CountsRecord;
+use crate::objectstore::sealed::SealedTable;
+
+/// The slot measured when counts began to be kept.
+pub(crate) const BASE: u16 = 0;
+
+/// How many slots hosts draw from: two hosts writing one partition share a
+/// slot (and fail some of each other's batches) one time in this many.
+pub(crate) const SLOTS: u16 = 16;
+
+/// A slot for this host, from 1 to [`SLOTS`].
+pub(crate) fn draw_slot() -> u16 {
+    1 + u16::from_be_bytes(random_array()) % SLOTS
+}
+
+fn slot_key(partition: PartitionId, slot: u16) -> Vec<u8> {
+    RecordKey::Counts { partition, slot }.encode()
+}
+
+/// Whether the partition's counts are kept (its base exists).
+pub(crate) async fn is_kept(table: SealedTable<'_>, partition: PartitionId) -> Result<bool, Error> {
+    let key = RecordKey::Counts {
+        partition,
+        slot: BASE,
+    };
+    let shard = key.shard().encode();
+    Ok(table.backend().get(&shard, &key.encode()).await?.is_some())
+}
+
+/// Adds `change` to `slot` of the partition's counts, in `batch` (of the
+/// partition's shard), expecting the slot as read now. Returns the slot's
+/// sequence number once the batch lands; nothing is written for no change.
+pub(crate) async fn count(
+    table: SealedTable<'_>,
+    partition: PartitionId,
+    slot: u16,
+    change: Counts,
+    batch: &mut Batch,
+) -> Result<Option<u64>, Error> {
+    if change == Counts::default() {
+        return Ok(None);
+    }
+    let key = RecordKey::Counts { partition, slot };
+    let (mut record, expect) = match table.get::<CountsRecord>(&key).await? {
+        Some(opened) => (opened.record, Expect::Value(opened.sealed)),
+        None => (CountsRecord::default(), Expect::Absent),
+    };
+    record.keys = record.keys.saturating_add(change.keys);
+    record.bytes = record.bytes.saturating_add(change.bytes);
+    record.seq += 1;
+    let bytes = key.encode();
+    batch.put(bytes.clone(), table.seal(&bytes, &record), expect);
+    Ok(Some(record.seq))
+}
+
+/// The host slots of a partition as read now, to be emptied by the batch
+/// that writes its base: read before its entries are scanned.
+pub(crate) struct Slots(Vec<(Vec<u8>, Expect)>);
+
+impl Slots {
+    pub async fn read(table: SealedTable<'_>, partition: PartitionId) -> Result<Self, Error> {
+        let mut found = HashMap::new();
+        let mut scan = table.scan(Prefix::PartitionCounts(partition));
+        loop {
+            let chunk = scan.next_chunk().await?;
+            if chunk.is_empty() {
+                break;
+            }
+            found.extend(chunk);
+        }
+        let slots = (1..=SLOTS)
+            .map(|slot| {
+                let key = slot_key(partition, slot);
+                let expect = match found.remove(&key) {
+                    Some(sealed) => Expect::Value(sealed),
+                    None => Expect::Absent,
+                };
+                (key, expect)
+            })
+            .collect();
+        Ok(Self(slots))
+    }
+
+    /// Adds to `batch` the base holding `measured` (expected absent) and
+    /// the emptying of every slot as read.
+    pub fn reset(
+        self,
+        table: SealedTable<'_>,
+        partition: PartitionId,
+        measured: Counts,
+        batch: &mut Batch,
+    ) {
+        let key = slot_key(partition, BASE);
+        let base = CountsRecord {
+            keys: measured.keys,
+            bytes: measured.bytes,
+            seq: 0,
+        };
+        batch.put(key.clone(), table.seal(&key, &base), Expect::Absent);
+        for (key, expect) in self.0 {
+            batch.delete(key, expect);
+        }
+    }
+}
+
+/// Deletes the kept counts of the partitions under `prefix` (a deleted
+/// store's) that sum to nothing, each partition's in one batch expecting
+/// every slot as read. A write that survived the store's deletion (see
+/// `write`) keeps its partition's counts, as it keeps its key; a write
+/// counted after the deletion finds no base and counts the partition again
+/// before it lands.
+pub(crate) async fn delete_empty(table: SealedTable<'_>, prefix: Prefix) -> Result<(), Error> {
+    let mut by_partition: HashMap<PartitionId, (Counts, Batch)> = HashMap::new();
+    let mut scan = table.scan(prefix);
+    loop {
+        let chunk = scan.next_chunk().await?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (key, sealed) in chunk {
+            let Some(RecordKey::Counts { partition, .. }) = RecordKey::parse(&key) else {
+                continue;
+            };
+            let record: CountsRecord = table.open(&key, &sealed)?;
+            let (sum, batch) = by_partition.entry(partition).or_insert_with(|| {
+                let shard = RecordKey::Counts { partition, slot: 0 }.shard();
+                (Counts::default(), Batch::new(shard.encode()))
+            });
+            sum.add(Counts::from(record));
+            batch.delete(key, Expect::Value(sealed));
+        }
+    }
+    for (_, (sum, batch)) in by_partition {
+        if sum == Counts::default() {
+            // A conflict: a write landed meanwhile, and the counts stay.
+            let _ = table.commit(batch).await?;
+        }
+    }
+    Ok(())
+}
