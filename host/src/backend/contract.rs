@@ -32,6 +32,18 @@ pub async fn keeps_the_contract(b: Arc<dyn Backend>) {
     put(&*b, S, b"a", b"1", Expect::Absent).await.unwrap();
     assert_eq!(b.get(S, b"a").await.unwrap().as_deref(), Some(&b"1"[..]));
 
+    // Several keys of a shard read at once, in their order.
+    let many = [b"a".to_vec(), b"none".to_vec(), b"a".to_vec()];
+    assert_eq!(
+        b.get_many(S, &many).await.unwrap(),
+        vec![Some(b"1".to_vec()), None, Some(b"1".to_vec())],
+        "get_many"
+    );
+    assert_eq!(
+        b.get_many(S, &[]).await.unwrap(),
+        Vec::<Option<Vec<u8>>>::new()
+    );
+
     // A failed expectation writes nothing of its batch.
     let mut batch = Batch::new(S);
     batch.put(b"b".to_vec(), b"2".to_vec(), Expect::Any);

@@ -169,6 +169,25 @@ pub trait Backend: Send + Sync + 'static {
         key: &'a [u8],
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>>;
 
+    /// Returns the value under each of `keys`, all of which live in
+    /// `shard`, in their order (`None` for a key with none). What each
+    /// [`get`](Backend::get) would return, but in one read where the
+    /// backend can: one read transaction (redb), one round trip (Redis).
+    /// Not a snapshot: a batch may land between two keys' reads.
+    fn get_many<'a>(
+        &'a self,
+        shard: &'a [u8],
+        keys: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>, BackendError>> {
+        Box::pin(async move {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(self.get(shard, key).await?);
+            }
+            Ok(values)
+        })
+    }
+
     /// Returns up to `limit` pairs of `shards` whose keys start with
     /// `prefix` and sort strictly after `after` (from the first such key
     /// when `after` is `None`), in ascending key order.

@@ -101,8 +101,8 @@ impl Partition {
         // The extensions of rolling TTLs, and where each answer goes.
         let (mut extensions, mut extended_at) = (Vec::new(), Vec::new());
         let mut bytes = 0usize;
-        for (entry, key) in entries.into_iter().zip(keys) {
-            let stored = self.load(&entry).await?;
+        let loaded = self.load_many(&entries).await?;
+        for ((entry, key), stored) in entries.into_iter().zip(keys).zip(loaded) {
             let record = match stored.as_ref() {
                 None => None,
                 Some(Stored { record: None, .. }) => return Err(Error::Integrity),
@@ -211,8 +211,9 @@ impl Partition {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut changes = Vec::new();
             let mut out = Vec::with_capacity(entries.len());
-            for (i, (entry, name)) in entries.iter().zip(keys.clone()).enumerate() {
-                let stored = self.load(entry).await?;
+            let loaded = self.load_many(&entries).await?;
+            let each = entries.iter().zip(keys.clone()).zip(loaded);
+            for (i, ((entry, name), stored)) in each.enumerate() {
                 let was_damaged = stored.as_ref().is_some_and(|s| s.record.is_none());
                 if damaged == Damaged::Refuse && was_damaged {
                     return Err(Error::Integrity);

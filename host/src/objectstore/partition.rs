@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::application::AppState;
-use super::keys::{EntryId, PartitionId, RecordKey};
+use super::index::Need;
+use super::keys::{EntryId, PartitionId, RecordKey, Shard};
 use super::record::{EntryRecord, PartitionRecord};
 use super::sealed::{Commit, SealedTable};
 use super::store::Store;
@@ -417,7 +418,7 @@ impl Partition {
         let after = cursor
             .map(|c| index::decode_cursor(sealer, self.id, prefix, c))
             .transpose()?;
-        index::ensure_built(table, &self.inner().index_locks, self.id).await?;
+        index::ensure_built(table, &self.inner().index_locks, self.id, Need::Listing).await?;
         let want = paging::clamp_page_size(page_size);
         let mut items = Vec::with_capacity(want.min(64));
         // Where the next leaf is sought, and whether a name equal to it was
@@ -435,11 +436,15 @@ impl Partition {
         };
         loop {
             let leaf = index::leaf_covering(table, self.id, seek.as_bytes()).await?;
-            for name in leaf.names {
-                let name_bytes = name.as_bytes();
-                if name_bytes < seek.as_bytes() || (exclusive && name == seek) {
-                    continue;
-                }
+            let names: Vec<String> = leaf
+                .names
+                .into_iter()
+                .filter(|n| n.as_bytes() > seek.as_bytes() || (!exclusive && *n == seek))
+                .collect();
+            // Records read ahead, for `names[i..]`: as many at once as the
+            // page still needs (a backend reads them in one go).
+            let mut ahead = std::collections::VecDeque::new();
+            for (i, name) in names.iter().enumerate() {
                 if !name.starts_with(prefix) {
                     return done(items);
                 }
@@ -451,7 +456,14 @@ impl Partition {
                         cursor: Some(cursor),
                     });
                 }
-                match self.listed(&name).await? {
+                if ahead.is_empty() {
+                    let next = names[i..]
+                        .iter()
+                        .take(want - items.len())
+                        .take_while(|n| n.starts_with(prefix));
+                    ahead = self.listed(next).await?.into();
+                }
+                match ahead.pop_front().expect("read ahead") {
                     Some(record) if record.is_live_at(now) => items.push(map(record)),
                     Some(_) => {}
                     // Deleted since the leaf was read, or damage: an index
@@ -460,17 +472,17 @@ impl Partition {
                     // lost (or moved, as a flipped bit in its key moves
                     // it). A listing never answers short as if whole.
                     None => {
-                        let now_indexed = index::leaf_covering(table, self.id, name_bytes)
+                        let now_indexed = index::leaf_covering(table, self.id, name.as_bytes())
                             .await?
                             .names
-                            .contains(&name);
+                            .contains(name);
                         if now_indexed {
                             tracing::warn!("the index of names lists a key without an entry");
                             return Err(Error::Integrity);
                         }
                     }
                 }
-                last = Some(name);
+                last = Some(name.clone());
             }
             match leaf.high {
                 // Every name from `high` on sorts after the prefix's range.
@@ -483,24 +495,36 @@ impl Partition {
         }
     }
 
-    /// The record of a name the index lists; `None` if it has none.
-    async fn listed(&self, name: &str) -> Result<Option<EntryRecord>, Error> {
-        let entry = EntryId {
-            partition: self.id,
-            key: self
-                .app()
-                .sealer
-                .tag(b"key", &self.id.partition, name.as_bytes()),
-        };
-        match self.load(&entry).await? {
-            None => Ok(None),
-            Some(Stored {
-                record: Some(record),
-                ..
-            }) => Ok(Some(record)),
-            // A listing that meets damage fails (see `paging`).
-            Some(_) => Err(Error::Integrity),
-        }
+    /// The records of names the index lists, read at once, in their order;
+    /// `None` for a name that has none.
+    async fn listed(
+        &self,
+        names: impl Iterator<Item = &String>,
+    ) -> Result<Vec<Option<EntryRecord>>, Error> {
+        let table = self.table();
+        let keys: Vec<Vec<u8>> = names
+            .map(|name| {
+                let key = self
+                    .app()
+                    .sealer
+                    .tag(b"key", &self.id.partition, name.as_bytes());
+                RecordKey::Entry(EntryId {
+                    partition: self.id,
+                    key,
+                })
+                .encode()
+            })
+            .collect();
+        let shard = Shard::Partition(self.id).encode();
+        let values = table.backend().get_many(&shard, &keys).await?;
+        keys.iter()
+            .zip(values)
+            .map(|(key, sealed)| match sealed {
+                None => Ok(None),
+                // A listing that meets damage fails (see `paging`).
+                Some(sealed) => table.open::<EntryRecord>(key, &sealed).map(Some),
+            })
+            .collect()
     }
 
     /// Removes every key; returns how many live keys there were.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::backend::{Batch, Expect};
 
-use super::index::{self, IndexEdit};
+use super::index::{self, IndexEdit, Need};
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::EntryRecord;
 use super::sealed::Commit;
@@ -53,7 +53,8 @@ impl ObjectStore {
                         Ok(record) if record.expires == Some(at) => {
                             // The name leaves the index in the same batch.
                             let guard = inner.index_locks.lock(&entry.partition).await;
-                            index::ensure_built_locked(table, entry.partition).await?;
+                            index::ensure_built_locked(table, entry.partition, Need::Writing)
+                                .await?;
                             let mut edit = IndexEdit::new(table, entry.partition);
                             if edit.remove(&record.key).await? == Commit::Conflict {
                                 // Another host changed the index meanwhile:

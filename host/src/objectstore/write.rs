@@ -11,7 +11,7 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::AppState;
-use super::index::{self, IndexEdit, IndexLocks, NameChange};
+use super::index::{self, IndexEdit, IndexLocks, NameChange, Need};
 use super::keys::{EntryId, PartitionId, Prefix, RecordKey, Shard};
 use super::partition::Partition;
 use super::record::EntryRecord;
@@ -99,25 +99,45 @@ impl Partition {
     /// Reads what is stored for `entry`: the record, its sealed bytes (the
     /// expectation for a conditional write) and whether it is live.
     pub(super) async fn load(&self, entry: &EntryId) -> Result<Option<Stored>, Error> {
-        let table = self.table();
         let record_key = RecordKey::Entry(*entry);
         let key = record_key.encode();
         let shard = record_key.shard().encode();
-        let Some(sealed) = table.backend().get(&shard, &key).await? else {
-            return Ok(None);
-        };
-        let record = match table.open::<EntryRecord>(&key, &sealed) {
+        let sealed = self.table().backend().get(&shard, &key).await?;
+        sealed.map(|sealed| self.stored(&key, sealed)).transpose()
+    }
+
+    /// [`load`](Self::load) of several entries of this partition, read at
+    /// once, in their order.
+    pub(super) async fn load_many(
+        &self,
+        entries: &[EntryId],
+    ) -> Result<Vec<Option<Stored>>, Error> {
+        let keys: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|entry| RecordKey::Entry(*entry).encode())
+            .collect();
+        let shard = Shard::Partition(self.id).encode();
+        let values = self.table().backend().get_many(&shard, &keys).await?;
+        keys.iter()
+            .zip(values)
+            .map(|(key, sealed)| sealed.map(|sealed| self.stored(key, sealed)).transpose())
+            .collect()
+    }
+
+    /// What `sealed`, read under `key`, holds.
+    fn stored(&self, key: &[u8], sealed: Vec<u8>) -> Result<Stored, Error> {
+        let record = match self.table().open::<EntryRecord>(key, &sealed) {
             Ok(record) => Some(record),
             Err(Error::Integrity) => None,
             Err(e) => return Err(e),
         };
         let now = self.inner().now_ms();
         let live = record.as_ref().is_some_and(|r| r.is_live_at(now));
-        Ok(Some(Stored {
+        Ok(Stored {
             record,
             sealed,
             live,
-        }))
+        })
     }
 
     /// Writes `record` in place of `previous` (what was last read) under the
@@ -363,7 +383,7 @@ pub(super) async fn delete_entries(
         }
         for (partition, mut deletions) in by_partition {
             let guard = locks.lock(&partition).await;
-            index::ensure_built_locked(table, partition).await?;
+            index::ensure_built_locked(table, partition, Need::Writing).await?;
             let mut edit = IndexEdit::new(table, partition);
             let mut outcome = Commit::Done;
             for name in &deletions.names {
@@ -477,7 +497,7 @@ async fn delete_current(
         let mut batch = Batch::new(shard.clone());
         let (counts, name) = deletion_of(table, entry, &key, &sealed, now, &mut batch)?;
         let _guard = locks.lock(&entry.partition).await;
-        index::ensure_built_locked(table, entry.partition).await?;
+        index::ensure_built_locked(table, entry.partition, Need::Writing).await?;
         if let Some(name) = name {
             let mut edit = IndexEdit::new(table, entry.partition);
             if edit.remove(&name).await? == Commit::Conflict {

@@ -199,6 +199,27 @@ impl Backend for FileBackend {
         Box::pin(async move { value })
     }
 
+    /// One read transaction for all of them.
+    fn get_many<'a>(
+        &'a self,
+        _shard: &'a [u8],
+        keys: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>, BackendError>> {
+        let values = self.engine.read(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(RECORDS).map_err(storage)?;
+            keys.iter()
+                .map(|key| {
+                    Ok(table
+                        .get(&key[..])
+                        .map_err(storage)?
+                        .map(|v| v.value().to_vec()))
+                })
+                .collect()
+        });
+        Box::pin(async move { values })
+    }
+
     /// One ordered map holds every shard: a prefix scan reads them all.
     fn scan<'a>(
         &'a self,

@@ -533,6 +533,27 @@ impl Backend for RedisBackend {
         })
     }
 
+    /// One `MGET`: a shard's keys share a hash tag, so one node holds them.
+    fn get_many<'a>(
+        &'a self,
+        shard: &'a [u8],
+        keys: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>, BackendError>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut c = self.link.connection();
+            let mut mget = redis::cmd("MGET");
+            for key in keys {
+                mget.arg(redis_key(shard, b'r', key));
+            }
+            mget.query_async(&mut c)
+                .await
+                .map_err(|e| self.read_error(&self.link.shard(shard), e))
+        })
+    }
+
     fn scan<'a>(
         &'a self,
         shards: Shards<'a>,

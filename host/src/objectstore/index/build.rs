@@ -27,20 +27,35 @@ async fn has_root(table: SealedTable<'_>, partition: PartitionId) -> Result<bool
         .is_some())
 }
 
-/// Makes the partition ready for counted writes and listings if it is not
-/// (data from before the index or the kept counts, or a partition no one
-/// wrote yet): builds its index and its counts' base from one scan of its
-/// entries. Takes the partition's lock only when it must.
+/// What a caller needs of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// To list it: an index of its names, if it holds any.
+    Listing,
+    /// To know its keys and bytes: kept counts, if it holds any key.
+    Counts,
+    /// To commit a counted write: kept counts, even of no key.
+    Writing,
+}
+
+/// Makes the partition ready for `need` if it is not (data from before the
+/// index or the kept counts, or a partition no one wrote yet): builds its
+/// index and its counts' base from one scan of its entries. Takes the
+/// partition's lock only when it must. A partition that holds nothing gets
+/// nothing written but for a write: a listing writes nothing.
 pub(crate) async fn ensure_built(
     table: SealedTable<'_>,
     locks: &IndexLocks,
     partition: PartitionId,
+    need: Need,
 ) -> Result<(), Error> {
-    if kept::is_kept(table, partition).await? {
+    if kept::is_kept(table, partition).await?
+        || (need == Need::Listing && has_root(table, partition).await?)
+    {
         return Ok(());
     }
     let _guard = locks.lock(&partition).await;
-    ensure_built_locked(table, partition).await
+    ensure_built_locked(table, partition, need).await
 }
 
 /// [`ensure_built`] for a caller that holds the partition's lock. The
@@ -52,16 +67,24 @@ pub(crate) async fn ensure_built(
 pub(crate) async fn ensure_built_locked(
     table: SealedTable<'_>,
     partition: PartitionId,
+    need: Need,
 ) -> Result<(), Error> {
     for _ in 0..MAX_CONFLICT_RETRIES {
         if kept::is_kept(table, partition).await? {
             return Ok(());
         }
+        let root = has_root(table, partition).await?;
+        if need == Need::Listing && root {
+            return Ok(());
+        }
         let slots = Slots::read(table, partition).await?;
         let (names, measured) = scan_entries(table, partition).await?;
+        if need != Need::Writing && measured.keys == 0 {
+            return Ok(());
+        }
         let mut last = Batch::new(Shard::Partition(partition).encode());
         slots.reset(table, partition, measured, &mut last);
-        let outcome = if has_root(table, partition).await? {
+        let outcome = if root {
             if measured.keys > 0 {
                 tracing::info!(keys = measured.keys, "counting a partition's keys");
             }

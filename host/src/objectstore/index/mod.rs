@@ -55,7 +55,7 @@ mod cursor;
 mod edit;
 mod queue;
 
-pub(crate) use build::{delete_pages, ensure_built, ensure_built_locked, rebuild};
+pub(crate) use build::{Need, delete_pages, ensure_built, ensure_built_locked, rebuild};
 pub(crate) use cursor::{decode_cursor, encode_cursor};
 use edit::Found;
 pub(crate) use edit::IndexEdit;

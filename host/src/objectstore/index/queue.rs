@@ -45,7 +45,7 @@ use crate::objectstore::sealed::{Commit, SealedTable};
 use crate::objectstore::usage::{Counts, kept};
 use crate::objectstore::write::stripe_of;
 
-use super::{IndexEdit, ensure_built_locked};
+use super::{IndexEdit, Need, ensure_built_locked};
 
 /// The most changes one batch holds; a longer queue is committed as several
 /// batches, one after another.
@@ -250,7 +250,7 @@ async fn commit_changes(
             keys.extend(own);
         }
     }
-    ensure_built_locked(table, partition).await?;
+    ensure_built_locked(table, partition, Need::Writing).await?;
     let mut edit = IndexEdit::new(table, partition);
     let mut batch = Batch::new(Shard::Partition(partition).encode());
     for change in changes {

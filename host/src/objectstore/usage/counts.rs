@@ -36,7 +36,7 @@ use crate::encryption::Tag;
 
 use super::AppUsage;
 use crate::objectstore::application::AppState;
-use crate::objectstore::index;
+use crate::objectstore::index::{self, Need};
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::CountsRecord;
 use crate::objectstore::sealed::SealedTable;
@@ -432,7 +432,8 @@ impl Inner {
                 };
                 for (key, _) in scan_all(table, partitions).await? {
                     if let Some(RecordKey::Partition(partition)) = RecordKey::parse(&key) {
-                        index::ensure_built(table, &self.index_locks, partition).await?;
+                        let locks = &self.index_locks;
+                        index::ensure_built(table, locks, partition, Need::Counts).await?;
                     }
                 }
             }
