@@ -1,6 +1,8 @@
 //! The ordered index of a partition's key names: a B+tree whose pages are
 //! sealed records in the partition's shard, changed in the same conditional
-//! batch as the entry they index.
+//! batch as the entry they index. The same tree orders an application's
+//! store names and each store's partition names, with pages in the
+//! application's shard ([`Scope`], and `names` for what differs).
 //!
 //! Entries are kept under HMAC tags of their names, so their own order says
 //! nothing of the names' order. The index gives the order back without
