@@ -42,7 +42,7 @@ fn scrambled_names(n: usize) -> Vec<String> {
             // A permutation of 0..n, so no name repeats.
             let j = (i * 37 + 11) % n;
             let mut name = format!("{}{}{j:03}", PIECES[j % 8], PIECES[(j / 8) % 8]);
-            if j % 3 == 0 {
+            if j.is_multiple_of(3) {
                 name.push_str(&"x".repeat(150));
             }
             name
