@@ -445,3 +445,48 @@ async fn check_reports_a_damaged_or_wrong_index_of_store_names_and_repair_rebuil
     left.remove(lost);
     assert_eq!(all_stores(&app, 4).await, in_byte_order(&left));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_and_stores_created_at_once_on_two_hosts_are_all_listed() {
+    let (backend, master) = fresh();
+    let hosts = [
+        open_with(backend.clone(), &master).await,
+        open_with(backend.clone(), &master).await,
+    ];
+    let mut apps = Vec::new();
+    for host in &hosts {
+        apps.push(host.application("app").await.unwrap());
+    }
+    let names = scrambled_names(48);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let app = apps[i % 2].clone();
+        let name = name.clone();
+        // Each writer creates a store and a partition of the shared store:
+        // every one of them changes a leaf some other is changing.
+        tasks.spawn(async move {
+            app.store(&name).await.unwrap();
+            let shared = app.store("shared").await.unwrap();
+            let p = shared.partition(&name).await.unwrap();
+            p.store("k", b"v".to_vec(), StoreOptions::default())
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let partitions: BTreeSet<String> = names.iter().cloned().collect();
+    let mut stores = partitions.clone();
+    stores.insert("shared".into());
+    for app in &apps {
+        assert_eq!(all_stores(app, 5).await, in_byte_order(&stores));
+        let shared = app.store("shared").await.unwrap();
+        assert_eq!(all_partitions(&shared, 5).await, in_byte_order(&partitions));
+    }
+    for host in &hosts {
+        host.flush_stats().await.unwrap();
+    }
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}
