@@ -606,6 +606,65 @@ async fn stores_are_created_configured_and_deleted() {
     assert_eq!(call(&host, &t, "DELETE", &orders, "").await.status, 404);
 }
 
+/// Every page of a listing, following `nextPageToken`, one item a page.
+async fn list_all(host: &TestHost, t: &str, url: &str, item: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut page_url = format!("{url}?pageSize=2");
+        if let Some(token) = &token {
+            page_url.push_str(&format!("&nextPageToken={token}"));
+        }
+        let r = call(host, t, "GET", &page_url, "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = json(&r);
+        for value in body["values"].as_array().unwrap() {
+            let name = if item.is_empty() { value } else { &value[item] };
+            names.push(name.as_str().unwrap().to_string());
+        }
+        match body["nextPageToken"].as_str() {
+            Some(next) => token = Some(next.to_string()),
+            None => return names,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_and_partitions_list_in_byte_order_of_their_names() {
+    let s = setup();
+    let creds = s.credential(app("rest-app"), &[]);
+    let host = s.start().await;
+    let t = host.token(&creds).await;
+    // Created in an order that is neither theirs nor their tags'.
+    let created = ["b", "A", "z", "0", "a", "B"];
+    for name in created {
+        let r = call(&host, &t, "PUT", &format!("{BASE}/{name}"), "{}").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let stores = list_all(&host, &t, BASE, "storeId").await;
+    let mut sorted = stores.clone();
+    sorted.sort();
+    assert_eq!(stores, sorted, "stores in byte order of their names");
+    for name in created {
+        assert!(stores.iter().any(|s| s == name), "{name} in {stores:?}");
+    }
+
+    let value = r#"{"valueType":"STRING","stringValue":"v"}"#;
+    for partition in ["p-b", "P", "p-a", "0"] {
+        let url = format!("{BASE}/b/partitions/{partition}/keys/k");
+        assert_eq!(call(&host, &t, "PUT", &url, value).await.status, 200);
+    }
+    let partitions_url = format!("{BASE}/b/partitions");
+    let partitions = list_all(&host, &t, &partitions_url, "").await;
+    assert_eq!(partitions, ["0", "P", "p-a", "p-b"]);
+
+    // A page token resumes only its own listing.
+    let r = call(&host, &t, "GET", &format!("{BASE}?pageSize=1"), "").await;
+    let token = json(&r)["nextPageToken"].as_str().unwrap().to_string();
+    let foreign = format!("{partitions_url}?pageSize=1&nextPageToken={token}");
+    assert_eq!(call(&host, &t, "GET", &foreign, "").await.status, 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_count_every_guest_and_rest_request_exactly_across_a_restart() {
     let s = setup();

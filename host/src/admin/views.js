@@ -197,7 +197,7 @@ export async function partitionView(r) {
     h('div', { class: 'toolbar' },
       session.can(MANAGE_DATA) ? h('a', { class: 'button', href: hashFor({ ...r, view: 'new' }) }, 'New key') : null,
       session.can(MANAGE_STORES) ? deletePartition : null),
-    h('p', { class: 'hint spaced' }, 'Keys are listed in storage order: their names are encrypted at rest, so the store cannot sort them. Search by prefix to find one.'),
+    h('p', { class: 'hint spaced' }, 'Keys are listed in byte order of their names. Search by prefix to find one.'),
     searchForm,
     feedback,
     list.element);

@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use crate::backend::{Batch, Expect};
 use crate::encryption::{Sealer, TAG_LEN, Tag, random_array};
 
-use super::index;
+use super::index::{self, Scope};
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::{AppRecord, PartitionRecord, StoreRecord, StoreTombstone};
 use super::sealed::{Commit, SealedTable};
 use super::store::Store;
 use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
 use super::usage::{AppUsage, kept};
-use super::{Error, Inner, MAX_CONFLICT_RETRIES, paging, write};
+use super::{Error, Inner, MAX_CONFLICT_RETRIES, write};
 
 /// How long a host trusts what it cached of a store's or a partition's
 /// settings (that it exists, its TTL, its quota), in milliseconds of the
@@ -238,16 +238,37 @@ impl Inner {
             if chunk.is_empty() || !standing.holds(table).await? {
                 break;
             }
+            // Their names leave the index of the store's partition names in
+            // the same batch (a record that does not open leaves its name
+            // behind: the index goes with the store below).
             let mut batch = Batch::new(Shard::App(app.tag).encode());
+            let mut names = Vec::new();
             for (key, sealed) in chunk {
+                if let Ok(record) = table.open::<PartitionRecord>(&key, &sealed) {
+                    names.push(record.name);
+                }
                 batch.delete(key, Expect::Value(sealed));
             }
-            if table.commit(batch).await? == Commit::Conflict {
+            let names: Vec<(&str, bool)> = names.iter().map(|n| (n.as_str(), false)).collect();
+            let scope = Scope::Partitions {
+                app: app.tag,
+                store,
+            };
+            if index::commit_named(table, &self.index_locks, scope, &names, batch).await?
+                == Commit::Conflict
+            {
                 conflicts += 1;
                 if conflicts == MAX_CONFLICT_RETRIES {
                     return Err(Error::Contended("the store's partitions are"));
                 }
             }
+        }
+        if standing.holds(table).await? {
+            let scope = Scope::Partitions {
+                app: app.tag,
+                store,
+            };
+            index::delete_names(table, scope).await?;
         }
         let mut batch = Batch::new(Shard::App(app.tag).encode());
         batch.delete(key.encode(), Expect::Value(tombstone.sealed));
@@ -325,12 +346,35 @@ impl Application {
             app: app.tag,
             store: tag,
         };
-        self.table().put(&key, &record).await?;
+        let table = self.table();
+        let mut written = false;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            // A new store's name goes into the index with its record; a
+            // store that exists keeps its name and gets the new settings,
+            // unless it was deleted or configured meanwhile (read again).
+            written = match table.get::<StoreRecord>(&key).await? {
+                None => self.try_create_store(tag, &record).await?,
+                Some(old) => {
+                    let bytes = key.encode();
+                    let mut batch = Batch::new(Shard::App(app.tag).encode());
+                    let sealed = table.seal(&bytes, &record);
+                    batch.put(bytes, sealed, Expect::Value(old.sealed));
+                    table.commit(batch).await? == Commit::Done
+                }
+            };
+            if written {
+                break;
+            }
+        }
+        if !written {
+            return Err(Error::Contended("the store is"));
+        }
         app.cache_store(tag, Some(record.clone()), self.inner.now_ms());
         Ok(Store::new(self.clone(), tag, record))
     }
 
-    /// One page of the application's stores.
+    /// One page of the application's stores, in byte order of their names
+    /// (through the index of store names, see `index::names`).
     pub async fn list_stores(
         &self,
         cursor: Option<&str>,
@@ -340,18 +384,24 @@ impl Application {
         // application only.
         self.admit([0; TAG_LEN]).await?;
         let table = self.table();
-        let scan = table.scan(Prefix::Stores(self.state.tag));
-        paging::page(
-            &self.state.sealer,
-            scan,
+        let app = &self.state;
+        let scope = Scope::Stores(app.tag);
+        let locks = &self.inner.index_locks;
+        index::page_of_names(
+            table,
+            locks,
+            &app.sealer,
+            scope,
             cursor,
             page_size,
-            |key, sealed| {
-                let record: StoreRecord = table.open(key, sealed)?;
-                let Some(RecordKey::Store { store, .. }) = RecordKey::parse(key) else {
-                    return Err(Error::Integrity);
+            |name| async move {
+                let store = app.store_tag(&name);
+                let key = RecordKey::Store {
+                    app: app.tag,
+                    store,
                 };
-                Ok(Some(Store::new(self.clone(), store, record)))
+                let record = table.get::<StoreRecord>(&key).await?;
+                Ok(record.map(|r| Store::new(self.clone(), store, r.record)))
             },
         )
         .await
@@ -403,8 +453,12 @@ impl Application {
             let sealed = table.seal(&tombstone_key, &tombstone);
             batch.put(tombstone_key.clone(), sealed, Expect::Any);
             // A conflict: deleted, or configured anew, through another host
-            // meanwhile; decide again on what is there now.
-            if table.commit(batch).await? == Commit::Done {
+            // meanwhile (or its name's leaf changed); decide again on what
+            // is there now.
+            let scope = Scope::Stores(app.tag);
+            let names = [(name, false)];
+            let locks = &self.inner.index_locks;
+            if index::commit_named(table, locks, scope, &names, batch).await? == Commit::Done {
                 app.cache_store(tag, None, self.inner.now_ms());
                 app.forget_partitions_of(tag);
                 self.inner.finish_store_deletion(app, tag).await?;
@@ -458,6 +512,26 @@ impl Application {
     /// the old store's keys shows in the new one); of concurrent creators
     /// one wins and the others read its record.
     async fn create_store(&self, tag: Tag, record: StoreRecord) -> Result<StoreRecord, Error> {
+        let key = RecordKey::Store {
+            app: self.state.tag,
+            store: tag,
+        };
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            if self.try_create_store(tag, &record).await? {
+                return Ok(record);
+            }
+            if let Some(theirs) = self.table().get::<StoreRecord>(&key).await? {
+                return Ok(theirs.record);
+            }
+        }
+        Err(Error::Contended("the store is"))
+    }
+
+    /// One attempt of [`create_store`](Self::create_store): writes the
+    /// record, and its name in the index of store names, if the store is
+    /// absent and no deletion of it is under way. `false`: a store of the
+    /// name exists, or something changed meanwhile; read again.
+    async fn try_create_store(&self, tag: Tag, record: &StoreRecord) -> Result<bool, Error> {
         let app = &self.state;
         let table = self.table();
         let key = RecordKey::Store {
@@ -468,22 +542,17 @@ impl Application {
             app: app.tag,
             store: tag,
         };
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            self.inner.finish_store_deletion(app, tag).await?;
-            let bytes = key.encode();
-            let mut batch = Batch::new(Shard::App(app.tag).encode());
-            batch.put(bytes.clone(), table.seal(&bytes, &record), Expect::Absent);
-            // Deleting an absent key changes nothing: this only checks that
-            // no deletion began since the one finished above.
-            batch.delete(tombstone.encode(), Expect::Absent);
-            if table.commit(batch).await? == Commit::Done {
-                return Ok(record);
-            }
-            if let Some(theirs) = table.get::<StoreRecord>(&key).await? {
-                return Ok(theirs.record);
-            }
-        }
-        Err(Error::Contended("the store is"))
+        self.inner.finish_store_deletion(app, tag).await?;
+        let bytes = key.encode();
+        let mut batch = Batch::new(Shard::App(app.tag).encode());
+        batch.put(bytes.clone(), table.seal(&bytes, record), Expect::Absent);
+        // Deleting an absent key changes nothing: this only checks that
+        // no deletion began since the one finished above.
+        batch.delete(tombstone.encode(), Expect::Absent);
+        let scope = Scope::Stores(app.tag);
+        let names = [(record.name.as_str(), true)];
+        let locks = &self.inner.index_locks;
+        Ok(index::commit_named(table, locks, scope, &names, batch).await? == Commit::Done)
     }
 
     /// How many stores the application has, counting at most one past its

@@ -9,8 +9,8 @@
 
 use crate::encryption::Sealer;
 
+use super::index::{self, Scope};
 use super::keys::RecordKey;
-use super::paging;
 use super::record::{
     AppRecord, CountsRecord, CredentialRecord, EntryRecord, MasterCheck, PartitionRecord,
     RateRecord, Record, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
@@ -41,7 +41,12 @@ pub fn decoders(data: &[u8]) {
     let _ = sealer.open(b"e-some-key", data);
     // A client's cursor, for a listing of some prefix.
     let cursor = String::from_utf8_lossy(data);
-    let _ = paging::decode_cursor(&sealer, b"eprefix", &cursor);
+    let _ = index::decode_cursor(
+        &sealer,
+        Scope::Stores([3; crate::encryption::TAG_LEN]),
+        "",
+        &cursor,
+    );
 }
 
 fn round_trips<R: Record + PartialEq + std::fmt::Debug>(data: &[u8]) {
@@ -163,7 +168,8 @@ mod tests {
             ("sealed", sealer.seal(b"e-some-key", &entry.encode())),
             (
                 "cursor",
-                paging::encode_cursor(&sealer, b"eprefix", &tag(4)).into_bytes(),
+                index::encode_cursor(&sealer, Scope::Stores([3; TAG_LEN]), "", "a-store")
+                    .into_bytes(),
             ),
         ]
     }
@@ -195,9 +201,10 @@ mod tests {
                 || Sealer::new(&[7; 32], &[9; 32])
                     .open(b"e-some-key", &bytes)
                     .is_ok()
-                || paging::decode_cursor(
+                || index::decode_cursor(
                     &Sealer::new(&[7; 32], &[9; 32]),
-                    b"eprefix",
+                    Scope::Stores([3; TAG_LEN]),
+                    "",
                     &String::from_utf8_lossy(&bytes),
                 )
                 .is_ok();

@@ -5,14 +5,15 @@
 use std::sync::Arc;
 
 use super::application::AppState;
-use super::index::Need;
+use super::index::{Need, Scope};
 use super::keys::{EntryId, PartitionId, RecordKey, Shard};
 use super::record::{EntryRecord, PartitionRecord};
 use super::sealed::{Commit, SealedTable};
 use super::store::Store;
 use super::types::{Entry, Metadata, Page, StoreOptions, Ttl, ValueKind};
 use super::write::{Damaged, Stored, While, delete_entries};
-use super::{Error, Inner, index, paging};
+use super::{Error, Inner, MAX_CONFLICT_RETRIES, index, paging};
+use crate::backend::{Batch, Expect};
 
 /// A partition of a store: the unit most operations work on.
 #[derive(Clone)]
@@ -101,9 +102,31 @@ impl Partition {
             name: self.name.to_string(),
             ttl,
         };
-        self.table()
-            .put(&RecordKey::Partition(self.id), &record)
-            .await?;
+        // A partition that gets its record here gets its name indexed too.
+        let key = RecordKey::Partition(self.id);
+        let bytes = key.encode();
+        let table = self.table();
+        let mut written = false;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let mut batch = Batch::new(key.shard().encode());
+            let sealed = table.seal(&bytes, &record);
+            written = match table.backend().get(&batch.shard, &bytes).await? {
+                Some(old) => {
+                    batch.put(bytes.clone(), sealed, Expect::Value(old));
+                    table.commit(batch).await? == Commit::Done
+                }
+                None => {
+                    batch.put(bytes.clone(), sealed, Expect::Absent);
+                    self.commit_named(batch).await? == Commit::Done
+                }
+            };
+            if written {
+                break;
+            }
+        }
+        if !written {
+            return Err(Error::Contended("the partition is"));
+        }
         let now = self.inner().now_ms();
         self.app()
             .cache_partition(self.store.tag, self.id.partition, Some(record), now);
@@ -125,14 +148,39 @@ impl Partition {
             name: self.name.to_string(),
             ttl: self.ttl,
         };
-        // If someone made it first, theirs holds the settings.
-        let record = self
-            .table()
-            .read_or_create(&RecordKey::Partition(self.id), || Some(mine.clone()))
-            .await?
-            .expect("created if absent");
+        // If someone made it first, theirs holds the settings. A record
+        // made here gets its name indexed in the same batch.
+        let key = RecordKey::Partition(self.id);
+        let table = self.table();
+        let mut record = None;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            if let Some(theirs) = table.get::<PartitionRecord>(&key).await? {
+                record = Some(theirs.record);
+                break;
+            }
+            let bytes = key.encode();
+            let mut batch = Batch::new(key.shard().encode());
+            batch.put(bytes.clone(), table.seal(&bytes, &mine), Expect::Absent);
+            if self.commit_named(batch).await? == Commit::Done {
+                record = Some(mine);
+                break;
+            }
+        }
+        let record = record.ok_or(Error::Contended("the partition is"))?;
         app.cache_partition(self.store.tag, self.id.partition, Some(record), now);
         Ok(())
+    }
+
+    /// Commits `batch` (which creates the partition's record) with the
+    /// partition's name inserted into its store's index of partition names.
+    async fn commit_named(&self, batch: Batch) -> Result<Commit, Error> {
+        let scope = Scope::Partitions {
+            app: self.id.app,
+            store: self.id.store,
+        };
+        let locks = &self.inner().index_locks;
+        let names = [(&*self.name, true)];
+        index::commit_named(self.table(), locks, scope, &names, batch).await
     }
 
     /// The entry of `key`, after checking the name.
@@ -416,7 +464,7 @@ impl Partition {
         let sealer = &self.app().sealer;
         let prefix = prefix.unwrap_or("");
         let after = cursor
-            .map(|c| index::decode_cursor(sealer, self.id, prefix, c))
+            .map(|c| index::decode_cursor(sealer, Scope::Keys(self.id), prefix, c))
             .transpose()?;
         index::ensure_built(table, &self.inner().index_locks, self.id, Need::Listing).await?;
         let want = paging::clamp_page_size(page_size);
@@ -435,7 +483,7 @@ impl Partition {
             })
         };
         loop {
-            let leaf = index::leaf_covering(table, self.id, seek.as_bytes()).await?;
+            let leaf = index::leaf_covering(table, Scope::Keys(self.id), seek.as_bytes()).await?;
             let names: Vec<String> = leaf
                 .names
                 .into_iter()
@@ -450,7 +498,7 @@ impl Partition {
                 }
                 if items.len() == want {
                     let last = last.expect("a full page has a last name");
-                    let cursor = index::encode_cursor(sealer, self.id, prefix, &last);
+                    let cursor = index::encode_cursor(sealer, Scope::Keys(self.id), prefix, &last);
                     return Ok(Page {
                         items,
                         cursor: Some(cursor),
@@ -472,7 +520,7 @@ impl Partition {
                     // lost (or moved, as a flipped bit in its key moves
                     // it). A listing never answers short as if whole.
                     None => {
-                        let now_indexed = index::leaf_covering(table, self.id, name.as_bytes())
+                        let now_indexed = index::leaf_covering(table, Scope::Keys(self.id), name.as_bytes())
                             .await?
                             .names
                             .contains(name);

@@ -186,17 +186,6 @@ pub(crate) struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    /// The prefix's bytes (what cursors are bound to).
-    pub fn prefix(&self) -> &[u8] {
-        &self.prefix
-    }
-
-    /// Starts after `key` instead of at the beginning.
-    pub fn resume_after(mut self, key: Option<Vec<u8>>) -> Self {
-        self.after = key;
-        self
-    }
-
     /// Up to `limit` more pairs; fewer only at the end, none once ended.
     pub async fn next_chunk_of(&mut self, limit: usize) -> Result<Vec<Pair>, Error> {
         if self.done {

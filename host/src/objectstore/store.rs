@@ -6,13 +6,14 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::Application;
-use super::index;
+use super::index::{self, Scope};
 use super::keys::{PartitionId, Prefix, RecordKey};
 use super::partition::Partition;
 use super::record::{PartitionRecord, StoreRecord};
+use super::sealed::Commit;
 use super::types::{DEFAULT_STORE, Footprint, Page, StoreQuota, Ttl};
 use super::write;
-use super::{Error, paging};
+use super::{Error, MAX_CONFLICT_RETRIES};
 
 /// A store of one application.
 #[derive(Clone)]
@@ -112,7 +113,8 @@ impl Store {
         Ok(Partition::new(self.clone(), name.into(), id, ttl))
     }
 
-    /// One page of the names of this store's partitions.
+    /// One page of the names of this store's partitions, in byte order
+    /// (through the index of partition names, see `index::names`).
     pub async fn list_partitions(
         &self,
         cursor: Option<&str>,
@@ -120,18 +122,26 @@ impl Store {
     ) -> Result<Page<String>, Error> {
         self.app.admit(self.tag).await?;
         let table = self.app.table();
-        let scan = table.scan(Prefix::Partitions {
-            app: self.app.state.tag,
+        let app = &self.app.state;
+        let scope = Scope::Partitions {
+            app: app.tag,
             store: self.tag,
-        });
-        paging::page(
-            &self.app.state.sealer,
-            scan,
+        };
+        let locks = &self.app.inner.index_locks;
+        index::page_of_names(
+            table,
+            locks,
+            &app.sealer,
+            scope,
             cursor,
             page_size,
-            |key, sealed| {
-                let record: PartitionRecord = table.open(key, sealed)?;
-                Ok(Some(record.name))
+            |name| async move {
+                let id =
+                    self.partition_id(app.sealer.tag(b"partition", &self.tag, name.as_bytes()));
+                let record = table
+                    .get::<PartitionRecord>(&RecordKey::Partition(id))
+                    .await?;
+                Ok(record.map(|r| r.record.name))
             },
         )
         .await
@@ -153,10 +163,33 @@ impl Store {
         )
         .await?;
         index::delete_pages(table, Prefix::PartitionIndex(partition.id())).await?;
+        // The record goes with its name in the index of the store's
+        // partition names, in one batch; a record that does not open goes
+        // too (its name is the one asked for).
         let record = RecordKey::Partition(partition.id());
-        let mut batch = Batch::new(record.shard().encode());
-        batch.delete(record.encode(), Expect::Any);
-        table.commit_unconditional(batch).await?;
+        let shard = record.shard().encode();
+        let scope = Scope::Partitions {
+            app: self.app.state.tag,
+            store: self.tag,
+        };
+        let mut deleted = false;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(sealed) = table.backend().get(&shard, &record.encode()).await? else {
+                deleted = true;
+                break;
+            };
+            let mut batch = Batch::new(shard.clone());
+            batch.delete(record.encode(), Expect::Value(sealed));
+            let names = [(name, false)];
+            let locks = &self.app.inner.index_locks;
+            if index::commit_named(table, locks, scope, &names, batch).await? == Commit::Done {
+                deleted = true;
+                break;
+            }
+        }
+        if !deleted {
+            return Err(Error::Contended("the partition is"));
+        }
         let now = self.app.inner.now_ms();
         self.app
             .state

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::backend::{Batch, Expect};
 
-use super::index::{self, IndexEdit, Need};
+use super::index::{self, IndexEdit, Need, Scope};
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::EntryRecord;
 use super::sealed::Commit;
@@ -55,7 +55,7 @@ impl ObjectStore {
                             let guard = inner.index_locks.lock(&entry.partition).await;
                             index::ensure_built_locked(table, entry.partition, Need::Writing)
                                 .await?;
-                            let mut edit = IndexEdit::new(table, entry.partition);
+                            let mut edit = IndexEdit::new(table, Scope::Keys(entry.partition));
                             if edit.remove(&record.key).await? == Commit::Conflict {
                                 // Another host changed the index meanwhile:
                                 // a later sweep finds this key again.

@@ -11,7 +11,7 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::AppState;
-use super::index::{self, IndexEdit, IndexLocks, NameChange, Need};
+use super::index::{self, IndexEdit, IndexLocks, NameChange, Need, Scope};
 use super::keys::{EntryId, PartitionId, Prefix, RecordKey, Shard};
 use super::partition::Partition;
 use super::record::EntryRecord;
@@ -384,7 +384,7 @@ pub(super) async fn delete_entries(
         for (partition, mut deletions) in by_partition {
             let guard = locks.lock(&partition).await;
             index::ensure_built_locked(table, partition, Need::Writing).await?;
-            let mut edit = IndexEdit::new(table, partition);
+            let mut edit = IndexEdit::new(table, Scope::Keys(partition));
             let mut outcome = Commit::Done;
             for name in &deletions.names {
                 if edit.remove(name).await? == Commit::Conflict {
@@ -499,7 +499,7 @@ async fn delete_current(
         let _guard = locks.lock(&entry.partition).await;
         index::ensure_built_locked(table, entry.partition, Need::Writing).await?;
         if let Some(name) = name {
-            let mut edit = IndexEdit::new(table, entry.partition);
+            let mut edit = IndexEdit::new(table, Scope::Keys(entry.partition));
             if edit.remove(&name).await? == Commit::Conflict {
                 continue;
             }

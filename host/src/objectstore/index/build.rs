@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::backend::{Batch, Expect};
 
-use super::{IndexLocks, PAGE_BYTES, ROOT, new_page_id, page_key};
+use super::{IndexLocks, PAGE_BYTES, ROOT, Scope, new_page_id, page_key};
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::{EntryRecord, IndexPage};
 use crate::objectstore::sealed::{Commit, SealedTable};
@@ -17,12 +17,11 @@ use crate::objectstore::{Error, MAX_CONFLICT_RETRIES};
 /// that the inserts that follow do not split every page at once.
 const BUILD_FILL: usize = PAGE_BYTES / 2;
 
-/// Whether the partition's index exists (its root page does).
-async fn has_root(table: SealedTable<'_>, partition: PartitionId) -> Result<bool, Error> {
-    let shard = Shard::Partition(partition).encode();
+/// Whether the scope's index exists (its root page does).
+pub(super) async fn has_root(table: SealedTable<'_>, scope: Scope) -> Result<bool, Error> {
     Ok(table
         .backend()
-        .get(&shard, &page_key(partition, ROOT))
+        .get(&scope.shard().encode(), &page_key(scope, ROOT))
         .await?
         .is_some())
 }
@@ -50,7 +49,7 @@ pub(crate) async fn ensure_built(
     need: Need,
 ) -> Result<(), Error> {
     if kept::is_kept(table, partition).await?
-        || (need == Need::Listing && has_root(table, partition).await?)
+        || (need == Need::Listing && has_root(table, Scope::Keys(partition)).await?)
     {
         return Ok(());
     }
@@ -73,7 +72,7 @@ pub(crate) async fn ensure_built_locked(
         if kept::is_kept(table, partition).await? {
             return Ok(());
         }
-        let root = has_root(table, partition).await?;
+        let root = has_root(table, Scope::Keys(partition)).await?;
         if need == Need::Listing && root {
             return Ok(());
         }
@@ -100,7 +99,7 @@ pub(crate) async fn ensure_built_locked(
                     "building a partition's index of key names"
                 );
             }
-            write_tree(table, partition, &names, last).await?
+            write_tree(table, Scope::Keys(partition), &names, last).await?
         };
         if outcome == Commit::Done {
             return Ok(());
@@ -221,44 +220,45 @@ pub(super) fn build_pages(names: &[String]) -> Vec<(u64, IndexPage)> {
 /// then the root in `last` (with whatever else it holds) expecting to be
 /// absent; if that batch does not land (another writer's root got there
 /// first, say), this tree's pages are removed again.
-async fn write_tree(
+pub(super) async fn write_tree(
     table: SealedTable<'_>,
-    partition: PartitionId,
+    scope: Scope,
     names: &[String],
     mut last: Batch,
 ) -> Result<Commit, Error> {
-    // No names: no pages. An absent root reads as an empty tree, and the
-    // first key's batch writes it (expecting it absent); so a listing of a
-    // partition no one wrote writes no page.
-    if names.is_empty() {
+    // No names: no pages, for a partition. An absent root reads as an
+    // empty tree, and the first key's batch writes it (expecting it
+    // absent); so a listing of a partition no one wrote writes no page.
+    // The other scopes write an empty root: theirs marks them built.
+    if names.is_empty() && !scope.root_marks_built() {
         return if last.is_empty() {
             Ok(Commit::Done)
         } else {
             table.commit(last).await
         };
     }
-    let shard = Shard::Partition(partition).encode();
+    let shard = scope.shard().encode();
     let mut pages = build_pages(names);
     let root = pages.pop().expect("a tree has a root");
     for chunk in pages.chunks(64) {
         let mut batch = Batch::new(shard.clone());
         for (id, page) in chunk {
-            let key = page_key(partition, *id);
+            let key = page_key(scope, *id);
             batch.put(key.clone(), table.seal(&key, page), Expect::Absent);
         }
         // A collision of random ids: the tree cannot be written as built.
         if table.commit(batch).await? == Commit::Conflict {
-            return Err(Error::Contended("the partition's index is"));
+            return Err(Error::Contended("an index of names is"));
         }
     }
-    let key = page_key(partition, ROOT);
+    let key = page_key(scope, ROOT);
     last.put(key.clone(), table.seal(&key, &root.1), Expect::Absent);
     let outcome = table.commit(last).await?;
     if outcome == Commit::Conflict {
         for chunk in pages.chunks(64) {
             let mut batch = Batch::new(shard.clone());
             for (id, _) in chunk {
-                batch.delete(page_key(partition, *id), Expect::Any);
+                batch.delete(page_key(scope, *id), Expect::Any);
             }
             table.commit_unconditional(batch).await?;
         }
@@ -313,7 +313,7 @@ pub(crate) async fn rebuild(table: SealedTable<'_>, partition: PartitionId) -> R
     }
     let (names, _) = scan_entries(table, partition).await?;
     let root = Batch::new(shard);
-    match write_tree(table, partition, &names, root).await? {
+    match write_tree(table, Scope::Keys(partition), &names, root).await? {
         Commit::Done => Ok(()),
         // Another writer's root: a host is running beside the repair.
         Commit::Conflict => Err(Error::Contended("the partition's index is")),

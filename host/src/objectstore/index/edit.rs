@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use crate::backend::{Batch, Expect};
 
+use super::Scope;
 use super::{MAX_DEPTH, PAGE_BYTES, ROOT, covers, new_page_id, page_key};
 use crate::objectstore::Error;
-use crate::objectstore::keys::{PartitionId, Shard};
 use crate::objectstore::record::{IndexPage, Record};
 use crate::objectstore::sealed::{Commit, SealedTable};
 
@@ -29,27 +29,41 @@ pub(super) struct Found {
     pub names: Vec<String>,
 }
 
-/// Changes to one partition's index, gathered in memory and then added to
-/// the batch that changes the entries.
+/// Changes to one index, gathered in memory and then added to the batch
+/// that changes the records it indexes.
 pub(crate) struct IndexEdit<'a> {
     table: SealedTable<'a>,
-    partition: PartitionId,
+    scope: Scope,
     pages: HashMap<u64, Slot>,
+    /// Whether a missing root reads as an empty index. A change to an
+    /// index whose root marks it built must find the root: otherwise it
+    /// would start an index that lacks the names written before it.
+    empty_without_root: bool,
 }
 
 impl<'a> IndexEdit<'a> {
-    pub fn new(table: SealedTable<'a>, partition: PartitionId) -> Self {
+    /// An edit that changes the index of `scope`.
+    pub fn new(table: SealedTable<'a>, scope: Scope) -> Self {
         Self {
             table,
-            partition,
+            scope,
             pages: HashMap::new(),
+            empty_without_root: !scope.root_marks_built(),
+        }
+    }
+
+    /// An edit that only reads.
+    pub(super) fn reading(table: SealedTable<'a>, scope: Scope) -> Self {
+        Self {
+            empty_without_root: true,
+            ..Self::new(table, scope)
         }
     }
 
     async fn load(&mut self, id: u64) -> Result<Option<&IndexPage>, Error> {
         if !self.pages.contains_key(&id) {
-            let key = page_key(self.partition, id);
-            let shard = Shard::Partition(self.partition).encode();
+            let key = page_key(self.scope, id);
+            let shard = self.scope.shard().encode();
             let original = self.table.backend().get(&shard, &key).await?;
             let page = match &original {
                 Some(sealed) => Some(self.table.open::<IndexPage>(&key, sealed)?),
@@ -122,7 +136,7 @@ impl<'a> IndexEdit<'a> {
         name: &[u8],
     ) -> Option<(Option<String>, Option<String>, Vec<String>)> {
         match self.pages.get(&id).and_then(|s| s.page.clone()) {
-            None if id == ROOT => Some((None, None, Vec::new())),
+            None if id == ROOT && self.empty_without_root => Some((None, None, Vec::new())),
             Some(IndexPage::Leaf { low, high, names }) if covers(&low, &high, name) => {
                 Some((low, high, names))
             }
@@ -287,14 +301,14 @@ impl<'a> IndexEdit<'a> {
         Ok(Commit::Done)
     }
 
-    /// Adds the edit's page writes to `batch` (of the partition's shard),
+    /// Adds the edit's page writes to `batch` (of the scope's shard),
     /// each expecting the bytes it was read as.
     pub fn finish(self, batch: &mut Batch) {
         for (id, slot) in self.pages {
             if !slot.changed {
                 continue;
             }
-            let key = page_key(self.partition, id);
+            let key = page_key(self.scope, id);
             let expect = match &slot.original {
                 Some(sealed) => Expect::Value(sealed.clone()),
                 None => Expect::Absent,

@@ -1,6 +1,8 @@
 //! The ordered index of a partition's key names: a B+tree whose pages are
 //! sealed records in the partition's shard, changed in the same conditional
-//! batch as the entry they index.
+//! batch as the entry they index. The same tree orders an application's
+//! store names and each store's partition names, with pages in the
+//! application's shard ([`Scope`], and `names` for what differs).
 //!
 //! Entries are kept under HMAC tags of their names, so their own order says
 //! nothing of the names' order. The index gives the order back without
@@ -45,7 +47,9 @@ use std::collections::HashMap;
 
 use crate::encryption::random_array;
 
-use super::keys::{PartitionId, RecordKey};
+use crate::encryption::Tag;
+
+use super::keys::{PartitionId, Prefix, RecordKey, Shard};
 use super::record::IndexPage;
 use super::sealed::SealedTable;
 use super::{Error, MAX_CONFLICT_RETRIES};
@@ -53,12 +57,14 @@ use super::{Error, MAX_CONFLICT_RETRIES};
 mod build;
 mod cursor;
 mod edit;
+mod names;
 mod queue;
 
 pub(crate) use build::{Need, delete_pages, ensure_built, ensure_built_locked, rebuild};
 pub(crate) use cursor::{decode_cursor, encode_cursor};
 use edit::Found;
 pub(crate) use edit::IndexEdit;
+pub(crate) use names::{commit_named, delete_names, page_of_names, rebuild_names};
 pub(crate) use queue::{IndexLocks, NameChange};
 
 /// The root's page id; every other page has a random one.
@@ -74,8 +80,82 @@ const PAGE_BYTES: usize = 4096;
 /// of page ids (damage), not a tree.
 const MAX_DEPTH: usize = 32;
 
-fn page_key(partition: PartitionId, page: u64) -> Vec<u8> {
-    RecordKey::IndexPage { partition, page }.encode()
+/// What one index orders: the keys of a partition, the stores of an
+/// application, or the partitions of a store. Each index lives in the shard
+/// of the records whose names it holds, so that one batch changes a record
+/// and its name together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Scope {
+    /// A partition's key names: pages in the partition's shard.
+    Keys(PartitionId),
+    /// An application's store names: pages in the application's shard.
+    Stores(Tag),
+    /// A store's partition names: pages in the application's shard.
+    Partitions { app: Tag, store: Tag },
+}
+
+impl Scope {
+    /// The backend key of the scope's page `page`.
+    pub fn page_key(&self, page: u64) -> Vec<u8> {
+        match *self {
+            Scope::Keys(partition) => RecordKey::IndexPage { partition, page }.encode(),
+            Scope::Stores(app) => RecordKey::NamePage {
+                app,
+                store: None,
+                page,
+            }
+            .encode(),
+            Scope::Partitions { app, store } => RecordKey::NamePage {
+                app,
+                store: Some(store),
+                page,
+            }
+            .encode(),
+        }
+    }
+
+    /// The shard of the scope's pages (and of the records they index).
+    pub fn shard(&self) -> Shard {
+        match *self {
+            Scope::Keys(partition) => Shard::Partition(partition),
+            Scope::Stores(app) | Scope::Partitions { app, .. } => Shard::App(app),
+        }
+    }
+
+    /// The prefix of every page of the scope, and of no other scope's.
+    pub fn pages(&self) -> Prefix {
+        match *self {
+            Scope::Keys(partition) => Prefix::PartitionIndex(partition),
+            Scope::Stores(app) => Prefix::NamePages { app, store: None },
+            Scope::Partitions { app, store } => Prefix::NamePages {
+                app,
+                store: Some(store),
+            },
+        }
+    }
+
+    /// The tag that picks the scope's stripe of [`IndexLocks`].
+    pub(super) fn stripe_tag(&self) -> &Tag {
+        match self {
+            Scope::Keys(partition) => &partition.partition,
+            Scope::Stores(app) => app,
+            Scope::Partitions { store, .. } => store,
+        }
+    }
+
+    /// Whether a missing root means "never built" rather than "empty". A
+    /// partition's first key writes its root and its first use builds it
+    /// under the kept counts' mark (`usage::kept`); the indexes of store
+    /// and partition names have no such mark, so building one always
+    /// writes a root, empty or not, and a change to one whose root is
+    /// missing builds it first.
+    fn root_marks_built(&self) -> bool {
+        !matches!(self, Scope::Keys(_))
+    }
+}
+
+fn page_key(scope: Scope, page: u64) -> Vec<u8> {
+    scope.page_key(page)
 }
 
 fn covers(low: &Option<String>, high: &Option<String>, name: &[u8]) -> bool {
@@ -105,11 +185,14 @@ pub(crate) struct Leaf {
 /// a concurrent change makes the path read stale.
 pub(crate) async fn leaf_covering(
     table: SealedTable<'_>,
-    partition: PartitionId,
+    scope: Scope,
     name: &[u8],
 ) -> Result<Leaf, Error> {
     for _ in 0..MAX_CONFLICT_RETRIES {
-        let mut edit = IndexEdit::new(table, partition);
+        // A reader takes a missing root for an empty index, whatever the
+        // scope: the one it built a moment ago was deleted since (with its
+        // store, say), and so were the records it held.
+        let mut edit = IndexEdit::reading(table, scope);
         if let Some(Found { names, high, .. }) = edit.find_leaf(name).await? {
             return Ok(Leaf { names, high });
         }

@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use crate::backend::Batch;
+use crate::encryption::Tag;
 use crate::objectstore::Error;
 use crate::objectstore::application::Application;
 use crate::objectstore::keys::{PartitionId, Shard};
@@ -45,7 +46,7 @@ use crate::objectstore::sealed::{Commit, SealedTable};
 use crate::objectstore::usage::{Counts, kept};
 use crate::objectstore::write::stripe_of;
 
-use super::{IndexEdit, Need, ensure_built_locked};
+use super::{IndexEdit, Need, Scope, ensure_built_locked};
 
 /// The most changes one batch holds; a longer queue is committed as several
 /// batches, one after another.
@@ -116,7 +117,19 @@ impl IndexLocks {
     }
 
     fn stripe(&self, partition: &PartitionId) -> &Stripe {
-        &self.stripes[stripe_of(&partition.partition, self.stripes.len())]
+        self.stripe_of_tag(&partition.partition)
+    }
+
+    fn stripe_of_tag(&self, tag: &Tag) -> &Stripe {
+        &self.stripes[stripe_of(tag, self.stripes.len())]
+    }
+
+    /// Holds off every other change to the index of `scope` on this host.
+    /// The index of a partition's keys is locked by [`lock`](Self::lock)
+    /// (the same stripe); the indexes of store and partition names, changed
+    /// once per store or partition created or deleted, only with this.
+    pub async fn lock_scope(&self, scope: &Scope) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripe_of_tag(scope.stripe_tag()).lock.lock().await
     }
 
     /// Holds off every other change to the partition's index on this host
@@ -251,7 +264,7 @@ async fn commit_changes(
         }
     }
     ensure_built_locked(table, partition, Need::Writing).await?;
-    let mut edit = IndexEdit::new(table, partition);
+    let mut edit = IndexEdit::new(table, Scope::Keys(partition));
     let mut batch = Batch::new(Shard::Partition(partition).encode());
     for change in changes {
         for (name, insert) in &change.names {

@@ -8,7 +8,7 @@ use crate::encryption::Tag;
 
 use super::report::{DamageKind, Remedy};
 use super::walk::{Counts, Walk};
-use crate::objectstore::index;
+use crate::objectstore::index::{self, Scope};
 use crate::objectstore::keys::{PartitionId, RecordKey};
 use crate::objectstore::usage::kept;
 
@@ -71,6 +71,50 @@ impl Walk<'_> {
             if pages.values().any(Option::is_none) && !self.rebuild_index.contains(partition) {
                 self.rebuild_index.push(*partition);
             }
+        }
+    }
+
+    /// Checks each index of store or partition names: a whole tree, holding
+    /// the names of the store (or partition) records that open and no
+    /// other. A scope without an index is not damaged: its first use builds
+    /// one.
+    pub(super) fn compare_name_indexes(&mut self) {
+        let mut broken = Vec::new();
+        for (scope, pages) in &self.name_pages {
+            let records: HashSet<&String> = match *scope {
+                Scope::Stores(app) => self
+                    .store_names
+                    .iter()
+                    .filter(|((a, _), _)| *a == app)
+                    .map(|(_, name)| name)
+                    .collect(),
+                Scope::Partitions { app, store } => self
+                    .partition_names
+                    .iter()
+                    .filter(|(id, _)| id.app == app && id.store == store)
+                    .map(|(_, name)| name)
+                    .collect(),
+                Scope::Keys(_) => unreachable!("a partition's index pages are of another kind"),
+            };
+            let kind = match index::names_of(pages) {
+                Err(what) => DamageKind::IndexBroken(what),
+                Ok(names) => {
+                    let indexed: HashSet<&String> = names.iter().collect();
+                    let missing = records.difference(&indexed).count();
+                    let extra = indexed.difference(&records).count();
+                    if missing == 0 && extra == 0 {
+                        // An unreadable page (reported as it was read)
+                        // breaks its tree; `names_of` says so.
+                        continue;
+                    }
+                    DamageKind::IndexMismatch { missing, extra }
+                }
+            };
+            broken.push((*scope, kind));
+        }
+        for (scope, kind) in broken {
+            self.found(kind, &scope.page_key(index::ROOT), Remedy::Rebuild);
+            self.rebuild_names.push(scope);
         }
     }
 

@@ -17,10 +17,12 @@
 //! - each partition's index of names: a whole tree (every page there and
 //!   opening, ranges and order right), holding exactly the names of the
 //!   entries that open. A partition without an index is not damaged: its
-//!   first use builds one (data written before the index existed).
+//!   first use builds one (data written before the index existed);
+//! - likewise each index of store names and of a store's partition names,
+//!   against the names of the store and partition records that open.
 //!
 //! What can be derived (the expiry index, the usage counters, the master
-//! check, a request-rate bucket, an index of names) the repair writes
+//! check, a request-rate bucket, an index of names of any kind) the repair writes
 //! again. What cannot (an
 //! entry, a store or partition's settings, an application's keys, a
 //! credential, a day's request counts) it *sets aside*: moves it, still

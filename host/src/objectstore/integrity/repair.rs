@@ -42,6 +42,15 @@ impl Walk<'_> {
                 index::rebuild(SealedTable::new(backend, &keys.sealer), *partition).await?;
             }
         }
+        for scope in &self.rebuild_names {
+            let app = match *scope {
+                index::Scope::Stores(app) | index::Scope::Partitions { app, .. } => app,
+                index::Scope::Keys(partition) => partition.app,
+            };
+            if let Some(keys) = self.apps.get(&app) {
+                index::rebuild_names(SealedTable::new(backend, &keys.sealer), *scope).await?;
+            }
+        }
         // Every partition of an application with kept counts whose counts
         // differ from the recount gets it as its base, every host slot
         // emptied; the recount leaves out what was set aside.

@@ -9,6 +9,7 @@ use crate::encryption::{Sealer, Tag, hex};
 
 use super::report::{DamageKind, RecordKind, Remedy};
 use crate::objectstore::Error;
+use crate::objectstore::index::Scope;
 use crate::objectstore::keys::{EntryId, PartitionId, Prefix, RecordKey, quarantined};
 use crate::objectstore::record::{
     AppRecord, CountsRecord, CredentialRecord, EntryRecord, IndexPage, MasterCheck,
@@ -37,6 +38,7 @@ impl Place {
     fn of(key: &[u8]) -> Self {
         let (app, store, partition) = match RecordKey::parse(key) {
             Some(RecordKey::App(app)) | Some(RecordKey::RateBucket(app)) => (Some(app), None, None),
+            Some(RecordKey::NamePage { app, store, .. }) => (Some(app), store, None),
             Some(RecordKey::Store { app, store })
             | Some(RecordKey::Stats { app, store, .. })
             | Some(RecordKey::Usage { app, store }) => (Some(app), Some(store), None),
@@ -105,6 +107,11 @@ pub(super) struct Walk<'a> {
     pub(super) entry_names: HashMap<PartitionId, HashSet<String>>,
     /// Partitions whose index repair writes again.
     pub(super) rebuild_index: Vec<PartitionId>,
+    /// The pages of each index of store or partition names as found
+    /// (`None`: does not open).
+    pub(super) name_pages: BTreeMap<Scope, HashMap<u64, Option<IndexPage>>>,
+    /// Indexes of store or partition names that repair writes again.
+    pub(super) rebuild_names: Vec<Scope>,
 }
 
 impl<'a> Walk<'a> {
@@ -128,12 +135,15 @@ impl<'a> Walk<'a> {
             index_pages: BTreeMap::new(),
             entry_names: HashMap::new(),
             rebuild_index: Vec::new(),
+            name_pages: BTreeMap::new(),
+            rebuild_names: Vec::new(),
         };
         walk.read_applications(backend).await?;
         walk.read_all(backend).await?;
         walk.compare_expiries();
         walk.compare_usage();
         walk.compare_indexes();
+        walk.compare_name_indexes();
         Ok(walk)
     }
 
@@ -380,6 +390,22 @@ impl<'a> Walk<'a> {
                 };
                 self.index_pages
                     .entry(partition)
+                    .or_default()
+                    .insert(page, record);
+            }
+            RecordKey::NamePage { app, store, page } => {
+                // Derived from the store or partition records, as a
+                // partition's index pages are from its entries.
+                let Some(record) = self.open_derived(app, key, sealed, RecordKind::IndexPage)
+                else {
+                    return;
+                };
+                let scope = match store {
+                    None => Scope::Stores(app),
+                    Some(store) => Scope::Partitions { app, store },
+                };
+                self.name_pages
+                    .entry(scope)
                     .or_default()
                     .insert(page, record);
             }

@@ -82,8 +82,26 @@ impl RecordKey {
                 push_partition(&mut out, partition);
                 out.extend_from_slice(&page.to_be_bytes());
             }
+            RecordKey::NamePage { app, store, page } => {
+                push_names_scope(&mut out, app, store.as_ref());
+                out.extend_from_slice(&page.to_be_bytes());
+            }
         }
         out
+    }
+}
+
+/// The start of a name page's key: the kind, the application, and which
+/// names (its stores', or one store's partitions').
+fn push_names_scope(out: &mut Vec<u8>, app: &Tag, store: Option<&Tag>) {
+    out.push(NAME_PAGE);
+    out.extend_from_slice(app);
+    match store {
+        None => out.push(NAMES_OF_STORES),
+        Some(store) => {
+            out.push(NAMES_OF_PARTITIONS);
+            out.extend_from_slice(store);
+        }
     }
 }
 
@@ -151,6 +169,10 @@ impl Prefix {
             Prefix::StoreIndex { app, store } => {
                 out.push(INDEX_PAGE);
                 [Some(app), Some(store), None]
+            }
+            Prefix::NamePages { app, store } => {
+                push_names_scope(&mut out, app, store.as_ref());
+                [None; 3]
             }
         };
         for tag in tags.into_iter().map_while(|t| t) {

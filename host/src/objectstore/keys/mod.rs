@@ -16,6 +16,7 @@
 //! | entry | `e` app store partition key | name, value, metadata | partition |
 //! | expiry | `x` expires app store partition key | empty | partition |
 //! | index page | `n` app store partition page | a page of the partition's ordered index of key names (see `index`) | partition |
+//! | name page | `o` app `s` page, or `o` app `p` store page | a page of the ordered index of the application's store names (`s`), or of a store's partition names (`p`) | application |
 //! | set aside | `q` original key | the original bytes, as found | `q` |
 //!
 //! Each name is replaced by its 16-byte tag (see
@@ -54,6 +55,12 @@ const CREDENTIAL: u8 = b'i';
 const STORE_TOMBSTONE: u8 = b't';
 const INDEX_PAGE: u8 = b'n';
 const COUNTS: u8 = b'k';
+const NAME_PAGE: u8 = b'o';
+/// After a name page's application tag: the index of its stores' names.
+const NAMES_OF_STORES: u8 = b's';
+/// After a name page's application tag: the index of one store's
+/// partitions' names (the store's tag follows).
+const NAMES_OF_PARTITIONS: u8 = b'p';
 
 mod encode;
 mod parse;
@@ -115,6 +122,14 @@ pub(crate) enum RecordKey {
     /// random (page 0 is the root), so they say nothing of where in the
     /// order a page's names fall.
     IndexPage { partition: PartitionId, page: u64 },
+    /// A page of an ordered index of names kept in the application's shard:
+    /// of its stores (`store: None`), or of one store's partitions. Page
+    /// ids are random, as in a partition's index of key names.
+    NamePage {
+        app: Tag,
+        store: Option<Tag>,
+        page: u64,
+    },
 }
 
 /// The unit of atomicity: one batch writes records of one shard.
@@ -161,6 +176,9 @@ pub(crate) enum Prefix {
     PartitionIndex(PartitionId),
     /// The index pages of every partition of a store.
     StoreIndex { app: Tag, store: Tag },
+    /// The pages of the index of an application's store names (`store:
+    /// None`), or of one store's partition names.
+    NamePages { app: Tag, store: Option<Tag> },
 }
 
 impl PartitionId {

@@ -15,6 +15,12 @@ impl Fields<'_> {
         Some(*head)
     }
 
+    fn byte(&mut self) -> Option<u8> {
+        let (&head, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(head)
+    }
+
     fn u16(&mut self) -> Option<u16> {
         let (head, rest) = self.0.split_first_chunk::<2>()?;
         self.0 = rest;
@@ -97,6 +103,19 @@ impl RecordKey {
                 partition: f.partition()?,
                 page: f.u64()?,
             },
+            NAME_PAGE => {
+                let app = f.tag()?;
+                let store = match f.byte()? {
+                    NAMES_OF_STORES => None,
+                    NAMES_OF_PARTITIONS => Some(f.tag()?),
+                    _ => return None,
+                };
+                RecordKey::NamePage {
+                    app,
+                    store,
+                    page: f.u64()?,
+                }
+            }
             _ => return None,
         };
         f.end(key)

@@ -31,7 +31,9 @@ pub(crate) fn probable_shards(key: &[u8]) -> Vec<Vec<u8>> {
     if let Some((&kind, rest)) = key.split_first() {
         let mut f = Fields(rest);
         let shard = match kind {
-            APP | STORE | PARTITION | STATS | USAGE | RATE_BUCKET => f.tag().map(Shard::App),
+            APP | STORE | PARTITION | STATS | USAGE | RATE_BUCKET | NAME_PAGE => {
+                f.tag().map(Shard::App)
+            }
             ENTRY | INDEX_PAGE | COUNTS => f.partition().map(Shard::Partition),
             EXPIRY => f.u64().and_then(|_| f.partition()).map(Shard::Partition),
             CREDENTIAL => Some(Shard::Host),

@@ -45,7 +45,8 @@ impl RecordKey {
             | RecordKey::Stats { app, .. }
             | RecordKey::Partition(PartitionId { app, .. })
             | RecordKey::Usage { app, .. }
-            | RecordKey::RateBucket(app) => Shard::App(*app),
+            | RecordKey::RateBucket(app)
+            | RecordKey::NamePage { app, .. } => Shard::App(*app),
             RecordKey::Entry(id) | RecordKey::Expiry { entry: id, .. } => {
                 Shard::Partition(id.partition)
             }
@@ -94,7 +95,8 @@ impl Prefix {
             Prefix::Stores(app)
             | Prefix::Partitions { app, .. }
             | Prefix::Stats { app, .. }
-            | Prefix::Usage(app) => ShardSpan::One(Shard::App(*app).encode()),
+            | Prefix::Usage(app)
+            | Prefix::NamePages { app, .. } => ShardSpan::One(Shard::App(*app).encode()),
             Prefix::Counts(app) => partitions_of(&[app]),
             Prefix::StoreEntries { app, store }
             | Prefix::StoreIndex { app, store }

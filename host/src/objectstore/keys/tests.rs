@@ -46,6 +46,16 @@ fn every_key_round_trips_and_starts_with_its_prefixes() {
         RecordKey::Expiry { at: 7, entry },
         RecordKey::Credential(tag(5)),
         RecordKey::IndexPage { partition, page: 9 },
+        RecordKey::NamePage {
+            app: tag(1),
+            store: None,
+            page: 9,
+        },
+        RecordKey::NamePage {
+            app: tag(1),
+            store: Some(tag(2)),
+            page: 9,
+        },
     ];
     for key in keys {
         let bytes = key.encode();
@@ -182,6 +192,53 @@ fn every_prefix_names_the_shards_of_its_records() {
         panic!("counts of an application span its partitions")
     };
     assert!(!RecordKey::Entry(entry).shard().encode().starts_with(&start));
+}
+
+#[test]
+fn name_pages_live_with_the_records_they_index_and_scopes_do_not_overlap() {
+    let (partition, _) = ids();
+    let stores = RecordKey::NamePage {
+        app: tag(1),
+        store: None,
+        page: 4,
+    };
+    let partitions = RecordKey::NamePage {
+        app: tag(1),
+        store: Some(tag(2)),
+        page: 4,
+    };
+    let of = |store| Prefix::NamePages { app: tag(1), store };
+    in_one_shard(stores, of(None));
+    in_one_shard(partitions, of(Some(tag(2))));
+    // One batch writes a store's (or a partition's) record and its name.
+    let store = RecordKey::Store {
+        app: tag(1),
+        store: tag(2),
+    };
+    assert_eq!(stores.shard(), store.shard());
+    assert_eq!(partitions.shard(), RecordKey::Partition(partition).shard());
+    // No scope's scan reaches another's pages.
+    assert!(!partitions.encode().starts_with(&of(None).encode()));
+    assert!(!stores.encode().starts_with(&of(Some(tag(2))).encode()));
+    assert!(!partitions.encode().starts_with(&of(Some(tag(3))).encode()));
+    // A page id is the key's last 8 bytes, after either scope.
+    assert_eq!(
+        &stores.encode()[stores.encode().len() - 8..],
+        &4u64.to_be_bytes()
+    );
+    let bytes = partitions.encode();
+    assert_eq!(bytes.len(), 1 + TAG_LEN + 1 + TAG_LEN + 8);
+    // A name page's key that a flipped byte makes unparseable is still
+    // deleted from its application's shard.
+    let mut damaged = bytes.clone();
+    damaged[1 + TAG_LEN] = b'?';
+    assert_eq!(RecordKey::parse(&damaged), None);
+    assert!(probable_shards(&damaged).contains(&Shard::App(tag(1)).encode()));
+}
+
+fn in_one_shard(key: RecordKey, prefix: Prefix) {
+    assert!(key.encode().starts_with(&prefix.encode()), "{key:?}");
+    assert_eq!(prefix.shards(), ShardSpan::One(key.shard().encode()));
 }
 
 #[test]

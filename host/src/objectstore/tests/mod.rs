@@ -11,6 +11,7 @@ mod index;
 mod kept;
 mod limits;
 mod many;
+mod names;
 mod ttl;
 
 use std::sync::Arc;
