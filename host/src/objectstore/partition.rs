@@ -520,10 +520,11 @@ impl Partition {
                     // lost (or moved, as a flipped bit in its key moves
                     // it). A listing never answers short as if whole.
                     None => {
-                        let now_indexed = index::leaf_covering(table, Scope::Keys(self.id), name.as_bytes())
-                            .await?
-                            .names
-                            .contains(name);
+                        let now_indexed =
+                            index::leaf_covering(table, Scope::Keys(self.id), name.as_bytes())
+                                .await?
+                                .names
+                                .contains(name);
                         if now_indexed {
                             tracing::warn!("the index of names lists a key without an entry");
                             return Err(Error::Integrity);
