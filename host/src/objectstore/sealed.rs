@@ -212,4 +212,17 @@ impl Scan<'_> {
     pub async fn next_chunk(&mut self) -> Result<Vec<Pair>, Error> {
         self.next_chunk_of(SCAN_CHUNK).await
     }
+
+    /// Every pair left, for a scan known to be short (an application's
+    /// stores, a partition's counts).
+    pub async fn all(mut self) -> Result<Vec<Pair>, Error> {
+        let mut all = Vec::new();
+        loop {
+            let chunk = self.next_chunk().await?;
+            if chunk.is_empty() {
+                return Ok(all);
+            }
+            all.extend(chunk);
+        }
+    }
 }

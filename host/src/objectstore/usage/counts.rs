@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use crate::backend::{Batch, Expect, Pair};
+use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::AppUsage;
@@ -39,7 +39,6 @@ use crate::objectstore::application::AppState;
 use crate::objectstore::index::{self, Need};
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::CountsRecord;
-use crate::objectstore::sealed::SealedTable;
 use crate::objectstore::types::{Footprint, Limits, StoreQuota};
 use crate::objectstore::{Error, Inner};
 
@@ -419,10 +418,10 @@ impl Inner {
     /// first, and the earlier counters deleted.
     pub(in crate::objectstore) async fn start_usage(&self, app: &AppState) -> Result<(), Error> {
         let table = self.table(app);
-        let legacy = scan_all(table, Prefix::Usage(app.tag)).await?;
+        let legacy = table.scan(Prefix::Usage(app.tag)).all().await?;
         let kept = table.scan(Prefix::Counts(app.tag)).next_chunk_of(1).await?;
         if !legacy.is_empty() || kept.is_empty() {
-            for store in scan_all(table, Prefix::Stores(app.tag)).await? {
+            for store in table.scan(Prefix::Stores(app.tag)).all().await? {
                 let Some(RecordKey::Store { store, .. }) = RecordKey::parse(&store.0) else {
                     continue;
                 };
@@ -430,7 +429,7 @@ impl Inner {
                     app: app.tag,
                     store,
                 };
-                for (key, _) in scan_all(table, partitions).await? {
+                for (key, _) in table.scan(partitions).all().await? {
                     if let Some(RecordKey::Partition(partition)) = RecordKey::parse(&key) {
                         let locks = &self.index_locks;
                         index::ensure_built(table, locks, partition, Need::Counts).await?;
@@ -447,20 +446,6 @@ impl Inner {
             }
         }
         self.sync_usage(app).await
-    }
-}
-
-/// Every record under `prefix` (a short list: an application's stores, a
-/// store's partitions).
-async fn scan_all(table: SealedTable<'_>, prefix: Prefix) -> Result<Vec<Pair>, Error> {
-    let mut all = Vec::new();
-    let mut scan = table.scan(prefix);
-    loop {
-        let chunk = scan.next_chunk().await?;
-        if chunk.is_empty() {
-            return Ok(all);
-        }
-        all.extend(chunk);
     }
 }
 

@@ -103,15 +103,8 @@ pub(crate) struct Slots(Vec<(Vec<u8>, Expect)>);
 
 impl Slots {
     pub async fn read(table: SealedTable<'_>, partition: PartitionId) -> Result<Self, Error> {
-        let mut found = HashMap::new();
-        let mut scan = table.scan(Prefix::PartitionCounts(partition));
-        loop {
-            let chunk = scan.next_chunk().await?;
-            if chunk.is_empty() {
-                break;
-            }
-            found.extend(chunk);
-        }
+        let scan = table.scan(Prefix::PartitionCounts(partition));
+        let mut found: HashMap<Vec<u8>, Vec<u8>> = scan.all().await?.into_iter().collect();
         let slots = (1..=SLOTS)
             .map(|slot| {
                 let key = slot_key(partition, slot);
@@ -155,24 +148,17 @@ impl Slots {
 /// before it lands.
 pub(crate) async fn delete_empty(table: SealedTable<'_>, prefix: Prefix) -> Result<(), Error> {
     let mut by_partition: HashMap<PartitionId, (Counts, Batch)> = HashMap::new();
-    let mut scan = table.scan(prefix);
-    loop {
-        let chunk = scan.next_chunk().await?;
-        if chunk.is_empty() {
-            break;
-        }
-        for (key, sealed) in chunk {
-            let Some(RecordKey::Counts { partition, .. }) = RecordKey::parse(&key) else {
-                continue;
-            };
-            let record: CountsRecord = table.open(&key, &sealed)?;
-            let (sum, batch) = by_partition.entry(partition).or_insert_with(|| {
-                let shard = RecordKey::Counts { partition, slot: 0 }.shard();
-                (Counts::default(), Batch::new(shard.encode()))
-            });
-            sum.add(Counts::from(record));
-            batch.delete(key, Expect::Value(sealed));
-        }
+    for (key, sealed) in table.scan(prefix).all().await? {
+        let Some(RecordKey::Counts { partition, .. }) = RecordKey::parse(&key) else {
+            continue;
+        };
+        let record: CountsRecord = table.open(&key, &sealed)?;
+        let (sum, batch) = by_partition.entry(partition).or_insert_with(|| {
+            let shard = RecordKey::Counts { partition, slot: 0 }.shard();
+            (Counts::default(), Batch::new(shard.encode()))
+        });
+        sum.add(Counts::from(record));
+        batch.delete(key, Expect::Value(sealed));
     }
     for (_, (sum, batch)) in by_partition {
         if sum == Counts::default() {
