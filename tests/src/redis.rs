@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// How long a server may take to answer after it starts, and a cluster to
 /// agree it is up.
 const START_PATIENCE: Duration = Duration::from_secs(30);
+/// How many ports a server tries before giving up: another process may
+/// take a port between the check that it is free and the server's bind.
+const BIND_ATTEMPTS: usize = 5;
 
 /// One `redis-server` process.
 pub struct RedisServer {
@@ -64,18 +67,27 @@ pub fn free_port_pair() -> u16 {
 
 impl RedisServer {
     /// Starts a server and waits until it answers.
+    /// A port found free may be taken (by any process's outgoing
+    /// connection, say) before the server binds it: then another is tried.
     pub fn start(options: &RedisOptions) -> RedisServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port_pair();
         let mut server = RedisServer {
             child: None,
-            port,
+            port: free_port_pair(),
             dir,
             password: options.password.clone(),
             options: options.clone(),
         };
-        server.spawn();
-        server
+        for _ in 0..BIND_ATTEMPTS {
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(taken) => {
+                    eprintln!("{taken}; trying another port");
+                    server.port = free_port_pair();
+                }
+            }
+        }
+        panic!("redis-server found no free port in {BIND_ATTEMPTS} attempts");
     }
 
     /// Starts the server again (killing it first if it runs) on the same
@@ -87,6 +99,14 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        if let Err(taken) = self.try_spawn() {
+            panic!("{taken}");
+        }
+    }
+
+    /// Starts the server on its port and waits until it answers; `Err` if
+    /// the port was taken (the server exits at once, saying so).
+    fn try_spawn(&mut self) -> Result<(), String> {
         let options = &self.options;
         let dir = self.dir.path();
         let mut command = Command::new("redis-server");
@@ -118,7 +138,34 @@ impl RedisServer {
             .spawn()
             .expect("starting redis-server (Debian package redis-server)");
         self.child = Some(child);
+        // Until the server says it listens, its port may be another
+        // process's, which a PING must not reach.
+        let deadline = Instant::now() + START_PATIENCE;
+        let log =
+            |s: &Self| std::fs::read_to_string(s.dir.path().join("redis.log")).unwrap_or_default();
+        while !log(self).contains("Ready to accept connections") {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() {
+                let log = log(self);
+                if log.contains("Address already in use") {
+                    self.child = None;
+                    return Err(format!("port {} was taken", self.port));
+                }
+                panic!("redis-server on port {} exited; its log:\n{log}", self.port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} not ready after {START_PATIENCE:?}; its log:\n{}",
+                self.port,
+                log(self)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.wait_until(START_PATIENCE, |s| s.cli(&["PING"]).trim() == "PONG");
+        Ok(())
     }
 
     /// `redis://127.0.0.1:port`.
@@ -336,5 +383,30 @@ impl RedisCluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port taken between the check and the bind is told apart from a
+    /// server that fails, so that `start` can try another.
+    #[test]
+    fn a_server_whose_port_is_taken_says_so() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a port");
+        let port = taken.local_addr().expect("its address").port();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            password: None,
+            options: RedisOptions::default(),
+        };
+        assert_eq!(server.try_spawn(), Err(format!("port {port} was taken")));
+        drop(taken);
+        // And once it is free again, the same server starts on it.
+        server.try_spawn().expect("the server starts");
+        assert_eq!(server.cli(&["PING"]).trim(), "PONG");
     }
 }
