@@ -186,13 +186,7 @@ impl Partition {
     /// The entry of `key`, after checking the name.
     pub(super) fn entry_id(&self, key: &str) -> Result<EntryId, Error> {
         self.inner().check_name(key, "key")?;
-        Ok(EntryId {
-            partition: self.id,
-            key: self
-                .app()
-                .sealer
-                .tag(b"key", &self.id.partition, key.as_bytes()),
-        })
+        Ok(self.id.entry(&self.app().sealer, key))
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), Error> {

@@ -49,6 +49,11 @@ impl<'a> SealedTable<'a> {
         self.backend
     }
 
+    /// The keys this table seals and opens with.
+    pub fn sealer(&self) -> &'a Sealer {
+        self.sealer
+    }
+
     /// `record` sealed for the backend key `key`.
     pub fn seal<R: Record>(&self, key: &[u8], record: &R) -> Vec<u8> {
         self.sealer.seal(key, &record.encode())

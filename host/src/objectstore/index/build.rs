@@ -266,12 +266,24 @@ pub(super) async fn write_tree(
     Ok(outcome)
 }
 
-/// Deletes every index page under `prefix` (one partition's, or a store's
-/// partitions'), once their entries are gone: one batch per partition, each
-/// page expecting the bytes read, so that a key created meanwhile (its
-/// batch changed a page) keeps its index whole.
+/// Deletes the index pages under `prefix` (one partition's, or a store's
+/// partitions') once their entries are deleted: a partition's pages go in
+/// one batch, each expecting the bytes read, unless a name they hold is a
+/// key's that is there. Such a key was created after its entry's deletion
+/// pass (a write racing the deletion, which may survive it), and its batch
+/// wrote its name: the partition keeps its index, as every batch that
+/// writes an entry changes the index with it. A name left of a damaged
+/// entry (deleted, its name unknown) keeps nothing. A page that does not
+/// open keeps its index: what it holds is unknown (`ostore repair`
+/// rebuilds it).
 pub(crate) async fn delete_pages(table: SealedTable<'_>, prefix: Prefix) -> Result<(), Error> {
-    let mut by_partition: HashMap<PartitionId, Batch> = HashMap::new();
+    /// One partition's pages as read.
+    struct Pages {
+        batch: Batch,
+        names: Vec<String>,
+        unreadable: bool,
+    }
+    let mut by_partition: HashMap<PartitionId, Pages> = HashMap::new();
     let mut scan = table.scan(prefix);
     loop {
         let chunk = scan.next_chunk().await?;
@@ -282,17 +294,46 @@ pub(crate) async fn delete_pages(table: SealedTable<'_>, prefix: Prefix) -> Resu
             let Some(RecordKey::IndexPage { partition, .. }) = RecordKey::parse(&key) else {
                 continue;
             };
-            by_partition
-                .entry(partition)
-                .or_insert_with(|| Batch::new(Shard::Partition(partition).encode()))
-                .delete(key, Expect::Value(sealed));
+            let pages = by_partition.entry(partition).or_insert_with(|| Pages {
+                batch: Batch::new(Shard::Partition(partition).encode()),
+                names: Vec::new(),
+                unreadable: false,
+            });
+            match table.open::<IndexPage>(&key, &sealed) {
+                Ok(IndexPage::Leaf { names, .. }) => pages.names.extend(names),
+                Ok(IndexPage::Inner { .. }) => {}
+                Err(Error::Integrity) => pages.unreadable = true,
+                Err(e) => return Err(e),
+            }
+            pages.batch.delete(key, Expect::Value(sealed));
         }
     }
-    for (_, batch) in by_partition {
-        // A conflict leaves that partition's index as it is: whole.
-        let _ = table.commit(batch).await?;
+    for (partition, pages) in by_partition {
+        if pages.unreadable || holds_any(table, partition, &pages.names).await? {
+            continue;
+        }
+        // A conflict: a key came meanwhile, and the index stays whole.
+        let _ = table.commit(pages.batch).await?;
     }
     Ok(())
+}
+
+/// Whether any of `names` is a key of the partition now.
+async fn holds_any(
+    table: SealedTable<'_>,
+    partition: PartitionId,
+    names: &[String],
+) -> Result<bool, Error> {
+    if names.is_empty() {
+        return Ok(false);
+    }
+    let keys: Vec<Vec<u8>> = names
+        .iter()
+        .map(|name| RecordKey::Entry(partition.entry(table.sealer(), name)).encode())
+        .collect();
+    let shard = Shard::Partition(partition).encode();
+    let found = table.backend().get_many(&shard, &keys).await?;
+    Ok(found.iter().any(Option::is_some))
 }
 
 /// Deletes the partition's index and writes it again from its entries

@@ -2,7 +2,7 @@
 //! each partition's kept counts against a recount, and each partition's
 //! index of names against the names of its entries.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::encryption::Tag;
 
@@ -37,13 +37,24 @@ impl Walk<'_> {
     }
 
     /// Checks each partition's index of names: a whole tree, holding the
-    /// names of the entries that open and no other.
+    /// names of the entries that open and no other. A partition with no
+    /// page is not damaged if its index is not built yet (its first use
+    /// builds it), but is if its counts' base says it is: it indexes none.
     pub(super) fn compare_indexes(&mut self) {
         let no_names = HashSet::new();
+        let no_pages = HashMap::new();
+        let unpaged = (self.counted_base.iter())
+            .filter(|p| !self.index_pages.contains_key(p))
+            .map(|p| (p, &no_pages));
         let mut broken = Vec::new();
-        for (partition, pages) in &self.index_pages {
+        for (partition, pages) in self.index_pages.iter().chain(unpaged) {
             let entries = self.entry_names.get(partition).unwrap_or(&no_names);
-            let kind = match index::names_of(pages) {
+            let names = if pages.is_empty() {
+                Ok(Vec::new())
+            } else {
+                index::names_of(pages)
+            };
+            let kind = match names {
                 Err(what) => DamageKind::IndexBroken(what),
                 Ok(names) => {
                     let indexed: HashSet<&String> = names.iter().collect();

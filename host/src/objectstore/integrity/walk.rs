@@ -16,6 +16,7 @@ use crate::objectstore::record::{
     PartitionRecord, RateRecord, Record, StatsRecord, StoreRecord, StoreTombstone, UsageRecord,
 };
 use crate::objectstore::sealed::SealedTable;
+use crate::objectstore::usage::kept;
 
 /// How many records the walk reads per backend call.
 const WALK_CHUNK: usize = 1024;
@@ -101,6 +102,9 @@ pub(super) struct Walk<'a> {
     /// Each partition's kept counts found, summed over its slots (`None`:
     /// one does not open).
     pub(super) counts: BTreeMap<PartitionId, Option<Counts>>,
+    /// The partitions whose kept counts have a base: their index of names
+    /// is built, and one without a page is empty.
+    pub(super) counted_base: HashSet<PartitionId>,
     /// Each partition's index pages as found (`None`: does not open).
     pub(super) index_pages: BTreeMap<PartitionId, HashMap<u64, Option<IndexPage>>>,
     /// The names of each partition's entries that open.
@@ -132,6 +136,7 @@ impl<'a> Walk<'a> {
             counted_all: BTreeMap::new(),
             counted_kept: BTreeMap::new(),
             counts: BTreeMap::new(),
+            counted_base: HashSet::new(),
             index_pages: BTreeMap::new(),
             entry_names: HashMap::new(),
             rebuild_index: Vec::new(),
@@ -313,7 +318,10 @@ impl<'a> Walk<'a> {
                 // this one: only checked to open.
                 let _ = self.open_derived::<UsageRecord>(app, key, sealed, RecordKind::Usage);
             }
-            RecordKey::Counts { partition, .. } => {
+            RecordKey::Counts { partition, slot } => {
+                if slot == kept::BASE {
+                    self.counted_base.insert(partition);
+                }
                 // Counts are derived: one that does not open is rebuilt, not
                 // set aside.
                 let Some(record) = self.open_derived::<CountsRecord>(

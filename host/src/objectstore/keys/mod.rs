@@ -40,7 +40,7 @@
 //! | `shard` | which shard a record or a prefix's records are in, and the shards' names |
 //! | `quarantine` | keys that do not parse: where repair sets them aside, which shards they may be in |
 
-use crate::encryption::Tag;
+use crate::encryption::{Sealer, Tag};
 
 const MASTER_CHECK: &[u8] = b"m/master-check";
 const APP: u8 = b'a';
@@ -185,6 +185,15 @@ impl PartitionId {
     /// The prefix of the partition's entries.
     pub fn entries(&self) -> Prefix {
         Prefix::PartitionEntries(*self)
+    }
+
+    /// The entry of the key named `name`, under its application's `sealer`
+    /// (the name is not checked).
+    pub fn entry(&self, sealer: &Sealer, name: &str) -> EntryId {
+        EntryId {
+            partition: *self,
+            key: sealer.tag(b"key", &self.partition, name.as_bytes()),
+        }
     }
 }
 
