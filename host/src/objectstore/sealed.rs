@@ -49,6 +49,12 @@ impl<'a> SealedTable<'a> {
         self.backend
     }
 
+    /// Whether a record is stored under `key` (it is not opened).
+    pub async fn exists(&self, key: &RecordKey) -> Result<bool, Error> {
+        let shard = key.shard().encode();
+        Ok(self.backend.get(&shard, &key.encode()).await?.is_some())
+    }
+
     /// The keys this table seals and opens with.
     pub fn sealer(&self) -> &'a Sealer {
         self.sealer

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::backend::{Batch, Expect};
 
-use super::index::{self, IndexEdit, Need, Scope};
+use super::index::{self, IndexEdit, Scope};
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::EntryRecord;
 use super::sealed::Commit;
@@ -53,8 +53,8 @@ impl ObjectStore {
                         Ok(record) if record.expires == Some(at) => {
                             // The name leaves the index in the same batch.
                             let guard = inner.index_locks.lock(&entry.partition).await;
-                            index::ensure_built_locked(table, entry.partition, Need::Writing)
-                                .await?;
+                            let counter = inner.index_locks.counter(&entry.partition);
+                            index::ensure_countable(table, entry.partition, counter).await?;
                             let mut edit = IndexEdit::new(table, Scope::Keys(entry.partition));
                             if edit.remove(&record.key).await? == Commit::Conflict {
                                 // Another host changed the index meanwhile:
@@ -67,10 +67,10 @@ impl ObjectStore {
                                 keys: -1,
                                 bytes: -((entry_key.len() + sealed.len()) as i64),
                             };
-                            let slot = inner.index_locks.slot();
-                            let seq = kept::count(table, entry.partition, slot, change, &mut batch)
-                                .await?;
-                            freed = Some((app.clone(), seq, change));
+                            let counted =
+                                kept::count(table, entry.partition, counter, change, &mut batch)
+                                    .await?;
+                            freed = Some((app.clone(), counted, change));
                             batch.delete(entry_key.clone(), Expect::Value(sealed));
                         }
                         // Rewritten since: only the index entry is stale.
@@ -83,10 +83,12 @@ impl ObjectStore {
                 // Changed since it was read: the write that changed it also
                 // replaced the index entry; a later sweep sees the new one.
                 if index.commit(batch).await? == Commit::Done
-                    && let Some((app, seq, change)) = freed
+                    && let Some((app, counted, change)) = freed
                 {
-                    if let Some(seq) = seq {
-                        app.usage.apply(entry.partition, seq, change);
+                    if let Some(counted) = counted {
+                        let counter = inner.index_locks.counter(&entry.partition);
+                        app.usage
+                            .apply(entry.partition, counted.landed(counter), change);
                     }
                     deleted += 1;
                 }

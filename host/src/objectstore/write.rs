@@ -11,7 +11,7 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Tag;
 
 use super::application::AppState;
-use super::index::{self, IndexEdit, IndexLocks, NameChange, Need, Scope};
+use super::index::{self, IndexEdit, IndexLocks, NameChange, Scope};
 use super::keys::{EntryId, PartitionId, Prefix, RecordKey, Shard};
 use super::partition::Partition;
 use super::record::EntryRecord;
@@ -383,7 +383,8 @@ pub(super) async fn delete_entries(
         }
         for (partition, mut deletions) in by_partition {
             let guard = locks.lock(&partition).await;
-            index::ensure_built_locked(table, partition, Need::Writing).await?;
+            let counter = locks.counter(&partition);
+            index::ensure_countable(table, partition, counter).await?;
             let mut edit = IndexEdit::new(table, Scope::Keys(partition));
             let mut outcome = Commit::Done;
             for name in &deletions.names {
@@ -396,13 +397,16 @@ pub(super) async fn delete_entries(
                 keys: deletions.keys,
                 bytes: deletions.bytes,
             };
-            let mut seq = None;
+            let mut counted = None;
             if outcome == Commit::Done {
                 edit.finish(&mut deletions.batch);
-                seq = kept::count(table, partition, locks.slot(), freed, &mut deletions.batch)
-                    .await?;
+                counted =
+                    kept::count(table, partition, counter, freed, &mut deletions.batch).await?;
                 outcome = table.commit(deletions.batch).await?;
             }
+            let seq = counted
+                .filter(|_| outcome == Commit::Done)
+                .map(|c| c.landed(counter));
             drop(guard);
             match outcome {
                 Commit::Done => {
@@ -440,10 +444,7 @@ impl While {
     pub async fn holds(&self, table: SealedTable<'_>) -> Result<bool, Error> {
         match self {
             While::Always => Ok(true),
-            While::Present(key) => {
-                let shard = key.shard().encode();
-                Ok(table.backend().get(&shard, &key.encode()).await?.is_some())
-            }
+            While::Present(key) => table.exists(key).await,
         }
     }
 }
@@ -497,7 +498,8 @@ async fn delete_current(
         let mut batch = Batch::new(shard.clone());
         let (counts, name) = deletion_of(table, entry, &key, &sealed, now, &mut batch)?;
         let _guard = locks.lock(&entry.partition).await;
-        index::ensure_built_locked(table, entry.partition, Need::Writing).await?;
+        let counter = locks.counter(&entry.partition);
+        index::ensure_countable(table, entry.partition, counter).await?;
         if let Some(name) = name {
             let mut edit = IndexEdit::new(table, Scope::Keys(entry.partition));
             if edit.remove(&name).await? == Commit::Conflict {
@@ -509,10 +511,11 @@ async fn delete_current(
             keys: -1,
             bytes: -((key.len() + sealed.len()) as i64),
         };
-        let seq = kept::count(table, entry.partition, locks.slot(), freed, &mut batch).await?;
+        let counted = kept::count(table, entry.partition, counter, freed, &mut batch).await?;
         if table.commit(batch).await? == Commit::Done {
-            if let Some(seq) = seq {
-                app.usage.apply(entry.partition, seq, freed);
+            if let Some(counted) = counted {
+                app.usage
+                    .apply(entry.partition, counted.landed(counter), freed);
             }
             return Ok(u64::from(counts));
         }

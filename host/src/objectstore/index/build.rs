@@ -10,7 +10,7 @@ use super::{IndexLocks, PAGE_BYTES, ROOT, Scope, new_page_id, page_key};
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::{EntryRecord, IndexPage};
 use crate::objectstore::sealed::{Commit, SealedTable};
-use crate::objectstore::usage::{Counts, Slots, kept};
+use crate::objectstore::usage::{Counter, Counts, Slots, kept};
 use crate::objectstore::{Error, MAX_CONFLICT_RETRIES};
 
 /// A page built from existing data is filled to half of [`PAGE_BYTES`], so
@@ -19,11 +19,7 @@ const BUILD_FILL: usize = PAGE_BYTES / 2;
 
 /// Whether the scope's index exists (its root page does).
 pub(super) async fn has_root(table: SealedTable<'_>, scope: Scope) -> Result<bool, Error> {
-    Ok(table
-        .backend()
-        .get(&scope.shard().encode(), &page_key(scope, ROOT))
-        .await?
-        .is_some())
+    table.exists(&scope.page(ROOT)).await
 }
 
 /// What a caller needs of a partition.
@@ -106,6 +102,23 @@ pub(crate) async fn ensure_built_locked(
         }
     }
     Err(Error::Contended("the partition's index is"))
+}
+
+/// Makes the partition ready for a counted write by the holder of its lock
+/// ([`ensure_built_locked`] for [`Need::Writing`]), unless this host's
+/// last counted batch for it landed and its copy of its slot stands: the
+/// base was there then, and a base goes only in a batch that empties or
+/// deletes every slot, so the next batch, expecting the slot as copied,
+/// would fail and find it out (see `kept::LastWritten`).
+pub(crate) async fn ensure_countable(
+    table: SealedTable<'_>,
+    partition: PartitionId,
+    counter: Counter<'_>,
+) -> Result<(), Error> {
+    if counter.counted_last(partition) {
+        return Ok(());
+    }
+    ensure_built_locked(table, partition, Need::Writing).await
 }
 
 /// The names of every entry of the partition that opens, in byte order,

@@ -60,7 +60,7 @@ mod edit;
 mod names;
 mod queue;
 
-pub(crate) use build::{Need, delete_pages, ensure_built, ensure_built_locked, rebuild};
+pub(crate) use build::{Need, delete_pages, ensure_built, ensure_countable, rebuild};
 pub(crate) use cursor::{decode_cursor, encode_cursor};
 use edit::Found;
 pub(crate) use edit::IndexEdit;
@@ -95,23 +95,26 @@ pub(crate) enum Scope {
 }
 
 impl Scope {
-    /// The backend key of the scope's page `page`.
-    pub fn page_key(&self, page: u64) -> Vec<u8> {
+    /// The record key of the scope's page `page`.
+    pub fn page(&self, page: u64) -> RecordKey {
         match *self {
-            Scope::Keys(partition) => RecordKey::IndexPage { partition, page }.encode(),
+            Scope::Keys(partition) => RecordKey::IndexPage { partition, page },
             Scope::Stores(app) => RecordKey::NamePage {
                 app,
                 store: None,
                 page,
-            }
-            .encode(),
+            },
             Scope::Partitions { app, store } => RecordKey::NamePage {
                 app,
                 store: Some(store),
                 page,
-            }
-            .encode(),
+            },
         }
+    }
+
+    /// The backend key of the scope's page `page`.
+    pub fn page_key(&self, page: u64) -> Vec<u8> {
+        self.page(page).encode()
     }
 
     /// The shard of the scope's pages (and of the records they index).

@@ -46,7 +46,7 @@ use crate::objectstore::sealed::{Commit, SealedTable};
 use crate::objectstore::usage::{Counts, kept};
 use crate::objectstore::write::stripe_of;
 
-use super::{IndexEdit, Need, Scope, ensure_built_locked};
+use super::{IndexEdit, Scope, ensure_countable};
 
 /// The most changes one batch holds; a longer queue is committed as several
 /// batches, one after another.
@@ -72,6 +72,9 @@ pub(crate) struct IndexLocks {
 
 struct Stripe {
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// What this host last wrote to its slot of the kept counts of a
+    /// partition of the stripe.
+    last_written: kept::LastWritten,
     /// Changes waiting for the lock's holder to commit them.
     queued: Mutex<Vec<Queued>>,
 }
@@ -104,6 +107,7 @@ impl IndexLocks {
             stripes: (0..STRIPES)
                 .map(|_| Stripe {
                     lock: Arc::new(tokio::sync::Mutex::new(())),
+                    last_written: kept::LastWritten::default(),
                     queued: Mutex::new(Vec::new()),
                 })
                 .collect(),
@@ -114,6 +118,15 @@ impl IndexLocks {
     /// This host's slot of the kept counts.
     pub fn slot(&self) -> u16 {
         self.slot
+    }
+
+    /// How this host counts the partition's changes (by the holder of its
+    /// lock only).
+    pub fn counter(&self, partition: &PartitionId) -> kept::Counter<'_> {
+        kept::Counter {
+            slot: self.slot,
+            last: &self.stripe(partition).last_written,
+        }
     }
 
     fn stripe(&self, partition: &PartitionId) -> &Stripe {
@@ -163,9 +176,8 @@ impl IndexLocks {
             Ok(outcome) => return outcome,
             Err(TryRecvError::Empty) => {
                 let queued = std::mem::take(&mut *stripe.queued.lock().expect("queue lock"));
-                let slot = self.slot;
                 tokio::spawn(async move {
-                    commit_queued(queued, slot).await;
+                    commit_queued(queued).await;
                     drop(guard);
                 });
             }
@@ -175,9 +187,8 @@ impl IndexLocks {
     }
 }
 
-/// Commits `queued`, grouped by partition, counting in `slot`, and
-/// answers each change.
-async fn commit_queued(queued: Vec<Queued>, slot: u16) {
+/// Commits `queued`, grouped by partition, and answers each change.
+async fn commit_queued(queued: Vec<Queued>) {
     let mut by_partition: BTreeMap<PartitionId, Vec<Queued>> = BTreeMap::new();
     for q in queued {
         by_partition.entry(q.partition).or_default().push(q);
@@ -191,7 +202,7 @@ async fn commit_queued(queued: Vec<Queued>, slot: u16) {
                 end += 1;
             }
             let rest = changes.split_off(end);
-            commit_group(changes, slot).await;
+            commit_group(changes).await;
             changes = rest;
         }
     }
@@ -199,13 +210,14 @@ async fn commit_queued(queued: Vec<Queued>, slot: u16) {
 
 /// Commits the changes of one partition in one batch, or each alone if
 /// that batch cannot land as a whole; counts what lands and answers each.
-async fn commit_group(group: Vec<Queued>, slot: u16) {
+async fn commit_group(group: Vec<Queued>) {
     let app = group[0].app.clone();
     let table = app.table();
     let partition = group[0].partition;
+    let counter = app.inner.index_locks.counter(&partition);
     if group.len() > 1 {
         let changes: Vec<&NameChange> = group.iter().map(|q| &q.change).collect();
-        match commit_changes(table, partition, slot, &changes).await {
+        match commit_changes(table, partition, counter, &changes).await {
             Ok((Commit::Conflict, _)) => {}
             // Not the storage failing: perhaps only one change's pages.
             Err(e) if !matches!(e, Error::Storage(_)) => {}
@@ -222,7 +234,7 @@ async fn commit_group(group: Vec<Queued>, slot: u16) {
         }
     }
     for q in group {
-        let outcome = commit_changes(table, partition, slot, &[&q.change]).await;
+        let outcome = commit_changes(table, partition, counter, &[&q.change]).await;
         if let Ok((Commit::Done, Some(seq))) = outcome {
             app.state.usage.apply(partition, seq, q.change.counts);
         }
@@ -240,9 +252,9 @@ fn sum(changes: &[&NameChange]) -> Counts {
 }
 
 /// Commits `changes` (of one partition), the edit of its index they make
-/// and their change to its kept counts (in `slot`) in one conditional
-/// batch; with the landed batch, the slot's new sequence number if the
-/// counts changed. [`Commit::Conflict`] also when two of them write one
+/// and their change to its kept counts (in this host's slot) in one
+/// conditional batch; with the landed batch, the slot's new sequence number
+/// if the counts changed. [`Commit::Conflict`] also when two of them write one
 /// key: a batch checks every expectation before it writes, so both would
 /// pass against what was there before either (two creations of one key,
 /// say). The key locks keep such changes apart only while their writers
@@ -250,7 +262,7 @@ fn sum(changes: &[&NameChange]) -> Counts {
 async fn commit_changes(
     table: SealedTable<'_>,
     partition: PartitionId,
-    slot: u16,
+    counter: kept::Counter<'_>,
     changes: &[&NameChange],
 ) -> Result<(Commit, Option<u64>), Error> {
     if changes.len() > 1 {
@@ -263,7 +275,7 @@ async fn commit_changes(
             keys.extend(own);
         }
     }
-    ensure_built_locked(table, partition, Need::Writing).await?;
+    ensure_countable(table, partition, counter).await?;
     let mut edit = IndexEdit::new(table, Scope::Keys(partition));
     let mut batch = Batch::new(Shard::Partition(partition).encode());
     for change in changes {
@@ -280,6 +292,11 @@ async fn commit_changes(
         batch.writes.extend(change.batch.writes.iter().cloned());
     }
     edit.finish(&mut batch);
-    let seq = kept::count(table, partition, slot, sum(changes), &mut batch).await?;
-    Ok((table.commit(batch).await?, seq))
+    let counted = kept::count(table, partition, counter, sum(changes), &mut batch).await?;
+    let outcome = table.commit(batch).await?;
+    let seq = match (outcome, counted) {
+        (Commit::Done, Some(counted)) => Some(counted.landed(counter)),
+        _ => None,
+    };
+    Ok((outcome, seq))
 }

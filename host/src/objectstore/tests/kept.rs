@@ -195,3 +195,60 @@ async fn data_from_before_kept_counts_is_counted_at_start() {
     let report = integrity::check(&*backend, &master).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.damage);
 }
+
+/// A host expects its slot of a partition's counts as its last batch wrote
+/// it, without reading it. When another writer emptied the slot meanwhile
+/// (here a host recounting the partition, as one does for data without a
+/// base), the next batch fails on it, reads the slot again and lands: the
+/// write is not refused, and the counts stay equal to a recount.
+#[tokio::test]
+async fn a_slot_emptied_behind_a_hosts_back_is_read_again() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    let p = partition(&os, "app", "p").await;
+    for i in 0..5 {
+        p.store(&format!("k{i}"), vec![b'x'; 10], StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    let slot = os.inner.index_locks.slot();
+    let slot_key = keys::RecordKey::Counts {
+        partition: p.id(),
+        slot,
+    }
+    .encode();
+    let shard = shard_of(&slot_key);
+    assert!(backend.get(&shard, &slot_key).await.unwrap().is_some());
+    // The base gone, as in data from before kept counts: the next host to
+    // write counts the partition and empties every slot.
+    let base = keys::RecordKey::Counts {
+        partition: p.id(),
+        slot: 0,
+    }
+    .encode();
+    let mut batch = Batch::new(shard.clone());
+    batch.delete(base, Expect::Any);
+    backend.commit(batch).await.unwrap();
+    let other = open_with(backend.clone(), &master).await;
+    partition(&other, "app", "p")
+        .await
+        .store("from-the-other", vec![b'y'; 10], StoreOptions::default())
+        .await
+        .unwrap();
+    let emptied = backend.get(&shard, &slot_key).await.unwrap();
+    assert!(emptied.is_none() || other.inner.index_locks.slot() == slot);
+
+    for i in 5..10 {
+        p.store(&format!("k{i}"), vec![b'x'; 10], StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    p.delete("k0").await.unwrap();
+    drop((p, os, other));
+    let (read, recounted) = read_at_start(&backend, &master).await;
+    assert_eq!(read, recounted);
+    let keys: u64 = recounted.values().map(|f| f.keys).sum();
+    assert_eq!(keys, 10);
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}

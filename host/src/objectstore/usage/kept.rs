@@ -35,13 +35,14 @@
 //! [`IndexLocks`]: crate::objectstore::index::IndexLocks
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::backend::{Batch, Expect};
 use crate::encryption::random_array;
 
 use super::counts::Counts;
 use crate::objectstore::Error;
-use crate::objectstore::keys::{PartitionId, Prefix, RecordKey};
+use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::CountsRecord;
 use crate::objectstore::sealed::SealedTable;
 
@@ -63,38 +64,99 @@ fn slot_key(partition: PartitionId, slot: u16) -> Vec<u8> {
 
 /// Whether the partition's counts are kept (its base exists).
 pub(crate) async fn is_kept(table: SealedTable<'_>, partition: PartitionId) -> Result<bool, Error> {
-    let key = RecordKey::Counts {
+    let base = RecordKey::Counts {
         partition,
         slot: BASE,
     };
-    let shard = key.shard().encode();
-    Ok(table.backend().get(&shard, &key.encode()).await?.is_some())
+    table.exists(&base).await
 }
 
-/// Adds `change` to `slot` of the partition's counts, in `batch` (of the
-/// partition's shard), expecting the slot as read now. Returns the slot's
-/// sequence number once the batch lands; nothing is written for no change.
+/// This host's slot of one partition's counts as its last batch wrote it.
+struct Written {
+    partition: PartitionId,
+    record: CountsRecord,
+    sealed: Vec<u8>,
+}
+
+/// A copy of what this host last wrote to its slot of the counts of one
+/// partition (the last written of those sharing a lock stripe): the next
+/// batch that counts there expects it without reading it again. Only the
+/// holder of the partition's lock uses it, so this host never races it.
+/// It is wrong only if another writer changed the slot (a host that drew
+/// the same one, a recount, the deletion of a store's counts): that batch
+/// then fails, the copy is gone, and the retry reads the slot.
+#[derive(Default)]
+pub(crate) struct LastWritten(Mutex<Option<Written>>);
+
+/// This host's slot, and its copy of what it last wrote to a partition's
+/// (see [`LastWritten`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Counter<'a> {
+    pub slot: u16,
+    pub last: &'a LastWritten,
+}
+
+impl Counter<'_> {
+    /// Whether this host's last counted batch of the partition's stripe
+    /// was the partition's and landed: its counts were kept then (see
+    /// `index::ensure_countable`).
+    pub fn counted_last(&self, partition: PartitionId) -> bool {
+        let last = self.last.0.lock().expect("last written lock");
+        last.as_ref().is_some_and(|w| w.partition == partition)
+    }
+}
+
+/// A change counted in a batch not yet committed.
+pub(crate) struct Counted(Written);
+
+impl Counted {
+    /// The batch landed: the slot's new sequence number. The counter keeps
+    /// what was written, for the next batch to expect.
+    pub fn landed(self, counter: Counter<'_>) -> u64 {
+        let seq = self.0.record.seq;
+        *counter.last.0.lock().expect("last written lock") = Some(self.0);
+        seq
+    }
+}
+
+/// Adds `change` to this host's slot of the partition's counts, in `batch`
+/// (of the partition's shard), expecting the slot as this host last wrote
+/// it, or else as read now. Nothing is written for no change. The copy of
+/// the slot is taken: unless the batch lands and [`Counted::landed`] says
+/// so, the next batch reads the slot again.
 pub(crate) async fn count(
     table: SealedTable<'_>,
     partition: PartitionId,
-    slot: u16,
+    counter: Counter<'_>,
     change: Counts,
     batch: &mut Batch,
-) -> Result<Option<u64>, Error> {
+) -> Result<Option<Counted>, Error> {
     if change == Counts::default() {
         return Ok(None);
     }
-    let key = RecordKey::Counts { partition, slot };
-    let (mut record, expect) = match table.get::<CountsRecord>(&key).await? {
-        Some(opened) => (opened.record, Expect::Value(opened.sealed)),
-        None => (CountsRecord::default(), Expect::Absent),
+    let key = RecordKey::Counts {
+        partition,
+        slot: counter.slot,
+    };
+    let known = counter.last.0.lock().expect("last written lock").take();
+    let (mut record, expect) = match known.filter(|w| w.partition == partition) {
+        Some(w) => (w.record, Expect::Value(w.sealed)),
+        None => match table.get::<CountsRecord>(&key).await? {
+            Some(opened) => (opened.record, Expect::Value(opened.sealed)),
+            None => (CountsRecord::default(), Expect::Absent),
+        },
     };
     record.keys = record.keys.saturating_add(change.keys);
     record.bytes = record.bytes.saturating_add(change.bytes);
     record.seq += 1;
     let bytes = key.encode();
-    batch.put(bytes.clone(), table.seal(&bytes, &record), expect);
-    Ok(Some(record.seq))
+    let sealed = table.seal(&bytes, &record);
+    batch.put(bytes, sealed.clone(), expect);
+    Ok(Some(Counted(Written {
+        partition,
+        record,
+        sealed,
+    })))
 }
 
 /// The host slots of a partition as read now, to be emptied by the batch
@@ -154,7 +216,7 @@ pub(crate) async fn delete_empty(table: SealedTable<'_>, prefix: Prefix) -> Resu
         };
         let record: CountsRecord = table.open(&key, &sealed)?;
         let (sum, batch) = by_partition.entry(partition).or_insert_with(|| {
-            let shard = RecordKey::Counts { partition, slot: 0 }.shard();
+            let shard = Shard::Partition(partition);
             (Counts::default(), Batch::new(shard.encode()))
         });
         sum.add(Counts::from(record));

@@ -31,7 +31,7 @@ use crate::encryption::Tag;
 
 pub(crate) use counts::Counts;
 use counts::Known;
-pub(crate) use kept::Slots;
+pub(crate) use kept::{Counter, Slots};
 use rate::Lease;
 
 /// Usage counters of one application on this host.

@@ -1,0 +1,192 @@
+//! Where the time of a lone durable write goes, layer by layer, in one run
+//! on one file system: an fdatasync'd append (the floor), one redb commit
+//! of one record, one redb commit of the records a creation writes, then a
+//! creation, an overwrite and a read through the object store (sealing, the
+//! index of names, the kept counts, the group-commit queue and writer). No
+//! HTTP, no guest: those are the `http` and `scale` benches.
+//!
+//! ```sh
+//! cargo bench -p ostore-tests --bench lone -- [--keys N] [--writes N]
+//! ```
+//!
+//! `--keys` (default 10,000) fills the partition first, so that the index
+//! has depth; `--writes` (default 2,000) is how many are timed per row.
+//! Prints figures; asserts nothing about them.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ostore::backend::{Backend, BackendConfig, Batch, Expect};
+use ostore::encryption::MasterKey;
+use ostore::objectstore::{Config, ObjectStore, StoreOptions};
+
+/// 100-byte values, as the issue's figures use.
+const VALUE: [u8; 100] = [b'v'; 100];
+
+struct Args {
+    keys: usize,
+    writes: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        keys: 10_000,
+        writes: 2_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut number = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .unwrap_or_else(|| panic!("{name} takes a number"))
+        };
+        match arg.as_str() {
+            "--keys" => args.keys = number("--keys"),
+            "--writes" => args.writes = number("--writes"),
+            // `cargo bench` passes `--bench`.
+            _ => {}
+        }
+    }
+    args
+}
+
+/// Latency percentiles of one row, in milliseconds.
+fn row(name: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    let total: Duration = times.iter().sum();
+    println!(
+        "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.0} |",
+        times.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        times.len() as f64 / total.as_secs_f64()
+    );
+}
+
+async fn timed<F: Future<Output = ()>>(n: usize, mut op: impl FnMut(usize) -> F) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        op(i).await;
+        times.push(start.elapsed());
+    }
+    times
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = args();
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    println!(
+        "lone durable writes, {} timed per row, partition filled to {} keys, in {}",
+        args.writes,
+        args.keys,
+        dir.path().display()
+    );
+    println!();
+    println!("| row | n | p50 ms | p90 ms | p99 ms | ops/s |");
+    println!("|---|---|---|---|---|---|");
+
+    // The floor: what the disk takes to make 160 bytes durable.
+    let mut file = std::fs::File::create(dir.path().join("append")).unwrap();
+    let times = timed(args.writes, |_| {
+        file.write_all(&[0u8; 160]).unwrap();
+        file.sync_data().unwrap();
+        std::future::ready(())
+    })
+    .await;
+    row("append 160 B + fdatasync (floor)", times);
+
+    // redb through the backend: its group-commit writer and one durable
+    // transaction per commit.
+    let backend: Arc<dyn Backend> = BackendConfig::redb()
+        .open(&dir.path().join("raw.redb"))
+        .await
+        .unwrap();
+    let times = timed(args.writes, |i| {
+        let backend = backend.clone();
+        async move {
+            let mut batch = Batch::new(b"s".to_vec());
+            batch.put(
+                format!("k{i:08}").into_bytes(),
+                vec![7; 200],
+                Expect::Absent,
+            );
+            backend.commit(batch).await.unwrap();
+        }
+    })
+    .await;
+    row("backend: 1 put of 200 B", times);
+    // What a creation writes: its entry, its index leaf (rewritten whole),
+    // its host's count slot.
+    let times = timed(args.writes, |i| {
+        let backend = backend.clone();
+        async move {
+            let mut batch = Batch::new(b"s".to_vec());
+            batch.put(
+                format!("e{i:08}").into_bytes(),
+                vec![7; 200],
+                Expect::Absent,
+            );
+            batch.put(b"leaf".to_vec(), vec![7; 4096], Expect::Any);
+            batch.put(b"slot".to_vec(), vec![7; 60], Expect::Any);
+            backend.commit(batch).await.unwrap();
+        }
+    })
+    .await;
+    row("backend: 3 puts (200 B, 4 KiB, 60 B)", times);
+    drop(backend);
+
+    let backend = BackendConfig::redb()
+        .open(&dir.path().join("store.redb"))
+        .await
+        .unwrap();
+    let os = ObjectStore::open(backend, &MasterKey::generate(), Config::default())
+        .await
+        .unwrap();
+    let app = os.application("bench").await.unwrap();
+    let store = app.default_store().await.unwrap();
+    let p = store.partition("p").await.unwrap();
+    let fill = Instant::now();
+    for i in 0..args.keys {
+        let key = format!("fill-{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
+        p.store(&key, VALUE.to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    eprintln!("filled {} keys in {:.1?}", args.keys, fill.elapsed());
+    let times = timed(args.writes, |i| {
+        let p = &p;
+        async move {
+            let key = format!("new-{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
+            p.store(&key, VALUE.to_vec(), StoreOptions::default())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    row("object store: create a key", times);
+    let times = timed(args.writes, |i| {
+        let p = &p;
+        async move {
+            let key = format!("new-{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
+            p.store(&key, VALUE.to_vec(), StoreOptions::default())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    row("object store: overwrite a key", times);
+    let times = timed(args.writes, |i| {
+        let p = &p;
+        async move {
+            let key = format!("new-{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
+            p.retrieve(&key).await.unwrap();
+        }
+    })
+    .await;
+    row("object store: read a key", times);
+}
