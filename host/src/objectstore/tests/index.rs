@@ -64,20 +64,12 @@ fn random_name(rng: &mut Rng) -> String {
 
 /// Every live name under `prefix`, page by page, as a client would list.
 async fn list_all(p: &Partition, prefix: Option<&str>, page_size: u32) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = p
-            .list_key_metadata(prefix, cursor.as_deref(), page_size)
+    let items = every_page(page_size, |cursor| async move {
+        p.list_key_metadata(prefix, cursor.as_deref(), page_size)
             .await
-            .unwrap();
-        assert!(page.items.len() <= page_size as usize);
-        names.extend(page.items.into_iter().map(|(name, _)| name));
-        match page.cursor {
-            Some(next) => cursor = Some(next),
-            None => return names,
-        }
-    }
+    })
+    .await;
+    items.into_iter().map(|(name, _)| name).collect()
 }
 
 /// The model's live names under `prefix`, in byte order (a `BTreeMap` of

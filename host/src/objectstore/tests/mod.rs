@@ -62,6 +62,26 @@ async fn partition(os: &ObjectStore, app: &str, name: &str) -> Partition {
         .unwrap()
 }
 
+/// Every item of a listing, read page by page as a client would, each
+/// page checked to hold at most `page_size` items.
+async fn every_page<T, F, Fut>(page_size: u32, mut page: F) -> Vec<T>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, Error>>,
+{
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = page(cursor).await.unwrap();
+        assert!(page.items.len() <= page_size as usize);
+        items.extend(page.items);
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return items,
+        }
+    }
+}
+
 fn fresh() -> (Arc<MemoryBackend>, MasterKey) {
     (Arc::new(MemoryBackend::new()), MasterKey::generate())
 }

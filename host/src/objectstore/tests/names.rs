@@ -52,35 +52,19 @@ fn scrambled_names(n: usize) -> Vec<String> {
 
 /// Every store name of `app`, listed page by page as a client would.
 async fn all_stores(app: &Application, page_size: u32) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = app.list_stores(cursor.as_deref(), page_size).await.unwrap();
-        assert!(page.items.len() <= page_size as usize);
-        names.extend(page.items.iter().map(|s| s.name().to_string()));
-        match page.cursor {
-            Some(next) => cursor = Some(next),
-            None => return names,
-        }
-    }
+    let stores = every_page(page_size, |cursor| async move {
+        app.list_stores(cursor.as_deref(), page_size).await
+    })
+    .await;
+    stores.iter().map(|s| s.name().to_string()).collect()
 }
 
 /// Every partition name of `store`, page by page.
 async fn all_partitions(store: &Store, page_size: u32) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store
-            .list_partitions(cursor.as_deref(), page_size)
-            .await
-            .unwrap();
-        assert!(page.items.len() <= page_size as usize);
-        names.extend(page.items);
-        match page.cursor {
-            Some(next) => cursor = Some(next),
-            None => return names,
-        }
-    }
+    every_page(page_size, |cursor| async move {
+        store.list_partitions(cursor.as_deref(), page_size).await
+    })
+    .await
 }
 
 fn in_byte_order(model: &BTreeSet<String>) -> Vec<String> {
