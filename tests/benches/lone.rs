@@ -2,8 +2,9 @@
 //! on one file system: an fdatasync'd append (the floor), one redb commit
 //! of one record, one redb commit of the records a creation writes, then a
 //! creation, an overwrite and a read through the object store (sealing, the
-//! index of names, the kept counts, the group-commit queue and writer). No
-//! HTTP, no guest: those are the `http` and `scale` benches.
+//! index of names, the kept counts, the group-commit queue and writer), and
+//! the pages of a listing. No HTTP, no guest: those are the `http` and
+//! `scale` benches.
 //!
 //! ```sh
 //! cargo bench -p ostore-tests --bench lone -- [--keys N] [--writes N]
@@ -196,11 +197,32 @@ async fn run(args: Args) {
     .await;
     row("object store: read a key", times);
 
+    // A listing page of 1,000 keys with their metadata, as the REST API's
+    // listing reads it, walked from the first page to the last: the store's
+    // part of a listing, without HTTP and JSON.
+    let mut times = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let start = Instant::now();
+        let page = p
+            .list_key_metadata(None, cursor.as_deref(), 1000)
+            .await
+            .unwrap();
+        times.push(start.elapsed());
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    row("object store: listing page of 1,000 with metadata", times);
+
     // What the keys take at rest: the redb file against its entries alone
     // (each key's record key and sealed record, as the Stats API counts
     // them), the rest being the index of names, redb's pages and slack.
     let keys = (args.keys + args.writes) as f64;
-    let file = std::fs::metadata(dir.path().join("store.redb")).unwrap().len();
+    let file = std::fs::metadata(dir.path().join("store.redb"))
+        .unwrap()
+        .len();
     let entries = app.footprint().bytes;
     println!();
     println!(

@@ -242,7 +242,8 @@ pub(super) async fn write_tree(
     // No names: no pages, for a partition. An absent root reads as an
     // empty tree, and the first key's batch writes it (expecting it
     // absent); so a listing of a partition no one wrote writes no page.
-    // The other scopes write an empty root: theirs marks them built.
+    // The other scopes write an empty root (theirs marks them built) when
+    // a change needs one; a listing does not build them empty.
     if names.is_empty() && !scope.root_marks_built() {
         return if last.is_empty() {
             Ok(Commit::Done)

@@ -8,11 +8,13 @@
 //!
 //! Unlike a partition's index, whose first use is marked by its kept counts
 //! (`usage::kept`), these have nothing but their root to say they were
-//! built: building one always writes a root, an empty leaf if there is no
-//! name, and a change to one whose root is missing builds it first (from a
-//! scan of the records) rather than start an index that would lack the
-//! names written before it. So data from before these indexes, or an index
-//! deleted with its store, is indexed again on first use.
+//! built: a change to one whose root is missing builds it first (from a
+//! scan of the records, writing an empty leaf if there is no name) rather
+//! than start an index that would lack the names written before it. So
+//! data from before these indexes, or an index deleted with its store, is
+//! indexed again on first use. A listing builds one only if there are
+//! names to index: a listing of an empty scope writes nothing (so it works
+//! on a full disk too), and reads a missing root as an empty index.
 
 use std::collections::VecDeque;
 
@@ -20,7 +22,9 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Sealer;
 
 use super::build::{has_root, write_tree};
-use super::{IndexEdit, IndexLocks, ROOT, Scope, decode_cursor, encode_cursor, leaf_covering};
+use super::{
+    IndexEdit, IndexLocks, Need, ROOT, Scope, decode_cursor, encode_cursor, leaf_covering,
+};
 use crate::objectstore::keys::{Prefix, RecordKey};
 use crate::objectstore::paging::clamp_page_size;
 use crate::objectstore::record::{PartitionRecord, StoreRecord};
@@ -29,13 +33,14 @@ use crate::objectstore::types::Page;
 use crate::objectstore::{Error, MAX_CONFLICT_RETRIES};
 
 /// Builds the index of `scope` (stores or partitions) from a scan of its
-/// records if it has no root. Takes the scope's lock only when it must; of
-/// two hosts building at once, one's root lands and the other's pages are
-/// removed.
+/// records if it has no root; for a listing ([`Need::Listing`]), only if
+/// it has records. Takes the scope's lock only when it must; of two hosts
+/// building at once, one's root lands and the other's pages are removed.
 pub(crate) async fn ensure_names_built(
     table: SealedTable<'_>,
     locks: &IndexLocks,
     scope: Scope,
+    need: Need,
 ) -> Result<(), Error> {
     debug_assert!(scope.root_marks_built(), "{scope:?}");
     if has_root(table, scope).await? {
@@ -47,6 +52,9 @@ pub(crate) async fn ensure_names_built(
             return Ok(());
         }
         let names = scan_names(table, scope).await?;
+        if names.is_empty() && need == Need::Listing {
+            return Ok(());
+        }
         tracing::info!(names = names.len(), "building an index of {}", what(scope));
         let root = Batch::new(scope.shard().encode());
         if write_tree(table, scope, &names, root).await? == Commit::Done {
@@ -116,7 +124,7 @@ pub(crate) async fn commit_named(
     names: &[(&str, bool)],
     mut batch: Batch,
 ) -> Result<Commit, Error> {
-    ensure_names_built(table, locks, scope).await?;
+    ensure_names_built(table, locks, scope, Need::Writing).await?;
     let _guard = locks.lock_scope(&scope).await;
     let mut edit = IndexEdit::new(table, scope);
     for &(name, insert) in names {
@@ -243,7 +251,7 @@ where
     let after = cursor
         .map(|c| decode_cursor(sealer, scope, "", c))
         .transpose()?;
-    ensure_names_built(table, locks, scope).await?;
+    ensure_names_built(table, locks, scope, Need::Listing).await?;
     let want = clamp_page_size(page_size);
     let mut items = Vec::with_capacity(want.min(64));
     let mut walk = NameWalk::after(table, scope, after);
