@@ -67,6 +67,15 @@ fn row(name: &str, mut times: Vec<Duration>) {
     );
 }
 
+/// The `i`th key of a series, spread over the names (so that creations
+/// land all over the index of names, not at its end).
+fn scattered(series: &str, i: usize) -> String {
+    format!(
+        "{series}-{:08}",
+        i.wrapping_mul(2_654_435_761) % 100_000_000
+    )
+}
+
 async fn timed<F: Future<Output = ()>>(n: usize, mut op: impl FnMut(usize) -> F) -> Vec<Duration> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
@@ -157,42 +166,28 @@ async fn run(args: Args) {
     let app = os.application("bench").await.unwrap();
     let store = app.default_store().await.unwrap();
     let p = store.partition("p").await.unwrap();
-    let fill = Instant::now();
-    for i in 0..args.keys {
-        let key = format!("fill-{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
-        p.store(&key, VALUE.to_vec(), StoreOptions::default())
+    let p = &p;
+    let write = |series: &'static str| {
+        move |i| async move {
+            p.store(
+                &scattered(series, i),
+                VALUE.to_vec(),
+                StoreOptions::default(),
+            )
             .await
             .unwrap();
-    }
+        }
+    };
+    let fill = Instant::now();
+    timed(args.keys, write("fill")).await;
     eprintln!("filled {} keys in {:.1?}", args.keys, fill.elapsed());
-    let times = timed(args.writes, |i| {
-        let p = &p;
-        async move {
-            let key = format!("new-{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
-            p.store(&key, VALUE.to_vec(), StoreOptions::default())
-                .await
-                .unwrap();
-        }
-    })
-    .await;
+    // The first round creates the keys, the second overwrites them.
+    let times = timed(args.writes, write("new")).await;
     row("object store: create a key", times);
-    let times = timed(args.writes, |i| {
-        let p = &p;
-        async move {
-            let key = format!("new-{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
-            p.store(&key, VALUE.to_vec(), StoreOptions::default())
-                .await
-                .unwrap();
-        }
-    })
-    .await;
+    let times = timed(args.writes, write("new")).await;
     row("object store: overwrite a key", times);
-    let times = timed(args.writes, |i| {
-        let p = &p;
-        async move {
-            let key = format!("new-{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
-            p.retrieve(&key).await.unwrap();
-        }
+    let times = timed(args.writes, |i| async move {
+        p.retrieve(&scattered("new", i)).await.unwrap();
     })
     .await;
     row("object store: read a key", times);

@@ -462,15 +462,7 @@ async fn check_reports_an_index_that_differs_from_the_entries_and_repair_rebuild
     let (backend, master) = fresh();
     let os = open_with(backend.clone(), &master).await;
     let p = partition(&os, "app", "p").await;
-    for i in 0..50 {
-        p.store(
-            &format!("key-{i:02}"),
-            b"v".to_vec(),
-            StoreOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
+    store_keys(&p, 50).await;
     // An entry lost behind the index's back: its name stays indexed.
     let entries = backend.scan(Shards::ALL, b"e", None, 1000).await.unwrap();
     let (lost, _) = entries[10].clone();
@@ -559,6 +551,19 @@ async fn deleting_a_partition_or_a_store_leaves_no_index_pages() {
     assert!(pages.is_empty(), "{} pages after a listing", pages.len());
 }
 
+/// Stores keys `key-00`, `key-01`, ... up to `n`, each of value `v`.
+async fn store_keys(p: &Partition, n: usize) {
+    for i in 0..n {
+        p.store(
+            &format!("key-{i:02}"),
+            b"v".to_vec(),
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 /// Each name of the partition's entries, as listed.
 async fn keys_of(p: &Partition) -> Vec<String> {
     list_all(p, None, 1000).await
@@ -573,15 +578,7 @@ async fn a_key_created_while_its_store_is_deleted_stays_listed() {
     let (backend, master) = fresh();
     let os = open_with(backend.clone(), &master).await;
     let p = partition(&os, "app", "p").await;
-    for i in 0..20 {
-        p.store(
-            &format!("key-{i:02}"),
-            b"v".to_vec(),
-            StoreOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
+    store_keys(&p, 20).await;
     let (table, locks, now) = (p.table(), &p.inner().index_locks, p.inner().now_ms());
     let entries = p.id().entries();
     write::delete_entries(table, locks, p.app(), now, entries, &write::While::Always)
@@ -628,15 +625,7 @@ async fn check_reports_a_built_index_whose_pages_are_all_gone() {
     let (backend, master) = fresh();
     let os = open_with(backend.clone(), &master).await;
     let p = partition(&os, "app", "p").await;
-    for i in 0..30 {
-        p.store(
-            &format!("key-{i:02}"),
-            b"v".to_vec(),
-            StoreOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
+    store_keys(&p, 30).await;
     let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
     for (key, _) in pages {
         let mut batch = Batch::new(shard_of(&key));
