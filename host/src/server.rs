@@ -356,49 +356,62 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     }
 }
 
-/// Failed accepts in a row (out of file descriptors, say): each waits a
-/// little longer, up to half a second, and the log says so once in a while,
-/// not once per try.
+/// Failed accepts (out of file descriptors, say): each failure in a row
+/// waits a little longer, up to half a second, and the log says so once in
+/// a while, not once per try. Near the limit, accepts fail and succeed in
+/// turns (a refused client's socket closes, freeing one descriptor), so
+/// a success does not restart the log's interval: every line about accepts
+/// (that they fail, that they work again) waits for it.
 #[derive(Default)]
 struct AcceptFailures {
     in_a_row: u32,
+    /// Failures since the last line about them.
     unlogged: u64,
     logged_at: Option<std::time::Instant>,
+    /// The last line said accepts fail.
+    said_failing: bool,
 }
 
 /// How often failed accepts are logged while they go on.
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl AcceptFailures {
+    /// Whether a line about accepts may be logged now.
+    fn may_log(&self) -> bool {
+        self.logged_at
+            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL)
+    }
+
+    fn logged(&mut self, failing: bool) {
+        self.unlogged = 0;
+        self.logged_at = Some(std::time::Instant::now());
+        self.said_failing = failing;
+    }
+
     /// Notes a failure; returns how long to wait before the next try.
     fn failed(&mut self, e: &std::io::Error) -> Duration {
         self.in_a_row = self.in_a_row.saturating_add(1);
         self.unlogged += 1;
-        if self
-            .logged_at
-            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL)
-        {
+        if self.may_log() {
             tracing::warn!(
                 failures = self.unlogged,
                 "accepting connections fails: {e}; new clients wait until connections close"
             );
-            self.unlogged = 0;
-            self.logged_at = Some(std::time::Instant::now());
+            self.logged(true);
         }
         // 10 ms, 20 ms, ... 500 ms.
         Duration::from_millis(10 << self.in_a_row.min(6)).min(Duration::from_millis(500))
     }
 
     fn succeeded(&mut self) {
-        if self.in_a_row > 0 && self.unlogged > 0 {
+        self.in_a_row = 0;
+        if self.said_failing && self.may_log() {
             tracing::info!(
                 failures = self.unlogged,
                 "accepting connections works again"
             );
+            self.logged(false);
         }
-        self.in_a_row = 0;
-        self.unlogged = 0;
-        self.logged_at = None;
     }
 }
 
@@ -414,6 +427,31 @@ async fn refuse(mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Accepts that fail and succeed in turns, as near the file limit: one
+    /// line about them per interval, not one per failure after a success.
+    #[test]
+    fn accept_failures_between_successes_are_logged_once_per_interval() {
+        let mut failures = AcceptFailures::default();
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let mut lines = 0;
+        for _ in 0..100 {
+            let before = failures.logged_at;
+            failures.failed(&emfile);
+            failures.succeeded();
+            lines += usize::from(failures.logged_at != before);
+        }
+        assert_eq!(lines, 1);
+        assert!(failures.said_failing);
+        assert_eq!(failures.unlogged, 99);
+        // Once the interval has passed, a success says they work again.
+        failures.logged_at = Some(std::time::Instant::now() - ACCEPT_LOG_INTERVAL);
+        failures.succeeded();
+        assert!(!failures.said_failing);
+        assert_eq!(failures.unlogged, 0);
+        // A backoff restarts after a success.
+        assert_eq!(failures.failed(&emfile), Duration::from_millis(20));
+    }
 
     #[test]
     fn the_refusal_is_one_well_formed_response() {
