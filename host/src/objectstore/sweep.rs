@@ -44,34 +44,12 @@ impl ObjectStore {
                 let _guard = inner.key_locks.lock(&entry).await;
                 let mut batch = Batch::new(shard.clone());
                 batch.delete(index_key, Expect::Any);
-                let mut freed = None;
-                let mut _index_guard = None;
+                let mut expired = None;
                 if let Some(sealed) = inner.backend.get(&shard, &entry_key).await? {
                     let app = inner.app_state(entry.partition.app, None).await?;
-                    let table = inner.table(&app);
-                    match table.open::<EntryRecord>(&entry_key, &sealed) {
+                    match inner.table(&app).open::<EntryRecord>(&entry_key, &sealed) {
                         Ok(record) if record.expires == Some(at) => {
-                            // The name leaves the index in the same batch.
-                            let guard = inner.index_locks.lock(&entry.partition).await;
-                            let counter = inner.index_locks.counter(&entry.partition);
-                            index::ensure_countable(table, entry.partition, counter).await?;
-                            let mut edit = IndexEdit::new(table, Scope::Keys(entry.partition));
-                            if edit.remove(&record.key).await? == Commit::Conflict {
-                                // Another host changed the index meanwhile:
-                                // a later sweep finds this key again.
-                                continue;
-                            }
-                            edit.finish(&mut batch);
-                            _index_guard = Some(guard);
-                            let change = Counts {
-                                keys: -1,
-                                bytes: -((entry_key.len() + sealed.len()) as i64),
-                            };
-                            let counted =
-                                kept::count(table, entry.partition, counter, change, &mut batch)
-                                    .await?;
-                            freed = Some((app.clone(), counted, change));
-                            batch.delete(entry_key.clone(), Expect::Value(sealed));
+                            expired = Some((app, record.key, sealed));
                         }
                         // Rewritten since: only the index entry is stale.
                         Ok(_) => {}
@@ -80,16 +58,35 @@ impl ObjectStore {
                         Err(e) => tracing::warn!("expiry sweep skips a damaged record: {e}"),
                     }
                 }
+                let Some((app, name, sealed)) = expired else {
+                    // Only the index entry was stale.
+                    index.commit_unconditional(batch).await?;
+                    continue;
+                };
+                // The name leaves the index, and the key its partition's
+                // counts, in the same batch.
+                let table = inner.table(&app);
+                let _index_guard = inner.index_locks.lock(&entry.partition).await;
+                let counter = inner.index_locks.counter(&entry.partition);
+                index::ensure_countable(table, entry.partition, counter).await?;
+                let mut edit = IndexEdit::new(table, Scope::Keys(entry.partition));
+                if edit.remove(&name).await? == Commit::Conflict {
+                    // Another host changed the index meanwhile: a later
+                    // sweep finds this key again.
+                    continue;
+                }
+                edit.finish(&mut batch);
+                let freed = Counts {
+                    keys: -1,
+                    bytes: -((entry_key.len() + sealed.len()) as i64),
+                };
+                batch.delete(entry_key, Expect::Value(sealed));
                 // Changed since it was read: the write that changed it also
                 // replaced the index entry; a later sweep sees the new one.
-                if index.commit(batch).await? == Commit::Done
-                    && let Some((app, counted, change)) = freed
-                {
-                    if let Some(counted) = counted {
-                        let counter = inner.index_locks.counter(&entry.partition);
-                        app.usage
-                            .apply(entry.partition, counted.landed(counter), change);
-                    }
+                let outcome =
+                    kept::commit_counted(table, &app.usage, entry.partition, counter, freed, batch)
+                        .await?;
+                if outcome == Commit::Done {
                     deleted += 1;
                 }
             }

@@ -397,24 +397,21 @@ pub(super) async fn delete_entries(
                 keys: deletions.keys,
                 bytes: deletions.bytes,
             };
-            let mut counted = None;
             if outcome == Commit::Done {
                 edit.finish(&mut deletions.batch);
-                counted =
-                    kept::count(table, partition, counter, freed, &mut deletions.batch).await?;
-                outcome = table.commit(deletions.batch).await?;
+                outcome = kept::commit_counted(
+                    table,
+                    &app.usage,
+                    partition,
+                    counter,
+                    freed,
+                    deletions.batch,
+                )
+                .await?;
             }
-            let seq = counted
-                .filter(|_| outcome == Commit::Done)
-                .map(|c| c.landed(counter));
             drop(guard);
             match outcome {
-                Commit::Done => {
-                    if let Some(seq) = seq {
-                        app.usage.apply(partition, seq, freed);
-                    }
-                    removed += deletions.live;
-                }
+                Commit::Done => removed += deletions.live,
                 Commit::Conflict if only.holds(table).await? => {
                     for entry in &deletions.entries {
                         removed += delete_current(table, locks, app, now, entry).await?;
@@ -511,12 +508,9 @@ async fn delete_current(
             keys: -1,
             bytes: -((key.len() + sealed.len()) as i64),
         };
-        let counted = kept::count(table, entry.partition, counter, freed, &mut batch).await?;
-        if table.commit(batch).await? == Commit::Done {
-            if let Some(counted) = counted {
-                app.usage
-                    .apply(entry.partition, counted.landed(counter), freed);
-            }
+        let outcome =
+            kept::commit_counted(table, &app.usage, entry.partition, counter, freed, batch).await?;
+        if outcome == Commit::Done {
             return Ok(u64::from(counts));
         }
     }

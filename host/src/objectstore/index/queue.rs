@@ -43,7 +43,7 @@ use crate::objectstore::Error;
 use crate::objectstore::application::Application;
 use crate::objectstore::keys::{PartitionId, Shard};
 use crate::objectstore::sealed::{Commit, SealedTable};
-use crate::objectstore::usage::{Counts, kept};
+use crate::objectstore::usage::{AppUsage, Counts, kept};
 use crate::objectstore::write::stripe_of;
 
 use super::{IndexEdit, Scope, ensure_countable};
@@ -215,17 +215,14 @@ async fn commit_group(group: Vec<Queued>) {
     let table = app.table();
     let partition = group[0].partition;
     let counter = app.inner.index_locks.counter(&partition);
+    let usage = &app.state.usage;
     if group.len() > 1 {
         let changes: Vec<&NameChange> = group.iter().map(|q| &q.change).collect();
-        match commit_changes(table, partition, counter, &changes).await {
-            Ok((Commit::Conflict, _)) => {}
+        match commit_changes(table, usage, partition, counter, &changes).await {
+            Ok(Commit::Conflict) => {}
             // Not the storage failing: perhaps only one change's pages.
             Err(e) if !matches!(e, Error::Storage(_)) => {}
             outcome => {
-                if let Ok((Commit::Done, Some(seq))) = outcome {
-                    app.state.usage.apply(partition, seq, sum(&changes));
-                }
-                let outcome = outcome.map(|(commit, _)| commit);
                 for q in group {
                     let _ = q.reply.send(outcome.clone());
                 }
@@ -234,11 +231,8 @@ async fn commit_group(group: Vec<Queued>) {
         }
     }
     for q in group {
-        let outcome = commit_changes(table, partition, counter, &[&q.change]).await;
-        if let Ok((Commit::Done, Some(seq))) = outcome {
-            app.state.usage.apply(partition, seq, q.change.counts);
-        }
-        let _ = q.reply.send(outcome.map(|(commit, _)| commit));
+        let outcome = commit_changes(table, usage, partition, counter, &[&q.change]).await;
+        let _ = q.reply.send(outcome);
     }
 }
 
@@ -253,24 +247,25 @@ fn sum(changes: &[&NameChange]) -> Counts {
 
 /// Commits `changes` (of one partition), the edit of its index they make
 /// and their change to its kept counts (in this host's slot) in one
-/// conditional batch; with the landed batch, the slot's new sequence number
-/// if the counts changed. [`Commit::Conflict`] also when two of them write one
-/// key: a batch checks every expectation before it writes, so both would
-/// pass against what was there before either (two creations of one key,
-/// say). The key locks keep such changes apart only while their writers
-/// wait: one whose writer gave up may still be queued.
+/// conditional batch, and tells `usage` what landed. [`Commit::Conflict`]
+/// also when two of them write one key: a batch checks every expectation
+/// before it writes, so both would pass against what was there before
+/// either (two creations of one key, say). The key locks keep such changes
+/// apart only while their writers wait: one whose writer gave up may still
+/// be queued.
 async fn commit_changes(
     table: SealedTable<'_>,
+    usage: &AppUsage,
     partition: PartitionId,
     counter: kept::Counter<'_>,
     changes: &[&NameChange],
-) -> Result<(Commit, Option<u64>), Error> {
+) -> Result<Commit, Error> {
     if changes.len() > 1 {
         let mut keys = HashSet::new();
         for change in changes {
             let own: HashSet<&[u8]> = change.batch.writes.iter().map(|w| &w.key[..]).collect();
             if own.iter().any(|k| keys.contains(k)) {
-                return Ok((Commit::Conflict, None));
+                return Ok(Commit::Conflict);
             }
             keys.extend(own);
         }
@@ -286,17 +281,11 @@ async fn commit_changes(
                 edit.remove(name).await?
             };
             if step == Commit::Conflict {
-                return Ok((Commit::Conflict, None));
+                return Ok(Commit::Conflict);
             }
         }
         batch.writes.extend(change.batch.writes.iter().cloned());
     }
     edit.finish(&mut batch);
-    let counted = kept::count(table, partition, counter, sum(changes), &mut batch).await?;
-    let outcome = table.commit(batch).await?;
-    let seq = match (outcome, counted) {
-        (Commit::Done, Some(counted)) => Some(counted.landed(counter)),
-        _ => None,
-    };
-    Ok((outcome, seq))
+    kept::commit_counted(table, usage, partition, counter, sum(changes), batch).await
 }

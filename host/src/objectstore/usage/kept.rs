@@ -40,11 +40,12 @@ use std::sync::Mutex;
 use crate::backend::{Batch, Expect};
 use crate::encryption::random_array;
 
+use super::AppUsage;
 use super::counts::Counts;
 use crate::objectstore::Error;
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::CountsRecord;
-use crate::objectstore::sealed::SealedTable;
+use crate::objectstore::sealed::{Commit, SealedTable};
 
 /// The slot measured when counts began to be kept.
 pub(crate) const BASE: u16 = 0;
@@ -106,31 +107,38 @@ impl Counter<'_> {
     }
 }
 
-/// A change counted in a batch not yet committed.
-pub(crate) struct Counted(Written);
-
-impl Counted {
-    /// The batch landed: the slot's new sequence number. The counter keeps
-    /// what was written, for the next batch to expect.
-    pub fn landed(self, counter: Counter<'_>) -> u64 {
-        let seq = self.0.record.seq;
-        *counter.last.0.lock().expect("last written lock") = Some(self.0);
-        seq
+/// Commits `batch` (of the partition's shard) with `change` added to this
+/// host's slot of the partition's counts, by the holder of the partition's
+/// lock; if it lands, `usage` learns the change. The slot is expected as
+/// this host last wrote it, or else as read now; nothing is counted for no
+/// change. The copy of the slot is taken: unless the batch lands, the next
+/// batch reads the slot again.
+pub(crate) async fn commit_counted(
+    table: SealedTable<'_>,
+    usage: &AppUsage,
+    partition: PartitionId,
+    counter: Counter<'_>,
+    change: Counts,
+    mut batch: Batch,
+) -> Result<Commit, Error> {
+    let counted = count(table, partition, counter, change, &mut batch).await?;
+    let outcome = table.commit(batch).await?;
+    if let (Commit::Done, Some(written)) = (outcome, counted) {
+        let seq = written.record.seq;
+        *counter.last.0.lock().expect("last written lock") = Some(written);
+        usage.apply(partition, seq, change);
     }
+    Ok(outcome)
 }
 
-/// Adds `change` to this host's slot of the partition's counts, in `batch`
-/// (of the partition's shard), expecting the slot as this host last wrote
-/// it, or else as read now. Nothing is written for no change. The copy of
-/// the slot is taken: unless the batch lands and [`Counted::landed`] says
-/// so, the next batch reads the slot again.
-pub(crate) async fn count(
+/// Adds `change` to this host's slot in `batch` (see [`commit_counted`]).
+async fn count(
     table: SealedTable<'_>,
     partition: PartitionId,
     counter: Counter<'_>,
     change: Counts,
     batch: &mut Batch,
-) -> Result<Option<Counted>, Error> {
+) -> Result<Option<Written>, Error> {
     if change == Counts::default() {
         return Ok(None);
     }
@@ -152,11 +160,11 @@ pub(crate) async fn count(
     let bytes = key.encode();
     let sealed = table.seal(&bytes, &record);
     batch.put(bytes, sealed.clone(), expect);
-    Ok(Some(Counted(Written {
+    Ok(Some(Written {
         partition,
         record,
         sealed,
-    })))
+    }))
 }
 
 /// The host slots of a partition as read now, to be emptied by the batch
