@@ -18,10 +18,16 @@
 //! (`NAME=VALUE` pairs separated by spaces) gives the "before" host
 //! environment variables of its own; with it alone, the "before" host is
 //! this build too.
+//!
+//! With `WASMTIME=/path/to/wasmtime` it also starts `wasmtime serve -Scli`
+//! with the same hello-world component and drives it in turn with the
+//! floor, for the comparison with wasmtime's own server
+//! (`cargo install wasmtime-cli --version 48.0.8 --locked`).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -66,6 +72,47 @@ impl Workload {
 
 /// Keys stored before the retrieve workload.
 const SEEDED: u64 = 1000;
+
+/// `wasmtime serve -Scli` serving one component on a loopback port; ended
+/// by its pid when dropped.
+struct WasmtimeServe {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl WasmtimeServe {
+    fn start(wasmtime: &Path, component: &Path) -> Self {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let mut child = Command::new(wasmtime)
+            .args(["serve", "-Scli", "--addr", &addr.to_string()])
+            .arg(component)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", wasmtime.display()));
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            if let Some(status) = child.try_wait().expect("wasmtime's status") {
+                panic!("wasmtime serve exited with {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "wasmtime serve did not listen on {addr} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, addr }
+    }
+}
+
+impl Drop for WasmtimeServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 #[tokio::main]
 async fn main() {
@@ -122,14 +169,40 @@ async fn main() {
         hosts.push((label.clone(), host));
     }
 
+    let wasmtime = std::env::var_os("WASMTIME").map(|bin| {
+        let serve = WasmtimeServe::start(Path::new(&bin), &hello);
+        let version = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .expect("wasmtime --version");
+        println!(
+            "wasmtime serve -Scli: {}",
+            String::from_utf8_lossy(&version.stdout).trim()
+        );
+        serve
+    });
+    if let Some(serve) = &wasmtime {
+        let addr = serve.addr;
+        drive(addr, 4, Duration::from_secs(1), move |conn, n| {
+            Workload::Hello.request(addr, conn, n)
+        })
+        .await;
+    }
+
     println!("ostore HTTP benchmark: {seconds} s per run, 100-byte values");
     println!(
         "| build | workload | connections | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|---|---|"
     );
     for &connections in &counts {
         for workload in [Workload::Hello, Workload::Store, Workload::Retrieve] {
-            for (label, host) in &hosts {
-                let addr = host.addr;
+            let mut targets: Vec<(&str, SocketAddr)> = hosts
+                .iter()
+                .map(|(label, host)| (&label[..], host.addr))
+                .collect();
+            if let (Workload::Hello, Some(serve)) = (workload, &wasmtime) {
+                targets.push(("wasmtime serve -Scli", serve.addr));
+            }
+            for (label, addr) in targets {
                 let f = drive(
                     addr,
                     connections,

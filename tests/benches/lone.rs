@@ -10,8 +10,10 @@
 //! cargo bench -p ostore-tests --bench lone -- [--keys N] [--writes N]
 //! ```
 //!
-//! `--keys` (default 10,000) fills the partition first, so that the index
-//! has depth (and the bytes per key at rest printed last mean something); `--writes` (default 2,000) is how many are timed per row.
+//! `--keys` (default 10,000) fills the partition first, with 64 writers at
+//! once, so that the index has depth (and the bytes per key at rest printed
+//! last mean something); `--writes` (default 2,000) is how many are timed
+//! per row.
 //! Prints figures; asserts nothing about them.
 
 use std::io::Write;
@@ -25,6 +27,10 @@ use ostore::objectstore::{Config, ObjectStore, StoreOptions};
 /// 100-byte values, as the issue's figures use.
 const VALUE: [u8; 100] = [b'v'; 100];
 
+/// Concurrent writers of the (untimed) fill.
+const FILLERS: usize = 64;
+
+#[derive(Clone, Copy)]
 struct Args {
     keys: usize,
     writes: usize,
@@ -178,8 +184,24 @@ async fn run(args: Args) {
             .unwrap();
         }
     };
+    // The fill is untimed and concurrent, so that its writes share group
+    // commits and a large partition fills in minutes.
     let fill = Instant::now();
-    timed(args.keys, write("fill")).await;
+    let fillers: Vec<_> = (0..FILLERS)
+        .map(|t| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                for i in (t..args.keys).step_by(FILLERS) {
+                    let value = VALUE.to_vec();
+                    let key = scattered("fill", i);
+                    p.store(&key, value, StoreOptions::default()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for filler in fillers {
+        filler.await.unwrap();
+    }
     eprintln!("filled {} keys in {:.1?}", args.keys, fill.elapsed());
     // The first round creates the keys, the second overwrites them.
     let times = timed(args.writes, write("new")).await;
