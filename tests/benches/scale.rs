@@ -10,7 +10,8 @@
 //! - the time from starting the host again to its first answer, and its
 //!   RSS then;
 //! - the time of a REST listing page of 1,000 keys at the start and at the
-//!   end of the partition (walking every page in between);
+//!   end of the partition (walking every page in between), and the p50 and
+//!   p99 of all those pages;
 //! - the time of a prefix listing with 0, 10 and 10,000 matches (all pages);
 //! - GET and durable POST at 1 and 64 connections next to the hello-world
 //!   floor.
@@ -253,6 +254,15 @@ async fn main() {
         pages.len(),
         ms(pages[0]),
         ms(*pages.last().expect("a page"))
+    );
+    let mut sorted = pages.clone();
+    sorted.sort();
+    let at = |q: f64| ms(sorted[((sorted.len() - 1) as f64 * q) as usize]);
+    println!(
+        "| listing page of 1,000: p50 / p99 of all {} pages | {} / {} |",
+        pages.len(),
+        at(0.5),
+        at(0.99)
     );
     for prefix in ["zzz", "k00000012", "k00001"] {
         let (pages, seen) = list(&host, &token, &format!("prefix={prefix}&pageSize=1000")).await;
