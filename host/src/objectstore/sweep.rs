@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use crate::backend::{Batch, Expect};
 
-use super::index::{self, IndexEdit, Scope};
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::EntryRecord;
 use super::sealed::Commit;
-use super::usage::{Counts, kept};
+use super::write::{Deleted, commit_deletion};
 use super::{Error, ObjectStore, Periodic};
 
 impl ObjectStore {
@@ -65,27 +64,20 @@ impl ObjectStore {
                 };
                 // The name leaves the index, and the key its partition's
                 // counts, in the same batch.
-                let table = inner.table(&app);
-                let _index_guard = inner.index_locks.lock(&entry.partition).await;
-                let counter = inner.index_locks.counter(&entry.partition);
-                index::ensure_countable(table, entry.partition, counter).await?;
-                let mut edit = IndexEdit::new(table, Scope::Keys(entry.partition));
-                if edit.remove(&name).await? == Commit::Conflict {
-                    // Another host changed the index meanwhile: a later
-                    // sweep finds this key again.
-                    continue;
-                }
-                edit.finish(&mut batch);
-                let freed = Counts {
-                    keys: -1,
-                    bytes: -((entry_key.len() + sealed.len()) as i64),
-                };
+                let at_rest = entry_key.len() + sealed.len();
                 batch.delete(entry_key, Expect::Value(sealed));
-                // Changed since it was read: the write that changed it also
-                // replaced the index entry; a later sweep sees the new one.
+                let gone = Deleted {
+                    partition: entry.partition,
+                    name: Some(&name),
+                    at_rest,
+                };
+                let table = inner.table(&app);
+                // A conflict: the entry was changed since it was read (the
+                // write that changed it also replaced its expiry index
+                // entry), or another host changed the index meanwhile. A
+                // later sweep sees the key again.
                 let outcome =
-                    kept::commit_counted(table, &app.usage, entry.partition, counter, freed, batch)
-                        .await?;
+                    commit_deletion(table, &inner.index_locks, &app.usage, gone, batch).await?;
                 if outcome == Commit::Done {
                     deleted += 1;
                 }

@@ -16,7 +16,7 @@ use super::keys::{EntryId, PartitionId, Prefix, RecordKey, Shard};
 use super::partition::Partition;
 use super::record::EntryRecord;
 use super::sealed::{Commit, SealedTable};
-use super::usage::{Counts, kept};
+use super::usage::{AppUsage, Counts, kept};
 use super::{Error, MAX_CONFLICT_RETRIES};
 
 /// Serialises read-modify-write cycles on one key within this host, so that
@@ -494,25 +494,53 @@ async fn delete_current(
         };
         let mut batch = Batch::new(shard.clone());
         let (counts, name) = deletion_of(table, entry, &key, &sealed, now, &mut batch)?;
-        let _guard = locks.lock(&entry.partition).await;
-        let counter = locks.counter(&entry.partition);
-        index::ensure_countable(table, entry.partition, counter).await?;
-        if let Some(name) = name {
-            let mut edit = IndexEdit::new(table, Scope::Keys(entry.partition));
-            if edit.remove(&name).await? == Commit::Conflict {
-                continue;
-            }
-            edit.finish(&mut batch);
-        }
-        let freed = Counts {
-            keys: -1,
-            bytes: -((key.len() + sealed.len()) as i64),
+        let at_rest = key.len() + sealed.len();
+        let deleted = Deleted {
+            partition: entry.partition,
+            name: name.as_deref(),
+            at_rest,
         };
-        let outcome =
-            kept::commit_counted(table, &app.usage, entry.partition, counter, freed, batch).await?;
-        if outcome == Commit::Done {
+        if commit_deletion(table, locks, &app.usage, deleted, batch).await? == Commit::Done {
             return Ok(u64::from(counts));
         }
     }
     Err(Error::Contended("the key is"))
+}
+
+/// One entry that a batch deletes.
+pub(super) struct Deleted<'a> {
+    pub partition: PartitionId,
+    /// Its name, to leave the index of names (`None` for a damaged entry).
+    pub name: Option<&'a str>,
+    /// Its record key's and sealed record's bytes.
+    pub at_rest: usize,
+}
+
+/// Commits `batch`, which deletes one entry, with its name's removal from
+/// the index and its partition's counts, under the partition's lock;
+/// `usage` learns what landed. [`Commit::Conflict`] if the index or the
+/// entry changed meanwhile.
+pub(super) async fn commit_deletion(
+    table: SealedTable<'_>,
+    locks: &IndexLocks,
+    usage: &AppUsage,
+    deleted: Deleted<'_>,
+    mut batch: Batch,
+) -> Result<Commit, Error> {
+    let partition = deleted.partition;
+    let _guard = locks.lock(&partition).await;
+    let counter = locks.counter(&partition);
+    index::ensure_countable(table, partition, counter).await?;
+    if let Some(name) = deleted.name {
+        let mut edit = IndexEdit::new(table, Scope::Keys(partition));
+        if edit.remove(name).await? == Commit::Conflict {
+            return Ok(Commit::Conflict);
+        }
+        edit.finish(&mut batch);
+    }
+    let freed = Counts {
+        keys: -1,
+        bytes: -(deleted.at_rest as i64),
+    };
+    kept::commit_counted(table, usage, partition, counter, freed, batch).await
 }
