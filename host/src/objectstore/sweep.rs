@@ -9,7 +9,7 @@ use crate::backend::{Batch, Expect};
 use super::keys::{Prefix, RecordKey, Shard};
 use super::record::EntryRecord;
 use super::sealed::Commit;
-use super::write::{Deleted, commit_deletion};
+use super::write::{Deletion, commit_deletion, freed_by};
 use super::{Error, ObjectStore, Periodic};
 
 impl ObjectStore {
@@ -64,12 +64,12 @@ impl ObjectStore {
                 };
                 // The name leaves the index, and the key its partition's
                 // counts, in the same batch.
-                let at_rest = entry_key.len() + sealed.len();
+                let freed = freed_by(&entry_key, &sealed);
                 batch.delete(entry_key, Expect::Value(sealed));
-                let gone = Deleted {
+                let gone = Deletion {
                     partition: entry.partition,
-                    name: Some(&name),
-                    at_rest,
+                    names: std::slice::from_ref(&name),
+                    freed,
                 };
                 let table = inner.table(&app);
                 // A conflict: the entry was changed since it was read (the

@@ -339,8 +339,7 @@ pub(super) async fn delete_entries(
         /// The names of those that open, to remove from the index.
         names: Vec<String>,
         live: u64,
-        keys: i64,
-        bytes: i64,
+        freed: Counts,
     }
     let mut removed = 0;
     let mut scan = table.scan(prefix);
@@ -368,8 +367,7 @@ pub(super) async fn delete_entries(
                     entries: Vec::new(),
                     names: Vec::new(),
                     live: 0,
-                    keys: 0,
-                    bytes: 0,
+                    freed: Counts::default(),
                 });
             let (counts, name) =
                 deletion_of(table, &entry, &key, &sealed, now, &mut deletions.batch)?;
@@ -378,38 +376,16 @@ pub(super) async fn delete_entries(
             }
             deletions.names.extend(name);
             deletions.entries.push(entry);
-            deletions.keys -= 1;
-            deletions.bytes -= (key.len() + sealed.len()) as i64;
+            deletions.freed.add(freed_by(&key, &sealed));
         }
-        for (partition, mut deletions) in by_partition {
-            let guard = locks.lock(&partition).await;
-            let counter = locks.counter(&partition);
-            index::ensure_countable(table, partition, counter).await?;
-            let mut edit = IndexEdit::new(table, Scope::Keys(partition));
-            let mut outcome = Commit::Done;
-            for name in &deletions.names {
-                if edit.remove(name).await? == Commit::Conflict {
-                    outcome = Commit::Conflict;
-                    break;
-                }
-            }
-            let freed = Counts {
-                keys: deletions.keys,
-                bytes: deletions.bytes,
+        for (partition, deletions) in by_partition {
+            let deletion = Deletion {
+                partition,
+                names: &deletions.names,
+                freed: deletions.freed,
             };
-            if outcome == Commit::Done {
-                edit.finish(&mut deletions.batch);
-                outcome = kept::commit_counted(
-                    table,
-                    &app.usage,
-                    partition,
-                    counter,
-                    freed,
-                    deletions.batch,
-                )
-                .await?;
-            }
-            drop(guard);
+            let outcome =
+                commit_deletion(table, locks, &app.usage, deletion, deletions.batch).await?;
             match outcome {
                 Commit::Done => removed += deletions.live,
                 Commit::Conflict if only.holds(table).await? => {
@@ -494,53 +470,58 @@ async fn delete_current(
         };
         let mut batch = Batch::new(shard.clone());
         let (counts, name) = deletion_of(table, entry, &key, &sealed, now, &mut batch)?;
-        let at_rest = key.len() + sealed.len();
-        let deleted = Deleted {
+        let deletion = Deletion {
             partition: entry.partition,
-            name: name.as_deref(),
-            at_rest,
+            names: name.as_slice(),
+            freed: freed_by(&key, &sealed),
         };
-        if commit_deletion(table, locks, &app.usage, deleted, batch).await? == Commit::Done {
+        if commit_deletion(table, locks, &app.usage, deletion, batch).await? == Commit::Done {
             return Ok(u64::from(counts));
         }
     }
     Err(Error::Contended("the key is"))
 }
 
-/// One entry that a batch deletes.
-pub(super) struct Deleted<'a> {
-    pub partition: PartitionId,
-    /// Its name, to leave the index of names (`None` for a damaged entry).
-    pub name: Option<&'a str>,
-    /// Its record key's and sealed record's bytes.
-    pub at_rest: usize,
+/// What deleting one entry frees: a key, and its record key's and sealed
+/// record's bytes.
+pub(super) fn freed_by(key: &[u8], sealed: &[u8]) -> Counts {
+    Counts {
+        keys: -1,
+        bytes: -((key.len() + sealed.len()) as i64),
+    }
 }
 
-/// Commits `batch`, which deletes one entry, with its name's removal from
-/// the index and its partition's counts, under the partition's lock;
-/// `usage` learns what landed. [`Commit::Conflict`] if the index or the
-/// entry changed meanwhile.
+/// Entries of one partition that a batch deletes.
+pub(super) struct Deletion<'a> {
+    pub partition: PartitionId,
+    /// The names to leave the index of names (those of the entries that
+    /// open: a damaged one has none).
+    pub names: &'a [String],
+    /// The keys and bytes they free.
+    pub freed: Counts,
+}
+
+/// Commits `batch`, which deletes entries of one partition, with their
+/// names' removal from the index and the change to the partition's counts,
+/// under the partition's lock; `usage` learns what landed.
+/// [`Commit::Conflict`] if the index or an entry changed meanwhile.
 pub(super) async fn commit_deletion(
     table: SealedTable<'_>,
     locks: &IndexLocks,
     usage: &AppUsage,
-    deleted: Deleted<'_>,
+    deletion: Deletion<'_>,
     mut batch: Batch,
 ) -> Result<Commit, Error> {
-    let partition = deleted.partition;
+    let partition = deletion.partition;
     let _guard = locks.lock(&partition).await;
     let counter = locks.counter(&partition);
     index::ensure_countable(table, partition, counter).await?;
-    if let Some(name) = deleted.name {
-        let mut edit = IndexEdit::new(table, Scope::Keys(partition));
+    let mut edit = IndexEdit::new(table, Scope::Keys(partition));
+    for name in deletion.names {
         if edit.remove(name).await? == Commit::Conflict {
             return Ok(Commit::Conflict);
         }
-        edit.finish(&mut batch);
     }
-    let freed = Counts {
-        keys: -1,
-        bytes: -(deleted.at_rest as i64),
-    };
-    kept::commit_counted(table, usage, partition, counter, freed, batch).await
+    edit.finish(&mut batch);
+    kept::commit_counted(table, usage, partition, counter, deletion.freed, batch).await
 }
