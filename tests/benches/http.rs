@@ -114,6 +114,15 @@ impl Drop for WasmtimeServe {
     }
 }
 
+/// A second of hello-world requests: the first ones pay for lazy
+/// initialisation.
+async fn warm_up(addr: SocketAddr) {
+    drive(addr, 4, Duration::from_secs(1), move |conn, n| {
+        Workload::Hello.request(addr, conn, n)
+    })
+    .await;
+}
+
 #[tokio::main]
 async fn main() {
     let (seconds, counts) = ostore_tests::load::seconds_and_connections(10);
@@ -159,12 +168,7 @@ async fn main() {
             let r = host.request("POST", "/store", body).await;
             assert_eq!(r.status, 200, "seeding: {}", r.text());
         }
-        // Warm up: first requests pay for lazy initialisation.
-        let addr = host.addr;
-        drive(addr, 4, Duration::from_secs(1), move |conn, n| {
-            Workload::Hello.request(addr, conn, n)
-        })
-        .await;
+        warm_up(host.addr).await;
         println!("{label}: {} {env:?}", bin.display());
         hosts.push((label.clone(), host));
     }
@@ -182,11 +186,7 @@ async fn main() {
         serve
     });
     if let Some(serve) = &wasmtime {
-        let addr = serve.addr;
-        drive(addr, 4, Duration::from_secs(1), move |conn, n| {
-            Workload::Hello.request(addr, conn, n)
-        })
-        .await;
+        warm_up(serve.addr).await;
     }
 
     println!("ostore HTTP benchmark: {seconds} s per run, 100-byte values");
