@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use crate::backend::{Batch, Expect};
 
 use super::Scope;
-use super::{MAX_DEPTH, PAGE_BYTES, ROOT, covers, new_page_id, page_key};
+use super::{Leaf, MAX_DEPTH, PAGE_BYTES, ROOT, covers, new_page_id, page_key};
 use crate::objectstore::Error;
-use crate::objectstore::record::{IndexPage, Record};
+use crate::objectstore::record::IndexPage;
 use crate::objectstore::sealed::{Commit, SealedTable};
 
 /// A page as this edit knows it.
@@ -17,16 +17,6 @@ struct Slot {
     original: Option<Vec<u8>>,
     page: Option<IndexPage>,
     changed: bool,
-}
-
-/// A leaf as found on the way down to a name.
-pub(super) struct Found {
-    /// Each inner page passed, with the child taken.
-    path: Vec<(u64, usize)>,
-    id: u64,
-    low: Option<String>,
-    pub high: Option<String>,
-    pub names: Vec<String>,
 }
 
 /// Changes to one index, gathered in memory and then added to the batch
@@ -128,75 +118,83 @@ impl<'a> IndexEdit<'a> {
         }
     }
 
-    /// The leaf at `id` as (low, high, names), an empty root if there is
-    /// none yet; `None` if it is not a leaf covering `name` (read stale).
-    fn leaf_for(
-        &self,
-        id: u64,
-        name: &[u8],
-    ) -> Option<(Option<String>, Option<String>, Vec<String>)> {
-        match self.pages.get(&id).and_then(|s| s.page.clone()) {
-            None if id == ROOT && self.empty_without_root => Some((None, None, Vec::new())),
-            Some(IndexPage::Leaf { low, high, names }) if covers(&low, &high, name) => {
-                Some((low, high, names))
-            }
+    /// The leaf whose range holds `name`, read from the root down and
+    /// taken out of this edit (one that only reads); `None` if a page on
+    /// the way is gone or the leaf no longer covers `name` (read stale):
+    /// read again.
+    pub(super) async fn take_leaf(&mut self, name: &[u8]) -> Result<Option<Leaf>, Error> {
+        let Some((_, id)) = self.descend(name).await? else {
+            return Ok(None);
+        };
+        Ok(match self.leaf_mut(id, name).and_then(|s| s.page.take()) {
+            Some(IndexPage::Leaf { names, high, .. }) => Some(Leaf { names, high }),
+            _ => None,
+        })
+    }
+
+    /// The leaf at `id` if it covers `name`, to change in place: a missing
+    /// root reads as an empty leaf where this edit allows it. `None`: it
+    /// is not a leaf covering `name` (read stale).
+    fn leaf_mut(&mut self, id: u64, name: &[u8]) -> Option<&mut Slot> {
+        let empty_root = id == ROOT && self.empty_without_root;
+        let slot = self.pages.entry(id).or_insert(Slot {
+            original: None,
+            page: None,
+            changed: false,
+        });
+        if slot.page.is_none() && empty_root {
+            slot.page = Some(IndexPage::Leaf {
+                low: None,
+                high: None,
+                names: Vec::new(),
+            });
+        }
+        match &slot.page {
+            Some(IndexPage::Leaf { low, high, .. }) if covers(low, high, name) => Some(slot),
             _ => None,
         }
     }
 
-    /// The leaf whose range holds `name`, read from the root down; `None`
-    /// if a page on the way is gone or the leaf no longer covers `name`
-    /// (read stale): read again.
-    pub(super) async fn find_leaf(&mut self, name: &[u8]) -> Result<Option<Found>, Error> {
-        let Some((path, id)) = self.descend(name).await? else {
-            return Ok(None);
-        };
-        Ok(self.leaf_for(id, name).map(|(low, high, names)| Found {
-            path,
-            id,
-            low,
-            high,
-            names,
-        }))
-    }
-
     /// Adds `name`; [`Commit::Conflict`] if the pages read are out of date
-    /// (the whole change must be read again).
+    /// (the whole change must be read again), and then nothing is changed.
     pub async fn insert(&mut self, name: &str) -> Result<Commit, Error> {
         let key = name.as_bytes();
-        let Some(Found {
-            path,
-            id: leaf,
-            low,
-            high,
-            mut names,
-        }) = self.find_leaf(key).await?
-        else {
+        let Some((path, leaf)) = self.descend(key).await? else {
             return Ok(Commit::Conflict);
         };
-        match names.binary_search_by(|n| n.as_bytes().cmp(key)) {
-            Ok(_) => return Ok(Commit::Done),
-            Err(at) => names.insert(at, name.to_string()),
-        }
-        self.set(leaf, Some(IndexPage::Leaf { low, high, names }));
+        let Some(slot) = self.leaf_mut(leaf, key) else {
+            return Ok(Commit::Conflict);
+        };
+        let Some(IndexPage::Leaf { names, .. }) = &mut slot.page else {
+            unreachable!("leaf_mut finds leaves")
+        };
+        let Err(at) = names.binary_search_by(|n| n.as_bytes().cmp(key)) else {
+            return Ok(Commit::Done);
+        };
+        names.insert(at, name.to_string());
+        slot.changed = true;
         self.split_up(path, leaf);
         Ok(Commit::Done)
     }
 
-    /// Splits the page at `id` while it is too big, and its parents in turn.
+    /// Splits the page at `id` (just changed) while it is too big, and its
+    /// parents in turn. Each page is changed where it lies: only a split's
+    /// right half is a new page.
     fn split_up(&mut self, mut path: Vec<(u64, usize)>, mut id: u64) {
         loop {
-            let page = self.pages[&id].page.clone().expect("a page just written");
-            if page.encode().len() <= PAGE_BYTES {
+            let slot = self.pages.get_mut(&id).expect("a page just written");
+            let page = slot.page.as_mut().expect("a page just written");
+            if page.encoded_len() <= PAGE_BYTES {
                 return;
             }
-            let Some((left, separator, right)) = split(page) else {
+            let Some((separator, right)) = split_off(page) else {
                 return;
             };
             if id == ROOT {
                 // The root keeps its id: its halves move to new pages.
+                let left = slot.page.take();
                 let (a, b) = (self.fresh_id(), self.fresh_id());
-                self.set(a, Some(left));
+                self.set(a, left);
                 self.set(b, Some(right));
                 let root = IndexPage::Inner {
                     separators: vec![separator],
@@ -206,98 +204,109 @@ impl<'a> IndexEdit<'a> {
                 return;
             }
             let r = self.fresh_id();
-            self.set(id, Some(left));
             self.set(r, Some(right));
             let (parent, i) = path.pop().expect("a page other than the root has a parent");
+            let slot = self
+                .pages
+                .get_mut(&parent)
+                .expect("the path's pages are read");
             let Some(IndexPage::Inner {
-                mut separators,
-                mut children,
-            }) = self.pages[&parent].page.clone()
+                separators,
+                children,
+            }) = &mut slot.page
             else {
                 unreachable!("the path holds inner pages")
             };
             separators.insert(i, separator);
             children.insert(i + 1, r);
-            self.set(
-                parent,
-                Some(IndexPage::Inner {
-                    separators,
-                    children,
-                }),
-            );
+            slot.changed = true;
             id = parent;
         }
     }
 
     /// Removes `name` if it is there; [`Commit::Conflict`] if the pages read
-    /// are out of date. A leaf left empty leaves its parent (unless it is
-    /// the only child), and its neighbour under that parent takes over its
-    /// range, so that emptied leaves do not pile up on a listing's way.
+    /// are out of date, and then nothing is changed. A leaf left empty
+    /// leaves its parent (unless it is the only child), and its neighbour
+    /// under that parent takes over its range, so that emptied leaves do
+    /// not pile up on a listing's way.
     pub async fn remove(&mut self, name: &str) -> Result<Commit, Error> {
         let key = name.as_bytes();
-        let Some(Found {
-            path,
-            id: leaf,
-            low,
-            high,
-            mut names,
-        }) = self.find_leaf(key).await?
-        else {
+        let Some((path, leaf)) = self.descend(key).await? else {
             return Ok(Commit::Conflict);
+        };
+        let Some(slot) = self.leaf_mut(leaf, key) else {
+            return Ok(Commit::Conflict);
+        };
+        let Some(IndexPage::Leaf { names, .. }) = &slot.page else {
+            unreachable!("leaf_mut finds leaves")
         };
         let Ok(at) = names.binary_search_by(|n| n.as_bytes().cmp(key)) else {
             return Ok(Commit::Done);
         };
-        names.remove(at);
-        if names.is_empty()
-            && let Some(&(parent, i)) = path.last()
-        {
-            let Some(IndexPage::Inner {
-                mut separators,
-                mut children,
-            }) = self.pages[&parent].page.clone()
-            else {
-                unreachable!("the path holds inner pages")
-            };
-            if children.len() > 1 {
-                let sibling = if i > 0 { children[i - 1] } else { children[1] };
-                let Some(IndexPage::Leaf {
-                    low: s_low,
-                    high: s_high,
-                    names: s_names,
-                }) = self.load(sibling).await?.cloned()
-                else {
-                    return Ok(Commit::Conflict);
-                };
-                let merged = if i > 0 {
-                    separators.remove(i - 1);
-                    IndexPage::Leaf {
-                        low: s_low,
-                        high,
-                        names: s_names,
-                    }
-                } else {
-                    separators.remove(0);
-                    IndexPage::Leaf {
-                        low,
-                        high: s_high,
-                        names: s_names,
-                    }
-                };
-                children.remove(i);
-                self.set(sibling, Some(merged));
-                self.set(
-                    parent,
-                    Some(IndexPage::Inner {
-                        separators,
-                        children,
-                    }),
-                );
-                self.set(leaf, None);
-                return Ok(Commit::Done);
+        let emptied = names.len() == 1;
+        // The neighbour that takes over an emptied leaf's range: read
+        // before anything changes, as reading it may find the edit stale.
+        let neighbour = match path.last() {
+            Some(&(parent, i)) if emptied => match &self.pages[&parent].page {
+                Some(IndexPage::Inner { children, .. }) if children.len() > 1 => {
+                    Some((parent, i, if i > 0 { children[i - 1] } else { children[1] }))
+                }
+                Some(IndexPage::Inner { .. }) => None,
+                _ => unreachable!("the path holds inner pages"),
+            },
+            _ => None,
+        };
+        let Some((parent, i, sibling)) = neighbour else {
+            let slot = self.pages.get_mut(&leaf).expect("the leaf was just read");
+            if let Some(IndexPage::Leaf { names, .. }) = &mut slot.page {
+                names.remove(at);
             }
+            slot.changed = true;
+            return Ok(Commit::Done);
+        };
+        if !matches!(self.load(sibling).await?, Some(IndexPage::Leaf { .. })) {
+            return Ok(Commit::Conflict);
         }
-        self.set(leaf, Some(IndexPage::Leaf { low, high, names }));
+        let Some(IndexPage::Leaf { low, high, .. }) =
+            self.pages.get_mut(&leaf).and_then(|s| s.page.take())
+        else {
+            unreachable!("the leaf was just read")
+        };
+        self.set(leaf, None);
+        let slot = self
+            .pages
+            .get_mut(&parent)
+            .expect("the path's pages are read");
+        let Some(IndexPage::Inner {
+            separators,
+            children,
+        }) = &mut slot.page
+        else {
+            unreachable!("the path holds inner pages")
+        };
+        separators.remove(i.saturating_sub(1));
+        children.remove(i);
+        slot.changed = true;
+        let slot = self
+            .pages
+            .get_mut(&sibling)
+            .expect("the neighbour was just read");
+        let Some(IndexPage::Leaf {
+            low: s_low,
+            high: s_high,
+            ..
+        }) = &mut slot.page
+        else {
+            unreachable!("the neighbour was just read as a leaf")
+        };
+        // The neighbour on the left takes the range up to the emptied
+        // leaf's high end, the one on the right from its low end.
+        if i > 0 {
+            *s_high = high;
+        } else {
+            *s_low = low;
+        }
+        slot.changed = true;
         Ok(Commit::Done)
     }
 
@@ -327,37 +336,29 @@ impl<'a> IndexEdit<'a> {
     }
 }
 
-/// Splits a page in two halves and the separator between them; `None` if
-/// it holds too little to split.
-fn split(page: IndexPage) -> Option<(IndexPage, String, IndexPage)> {
+/// Splits `page` in two halves: keeps the left one in place and returns
+/// the separator and the right one; `None` if it holds too little to split.
+fn split_off(page: &mut IndexPage) -> Option<(String, IndexPage)> {
     match page {
-        IndexPage::Leaf {
-            low,
-            high,
-            mut names,
-        } => {
+        IndexPage::Leaf { high, names, .. } => {
             if names.len() < 2 {
                 return None;
             }
             let right = names.split_off(names.len() / 2);
             let separator = right[0].clone();
+            let right_high = std::mem::replace(high, Some(separator.clone()));
             Some((
-                IndexPage::Leaf {
-                    low,
-                    high: Some(separator.clone()),
-                    names,
-                },
                 separator.clone(),
                 IndexPage::Leaf {
                     low: Some(separator),
-                    high,
+                    high: right_high,
                     names: right,
                 },
             ))
         }
         IndexPage::Inner {
-            mut separators,
-            mut children,
+            separators,
+            children,
         } => {
             if separators.len() < 2 {
                 return None;
@@ -367,10 +368,6 @@ fn split(page: IndexPage) -> Option<(IndexPage, String, IndexPage)> {
             let up = separators.pop().expect("mid + 1 separators left");
             let right_children = children.split_off(mid + 1);
             Some((
-                IndexPage::Inner {
-                    separators,
-                    children,
-                },
                 up,
                 IndexPage::Inner {
                     separators: right_separators,
@@ -387,12 +384,12 @@ mod tests {
 
     #[test]
     fn pages_split_into_halves_around_their_separator() {
-        let leaf = IndexPage::Leaf {
+        let mut left = IndexPage::Leaf {
             low: Some("a".into()),
             high: None,
             names: vec!["b".into(), "c".into(), "d".into()],
         };
-        let (left, separator, right) = split(leaf).unwrap();
+        let (separator, right) = split_off(&mut left).unwrap();
         assert_eq!(separator, "c");
         assert_eq!(
             left,
@@ -410,11 +407,11 @@ mod tests {
                 names: vec!["c".into(), "d".into()]
             }
         );
-        let inner = IndexPage::Inner {
+        let mut left = IndexPage::Inner {
             separators: vec!["b".into(), "c".into(), "d".into()],
             children: vec![1, 2, 3, 4],
         };
-        let (left, up, right) = split(inner).unwrap();
+        let (up, right) = split_off(&mut left).unwrap();
         assert_eq!(up, "c");
         assert_eq!(
             left,
@@ -430,5 +427,24 @@ mod tests {
                 children: vec![3, 4]
             }
         );
+    }
+
+    #[test]
+    fn a_page_too_small_to_split_is_left_whole() {
+        let one_name = IndexPage::Leaf {
+            low: None,
+            high: Some("z".into()),
+            names: vec!["a".repeat(1024)],
+        };
+        let mut page = one_name.clone();
+        assert!(split_off(&mut page).is_none());
+        assert_eq!(page, one_name);
+        let one_separator = IndexPage::Inner {
+            separators: vec!["m".into()],
+            children: vec![1, 2],
+        };
+        let mut page = one_separator.clone();
+        assert!(split_off(&mut page).is_none());
+        assert_eq!(page, one_separator);
     }
 }

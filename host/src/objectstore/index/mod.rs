@@ -62,7 +62,6 @@ mod queue;
 
 pub(crate) use build::{Need, delete_pages, ensure_built, ensure_countable, rebuild};
 pub(crate) use cursor::{decode_cursor, encode_cursor};
-use edit::Found;
 pub(crate) use edit::IndexEdit;
 pub(crate) use names::{commit_named, delete_names, page_of_names, rebuild_names};
 pub(crate) use queue::{IndexLocks, NameChange};
@@ -196,8 +195,8 @@ pub(crate) async fn leaf_covering(
         // scope: the one it built a moment ago was deleted since (with its
         // store, say), and so were the records it held.
         let mut edit = IndexEdit::reading(table, scope);
-        if let Some(Found { names, high, .. }) = edit.find_leaf(name).await? {
-            return Ok(Leaf { names, high });
+        if let Some(leaf) = edit.take_leaf(name).await? {
+            return Ok(leaf);
         }
     }
     Err(Error::Contended("the partition's index is"))

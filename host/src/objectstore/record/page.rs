@@ -26,6 +26,28 @@ pub(crate) enum IndexPage {
 const LEAF: u8 = 1;
 const INNER: u8 = 2;
 
+impl IndexPage {
+    /// The length of [`encode`](Record::encode)'s bytes, without making
+    /// them: an edit asks it after each change, to know when to split.
+    pub(crate) fn encoded_len(&self) -> usize {
+        // The format byte and the kind, then each field as `Writer` puts
+        // it: a u64 is 8 bytes, bytes have their u64 length first, and an
+        // optional name has a byte saying whether it is there.
+        const HEAD: usize = 2;
+        let bytes = |s: &String| 8 + s.len();
+        let name = |n: &Option<String>| 1 + n.as_ref().map_or(0, bytes);
+        match self {
+            IndexPage::Leaf { low, high, names } => {
+                HEAD + name(low) + name(high) + 8 + names.iter().map(bytes).sum::<usize>()
+            }
+            IndexPage::Inner {
+                separators,
+                children,
+            } => HEAD + 8 + separators.iter().map(bytes).sum::<usize>() + 8 * children.len(),
+        }
+    }
+}
+
 impl Record for IndexPage {
     fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();

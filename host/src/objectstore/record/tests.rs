@@ -101,3 +101,38 @@ fn credential_records_round_trip_and_truncations_are_rejected() {
         );
     }
 }
+
+#[test]
+fn index_pages_know_their_encoded_length_without_encoding() {
+    let names = |n: usize| -> Vec<String> { (0..n).map(|i| format!("näme-{i:04}")).collect() };
+    let pages = [
+        IndexPage::Leaf {
+            low: None,
+            high: None,
+            names: Vec::new(),
+        },
+        IndexPage::Leaf {
+            low: Some(String::new()),
+            high: Some("zz".into()),
+            names: names(3),
+        },
+        IndexPage::Leaf {
+            low: Some("a".into()),
+            high: None,
+            names: names(200),
+        },
+        IndexPage::Inner {
+            separators: Vec::new(),
+            children: vec![7],
+        },
+        IndexPage::Inner {
+            separators: names(50),
+            children: (0..51).collect(),
+        },
+    ];
+    for page in pages {
+        let bytes = page.encode();
+        assert_eq!(page.encoded_len(), bytes.len(), "{page:?}");
+        assert_eq!(IndexPage::decode(&bytes).unwrap(), page);
+    }
+}
