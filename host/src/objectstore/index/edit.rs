@@ -346,7 +346,7 @@ fn split_off(page: &mut IndexPage) -> Option<(String, IndexPage)> {
             }
             let right = names.split_off(names.len() / 2);
             let separator = right[0].clone();
-            let right_high = std::mem::replace(high, Some(separator.clone()));
+            let right_high = high.replace(separator.clone());
             Some((
                 separator.clone(),
                 IndexPage::Leaf {
