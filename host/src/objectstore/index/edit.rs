@@ -155,6 +155,20 @@ impl<'a> IndexEdit<'a> {
         }
     }
 
+    /// The separators and children of the inner page at `id`, on a path
+    /// just read, to change in place (the page is marked changed).
+    fn inner_mut(&mut self, id: u64) -> (&mut Vec<String>, &mut Vec<u64>) {
+        let slot = self.pages.get_mut(&id).expect("the path's pages are read");
+        slot.changed = true;
+        match &mut slot.page {
+            Some(IndexPage::Inner {
+                separators,
+                children,
+            }) => (separators, children),
+            _ => unreachable!("the path holds inner pages"),
+        }
+    }
+
     /// Adds `name`; [`Commit::Conflict`] if the pages read are out of date
     /// (the whole change must be read again), and then nothing is changed.
     pub async fn insert(&mut self, name: &str) -> Result<Commit, Error> {
@@ -206,20 +220,9 @@ impl<'a> IndexEdit<'a> {
             let r = self.fresh_id();
             self.set(r, Some(right));
             let (parent, i) = path.pop().expect("a page other than the root has a parent");
-            let slot = self
-                .pages
-                .get_mut(&parent)
-                .expect("the path's pages are read");
-            let Some(IndexPage::Inner {
-                separators,
-                children,
-            }) = &mut slot.page
-            else {
-                unreachable!("the path holds inner pages")
-            };
+            let (separators, children) = self.inner_mut(parent);
             separators.insert(i, separator);
             children.insert(i + 1, r);
-            slot.changed = true;
             id = parent;
         }
     }
@@ -273,20 +276,9 @@ impl<'a> IndexEdit<'a> {
             unreachable!("the leaf was just read")
         };
         self.set(leaf, None);
-        let slot = self
-            .pages
-            .get_mut(&parent)
-            .expect("the path's pages are read");
-        let Some(IndexPage::Inner {
-            separators,
-            children,
-        }) = &mut slot.page
-        else {
-            unreachable!("the path holds inner pages")
-        };
+        let (separators, children) = self.inner_mut(parent);
         separators.remove(i.saturating_sub(1));
         children.remove(i);
-        slot.changed = true;
         let slot = self
             .pages
             .get_mut(&sibling)
