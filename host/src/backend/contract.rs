@@ -43,6 +43,35 @@ pub async fn keeps_the_contract(b: Arc<dyn Backend>) {
         b.get_many(S, &[]).await.unwrap(),
         Vec::<Option<Vec<u8>>>::new()
     );
+    // A batch as large as a listing's page (which a backend may read in
+    // parts, at once): every value in its place, present or not.
+    let mut batch = Batch::new(S);
+    for i in (0..1000).step_by(3) {
+        batch.put(
+            format!("m/{i}").into_bytes(),
+            i.to_string().into_bytes(),
+            Expect::Any,
+        );
+    }
+    b.commit(batch).await.unwrap();
+    let many: Vec<Vec<u8>> = (0..1001)
+        .rev()
+        .map(|i| format!("m/{i}").into_bytes())
+        .collect();
+    let expected: Vec<Option<Vec<u8>>> = (0..1001)
+        .rev()
+        .map(|i| (i % 3 == 0 && i < 1000).then(|| i.to_string().into_bytes()))
+        .collect();
+    assert_eq!(
+        b.get_many(S, &many).await.unwrap(),
+        expected,
+        "get_many of 1,001 keys"
+    );
+    let mut cleanup = Batch::new(S);
+    for key in many {
+        cleanup.delete(key, Expect::Any);
+    }
+    b.commit(cleanup).await.unwrap();
 
     // A failed expectation writes nothing of its batch.
     let mut batch = Batch::new(S);

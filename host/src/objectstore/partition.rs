@@ -441,10 +441,11 @@ impl Partition {
     }
 
     /// One page of the live keys whose names start with `prefix`, in byte
-    /// order of the names, from the index of names: the leaf where the
-    /// prefix (or the cursor) starts, then the leaves after it until a name
-    /// no longer matches, so a page costs O(log N + page) reads however
-    /// large the partition.
+    /// order of the names, from the index of names: the names the page
+    /// still needs, from the leaf where the prefix (or the cursor) starts
+    /// and the leaves after it, then their records in one read; again if
+    /// some were expired. A page costs O(log N + page) reads however large
+    /// the partition.
     async fn list<T>(
         &self,
         prefix: Option<&str>,
@@ -469,43 +470,13 @@ impl Partition {
             Some(a) if a.as_str() >= prefix => (a, true),
             _ => (prefix.to_string(), false),
         };
-        let mut last: Option<String> = None;
-        let done = |items| {
-            Ok(Page {
-                items,
-                cursor: None,
-            })
-        };
         loop {
-            let leaf = index::leaf_covering(table, Scope::Keys(self.id), seek.as_bytes()).await?;
-            let names: Vec<String> = leaf
-                .names
-                .into_iter()
-                .filter(|n| n.as_bytes() > seek.as_bytes() || (!exclusive && *n == seek))
-                .collect();
-            // Records read ahead, for `names[i..]`: as many at once as the
-            // page still needs (a backend reads them in one go).
-            let mut ahead = std::collections::VecDeque::new();
-            for (i, name) in names.iter().enumerate() {
-                if !name.starts_with(prefix) {
-                    return done(items);
-                }
-                if items.len() == want {
-                    let last = last.expect("a full page has a last name");
-                    let cursor = index::encode_cursor(sealer, Scope::Keys(self.id), prefix, &last);
-                    return Ok(Page {
-                        items,
-                        cursor: Some(cursor),
-                    });
-                }
-                if ahead.is_empty() {
-                    let next = names[i..]
-                        .iter()
-                        .take(want - items.len())
-                        .take_while(|n| n.starts_with(prefix));
-                    ahead = self.listed(next).await?.into();
-                }
-                match ahead.pop_front().expect("read ahead") {
+            let need = want - items.len();
+            let (names, more) =
+                index::names_from(table, Scope::Keys(self.id), prefix, &seek, exclusive, need)
+                    .await?;
+            for (name, record) in names.iter().zip(self.listed(names.iter()).await?) {
+                match record {
                     Some(record) if record.is_live_at(now) => items.push(map(record)),
                     Some(_) => {}
                     // Deleted since the leaf was read, or damage: an index
@@ -525,16 +496,25 @@ impl Partition {
                         }
                     }
                 }
-                last = Some(name.clone());
             }
-            match leaf.high {
-                // Every name from `high` on sorts after the prefix's range.
-                Some(high) if high.starts_with(prefix) || high.as_str() < prefix => {
-                    seek = high;
-                    exclusive = false;
-                }
-                _ => return done(items),
+            if !more {
+                return Ok(Page {
+                    items,
+                    cursor: None,
+                });
             }
+            // `more` means at least `need` names came: the last of them is
+            // where the next read (or the next page) resumes.
+            let last = names.last().expect("more names than none");
+            if items.len() == want {
+                let cursor = index::encode_cursor(sealer, Scope::Keys(self.id), prefix, last);
+                return Ok(Page {
+                    items,
+                    cursor: Some(cursor),
+                });
+            }
+            seek = last.clone();
+            exclusive = true;
         }
     }
 
