@@ -177,16 +177,17 @@ fn storage(e: impl Into<redb::Error>) -> BackendError {
     }
 }
 
-/// Keys that one thread of [`read_many`] reads at least: below that, a
-/// second thread costs more (about 30 µs to start) than it saves.
+/// Keys that one thread of [`read_many`] reads at least: for fewer, starting
+/// a thread costs about what it would save.
 const KEYS_PER_READER: usize = 64;
 
 /// The values of `keys` in `table`, in order. Each is a point lookup in a
 /// tree far larger than redb's cache, so a large batch spends its time in
-/// cache misses and in copying pages out of the page cache, on one core;
-/// split across the machine's cores (every part in the same read
-/// transaction, so one snapshot) it takes about 1/cores as long. Where a
-/// thread cannot be started, the calling thread reads that part too.
+/// cache misses and in copying pages out of the page cache; split across
+/// the machine's cores (every part in the same read transaction, so one
+/// snapshot), a listing's page of 1,000 took a quarter to two fifths less
+/// time on 2 cores (docs/BENCHMARKS.md). Where a thread cannot be started,
+/// the calling thread reads that part too.
 fn read_many(
     table: &ReadOnlyTable<&'static [u8], &'static [u8]>,
     keys: &[Vec<u8>],
