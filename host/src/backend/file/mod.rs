@@ -259,7 +259,7 @@ impl Backend for FileBackend {
     }
 
     /// One read transaction for all of them; a large batch (a listing's
-    /// page) is read by several threads at once (see [`read_many`]).
+    /// page) is read by several threads at once (see `read_many`).
     fn get_many<'a>(
         &'a self,
         _shard: &'a [u8],
