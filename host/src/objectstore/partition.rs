@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::application::AppState;
-use super::index::{Need, Scope};
+use super::index::{NameWalk, Need, Scope};
 use super::keys::{EntryId, PartitionId, RecordKey, Shard};
 use super::record::{EntryRecord, PartitionRecord};
 use super::sealed::{Commit, SealedTable};
@@ -464,17 +464,10 @@ impl Partition {
         index::ensure_built(table, &self.inner().index_locks, self.id, Need::Listing).await?;
         let want = paging::clamp_page_size(page_size);
         let mut items = Vec::with_capacity(want.min(64));
-        // Where the next leaf is sought, and whether a name equal to it was
-        // already listed (the cursor's).
-        let (mut seek, mut exclusive) = match after {
-            Some(a) if a.as_str() >= prefix => (a, true),
-            _ => (prefix.to_string(), false),
-        };
+        let mut walk = NameWalk::new(table, Scope::Keys(self.id), prefix, after);
         loop {
             let need = want - items.len();
-            let (names, more) =
-                index::names_from(table, Scope::Keys(self.id), prefix, &seek, exclusive, need)
-                    .await?;
+            let names = walk.take(need).await?;
             for (name, record) in names.iter().zip(self.listed(names.iter()).await?) {
                 match record {
                     Some(record) if record.is_live_at(now) => items.push(map(record)),
@@ -485,36 +478,29 @@ impl Partition {
                     // lost (or moved, as a flipped bit in its key moves
                     // it). A listing never answers short as if whole.
                     None => {
-                        let now_indexed =
-                            index::leaf_covering(table, Scope::Keys(self.id), name.as_bytes())
-                                .await?
-                                .names
-                                .contains(name);
-                        if now_indexed {
+                        if walk.holds(name).await? {
                             tracing::warn!("the index of names lists a key without an entry");
                             return Err(Error::Integrity);
                         }
                     }
                 }
             }
-            if !more {
+            // Fewer names than asked for: the walk is at its end.
+            if names.len() < need {
                 return Ok(Page {
                     items,
                     cursor: None,
                 });
             }
-            // `more` means at least `need` names came: the last of them is
-            // where the next read (or the next page) resumes.
-            let last = names.last().expect("more names than none");
+            // A full page has a cursor (naming its last name) only if a
+            // further name follows; otherwise the next names fill it.
             if items.len() == want {
-                let cursor = index::encode_cursor(sealer, Scope::Keys(self.id), prefix, last);
-                return Ok(Page {
-                    items,
-                    cursor: Some(cursor),
+                let cursor = walk.has_more().await?.then(|| {
+                    let last = names.last().expect("a full page has a last name");
+                    index::encode_cursor(sealer, Scope::Keys(self.id), prefix, last)
                 });
+                return Ok(Page { items, cursor });
             }
-            seek = last.clone();
-            exclusive = true;
         }
     }
 

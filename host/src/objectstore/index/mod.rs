@@ -59,12 +59,14 @@ mod cursor;
 mod edit;
 mod names;
 mod queue;
+mod walk;
 
 pub(crate) use build::{Need, delete_pages, ensure_built, ensure_countable, rebuild};
 pub(crate) use cursor::{decode_cursor, encode_cursor};
 pub(crate) use edit::IndexEdit;
 pub(crate) use names::{commit_named, delete_names, page_of_names, rebuild_names};
 pub(crate) use queue::{IndexLocks, NameChange};
+pub(crate) use walk::NameWalk;
 
 /// The root's page id; every other page has a random one.
 pub(crate) const ROOT: u64 = 0;
@@ -200,47 +202,6 @@ pub(crate) async fn leaf_covering(
         }
     }
     Err(Error::Contended("the partition's index is"))
-}
-
-/// Up to `count` names that start with `prefix`, in order, from `seek` on
-/// (`seek` itself only if not `exclusive`), from the leaf that covers
-/// `seek` and the leaves after it; and whether a further name starts with
-/// `prefix` (`count` came, and another follows).
-pub(crate) async fn names_from(
-    table: SealedTable<'_>,
-    scope: Scope,
-    prefix: &str,
-    seek: &str,
-    exclusive: bool,
-    count: usize,
-) -> Result<(Vec<String>, bool), Error> {
-    let mut names = Vec::with_capacity(count.min(1024));
-    let mut seek = seek.to_string();
-    let mut exclusive = exclusive;
-    loop {
-        let leaf = leaf_covering(table, scope, seek.as_bytes()).await?;
-        let after = leaf
-            .names
-            .into_iter()
-            .filter(|n| n.as_bytes() > seek.as_bytes() || (!exclusive && *n == seek));
-        for name in after {
-            if !name.starts_with(prefix) {
-                return Ok((names, false));
-            }
-            if names.len() == count {
-                return Ok((names, true));
-            }
-            names.push(name);
-        }
-        match leaf.high {
-            // Every name from `high` on sorts after the prefix's range.
-            Some(high) if high.starts_with(prefix) || high.as_str() < prefix => {
-                seek = high;
-                exclusive = false;
-            }
-            _ => return Ok((names, false)),
-        }
-    }
 }
 
 /// Every name of a tree, in order, from its pages as read (`ostore

@@ -16,15 +16,11 @@
 //! names to index: a listing of an empty scope writes nothing (so it works
 //! on a full disk too), and reads a missing root as an empty index.
 
-use std::collections::VecDeque;
-
 use crate::backend::{Batch, Expect};
 use crate::encryption::Sealer;
 
 use super::build::{has_root, write_tree};
-use super::{
-    IndexEdit, IndexLocks, Need, ROOT, Scope, decode_cursor, encode_cursor, leaf_covering,
-};
+use super::{IndexEdit, IndexLocks, NameWalk, Need, ROOT, Scope, decode_cursor, encode_cursor};
 use crate::objectstore::keys::{Prefix, RecordKey};
 use crate::objectstore::paging::clamp_page_size;
 use crate::objectstore::record::{PartitionRecord, StoreRecord};
@@ -181,57 +177,6 @@ pub(crate) async fn rebuild_names(table: SealedTable<'_>, scope: Scope) -> Resul
     }
 }
 
-/// The names of one index in byte order, from a point on, read leaf by
-/// leaf: a listing costs O(log N + page) page reads.
-pub(crate) struct NameWalk<'a> {
-    table: SealedTable<'a>,
-    scope: Scope,
-    /// Where the next leaf is sought; `None` once the last one is read.
-    seek: Option<String>,
-    /// The name the walk starts after (a cursor's), not listed again.
-    after: Option<String>,
-    ready: VecDeque<String>,
-}
-
-impl<'a> NameWalk<'a> {
-    /// The names after `after` (all of them if `None`).
-    pub fn after(table: SealedTable<'a>, scope: Scope, after: Option<String>) -> Self {
-        Self {
-            table,
-            scope,
-            seek: Some(after.clone().unwrap_or_default()),
-            after,
-            ready: VecDeque::new(),
-        }
-    }
-
-    /// The next name, or `None` at the end.
-    pub async fn next(&mut self) -> Result<Option<String>, Error> {
-        loop {
-            if let Some(name) = self.ready.pop_front() {
-                return Ok(Some(name));
-            }
-            let Some(seek) = self.seek.take() else {
-                return Ok(None);
-            };
-            let leaf = leaf_covering(self.table, self.scope, seek.as_bytes()).await?;
-            let after = self.after.as_deref();
-            self.ready.extend(
-                leaf.names
-                    .into_iter()
-                    .filter(|n| n.as_bytes() >= seek.as_bytes() && Some(n.as_str()) != after),
-            );
-            self.seek = leaf.high;
-        }
-    }
-
-    /// Whether the index holds `name` now (read again).
-    pub async fn holds(&self, name: &str) -> Result<bool, Error> {
-        let leaf = leaf_covering(self.table, self.scope, name.as_bytes()).await?;
-        Ok(leaf.names.iter().any(|n| n == name))
-    }
-}
-
 /// One page of the records whose names the index of `scope` holds, in name
 /// order, from a sealed cursor of the same scope on: each name is opened by
 /// `open` (`None`: no record). Builds the index first if it has none. The
@@ -254,7 +199,7 @@ where
     ensure_names_built(table, locks, scope, Need::Listing).await?;
     let want = clamp_page_size(page_size);
     let mut items = Vec::with_capacity(want.min(64));
-    let mut walk = NameWalk::after(table, scope, after);
+    let mut walk = NameWalk::new(table, scope, "", after);
     let mut last: Option<String> = None;
     while let Some(name) = walk.next().await? {
         if items.len() == want {
