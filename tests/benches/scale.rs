@@ -19,15 +19,17 @@
 //! Nothing here asserts a timing.
 //!
 //! ```text
-//! cargo bench -p ostore-tests --bench scale -- [--keys N] [--seconds S] [--cache-size SIZE]
+//! cargo bench -p ostore-tests --bench scale -- [--keys N] [--seconds S] [--cache-size SIZE] [--keep DIR]
 //! ```
 //! Defaults: 10,000,000 keys, 5 seconds per load run, the host's default
-//! cache size. Keys are `k` and nine digits, so that `k00000012` matches 10
-//! keys and `k00001` 10,000 (given at least 20,000 keys).
+//! cache size, the data in a temporary directory deleted at the end
+//! (`--keep DIR`: in DIR, which must be empty, and left there). Keys are
+//! `k` and nine digits, so that `k00000012` matches 10 keys and `k00001`
+//! 10,000 (given at least 20,000 keys).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,6 +52,9 @@ struct Args {
     keys: u64,
     seconds: u64,
     cache_size: Option<String>,
+    /// Where to fill, and leave, the data (default: a temporary directory,
+    /// deleted at the end).
+    keep: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -57,6 +62,7 @@ fn args() -> Args {
         keys: 10_000_000,
         seconds: 5,
         cache_size: None,
+        keep: None,
     };
     let given = ostore_tests::load::bench_args();
     let mut given = given.iter();
@@ -68,7 +74,10 @@ fn args() -> Args {
             "--keys" => args.keys = value.parse().expect("--keys: a number"),
             "--seconds" => args.seconds = value.parse().expect("--seconds: a number"),
             "--cache-size" => args.cache_size = Some(value.clone()),
-            other => panic!("unknown flag {other} (--keys N, --seconds S, --cache-size SIZE)"),
+            "--keep" => args.keep = Some(PathBuf::from(value)),
+            other => panic!(
+                "unknown flag {other} (--keys N, --seconds S, --cache-size SIZE, --keep DIR)"
+            ),
         }
     }
     args
@@ -181,15 +190,31 @@ async fn list(host: &OstoreProcess, token: &str, query: &str) -> (Vec<Duration>,
 #[tokio::main]
 async fn main() {
     let args = args();
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let temporary;
+    let dir = match &args.keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).expect("the --keep directory");
+            let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none());
+            assert!(
+                empty.unwrap_or(false),
+                "--keep {}: not an empty directory",
+                dir.display()
+            );
+            dir.as_path()
+        }
+        None => {
+            temporary = tempfile::tempdir().expect("a temporary directory");
+            temporary.path()
+        }
+    };
     let hello = guest("hello");
     let flow = guest("store-flow");
     let manifest = write_manifest(
-        dir.path(),
+        dir,
         APP,
         &[("/hello", "hello", &hello), ("/store/...", "flow", &flow)],
     );
-    let data = dir.path().join("data");
+    let data = dir.join("data");
     let mut up = vec![
         "-f".to_string(),
         manifest.display().to_string(),
@@ -319,4 +344,10 @@ async fn main() {
     }
     println!("\nRSS at the end: {}", mib(rss_bytes(host.pid())));
     host.stop();
+    if args.keep.is_some() {
+        println!(
+            "the data is kept: `ostore check --data-dir {}` says what it takes",
+            data.display()
+        );
+    }
 }

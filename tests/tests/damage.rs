@@ -141,11 +141,42 @@ async fn check_reports_damage_and_fails_and_repair_leaves_clean_readable_data(da
     let master = MasterKey::generate();
     let key_hex = master.to_hex();
     let env = [("OSTORE_MASTER_KEY", key_hex.as_str())];
-    with_store(data, &master, async |os, _| fill(os).await).await;
+    let footprint = with_store(data, &master, async |os, _| {
+        fill(os).await;
+        os.application("shop").await.unwrap().footprint()
+    })
+    .await;
 
     let clean = ostore("check", data, &env);
     assert!(clean.success, "{}\n{}", clean.stdout, clean.stderr);
     assert!(clean.stdout.contains("0 problems"), "{}", clean.stdout);
+    // What the records take, by kind: the entries as the usage counters
+    // count them (keys and sealed values), and each key's expiry (a key
+    // without a TTL of its own has the store's default one).
+    let entries = format!(
+        "  entries: 30 records, {} bytes ({:.1} MiB), {:.0} bytes each\n",
+        footprint.bytes,
+        footprint.bytes as f64 / f64::from(1 << 20),
+        footprint.bytes as f64 / 30.0
+    );
+    assert_eq!(footprint.keys, 30);
+    assert!(
+        clean.stdout.contains(&entries),
+        "{entries}\n{}",
+        clean.stdout
+    );
+    assert!(
+        clean.stdout.contains("  expiry index: 30 records, "),
+        "{}",
+        clean.stdout
+    );
+    if let Data::Redb(_) = data {
+        assert!(
+            clean.stdout.contains("redb: the file takes "),
+            "{}",
+            clean.stdout
+        );
+    }
 
     // Four kinds of damage: a flipped byte in a value, a malformed key, a
     // lost expiry index entry, and an entry gone behind the counters' back.

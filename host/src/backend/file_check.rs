@@ -33,6 +33,65 @@ pub enum FileIntegrity {
 /// Runs redb's integrity check on the file at `path` without changing it.
 /// Fails (as opening the backend would) if a running host holds the file.
 pub fn check_file(path: &Path) -> Result<FileIntegrity, BackendError> {
+    let mut db = match open_unchanged(path)? {
+        Ok(db) => db,
+        Err(why) => return Ok(FileIntegrity::Corrupted(why)),
+    };
+    Ok(match db.check_integrity() {
+        Ok(true) => FileIntegrity::Clean,
+        Ok(false) => FileIntegrity::Repairable,
+        Err(e) => FileIntegrity::Corrupted(e.to_string()),
+    })
+}
+
+/// How a database file's bytes are used, by redb's own account of its
+/// pages. Together the parts make up (about) the file's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileUsage {
+    /// The file's length.
+    pub file_bytes: u64,
+    /// The keys and values themselves, as the leaf pages hold them.
+    pub stored_bytes: u64,
+    /// The keys that branch pages repeat, and redb's own tables.
+    pub metadata_bytes: u64,
+    /// Room unused: within pages, and whole pages free for later writes.
+    pub fragmented_bytes: u64,
+    /// Pages that hold keys and values.
+    pub leaf_pages: u64,
+    /// Pages that lead to them.
+    pub branch_pages: u64,
+    /// Pages from the root to the deepest leaf.
+    pub tree_height: u32,
+    pub page_size: u64,
+}
+
+/// How the database file at `path` uses its bytes; reads it without
+/// changing it. Fails if a running host holds the file, or if redb cannot
+/// read it (run [`check_file`] first).
+pub fn file_usage(path: &Path) -> Result<FileUsage, BackendError> {
+    let db = open_unchanged(path)?.map_err(BackendError::Damaged)?;
+    let txn = db.begin_write().map_err(BackendError::storage)?;
+    let stats = txn.stats().map_err(BackendError::storage)?;
+    txn.abort().map_err(BackendError::storage)?;
+    let file_bytes = std::fs::metadata(path)
+        .map_err(|e| open_error(path, e))?
+        .len();
+    Ok(FileUsage {
+        file_bytes,
+        stored_bytes: stats.stored_bytes(),
+        metadata_bytes: stats.metadata_bytes(),
+        fragmented_bytes: stats.fragmented_bytes(),
+        leaf_pages: stats.leaf_pages(),
+        branch_pages: stats.branch_pages(),
+        tree_height: stats.tree_height(),
+        page_size: stats.page_size() as u64,
+    })
+}
+
+/// The file at `path` opened as a database through a copy-on-write view,
+/// so that nothing redb does changes it; `Ok(Err(why))` if redb cannot
+/// read it as a database.
+fn open_unchanged(path: &Path) -> Result<Result<Database, String>, BackendError> {
     // Opened for writing only so that redb can take its exclusive lock
     // (and refuse while a host holds the file): every write goes to the
     // overlay.
@@ -50,18 +109,13 @@ pub fn check_file(path: &Path) -> Result<FileIntegrity, BackendError> {
             blocks: HashMap::new(),
         }),
     };
-    let mut db = match Builder::new().create_with_backend(view) {
-        Ok(db) => db,
+    match Builder::new().create_with_backend(view) {
+        Ok(db) => Ok(Ok(db)),
         Err(DatabaseError::DatabaseAlreadyOpen) => {
-            return Err(open_error(path, DatabaseError::DatabaseAlreadyOpen));
+            Err(open_error(path, DatabaseError::DatabaseAlreadyOpen))
         }
-        Err(e) => return Ok(FileIntegrity::Corrupted(e.to_string())),
-    };
-    Ok(match db.check_integrity() {
-        Ok(true) => FileIntegrity::Clean,
-        Ok(false) => FileIntegrity::Repairable,
-        Err(e) => FileIntegrity::Corrupted(e.to_string()),
-    })
+        Err(e) => Ok(Err(e.to_string())),
+    }
 }
 
 /// Runs redb's integrity check on the file at `path`, letting it repair

@@ -91,7 +91,7 @@ pub use file::{
     CommitStats, DEFAULT_CACHE_SIZE, DISK_RESERVE, FileBackend, MIN_CACHE_SIZE, RedbConfig,
     ballast_path,
 };
-pub use file_check::{FileIntegrity, check_file, repair_file};
+pub use file_check::{FileIntegrity, FileUsage, check_file, file_usage, repair_file};
 pub(crate) use health::HealthMonitor;
 pub use health::{Health, StorageFault};
 pub use memory::MemoryBackend;

@@ -8,6 +8,7 @@
 
 use anyhow::{Context, bail};
 
+use crate::backend::FileUsage;
 use crate::backend::{self, BackendConfig, FileIntegrity};
 use crate::host::DataDir;
 use crate::objectstore::integrity::{self, Report};
@@ -20,7 +21,10 @@ pub(super) async fn check(keys: KeyArgs) -> anyhow::Result<()> {
     let mut problems = 0;
     if backend_config.is_redb() {
         match backend::check_file(&data.database())? {
-            FileIntegrity::Clean => println!("redb: every page of the file verifies"),
+            FileIntegrity::Clean => {
+                println!("redb: every page of the file verifies");
+                print_file_usage(&backend::file_usage(&data.database())?);
+            }
             FileIntegrity::Repairable => {
                 problems += 1;
                 println!(
@@ -41,6 +45,7 @@ pub(super) async fn check(keys: KeyArgs) -> anyhow::Result<()> {
     let report = integrity::check(&*backend, &master)
         .await
         .context("cannot check the records")?;
+    print_sizes(&report);
     print_report(&report, "damage");
     problems += report.damage.len();
     if problems > 0 {
@@ -123,4 +128,48 @@ fn print_report(report: &Report, label: &str) {
         report.records,
         report.damage.len()
     );
+}
+
+/// How redb uses the file's bytes: where disk per key goes, beyond the
+/// records themselves ([`print_sizes`]).
+fn print_file_usage(usage: &FileUsage) {
+    let share = |bytes: u64| {
+        format!(
+            "{} ({:.0} %)",
+            mib(bytes),
+            100.0 * bytes as f64 / usage.file_bytes.max(1) as f64
+        )
+    };
+    println!(
+        "redb: the file takes {}: keys and values {}, branch keys and redb's own tables {}, \
+         unused room in pages and free pages {}; {} leaf and {} branch pages of {} bytes, {} deep",
+        mib(usage.file_bytes),
+        share(usage.stored_bytes),
+        share(usage.metadata_bytes),
+        share(usage.fragmented_bytes),
+        usage.leaf_pages,
+        usage.branch_pages,
+        usage.page_size,
+        usage.tree_height,
+    );
+}
+
+/// What each kind of record takes at rest, the largest first.
+fn print_sizes(report: &Report) {
+    println!("records at rest (keys and sealed values):");
+    for size in &report.sizes {
+        println!(
+            "  {}: {} record{}, {} bytes ({}), {:.0} bytes each",
+            size.kind,
+            size.records,
+            if size.records == 1 { "" } else { "s" },
+            size.bytes,
+            mib(size.bytes),
+            size.bytes as f64 / size.records.max(1) as f64
+        );
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }

@@ -54,7 +54,7 @@ use crate::encryption::MasterKey;
 use crate::objectstore::Error;
 use walk::Walk;
 
-pub use report::{Damage, DamageKind, RecordKind, Remedy, Report};
+pub use report::{Damage, DamageKind, KindSize, RecordKind, Remedy, Report};
 
 /// Walks every record of `backend` and reports what is damaged. Changes
 /// nothing. Fails with [`Error::WrongMasterKey`] when no application record

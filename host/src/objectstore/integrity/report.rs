@@ -16,6 +16,19 @@ pub struct Report {
     pub quarantined: u64,
     /// Damage found, each with where it is and what repair does about it.
     pub damage: Vec<Damage>,
+    /// What the records take at rest, by kind, the largest first.
+    pub sizes: Vec<KindSize>,
+}
+
+/// How many records of one kind there are and what they take at rest:
+/// their keys and sealed values, as stored (not the engine's pages around
+/// them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindSize {
+    /// What the records are, in words (`"entries"`, `"expiry index"`...).
+    pub kind: &'static str,
+    pub records: u64,
+    pub bytes: u64,
 }
 
 impl Report {
@@ -195,6 +208,19 @@ impl Walk<'_> {
                     remedy: f.remedy,
                 })
                 .collect(),
+            sizes: {
+                let mut sizes: Vec<KindSize> = self
+                    .sizes
+                    .iter()
+                    .map(|(&kind, &(records, bytes))| KindSize {
+                        kind,
+                        records,
+                        bytes,
+                    })
+                    .collect();
+                sizes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.kind.cmp(b.kind)));
+                sizes
+            },
         }
     }
 }

@@ -116,6 +116,8 @@ pub(super) struct Walk<'a> {
     pub(super) name_pages: BTreeMap<Scope, HashMap<u64, Option<IndexPage>>>,
     /// Indexes of store or partition names that repair writes again.
     pub(super) rebuild_names: Vec<Scope>,
+    /// Records and bytes at rest (keys and sealed values) by kind.
+    pub(super) sizes: BTreeMap<&'static str, (u64, u64)>,
 }
 
 impl<'a> Walk<'a> {
@@ -142,6 +144,7 @@ impl<'a> Walk<'a> {
             rebuild_index: Vec::new(),
             name_pages: BTreeMap::new(),
             rebuild_names: Vec::new(),
+            sizes: BTreeMap::new(),
         };
         walk.read_applications(backend).await?;
         walk.read_all(backend).await?;
@@ -268,6 +271,9 @@ impl<'a> Walk<'a> {
                     continue;
                 }
                 self.records += 1;
+                let size = self.sizes.entry(size_kind(&key)).or_default();
+                size.0 += 1;
+                size.1 += (key.len() + sealed.len()) as u64;
                 self.read_one(&key, &sealed);
                 after = Some(key);
             }
@@ -471,4 +477,26 @@ fn open<R: Record>(sealer: &Sealer, key: &[u8], sealed: &[u8]) -> Option<R> {
 fn add(total: &mut Counts, more: Counts) {
     total.keys += more.keys;
     total.bytes += more.bytes;
+}
+
+/// What a record is, in the words of the report's sizes.
+fn size_kind(key: &[u8]) -> &'static str {
+    match RecordKey::parse(key) {
+        Some(RecordKey::MasterCheck) => "master check",
+        Some(RecordKey::App(_)) => "applications",
+        Some(RecordKey::Credential(_)) => "credentials",
+        Some(RecordKey::Store { .. }) => "stores",
+        Some(RecordKey::StoreTombstone { .. }) => "store tombstones",
+        Some(RecordKey::Partition(_)) => "partitions",
+        Some(RecordKey::Stats { .. }) => "daily stats",
+        Some(RecordKey::Usage { .. }) => "usage (an earlier version's)",
+        Some(RecordKey::Counts { .. }) => "kept counts",
+        Some(RecordKey::RateBucket(_)) => "rate buckets",
+        Some(RecordKey::Entry(_)) => "entries",
+        Some(RecordKey::Expiry { .. }) => "expiry index",
+        Some(RecordKey::IndexPage { .. }) => "index of key names",
+        Some(RecordKey::NamePage { .. }) => "index of store and partition names",
+        None if quarantined(key).is_some() => "set aside by repairs",
+        None => "malformed keys",
+    }
 }
