@@ -45,17 +45,22 @@ pub fn check_file(path: &Path) -> Result<FileIntegrity, BackendError> {
 }
 
 /// How a database file's bytes are used, by redb's own account of its
-/// pages. Together the parts make up (about) the file's length.
+/// pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileUsage {
     /// The file's length.
     pub file_bytes: u64,
+    /// What the file takes on disk: less than its length where redb has
+    /// reserved space it has not written yet (a sparse file).
+    pub disk_bytes: u64,
     /// The keys and values themselves, as the leaf pages hold them.
     pub stored_bytes: u64,
-    /// The keys that branch pages repeat, and redb's own tables.
-    pub metadata_bytes: u64,
-    /// Room unused: within pages, and whole pages free for later writes.
-    pub fragmented_bytes: u64,
+    /// What the pages spend besides: each entry's offsets in its leaf,
+    /// branch pages, and redb's own tables.
+    pub overhead_bytes: u64,
+    /// Room unused: within pages, whole free pages, and the reserved
+    /// space not written yet.
+    pub unused_bytes: u64,
     /// Pages that hold keys and values.
     pub leaf_pages: u64,
     /// Pages that lead to them.
@@ -69,18 +74,20 @@ pub struct FileUsage {
 /// changing it. Fails if a running host holds the file, or if redb cannot
 /// read it (run [`check_file`] first).
 pub fn file_usage(path: &Path) -> Result<FileUsage, BackendError> {
+    use std::os::unix::fs::MetadataExt;
     let db = open_unchanged(path)?.map_err(BackendError::Damaged)?;
     let txn = db.begin_write().map_err(BackendError::storage)?;
     let stats = txn.stats().map_err(BackendError::storage)?;
     txn.abort().map_err(BackendError::storage)?;
-    let file_bytes = std::fs::metadata(path)
-        .map_err(|e| open_error(path, e))?
-        .len();
+    let file = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
     Ok(FileUsage {
-        file_bytes,
+        file_bytes: file.len(),
+        // `st_blocks` counts 512-byte units whatever the file system's
+        // block size.
+        disk_bytes: file.blocks() * 512,
         stored_bytes: stats.stored_bytes(),
-        metadata_bytes: stats.metadata_bytes(),
-        fragmented_bytes: stats.fragmented_bytes(),
+        overhead_bytes: stats.metadata_bytes(),
+        unused_bytes: stats.fragmented_bytes(),
         leaf_pages: stats.leaf_pages(),
         branch_pages: stats.branch_pages(),
         tree_height: stats.tree_height(),

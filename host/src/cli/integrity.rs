@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use crate::backend::FileUsage;
 use crate::backend::{self, BackendConfig, FileIntegrity};
 use crate::host::DataDir;
-use crate::objectstore::integrity::{self, Report};
+use crate::objectstore::integrity::{self, DamageKind, Report};
 
 use super::local::{KeyArgs, master_key};
 
@@ -23,7 +23,11 @@ pub(super) async fn check(keys: KeyArgs) -> anyhow::Result<()> {
         match backend::check_file(&data.database())? {
             FileIntegrity::Clean => {
                 println!("redb: every page of the file verifies");
-                print_file_usage(&backend::file_usage(&data.database())?);
+                // Only a report: the records are checked all the same.
+                match backend::file_usage(&data.database()) {
+                    Ok(usage) => print_file_usage(&usage),
+                    Err(e) => println!("redb: cannot say how the file's bytes are used: {e}"),
+                }
             }
             FileIntegrity::Repairable => {
                 problems += 1;
@@ -133,43 +137,74 @@ fn print_report(report: &Report, label: &str) {
 /// How redb uses the file's bytes: where disk per key goes, beyond the
 /// records themselves ([`print_sizes`]).
 fn print_file_usage(usage: &FileUsage) {
-    let share = |bytes: u64| {
-        format!(
-            "{} ({:.0} %)",
-            mib(bytes),
-            100.0 * bytes as f64 / usage.file_bytes.max(1) as f64
-        )
-    };
     println!(
-        "redb: the file takes {}: keys and values {}, branch keys and redb's own tables {}, \
-         unused room in pages and free pages {}; {} leaf and {} branch pages of {} bytes, {} deep",
-        mib(usage.file_bytes),
-        share(usage.stored_bytes),
-        share(usage.metadata_bytes),
-        share(usage.fragmented_bytes),
-        usage.leaf_pages,
-        usage.branch_pages,
-        usage.page_size,
-        usage.tree_height,
+        "redb: the file is {} long and takes {} on disk (the rest is reserved and not written yet)",
+        size(usage.file_bytes),
+        size(usage.disk_bytes),
+    );
+    println!(
+        "redb: keys and values {} bytes ({}); page overhead (entry offsets, branch pages, \
+         redb's own tables) {}; unused {} (room within pages, free pages, reserved space)",
+        usage.stored_bytes,
+        size(usage.stored_bytes),
+        size(usage.overhead_bytes),
+        size(usage.unused_bytes),
+    );
+    println!(
+        "redb: {} leaf and {} branch pages of {} bytes, {} deep",
+        usage.leaf_pages, usage.branch_pages, usage.page_size, usage.tree_height,
     );
 }
 
-/// What each kind of record takes at rest, the largest first.
+/// What each kind of record takes at rest, the largest first; only as far
+/// as the walk could read when it met a damaged page.
 fn print_sizes(report: &Report) {
-    println!("records at rest (keys and sealed values):");
-    for size in &report.sizes {
+    let cut = report
+        .damage
+        .iter()
+        .any(|d| matches!(d.kind, DamageKind::Engine(_)));
+    println!(
+        "records at rest (keys and sealed values){}:",
+        if cut {
+            ", as far as the walk could read"
+        } else {
+            ""
+        }
+    );
+    for kind in &report.sizes {
         println!(
             "  {}: {} record{}, {} bytes ({}), {:.0} bytes each",
-            size.kind,
-            size.records,
-            if size.records == 1 { "" } else { "s" },
-            size.bytes,
-            mib(size.bytes),
-            size.bytes as f64 / size.records.max(1) as f64
+            kind.kind,
+            kind.records,
+            if kind.records == 1 { "" } else { "s" },
+            kind.bytes,
+            size(kind.bytes),
+            kind.bytes as f64 / kind.records.max(1) as f64
         );
     }
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+/// `bytes` in the largest binary unit that keeps it at 1 or more.
+fn size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    UNITS
+        .iter()
+        .find(|(_, scale)| bytes >= *scale)
+        .map_or(format!("{bytes} B"), |(unit, scale)| {
+            format!("{:.1} {unit}", bytes as f64 / *scale as f64)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_print_in_the_largest_unit_that_keeps_them_at_one_or_more() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1024), "1.0 KiB");
+        assert_eq!(size(5 << 20), "5.0 MiB");
+        assert_eq!(size((3 << 30) + (1 << 29)), "3.5 GiB");
+    }
 }

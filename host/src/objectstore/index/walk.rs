@@ -65,11 +65,12 @@ impl<'a> NameWalk<'a> {
                 }
                 self.ready.push_back(name);
             }
-            // The next leaf starts at `high`; if that is past the prefix's
-            // names, so is all it holds.
-            self.seek = leaf.high.filter(|high| {
-                !left_prefix && (high.starts_with(&self.prefix) || *high < self.prefix)
-            });
+            // The next leaf starts at `high`, which sorts after `seek` and
+            // so after the prefix: if it is not of the prefix, neither is
+            // anything the next leaves hold.
+            self.seek = leaf
+                .high
+                .filter(|high| !left_prefix && high.starts_with(&self.prefix));
         }
     }
 
