@@ -475,6 +475,10 @@ async fn step_once(
                         })
                 }
                 .map_err(|e| format!("list: {e}"))?;
+                // Only a full page says that more may follow.
+                if page.cursor.is_some() && page.items.len() != size as usize {
+                    return Err(format!("a page of {} with a cursor", page.items.len()));
+                }
                 listed.extend(page.items);
                 cursor = page.cursor;
                 if cursor.is_none() {

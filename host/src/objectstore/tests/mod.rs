@@ -74,6 +74,10 @@ where
     loop {
         let page = page(cursor).await.unwrap();
         assert!(page.items.len() <= page_size as usize);
+        // Only a full page says that more may follow.
+        if page.cursor.is_some() {
+            assert_eq!(page.items.len(), page_size as usize, "a page with a cursor");
+        }
         items.extend(page.items);
         match page.cursor {
             Some(next) => cursor = Some(next),
