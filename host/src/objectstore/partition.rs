@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::application::AppState;
-use super::index::{NameWalk, Need, Scope};
+use super::index::{Listed, NameWalk, Need, Scope};
 use super::keys::{EntryId, PartitionId, RecordKey, Shard};
 use super::record::{EntryRecord, PartitionRecord};
 use super::sealed::{Commit, SealedTable};
@@ -462,46 +462,24 @@ impl Partition {
             .map(|c| index::decode_cursor(sealer, Scope::Keys(self.id), prefix, c))
             .transpose()?;
         index::ensure_built(table, &self.inner().index_locks, self.id, Need::Listing).await?;
-        let want = paging::clamp_page_size(page_size);
-        let mut items = Vec::with_capacity(want.min(64));
+        let map = &map;
         let mut walk = NameWalk::new(table, Scope::Keys(self.id), prefix, after);
-        loop {
-            let need = want - items.len();
-            let names = walk.take(need).await?;
-            for (name, record) in names.iter().zip(self.listed(names.iter()).await?) {
-                match record {
-                    Some(record) if record.is_live_at(now) => items.push(map(record)),
-                    Some(_) => {}
-                    // Deleted since the leaf was read, or damage: an index
-                    // and its entries change in one batch, so a name that
-                    // stays without an entry means the entry's record was
-                    // lost (or moved, as a flipped bit in its key moves
-                    // it). A listing never answers short as if whole.
-                    None => {
-                        if walk.holds(name).await? {
-                            tracing::warn!("the index of names lists a key without an entry");
-                            return Err(Error::Integrity);
-                        }
-                    }
-                }
-            }
-            // Fewer names than asked for: the walk is at its end.
-            if names.len() < need {
-                return Ok(Page {
-                    items,
-                    cursor: None,
-                });
-            }
-            // A full page has a cursor (naming its last name) only if a
-            // further name follows; otherwise the next names fill it.
-            if items.len() == want {
-                let cursor = walk.has_more().await?.then(|| {
-                    let last = names.last().expect("a full page has a last name");
-                    index::encode_cursor(sealer, Scope::Keys(self.id), prefix, last)
-                });
-                return Ok(Page { items, cursor });
-            }
-        }
+        let (items, last) = walk
+            .page(paging::clamp_page_size(page_size), |names| async move {
+                let records = self.listed(names.iter()).await?;
+                Ok(records
+                    .into_iter()
+                    .map(|record| match record {
+                        Some(record) if record.is_live_at(now) => Listed::Item(map(record)),
+                        Some(_) => Listed::Skipped,
+                        None => Listed::Missing,
+                    })
+                    .collect())
+            })
+            .await?;
+        let cursor =
+            last.map(|last| index::encode_cursor(sealer, Scope::Keys(self.id), prefix, &last));
+        Ok(Page { items, cursor })
     }
 
     /// The records of names the index lists, read at once, in their order;

@@ -66,7 +66,7 @@ pub(crate) use cursor::{decode_cursor, encode_cursor};
 pub(crate) use edit::IndexEdit;
 pub(crate) use names::{commit_named, delete_names, page_of_names, rebuild_names};
 pub(crate) use queue::{IndexLocks, NameChange};
-pub(crate) use walk::NameWalk;
+pub(crate) use walk::{Listed, NameWalk};
 
 /// The root's page id; every other page has a random one.
 pub(crate) const ROOT: u64 = 0;

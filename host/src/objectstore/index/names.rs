@@ -20,7 +20,9 @@ use crate::backend::{Batch, Expect};
 use crate::encryption::Sealer;
 
 use super::build::{has_root, write_tree};
-use super::{IndexEdit, IndexLocks, NameWalk, Need, ROOT, Scope, decode_cursor, encode_cursor};
+use super::{
+    IndexEdit, IndexLocks, Listed, NameWalk, Need, ROOT, Scope, decode_cursor, encode_cursor,
+};
 use crate::objectstore::keys::{Prefix, RecordKey};
 use crate::objectstore::paging::clamp_page_size;
 use crate::objectstore::record::{PartitionRecord, StoreRecord};
@@ -197,35 +199,25 @@ where
         .map(|c| decode_cursor(sealer, scope, "", c))
         .transpose()?;
     ensure_names_built(table, locks, scope, Need::Listing).await?;
-    let want = clamp_page_size(page_size);
-    let mut items = Vec::with_capacity(want.min(64));
     let mut walk = NameWalk::new(table, scope, "", after);
-    let mut last: Option<String> = None;
-    while let Some(name) = walk.next().await? {
-        if items.len() == want {
-            let last = last.expect("a full page has a last name");
-            return Ok(Page {
-                items,
-                cursor: Some(encode_cursor(sealer, scope, "", &last)),
-            });
-        }
-        match open(name.clone()).await? {
-            Some(item) => items.push(item),
-            // Deleted since the leaf was read; or, if the index still
-            // holds it, a record lost at rest: an index changes in the
-            // batch that writes or deletes its records, and a listing
-            // never answers short as if whole (see `paging`).
-            None => {
-                if walk.holds(&name).await? {
-                    tracing::warn!("an index of names lists a name without its record");
-                    return Err(Error::Integrity);
+    let (items, last) = walk
+        .page(clamp_page_size(page_size), |names| {
+            // Read one after another, in order, as each future is awaited.
+            let opened: Vec<_> = names.into_iter().map(&mut open).collect();
+            async move {
+                let mut listed = Vec::with_capacity(opened.len());
+                for item in opened {
+                    listed.push(match item.await? {
+                        Some(item) => Listed::Item(item),
+                        None => Listed::Missing,
+                    });
                 }
+                Ok(listed)
             }
-        }
-        last = Some(name);
-    }
+        })
+        .await?;
     Ok(Page {
         items,
-        cursor: None,
+        cursor: last.map(|last| encode_cursor(sealer, scope, "", &last)),
     })
 }

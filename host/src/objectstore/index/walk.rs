@@ -97,9 +97,67 @@ impl<'a> NameWalk<'a> {
         }
     }
 
+    /// One page of up to `want` items, from the walk's names, the names a
+    /// page still needs at a time: `open` makes each batch of names (a
+    /// copy, which its future owns) into what they list, one per name, in
+    /// order. Also the page's last name
+    /// when the page is full and a further name follows: where the next
+    /// page resumes (a cursor).
+    pub async fn page<T, F>(
+        &mut self,
+        want: usize,
+        mut open: impl FnMut(Vec<String>) -> F,
+    ) -> Result<(Vec<T>, Option<String>), Error>
+    where
+        F: Future<Output = Result<Vec<Listed<T>>, Error>>,
+    {
+        let mut items = Vec::with_capacity(want.min(64));
+        loop {
+            let need = want - items.len();
+            let names = self.take(need).await?;
+            for (name, listed) in names.iter().zip(open(names.clone()).await?) {
+                match listed {
+                    Listed::Item(item) => items.push(item),
+                    Listed::Skipped => {}
+                    // Deleted since its leaf was read, or damage: an index
+                    // and its records change in one batch, so a name that
+                    // stays without its record means the record was lost
+                    // (or moved, as a flipped bit in its key moves it). A
+                    // listing never answers short as if whole.
+                    Listed::Missing => {
+                        if self.holds(name).await? {
+                            tracing::warn!("an index of names lists a name without its record");
+                            return Err(Error::Integrity);
+                        }
+                    }
+                }
+            }
+            // Fewer names than asked for: the walk is at its end.
+            if names.len() < need {
+                return Ok((items, None));
+            }
+            // Otherwise the next names fill the page, unless it is full.
+            if items.len() == want {
+                let last = names.last().expect("a full page has a last name");
+                let more = self.has_more().await?;
+                return Ok((items, more.then(|| last.clone())));
+            }
+        }
+    }
+
     /// Whether the index holds `name` now (read again).
     pub async fn holds(&self, name: &str) -> Result<bool, Error> {
         let leaf = leaf_covering(self.table, self.scope, name.as_bytes()).await?;
         Ok(leaf.names.iter().any(|n| n == name))
     }
+}
+
+/// What a listing makes of one name of its walk.
+pub(crate) enum Listed<T> {
+    /// An item of the page.
+    Item(T),
+    /// A record the page leaves out (an expired key's).
+    Skipped,
+    /// No record under the name.
+    Missing,
 }
