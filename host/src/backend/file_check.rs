@@ -116,7 +116,7 @@ fn open_unchanged(path: &Path) -> Result<Result<Database, String>, BackendError>
             blocks: HashMap::new(),
         }),
     };
-    match Builder::new().create_with_backend(view) {
+    match check_builder().create_with_backend(view) {
         Ok(db) => Ok(Ok(db)),
         Err(DatabaseError::DatabaseAlreadyOpen) => {
             Err(open_error(path, DatabaseError::DatabaseAlreadyOpen))
@@ -128,8 +128,19 @@ fn open_unchanged(path: &Path) -> Result<Result<Database, String>, BackendError>
 /// Runs redb's integrity check on the file at `path`, letting it repair
 /// what it can. Returns whether the file was clean.
 pub fn repair_file(path: &Path) -> Result<bool, BackendError> {
-    let mut db = Database::open(path).map_err(|e| open_error(path, e))?;
+    let mut db = check_builder()
+        .open(path)
+        .map_err(|e| open_error(path, e))?;
     db.check_integrity().map_err(|e| open_error(path, e))
+}
+
+/// How the check and the repair open a file: with the backend's default
+/// cache rather than redb's (1 GiB), which a check reading every page once
+/// would fill, for no gain.
+fn check_builder() -> Builder {
+    let mut builder = Builder::new();
+    builder.set_cache_size(super::DEFAULT_CACHE_SIZE.0 as usize);
+    builder
 }
 
 fn open_error(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> BackendError {

@@ -55,6 +55,7 @@ use super::sealed::SealedTable;
 use super::{Error, MAX_CONFLICT_RETRIES};
 
 mod build;
+mod check;
 mod cursor;
 mod edit;
 mod names;
@@ -62,6 +63,7 @@ mod queue;
 mod walk;
 
 pub(crate) use build::{Need, delete_pages, ensure_built, ensure_countable, rebuild};
+pub(crate) use check::{ReadPage, check_tree};
 pub(crate) use cursor::{decode_cursor, encode_cursor};
 pub(crate) use edit::IndexEdit;
 pub(crate) use names::{commit_named, delete_names, page_of_names, rebuild_names};
@@ -205,54 +207,17 @@ pub(crate) async fn leaf_covering(
 }
 
 /// Every name of a tree, in order, from its pages as read (`ostore
-/// check`); `Err` says how the tree is broken.
-pub(crate) fn names_of(pages: &HashMap<u64, Option<IndexPage>>) -> Result<Vec<String>, String> {
+/// check`, for the small indexes of store and partition names); `Err` says
+/// how the tree is broken.
+pub(crate) async fn names_of(
+    pages: &HashMap<u64, Option<IndexPage>>,
+) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    // Pages to visit, with the range their parent gives them.
-    let mut stack: Vec<(u64, Option<String>, Option<String>, usize)> = vec![(ROOT, None, None, 0)];
-    while let Some((id, low, high, depth)) = stack.pop() {
-        if depth > MAX_DEPTH || !seen.insert(id) {
-            return Err("its pages form a cycle".into());
-        }
-        match pages.get(&id) {
-            None => return Err(format!("page {id:016x} is missing")),
-            Some(None) => return Err(format!("page {id:016x} does not open")),
-            Some(Some(IndexPage::Leaf {
-                low: l,
-                high: h,
-                names: n,
-            })) => {
-                if *l != low || *h != high {
-                    return Err(format!(
-                        "leaf {id:016x} holds another range than its parent gives it"
-                    ));
-                }
-                names.extend(n.iter().cloned());
-            }
-            Some(Some(IndexPage::Inner {
-                separators,
-                children,
-            })) => {
-                let bounds: Vec<Option<String>> = std::iter::once(low.clone())
-                    .chain(separators.iter().cloned().map(Some))
-                    .chain(std::iter::once(high.clone()))
-                    .collect();
-                // Visited left to right: pushed right to left.
-                for (i, child) in children.iter().enumerate().rev() {
-                    stack.push((*child, bounds[i].clone(), bounds[i + 1].clone(), depth + 1));
-                }
-            }
-        }
-    }
-    if names.windows(2).any(|w| w[0].as_bytes() >= w[1].as_bytes()) {
-        return Err("its names are out of order".into());
-    }
-    let orphans = pages.len() - seen.len();
-    if orphans > 0 {
-        return Err(format!("{orphans} of its pages are in no tree"));
-    }
-    Ok(names)
+    let read = async |ids: &[u64]| {
+        Ok::<_, std::convert::Infallible>(ids.iter().map(|id| pages.get(id).cloned()).collect())
+    };
+    let Ok(shape) = check_tree(pages.len(), read, |name| names.push(name.to_string())).await;
+    shape.map(|()| names)
 }
 
 #[cfg(test)]
@@ -267,27 +232,27 @@ mod tests {
         v
     }
 
-    #[test]
-    fn a_built_tree_holds_every_name_in_order_with_ranges_that_fit() {
+    fn read_pages(n: usize) -> HashMap<u64, Option<IndexPage>> {
+        build_pages(&names(n))
+            .into_iter()
+            .map(|(id, page)| (id, Some(page)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_built_tree_holds_every_name_in_order_with_ranges_that_fit() {
         for n in [0, 1, 5, 300, 20_000] {
-            let expected = names(n);
-            let pages: HashMap<u64, Option<IndexPage>> = build_pages(&expected)
-                .into_iter()
-                .map(|(id, page)| (id, Some(page)))
-                .collect();
-            assert_eq!(names_of(&pages).unwrap(), expected, "{n} names");
+            let pages = read_pages(n);
+            assert_eq!(names_of(&pages).await.unwrap(), names(n), "{n} names");
             for page in pages.values().flatten() {
                 assert!(page.encode().len() <= PAGE_BYTES, "{n} names");
             }
         }
     }
 
-    #[test]
-    fn a_tree_with_a_missing_page_or_a_shuffled_leaf_is_reported() {
-        let mut pages: HashMap<u64, Option<IndexPage>> = build_pages(&names(2_000))
-            .into_iter()
-            .map(|(id, page)| (id, Some(page)))
-            .collect();
+    #[tokio::test]
+    async fn a_tree_with_a_missing_page_or_a_shuffled_leaf_is_reported() {
+        let mut pages = read_pages(2_000);
         let leaf = *pages
             .iter()
             .find(|(_, p)| matches!(p, Some(IndexPage::Leaf { .. })))
@@ -295,10 +260,111 @@ mod tests {
             .0;
         let mut missing = pages.clone();
         missing.remove(&leaf);
-        assert!(names_of(&missing).unwrap_err().contains("missing"));
+        assert!(names_of(&missing).await.unwrap_err().contains("missing"));
+        let mut unopened = pages.clone();
+        unopened.insert(leaf, None);
+        assert!(
+            names_of(&unopened)
+                .await
+                .unwrap_err()
+                .contains("does not open")
+        );
         if let Some(Some(IndexPage::Leaf { low, .. })) = pages.get_mut(&leaf) {
             *low = Some("zzz".into());
         }
-        assert!(names_of(&pages).unwrap_err().contains("range"));
+        assert!(names_of(&pages).await.unwrap_err().contains("range"));
+    }
+
+    #[tokio::test]
+    async fn names_out_of_order_a_cycle_and_a_page_in_no_tree_are_reported() {
+        let pages = read_pages(2_000);
+        let leaves: Vec<u64> = (pages.iter())
+            .filter(|(_, p)| matches!(p, Some(IndexPage::Leaf { .. })))
+            .map(|(id, _)| *id)
+            .collect();
+        // Two names of one leaf swapped.
+        let mut swapped = pages.clone();
+        if let Some(Some(IndexPage::Leaf { names, .. })) = swapped.get_mut(&leaves[0]) {
+            names.swap(0, 1);
+        }
+        assert!(
+            names_of(&swapped)
+                .await
+                .unwrap_err()
+                .contains("out of order")
+        );
+        // The last name of a leaf equal to the first of the next one (each
+        // leaf in order by itself).
+        let mut repeated = pages.clone();
+        let (first, next) = {
+            let all = names_of(&pages).await.unwrap();
+            let mut leaf_names: Vec<&Vec<String>> = (pages.values().flatten())
+                .filter_map(|p| match p {
+                    IndexPage::Leaf { names, .. } => Some(names),
+                    IndexPage::Inner { .. } => None,
+                })
+                .collect();
+            leaf_names.sort_by_key(|names| names[0].clone());
+            let at = all.iter().position(|n| *n == leaf_names[1][0]).unwrap();
+            (all[at - 1].clone(), leaf_names[1][0].clone())
+        };
+        for page in repeated.values_mut().flatten() {
+            if let IndexPage::Leaf { names, .. } = page
+                && names[0] == next
+            {
+                names[0] = first.clone();
+            }
+        }
+        assert!(
+            names_of(&repeated)
+                .await
+                .unwrap_err()
+                .contains("out of order")
+        );
+        // An inner page that names itself as a child.
+        let mut cycle = pages.clone();
+        if let Some(Some(IndexPage::Inner { children, .. })) = cycle.get_mut(&ROOT) {
+            children[1] = ROOT;
+        }
+        assert!(names_of(&cycle).await.unwrap_err().contains("cycle"));
+        // A page that no parent names.
+        let mut orphan = pages.clone();
+        orphan.insert(7, pages[&leaves[0]].clone());
+        assert!(
+            names_of(&orphan)
+                .await
+                .unwrap_err()
+                .contains("1 of its pages")
+        );
+    }
+
+    /// The check reads the root, then each inner page's children in one
+    /// read: it never needs the whole tree at once.
+    #[tokio::test]
+    async fn the_tree_check_reads_one_inner_pages_children_at_a_time() {
+        let pages = read_pages(20_000);
+        let inner = (pages.values().flatten())
+            .filter(|p| matches!(p, IndexPage::Inner { .. }))
+            .count();
+        assert!(inner > 1, "{inner} inner pages");
+        let mut reads = Vec::new();
+        let read = async |ids: &[u64]| {
+            reads.push(ids.len());
+            Ok::<_, ()>(ids.iter().map(|id| pages.get(id).cloned()).collect())
+        };
+        let mut count = 0;
+        let shape = check_tree(pages.len(), read, |_| count += 1).await.unwrap();
+        assert_eq!(shape, Ok(()));
+        assert_eq!(count, 20_000);
+        assert_eq!(
+            reads.len(),
+            1 + inner,
+            "the root, then one read per inner page"
+        );
+        assert_eq!(
+            reads.iter().sum::<usize>(),
+            pages.len(),
+            "each page read once"
+        );
     }
 }

@@ -1,72 +1,122 @@
 //! The checks made once every record is read: the expiry index both ways,
 //! each partition's kept counts against a recount, and each partition's
 //! index of names against the names of its entries.
+//!
+//! The walk keeps digests of a partition's names and expiries, not the
+//! names (see [`Digest`](super::walk::Digest)): where the digests agree
+//! there is nothing to report, and where they differ these checks read
+//! that partition again to say what differs. So a check of clean data
+//! holds no per-key state, and one of damaged data holds the damaged
+//! partitions' names only.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
+use crate::backend::{Backend, BackendError};
 use crate::encryption::Tag;
 
 use super::report::{DamageKind, Remedy};
-use super::walk::{Counts, Walk};
-use crate::objectstore::index::{self, Scope};
-use crate::objectstore::keys::{PartitionId, RecordKey};
+use super::walk::{Counts, Digest, Walk, open};
+use crate::objectstore::Error;
+use crate::objectstore::index::{self, ReadPage, Scope};
+use crate::objectstore::keys::{EntryId, PartitionId, Prefix, RecordKey};
+use crate::objectstore::record::{EntryRecord, IndexPage};
+use crate::objectstore::sealed::SealedTable;
 use crate::objectstore::usage::kept;
 
+/// How many records a second reading of a partition reads per backend call.
+const CHUNK: usize = 1024;
+
 impl Walk<'_> {
-    pub(super) fn compare_expiries(&mut self) {
-        let mut missing: Vec<_> = self
-            .expected_expiries
-            .difference(&self.expiries)
-            .copied()
+    /// Compares the expiry index with the entries, both ways, in the
+    /// partitions whose digests differ.
+    pub(super) async fn compare_expiries(&mut self, backend: &dyn Backend) -> Result<(), Error> {
+        let differing: BTreeSet<PartitionId> = (self.seen.iter())
+            .filter(|(_, seen)| seen.expected_expiries != seen.expiries)
+            .map(|(partition, _)| *partition)
             .collect();
-        let mut stale: Vec<_> = self
-            .expiries
-            .difference(&self.expected_expiries)
-            .copied()
-            .collect();
+        if differing.is_empty() {
+            return Ok(());
+        }
+        let mut found = HashSet::new();
+        let mut scan = SealedTable::new(backend, self.master).scan(Prefix::Expiries);
+        loop {
+            let chunk = scan.next_chunk_of(CHUNK).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            for (key, _) in chunk {
+                if let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(&key)
+                    && differing.contains(&entry.partition)
+                {
+                    found.insert((at, entry));
+                }
+            }
+        }
+        let mut expected = HashSet::new();
+        for partition in &differing {
+            self.each_entry(backend, *partition, |id, record| {
+                if let Some(at) = record.expires {
+                    expected.insert((at, id));
+                }
+            })
+            .await?;
+        }
+        let mut missing: Vec<_> = expected.difference(&found).copied().collect();
+        let mut stale: Vec<_> = found.difference(&expected).copied().collect();
         missing.sort();
         stale.sort();
-        for (at, entry) in missing {
+        for &(at, entry) in &missing {
             let key = RecordKey::Expiry { at, entry }.encode();
             self.found(DamageKind::MissingExpiry, &key, Remedy::Rebuild);
         }
-        for (at, entry) in stale {
+        for &(at, entry) in &stale {
             let key = RecordKey::Expiry { at, entry }.encode();
             self.found(DamageKind::StaleExpiry, &key, Remedy::Rebuild);
         }
+        self.missing_expiries = missing;
+        self.stale_expiries = stale;
+        Ok(())
     }
 
     /// Checks each partition's index of names: a whole tree, holding the
     /// names of the entries that open and no other. A partition with no
     /// page is not damaged if its index is not built yet (its first use
     /// builds it), but is if its counts' base says it is: it indexes none.
-    pub(super) fn compare_indexes(&mut self) {
-        let no_names = HashSet::new();
-        let no_pages = HashMap::new();
-        let unpaged = (self.counted_base.iter())
-            .filter(|p| !self.index_pages.contains_key(p))
-            .map(|p| (p, &no_pages));
+    pub(super) async fn compare_indexes(&mut self, backend: &dyn Backend) -> Result<(), Error> {
+        let paged = (self.seen.iter())
+            .filter(|(_, seen)| seen.pages > 0)
+            .map(|(partition, _)| *partition);
+        let partitions: BTreeSet<PartitionId> =
+            paged.chain(self.counted_base.iter().copied()).collect();
         let mut broken = Vec::new();
-        for (partition, pages) in self.index_pages.iter().chain(unpaged) {
-            let entries = self.entry_names.get(partition).unwrap_or(&no_names);
-            let names = if pages.is_empty() {
-                Ok(Vec::new())
-            } else {
-                index::names_of(pages)
+        for partition in partitions {
+            let (names, pages) = match self.seen.get(&partition) {
+                Some(seen) => (seen.names, seen.pages),
+                None => (Digest::default(), 0),
             };
-            let kind = match names {
-                Err(what) => DamageKind::IndexBroken(what),
-                Ok(names) => {
-                    let indexed: HashSet<&String> = names.iter().collect();
-                    let missing = entries.iter().filter(|n| !indexed.contains(n)).count();
-                    let extra = names.iter().filter(|n| !entries.contains(*n)).count();
-                    if missing == 0 && extra == 0 {
-                        continue;
+            let kind = if pages == 0 {
+                if names.count == 0 {
+                    continue;
+                }
+                DamageKind::IndexMismatch {
+                    missing: names.count,
+                    extra: 0,
+                }
+            } else {
+                let mut indexed = Digest::default();
+                let shape = self
+                    .read_index(backend, partition, |name| indexed.add(name.as_bytes()))
+                    .await?;
+                match shape {
+                    Err(what) => DamageKind::IndexBroken(what),
+                    Ok(()) if indexed == names => continue,
+                    Ok(()) => {
+                        let (missing, extra) = self.index_difference(backend, partition).await?;
+                        DamageKind::IndexMismatch { missing, extra }
                     }
-                    DamageKind::IndexMismatch { missing, extra }
                 }
             };
-            broken.push((*partition, kind));
+            broken.push((partition, kind));
         }
         for (partition, kind) in broken {
             let key = RecordKey::IndexPage {
@@ -78,9 +128,94 @@ impl Walk<'_> {
             self.rebuild_index.push(partition);
         }
         // An unreadable page (reported as it was read) breaks its tree too.
-        for (partition, pages) in &self.index_pages {
-            if pages.values().any(Option::is_none) && !self.rebuild_index.contains(partition) {
+        for (partition, seen) in &self.seen {
+            if seen.unopened_pages && !self.rebuild_index.contains(partition) {
                 self.rebuild_index.push(*partition);
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks the index of `partition`'s names from its root, reading it
+    /// from `backend` an inner page's children at a time, and hands each
+    /// name to `each`; `Ok(Err(_))` says how the tree is broken.
+    async fn read_index(
+        &self,
+        backend: &dyn Backend,
+        partition: PartitionId,
+        each: impl FnMut(&str),
+    ) -> Result<Result<(), String>, Error> {
+        let found = self.seen.get(&partition).map_or(0, |seen| seen.pages);
+        let Some(keys) = self.apps.get(&partition.app) else {
+            return Ok(Err("its application is unknown".into()));
+        };
+        let scope = Scope::Keys(partition);
+        let shard = scope.shard().encode();
+        let read = async |ids: &[u64]| {
+            let keys_read: Vec<Vec<u8>> = ids.iter().map(|id| scope.page_key(*id)).collect();
+            let values = backend.get_many(&shard, &keys_read).await?;
+            let pages: Vec<ReadPage> = (keys_read.iter().zip(values))
+                .map(|(key, sealed)| sealed.map(|s| open::<IndexPage>(&keys.sealer, key, &s)))
+                .collect();
+            Ok::<_, BackendError>(pages)
+        };
+        match index::check_tree(found, read, each).await {
+            Ok(shape) => Ok(shape),
+            // A page the engine cannot read breaks the tree as one that
+            // does not open does.
+            Err(BackendError::Damaged(what)) => Ok(Err(what)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// How many names of `partition`'s entries its (whole) index lacks,
+    /// and how many it holds without an entry: the partition read again,
+    /// its names held this time.
+    async fn index_difference(
+        &self,
+        backend: &dyn Backend,
+        partition: PartitionId,
+    ) -> Result<(usize, usize), Error> {
+        let mut indexed = HashSet::new();
+        // Whole when it was read a moment ago (the check is offline).
+        let _whole = self
+            .read_index(backend, partition, |name| {
+                indexed.insert(name.to_string());
+            })
+            .await?;
+        let mut entries = HashSet::new();
+        self.each_entry(backend, partition, |_, record| {
+            entries.insert(record.key);
+        })
+        .await?;
+        let missing = entries.iter().filter(|n| !indexed.contains(*n)).count();
+        let extra = indexed.iter().filter(|n| !entries.contains(*n)).count();
+        Ok((missing, extra))
+    }
+
+    /// Hands every entry of `partition` that opens to `each`, read again
+    /// from `backend`.
+    async fn each_entry(
+        &self,
+        backend: &dyn Backend,
+        partition: PartitionId,
+        mut each: impl FnMut(EntryId, EntryRecord),
+    ) -> Result<(), Error> {
+        let Some(keys) = self.apps.get(&partition.app) else {
+            return Ok(());
+        };
+        let mut scan = SealedTable::new(backend, &keys.sealer).scan(partition.entries());
+        loop {
+            let chunk = scan.next_chunk_of(CHUNK).await?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            for (key, sealed) in chunk {
+                if let Some(RecordKey::Entry(id)) = RecordKey::parse(&key)
+                    && let Some(record) = open::<EntryRecord>(&keys.sealer, &key, &sealed)
+                {
+                    each(id, record);
+                }
             }
         }
     }
@@ -89,7 +224,7 @@ impl Walk<'_> {
     /// the names of the store (or partition) records that open and no
     /// other. A scope without an index is not damaged: its first use builds
     /// one.
-    pub(super) fn compare_name_indexes(&mut self) {
+    pub(super) async fn compare_name_indexes(&mut self) {
         let mut broken = Vec::new();
         for (scope, pages) in &self.name_pages {
             let records: HashSet<&String> = match *scope {
@@ -107,7 +242,7 @@ impl Walk<'_> {
                     .collect(),
                 Scope::Keys(_) => unreachable!("a partition's index pages are of another kind"),
             };
-            let kind = match index::names_of(pages) {
+            let kind = match index::names_of(pages).await {
                 Err(what) => DamageKind::IndexBroken(what),
                 Ok(names) => {
                     let indexed: HashSet<&String> = names.iter().collect();

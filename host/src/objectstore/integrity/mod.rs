@@ -30,6 +30,15 @@
 //! listing, count or sweep reads it and an operator can still find it.
 //! Nothing else is written.
 //!
+//! The walk holds no state per key. Per partition it keeps counts and two
+//! digests (of its entries' names and of its expiry index records, as the
+//! entries call for them and as found), and it checks an index by walking
+//! its tree from the root, a page's children at a time. Only a partition
+//! whose digests differ is read again, its names held this time, to say
+//! what differs. A walk that stops at damage it cannot read past compares
+//! nothing: it would report (and a repair act on) differences in what it
+//! did not read.
+//!
 //! Both are offline tools: a check beside running hosts may read a
 //! partition between two of a bulk deletion's batches, and a repair beside
 //! them may write over what they write.

@@ -24,13 +24,13 @@ impl Walk<'_> {
         for (key, sealed) in &self.rate_buckets {
             delete_if_unchanged(backend, key, sealed).await?;
         }
-        for &(at, entry) in self.expected_expiries.difference(&self.expiries) {
+        for &(at, entry) in &self.missing_expiries {
             let key = RecordKey::Expiry { at, entry };
             let mut batch = Batch::new(key.shard().encode());
             batch.put(key.encode(), Vec::new(), Expect::Any);
             backend.commit(batch).await?;
         }
-        for &(at, entry) in self.expiries.difference(&self.expected_expiries) {
+        for &(at, entry) in &self.stale_expiries {
             let key = RecordKey::Expiry { at, entry };
             let mut batch = Batch::new(key.shard().encode());
             batch.delete(key.encode(), Expect::Any);

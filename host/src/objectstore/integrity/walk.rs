@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use sha2::{Digest as _, Sha256};
+
 use crate::backend::{Backend, Shards};
 use crate::encryption::{Sealer, Tag, hex};
 
@@ -76,6 +78,43 @@ pub(super) struct Counts {
     pub(super) bytes: i64,
 }
 
+/// A set of byte strings in a few bytes: how many there are, and the sum of
+/// their SHA-256 digests (the first 16 bytes, modulo 2^128). The same set
+/// always gives the same digest, in any order; two sets that differ give
+/// the same one with a chance of about 2^-128, since each digest is as good
+/// as random. So the walk compares ten million names with their index
+/// without holding either, and reads one partition again, to say what
+/// differs, only when its digests do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Digest {
+    pub(super) count: usize,
+    sum: u128,
+}
+
+impl Digest {
+    pub(super) fn add(&mut self, item: &[u8]) {
+        let hash = Sha256::digest(item);
+        let low: [u8; 16] = hash[..16].try_into().expect("16 of 32 bytes");
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(u128::from_le_bytes(low));
+    }
+}
+
+/// What the walk saw of one partition.
+#[derive(Default)]
+pub(super) struct Seen {
+    /// The names of its entries that open.
+    pub(super) names: Digest,
+    /// Its index pages found (under a known application), and whether one
+    /// of them does not open.
+    pub(super) pages: usize,
+    pub(super) unopened_pages: bool,
+    /// Its part of the expiry index (record keys) as the entries that open
+    /// say it should be, and as found.
+    pub(super) expected_expiries: Digest,
+    pub(super) expiries: Digest,
+}
+
 /// Everything one walk learned.
 pub(super) struct Walk<'a> {
     pub(super) master: &'a Sealer,
@@ -91,10 +130,17 @@ pub(super) struct Walk<'a> {
     pub(super) master_check_missing: bool,
     /// Rate buckets to delete (a fresh bucket is full): key and bytes.
     pub(super) rate_buckets: Vec<(Vec<u8>, Vec<u8>)>,
-    /// The expiry index as the entries that open say it should be.
-    pub(super) expected_expiries: HashSet<(u64, EntryId)>,
-    /// The expiry index as found.
-    pub(super) expiries: HashSet<(u64, EntryId)>,
+    /// Whether the walk read every record: one that stopped at damage it
+    /// could not read past compares nothing (it would find differences in
+    /// what it did not read, and a repair would act on them).
+    pub(super) complete: bool,
+    /// What the walk saw of each partition's names and expiries, in a few
+    /// bytes each (see [`Seen`]).
+    pub(super) seen: BTreeMap<PartitionId, Seen>,
+    /// The expiry index records that the entries call for and are not
+    /// there, and those there that no entry calls for.
+    pub(super) missing_expiries: Vec<(u64, EntryId)>,
+    pub(super) stale_expiries: Vec<(u64, EntryId)>,
     /// Per partition: every entry there is, and those that stay after
     /// repair.
     pub(super) counted_all: BTreeMap<PartitionId, Counts>,
@@ -105,10 +151,6 @@ pub(super) struct Walk<'a> {
     /// The partitions whose kept counts have a base: their index of names
     /// is built, and one without a page is empty.
     pub(super) counted_base: HashSet<PartitionId>,
-    /// Each partition's index pages as found (`None`: does not open).
-    pub(super) index_pages: BTreeMap<PartitionId, HashMap<u64, Option<IndexPage>>>,
-    /// The names of each partition's entries that open.
-    pub(super) entry_names: HashMap<PartitionId, HashSet<String>>,
     /// Partitions whose index repair writes again.
     pub(super) rebuild_index: Vec<PartitionId>,
     /// The pages of each index of store or partition names as found
@@ -133,14 +175,14 @@ impl<'a> Walk<'a> {
             set_aside: Vec::new(),
             master_check_missing: false,
             rate_buckets: Vec::new(),
-            expected_expiries: HashSet::new(),
-            expiries: HashSet::new(),
+            complete: false,
+            seen: BTreeMap::new(),
+            missing_expiries: Vec::new(),
+            stale_expiries: Vec::new(),
             counted_all: BTreeMap::new(),
             counted_kept: BTreeMap::new(),
             counts: BTreeMap::new(),
             counted_base: HashSet::new(),
-            index_pages: BTreeMap::new(),
-            entry_names: HashMap::new(),
             rebuild_index: Vec::new(),
             name_pages: BTreeMap::new(),
             rebuild_names: Vec::new(),
@@ -148,10 +190,12 @@ impl<'a> Walk<'a> {
         };
         walk.read_applications(backend).await?;
         walk.read_all(backend).await?;
-        walk.compare_expiries();
-        walk.compare_usage();
-        walk.compare_indexes();
-        walk.compare_name_indexes();
+        if walk.complete {
+            walk.compare_expiries(backend).await?;
+            walk.compare_usage();
+            walk.compare_indexes(backend).await?;
+            walk.compare_name_indexes().await;
+        }
         Ok(walk)
     }
 
@@ -271,20 +315,22 @@ impl<'a> Walk<'a> {
                     continue;
                 }
                 self.records += 1;
-                let size = self.sizes.entry(size_kind(&key)).or_default();
+                let parsed = RecordKey::parse(&key);
+                let size = self.sizes.entry(size_kind(parsed, &key)).or_default();
                 size.0 += 1;
                 size.1 += (key.len() + sealed.len()) as u64;
-                self.read_one(&key, &sealed);
+                self.read_one(parsed, &key, &sealed);
                 after = Some(key);
             }
             if ended {
+                self.complete = true;
                 return Ok(());
             }
         }
     }
 
-    fn read_one(&mut self, key: &[u8], sealed: &[u8]) {
-        let Some(record_key) = RecordKey::parse(key) else {
+    fn read_one(&mut self, parsed: Option<RecordKey>, key: &[u8], sealed: &[u8]) {
+        let Some(record_key) = parsed else {
             if quarantined(key).is_some() {
                 self.quarantined += 1;
             } else {
@@ -382,30 +428,33 @@ impl<'a> Walk<'a> {
                     self.open_of::<EntryRecord>(id.partition.app, key, sealed, RecordKind::Entry)
                 {
                     add(self.counted_kept.entry(store).or_default(), footprint);
+                    let seen = self.seen.entry(id.partition).or_default();
+                    seen.names.add(r.key.as_bytes());
                     if let Some(at) = r.expires {
-                        self.expected_expiries.insert((at, id));
+                        let expiry = RecordKey::Expiry { at, entry: id }.encode();
+                        seen.expected_expiries.add(&expiry);
                     }
-                    self.entry_names
-                        .entry(id.partition)
-                        .or_default()
-                        .insert(r.key);
                 }
             }
             RecordKey::Expiry { at, entry } => {
-                self.expiries.insert((at, entry));
+                let expiry = RecordKey::Expiry { at, entry }.encode();
+                let seen = self.seen.entry(entry.partition).or_default();
+                seen.expiries.add(&expiry);
             }
-            RecordKey::IndexPage { partition, page } => {
+            RecordKey::IndexPage { partition, .. } => {
                 // Pages are derived: an unreadable one is rebuilt with its
                 // tree, not set aside.
-                let Some(record) =
-                    self.open_derived(partition.app, key, sealed, RecordKind::IndexPage)
-                else {
+                let Some(record) = self.open_derived::<IndexPage>(
+                    partition.app,
+                    key,
+                    sealed,
+                    RecordKind::IndexPage,
+                ) else {
                     return;
                 };
-                self.index_pages
-                    .entry(partition)
-                    .or_default()
-                    .insert(page, record);
+                let seen = self.seen.entry(partition).or_default();
+                seen.pages += 1;
+                seen.unopened_pages |= record.is_none();
             }
             RecordKey::NamePage { app, store, page } => {
                 // Derived from the store or partition records, as a
@@ -470,7 +519,7 @@ impl<'a> Walk<'a> {
 }
 
 /// The record `sealed` holds for `key`, if it opens and parses.
-fn open<R: Record>(sealer: &Sealer, key: &[u8], sealed: &[u8]) -> Option<R> {
+pub(super) fn open<R: Record>(sealer: &Sealer, key: &[u8], sealed: &[u8]) -> Option<R> {
     R::decode(&sealer.open(key, sealed).ok()?).ok()
 }
 
@@ -480,8 +529,8 @@ fn add(total: &mut Counts, more: Counts) {
 }
 
 /// What a record is, in the words of the report's sizes.
-fn size_kind(key: &[u8]) -> &'static str {
-    match RecordKey::parse(key) {
+fn size_kind(parsed: Option<RecordKey>, key: &[u8]) -> &'static str {
+    match parsed {
         Some(RecordKey::MasterCheck) => "master check",
         Some(RecordKey::App(_)) => "applications",
         Some(RecordKey::Credential(_)) => "credentials",

@@ -9,6 +9,8 @@ use std::time::Duration;
 use super::*;
 use crate::backend::FileBackend;
 use crate::encryption::{hex, random_array};
+use crate::objectstore::index::{IndexEdit, Scope};
+use crate::objectstore::sealed::Commit;
 use integrity::{DamageKind, RecordKind};
 
 /// A redb file of its own, removed when dropped.
@@ -210,6 +212,118 @@ async fn check_finds_each_kind_of_damage_and_repair_mends_it_on_memory() {
     let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
     let same = backend.clone();
     damage_check_repair(backend, async || same.clone()).await;
+}
+
+/// Damage in one partition is reported exactly, and its neighbours (one
+/// with expiring keys of its own) not at all: the check compares digests
+/// of each partition's names and expiries, and reads again only the
+/// partition whose digests differ.
+#[tokio::test]
+async fn damage_in_one_partition_is_reported_exactly_and_its_neighbours_not() {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let master = MasterKey::generate();
+    let os = open_with(backend.clone(), &master).await;
+    fill(&os).await;
+    let r = partition(&os, "shop", "r").await;
+    for i in 0..20 {
+        let options = StoreOptions {
+            ttl: Some(Ttl::Fixed(600 + i)),
+            ..Default::default()
+        };
+        r.store(&format!("r-{i}"), b"v".to_vec(), options)
+            .await
+            .unwrap();
+    }
+    let app = os.application("shop").await.unwrap();
+    os.inner.sync_usage(&app.state).await.unwrap();
+    assert!(
+        integrity::check(&*backend, &master)
+            .await
+            .unwrap()
+            .is_clean()
+    );
+
+    let p = partition(&os, "shop", "p").await;
+    let expiry_of = async |name: &str| {
+        let entry = p.entry_id(name).unwrap();
+        raw(&*backend, b"x")
+            .await
+            .into_iter()
+            .map(|(k, _)| k)
+            .find(|k| matches!(keys::RecordKey::parse(k), Some(keys::RecordKey::Expiry { entry: e, .. }) if e == entry))
+    };
+    // key-04 loses its expiry record; key-01 gains a second one; key-13's
+    // entry goes behind its index's, counts' and expiry's back.
+    let gone = expiry_of("key-04").await.expect("key-04 expires");
+    delete_raw(&*backend, gone.clone()).await;
+    let planted = keys::RecordKey::Expiry {
+        at: 12_345,
+        entry: p.entry_id("key-01").unwrap(),
+    }
+    .encode();
+    put_raw(&*backend, planted.clone(), Vec::new()).await;
+    let entry = keys::RecordKey::Entry(p.entry_id("key-13").unwrap()).encode();
+    delete_raw(&*backend, entry).await;
+    // And key-99's name leaves the index while its entry stays: the index
+    // holds as many names as there are entries, one of them the wrong one.
+    p.store("key-99", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    let mut edit = IndexEdit::new(p.table(), Scope::Keys(p.id()));
+    assert_eq!(edit.remove("key-99").await.unwrap(), Commit::Done);
+    let mut batch = Batch::new(keys::Shard::Partition(p.id()).encode());
+    edit.finish(&mut batch);
+    assert_eq!(p.table().commit(batch).await.unwrap(), Commit::Done);
+
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    let found = kinds(&report);
+    // key-13's expiry record (every key of the default store expires) is
+    // stale too, after the planted one (which expires earlier).
+    assert_eq!(found.len(), 5, "{:#?}", report.damage);
+    assert_eq!(
+        found[..3],
+        [
+            DamageKind::MissingExpiry,
+            DamageKind::StaleExpiry,
+            DamageKind::StaleExpiry
+        ]
+    );
+    assert!(
+        matches!(found[3], DamageKind::UsageMismatch { counted, recounted } if counted.0 == recounted.0 + 1),
+        "{found:?}"
+    );
+    assert_eq!(
+        found[4],
+        DamageKind::IndexMismatch {
+            missing: 1,
+            extra: 1
+        }
+    );
+    for damage in &report.damage {
+        assert!(damage.place.contains("partition \"p\""), "{}", damage.place);
+    }
+    assert!(
+        report.damage[0].place.contains(&hex(&gone)),
+        "{}",
+        report.damage[0].place
+    );
+    assert!(
+        report.damage[1].place.contains(&hex(&planted)),
+        "{}",
+        report.damage[1].place
+    );
+
+    let repaired = integrity::repair(&*backend, &master).await.unwrap();
+    assert_eq!(kinds(&repaired), found, "repair mends what check found");
+    assert!(
+        integrity::check(&*backend, &master)
+            .await
+            .unwrap()
+            .is_clean()
+    );
+    assert!(expiry_of("key-04").await.is_some(), "written again");
+    let left = backend.get(&shard_of(&planted), &planted).await.unwrap();
+    assert!(left.is_none(), "the planted record deleted");
 }
 
 #[tokio::test]
