@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, Shards};
 use crate::encryption::Tag;
 
 use super::report::{DamageKind, Remedy};
@@ -20,7 +20,6 @@ use crate::objectstore::Error;
 use crate::objectstore::index::{self, ReadPage, Scope};
 use crate::objectstore::keys::{EntryId, PartitionId, Prefix, RecordKey};
 use crate::objectstore::record::{EntryRecord, IndexPage};
-use crate::objectstore::sealed::SealedTable;
 use crate::objectstore::usage::kept;
 
 /// How many records a second reading of a partition reads per backend call.
@@ -38,28 +37,29 @@ impl Walk<'_> {
             return Ok(());
         }
         let mut found = HashSet::new();
-        let mut scan = SealedTable::new(backend, self.master).scan(Prefix::Expiries);
-        loop {
-            let chunk = scan.next_chunk_of(CHUNK).await?;
-            if chunk.is_empty() {
-                break;
+        let prefix = Prefix::Expiries.encode();
+        let read = read_again(backend, &prefix, |key, _| {
+            if let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(key)
+                && differing.contains(&entry.partition)
+            {
+                found.insert((at, entry));
             }
-            for (key, _) in chunk {
-                if let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(&key)
-                    && differing.contains(&entry.partition)
-                {
-                    found.insert((at, entry));
-                }
-            }
+        });
+        if let Err(what) = read.await? {
+            self.found(DamageKind::Engine(what), b"", Remedy::None);
+            return Ok(());
         }
         let mut expected = HashSet::new();
         for partition in &differing {
-            self.each_entry(backend, *partition, |id, record| {
+            let read = self.each_entry(backend, *partition, |id, record| {
                 if let Some(at) = record.expires {
                     expected.insert((at, id));
                 }
-            })
-            .await?;
+            });
+            if let Err(what) = read.await? {
+                self.found(DamageKind::Engine(what), b"", Remedy::None);
+                return Ok(());
+            }
         }
         let mut missing: Vec<_> = expected.difference(&found).copied().collect();
         let mut stale: Vec<_> = found.difference(&expected).copied().collect();
@@ -110,10 +110,15 @@ impl Walk<'_> {
                 match shape {
                     Err(what) => DamageKind::IndexBroken(what),
                     Ok(()) if indexed == names => continue,
-                    Ok(()) => {
-                        let (missing, extra) = self.index_difference(backend, partition).await?;
-                        DamageKind::IndexMismatch { missing, extra }
-                    }
+                    Ok(()) => match self.index_difference(backend, partition).await? {
+                        Ok((missing, extra)) => DamageKind::IndexMismatch { missing, extra },
+                        // Its entries cannot be read again: said so, and
+                        // the index is left as it is.
+                        Err(what) => {
+                            self.found(DamageKind::Engine(what), b"", Remedy::None);
+                            continue;
+                        }
+                    },
                 }
             };
             broken.push((partition, kind));
@@ -170,12 +175,13 @@ impl Walk<'_> {
 
     /// How many names of `partition`'s entries its (whole) index lacks,
     /// and how many it holds without an entry: the partition read again,
-    /// its names held this time.
+    /// its names held this time. `Ok(Err(_))`: its entries cannot be read
+    /// again.
     async fn index_difference(
         &self,
         backend: &dyn Backend,
         partition: PartitionId,
-    ) -> Result<(usize, usize), Error> {
+    ) -> Result<Result<(usize, usize), String>, Error> {
         let mut indexed = HashSet::new();
         // Whole when it was read a moment ago (the check is offline).
         let _whole = self
@@ -184,40 +190,36 @@ impl Walk<'_> {
             })
             .await?;
         let mut entries = HashSet::new();
-        self.each_entry(backend, partition, |_, record| {
+        let read = self.each_entry(backend, partition, |_, record| {
             entries.insert(record.key);
-        })
-        .await?;
+        });
+        if let Err(what) = read.await? {
+            return Ok(Err(what));
+        }
         let missing = entries.iter().filter(|n| !indexed.contains(*n)).count();
         let extra = indexed.iter().filter(|n| !entries.contains(*n)).count();
-        Ok((missing, extra))
+        Ok(Ok((missing, extra)))
     }
 
     /// Hands every entry of `partition` that opens to `each`, read again
-    /// from `backend`.
+    /// from `backend` (see [`read_again`]).
     async fn each_entry(
         &self,
         backend: &dyn Backend,
         partition: PartitionId,
         mut each: impl FnMut(EntryId, EntryRecord),
-    ) -> Result<(), Error> {
+    ) -> Result<Result<(), String>, Error> {
         let Some(keys) = self.apps.get(&partition.app) else {
-            return Ok(());
+            return Ok(Ok(()));
         };
-        let mut scan = SealedTable::new(backend, &keys.sealer).scan(partition.entries());
-        loop {
-            let chunk = scan.next_chunk_of(CHUNK).await?;
-            if chunk.is_empty() {
-                return Ok(());
+        read_again(backend, &partition.entries().encode(), |key, sealed| {
+            if let Some(RecordKey::Entry(id)) = RecordKey::parse(key)
+                && let Some(record) = open::<EntryRecord>(&keys.sealer, key, sealed)
+            {
+                each(id, record);
             }
-            for (key, sealed) in chunk {
-                if let Some(RecordKey::Entry(id)) = RecordKey::parse(&key)
-                    && let Some(record) = open::<EntryRecord>(&keys.sealer, &key, &sealed)
-                {
-                    each(id, record);
-                }
-            }
-        }
+        })
+        .await
     }
 
     /// Checks each index of store or partition names: a whole tree, holding
@@ -308,6 +310,39 @@ impl Walk<'_> {
                     Remedy::Rebuild,
                 );
             }
+        }
+    }
+}
+
+/// Hands every record under `prefix` to `each`, read as the walk reads
+/// them: from every shard (a record in the wrong one included), skipping a
+/// key out of order (the walk reported it). `Ok(Err(_))`: the engine
+/// cannot read past damage.
+async fn read_again(
+    backend: &dyn Backend,
+    prefix: &[u8],
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> Result<Result<(), String>, Error> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let chunk = match backend
+            .scan(Shards::ALL, prefix, after.as_deref(), CHUNK)
+            .await
+        {
+            Ok(chunk) => chunk,
+            Err(BackendError::Damaged(what)) => return Ok(Err(what)),
+            Err(e) => return Err(e.into()),
+        };
+        let ended = chunk.len() < CHUNK;
+        for (key, sealed) in chunk {
+            if after.as_ref().is_some_and(|a| key <= *a) {
+                continue;
+            }
+            each(&key, &sealed);
+            after = Some(key);
+        }
+        if ended {
+            return Ok(Ok(()));
         }
     }
 }

@@ -30,14 +30,20 @@
 //! listing, count or sweep reads it and an operator can still find it.
 //! Nothing else is written.
 //!
-//! The walk holds no state per key. Per partition it keeps counts and two
-//! digests (of its entries' names and of its expiry index records, as the
-//! entries call for them and as found), and it checks an index by walking
-//! its tree from the root, a page's children at a time. Only a partition
-//! whose digests differ is read again, its names held this time, to say
-//! what differs. A walk that stops at damage it cannot read past compares
-//! nothing: it would report (and a repair act on) differences in what it
-//! did not read.
+//! On clean data the walk holds nothing per key. Per partition it keeps
+//! counts and three digests (of its entries' names, and of its expiry
+//! index records as the entries call for them and as found), and it checks
+//! an index by walking its tree from the root, an inner page's children at
+//! a time (holding the ids of that tree's pages it has seen). What it finds
+//! damaged it holds until the report: a record to set aside with its sealed
+//! bytes. A partition whose name digests differ is read again, its names
+//! held this time, to say what differs; a difference in any partition's
+//! expiries reads the expiry index again, keeping the records of the
+//! partitions that differ.
+//!
+//! A walk that stops at damage it cannot read past compares nothing, and a
+//! repair after it writes nothing derived (expiry index, counts, indexes of
+//! names): it would take what it did not read for missing.
 //!
 //! Both are offline tools: a check beside running hosts may read a
 //! partition between two of a bulk deletion's batches, and a repair beside

@@ -24,6 +24,11 @@ impl Walk<'_> {
         for (key, sealed) in &self.rate_buckets {
             delete_if_unchanged(backend, key, sealed).await?;
         }
+        if !self.complete {
+            // Nothing derived is written from part of the data (see
+            // `Walk::complete`).
+            return Ok(());
+        }
         for &(at, entry) in &self.missing_expiries {
             let key = RecordKey::Expiry { at, entry };
             let mut batch = Batch::new(key.shard().encode());

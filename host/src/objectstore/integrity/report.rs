@@ -149,7 +149,8 @@ pub enum Remedy {
     Rebuild,
     /// Moved, as it is, under the quarantine prefix.
     SetAside,
-    /// Nothing can be done by a repair (the engine's own damage).
+    /// Nothing a repair does: the engine's own damage, or a derived record
+    /// after a walk that stopped at such damage.
     None,
 }
 

@@ -195,8 +195,21 @@ impl<'a> Walk<'a> {
             walk.compare_usage();
             walk.compare_indexes(backend).await?;
             walk.compare_name_indexes().await;
+        } else {
+            walk.leave_derived_alone();
         }
         Ok(walk)
+    }
+
+    /// After a walk that stopped at damage: what is derived from the whole
+    /// data (counts, indexes of names) is not written again from the part
+    /// read, so a record of theirs that does not open is left as it is.
+    fn leave_derived_alone(&mut self) {
+        for found in &mut self.found {
+            if let DamageKind::Unreadable(RecordKind::Usage | RecordKind::IndexPage) = found.kind {
+                found.remedy = Remedy::None;
+            }
+        }
     }
 
     pub(super) fn found(&mut self, kind: DamageKind, key: &[u8], remedy: Remedy) {

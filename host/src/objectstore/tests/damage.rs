@@ -326,6 +326,122 @@ async fn damage_in_one_partition_is_reported_exactly_and_its_neighbours_not() {
     assert!(left.is_none(), "the planted record deleted");
 }
 
+/// A memory backend whose engine cannot read some of its data, as a
+/// damaged redb page: with `past_first_chunk`, a scan over every record
+/// after its first chunk (as a walk's), and every read of a key under
+/// `unreadable`.
+struct Unreadable {
+    inner: MemoryBackend,
+    past_first_chunk: bool,
+    unreadable: Vec<u8>,
+}
+
+impl Unreadable {
+    fn new(past_first_chunk: bool, unreadable: &[u8]) -> Self {
+        Self {
+            inner: MemoryBackend::new(),
+            past_first_chunk,
+            unreadable: unreadable.to_vec(),
+        }
+    }
+}
+
+impl Backend for Unreadable {
+    fn get<'a>(
+        &'a self,
+        shard: &'a [u8],
+        key: &'a [u8],
+    ) -> crate::backend::BoxFuture<'a, Result<Option<Vec<u8>>, crate::backend::BackendError>> {
+        if !self.unreadable.is_empty() && key.starts_with(&self.unreadable) {
+            let damaged = crate::backend::BackendError::Damaged("a page does not verify".into());
+            return Box::pin(async move { Err(damaged) });
+        }
+        self.inner.get(shard, key)
+    }
+    fn scan<'a>(
+        &'a self,
+        shards: Shards<'a>,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> crate::backend::BoxFuture<
+        'a,
+        Result<Vec<crate::backend::Pair>, crate::backend::BackendError>,
+    > {
+        if self.past_first_chunk && prefix.is_empty() && after.is_some() {
+            let damaged = crate::backend::BackendError::Damaged("a page does not verify".into());
+            return Box::pin(async move { Err(damaged) });
+        }
+        self.inner.scan(shards, prefix, after, limit)
+    }
+    fn commit(
+        &self,
+        batch: Batch,
+    ) -> crate::backend::BoxFuture<'_, Result<(), crate::backend::BackendError>> {
+        self.inner.commit(batch)
+    }
+}
+
+/// A walk that stops at damage it cannot read past (after its first 1,024
+/// records: 600 entries and part of their partitions' counts) reports it
+/// and compares nothing, and a repair then writes nothing: the counts of
+/// the partitions it did not reach would otherwise be "recounted" as empty
+/// and written so.
+#[tokio::test]
+async fn a_walk_stopped_by_unreadable_storage_compares_and_repairs_nothing() {
+    let backend = Arc::new(Unreadable::new(true, b""));
+    let master = MasterKey::generate();
+    let os = open_with(backend.clone(), &master).await;
+    let app = os.application("shop").await.unwrap();
+    let store = app.store("s").await.unwrap();
+    for i in 0..600 {
+        let p = store.partition(&format!("p{i:03}")).await.unwrap();
+        p.store("k", b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    os.inner.sync_usage(&app.state).await.unwrap();
+    let before = raw(&backend.inner, b"").await;
+    assert!(before.len() > 1_024 + 600, "{} records", before.len());
+
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        [DamageKind::Engine("a page does not verify".into())],
+        "{:?}",
+        report.damage
+    );
+    integrity::repair(&*backend, &master).await.unwrap();
+    assert!(raw(&backend.inner, b"").await == before, "the repair wrote");
+}
+
+/// An index page that the engine cannot read breaks that index (reported,
+/// rebuilt by a repair) and the check goes on.
+#[tokio::test]
+async fn an_index_page_the_engine_cannot_read_breaks_its_index_only() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    fill(&os).await;
+    let p = partition(&os, "shop", "p").await;
+    let root = crate::objectstore::index::Scope::Keys(p.id()).page_key(0);
+    let damaged = Arc::new(Unreadable::new(false, &root));
+    for (key, value) in raw(&*backend, b"").await {
+        put_raw(&damaged.inner, key, value).await;
+    }
+    let report = integrity::check(&*damaged, &master).await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        [DamageKind::IndexBroken("a page does not verify".into())],
+        "{:?}",
+        report.damage
+    );
+    assert!(
+        report.damage[0].place.contains("partition \"p\""),
+        "{}",
+        report.damage[0].place
+    );
+}
+
 #[tokio::test]
 async fn check_finds_each_kind_of_damage_and_repair_mends_it_on_redb() {
     let file = ScratchFile::new();
