@@ -193,7 +193,7 @@ impl<'a> IndexEdit<'a> {
 
     /// Splits the page at `id` (just changed) while it is too big, and its
     /// parents in turn. Each page is changed where it lies: only a split's
-    /// right half is a new page.
+    /// right part is a new page.
     fn split_up(&mut self, mut path: Vec<(u64, usize)>, mut id: u64) {
         loop {
             let slot = self.pages.get_mut(&id).expect("a page just written");
@@ -328,15 +328,25 @@ impl<'a> IndexEdit<'a> {
     }
 }
 
-/// Splits `page` in two halves: keeps the left one in place and returns
-/// the separator and the right one; `None` if it holds too little to split.
+/// Splits a page in two: the new page, holding the right part, and the
+/// separator that goes up to the parent; `None` if the page is too small
+/// to split. Pages split in halves, but for the last leaf of the tree,
+/// which keeps three quarters: names created in order (a sequence, a bulk
+/// load) all arrive there, and the left part of its split is then never
+/// written again but for names that come a little late (from concurrent
+/// writers), for which a quarter is left. Halves would leave every leaf
+/// behind such inserts half empty.
 fn split_off(page: &mut IndexPage) -> Option<(String, IndexPage)> {
     match page {
         IndexPage::Leaf { high, names, .. } => {
-            if names.len() < 2 {
+            let at = match high {
+                None => names.len() * 3 / 4,
+                Some(_) => names.len() / 2,
+            };
+            if at == 0 {
                 return None;
             }
-            let right = names.split_off(names.len() / 2);
+            let right = names.split_off(at);
             let separator = right[0].clone();
             let right_high = high.replace(separator.clone());
             Some((
@@ -375,10 +385,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pages_split_into_halves_around_their_separator() {
+    fn pages_split_around_their_separator_in_halves_but_the_last_leaf() {
         let mut left = IndexPage::Leaf {
             low: Some("a".into()),
-            high: None,
+            high: Some("z".into()),
             names: vec!["b".into(), "c".into(), "d".into()],
         };
         let (separator, right) = split_off(&mut left).unwrap();
@@ -395,8 +405,35 @@ mod tests {
             right,
             IndexPage::Leaf {
                 low: Some("c".into()),
-                high: None,
+                high: Some("z".into()),
                 names: vec!["c".into(), "d".into()]
+            }
+        );
+        // The tree's last leaf keeps three quarters.
+        let names: Vec<String> = ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .map(String::from)
+            .into();
+        let mut last = IndexPage::Leaf {
+            low: Some("a".into()),
+            high: None,
+            names: names.clone(),
+        };
+        let (separator, right) = split_off(&mut last).unwrap();
+        assert_eq!(separator, "h");
+        assert_eq!(
+            last,
+            IndexPage::Leaf {
+                low: Some("a".into()),
+                high: Some("h".into()),
+                names: names[..6].to_vec()
+            }
+        );
+        assert_eq!(
+            right,
+            IndexPage::Leaf {
+                low: Some("h".into()),
+                high: None,
+                names: names[6..].to_vec()
             }
         );
         let mut left = IndexPage::Inner {
