@@ -205,7 +205,7 @@ impl<'a> IndexEdit<'a> {
                 return;
             };
             if id == ROOT {
-                // The root keeps its id: its halves move to new pages.
+                // The root keeps its id: its two parts move to new pages.
                 let left = slot.page.take();
                 let (a, b) = (self.fresh_id(), self.fresh_id());
                 self.set(a, left);
@@ -338,14 +338,12 @@ impl<'a> IndexEdit<'a> {
 /// behind such inserts half empty.
 fn split_off(page: &mut IndexPage) -> Option<(String, IndexPage)> {
     match page {
-        IndexPage::Leaf { high, names, .. } => {
-            let at = match high {
-                None => names.len() * 3 / 4,
-                Some(_) => names.len() / 2,
-            };
-            if at == 0 {
+        IndexPage::Leaf { low, high, names } => {
+            if names.len() < 2 {
                 return None;
             }
+            let quarters = if high.is_none() { 3 } else { 2 };
+            let at = leaf_split_point(low.as_deref(), high.as_deref(), names, quarters);
             let right = names.split_off(at);
             let separator = right[0].clone();
             let right_high = high.replace(separator.clone());
@@ -380,9 +378,95 @@ fn split_off(page: &mut IndexPage) -> Option<(String, IndexPage)> {
     }
 }
 
+/// Where a leaf of two names or more splits: after about `quarters`
+/// fourths of its names' bytes (names differ in length, up to 1,024 bytes),
+/// moved while a part would not fit a page and the other part has room
+/// for the name moved. Either part keeps a name.
+fn leaf_split_point(
+    low: Option<&str>,
+    high: Option<&str>,
+    names: &[String],
+    quarters: usize,
+) -> usize {
+    let item = |name: &String| 8 + name.len();
+    let bound = |name: Option<&str>| 1 + name.map_or(0, |n| 8 + n.len());
+    // A leaf's bytes besides its names: the format byte, the kind, the
+    // count and its bounds; each part is bounded by the separator too.
+    let left_len = |at: usize| {
+        2 + bound(low) + bound(Some(&names[at])) + 8 + names[..at].iter().map(item).sum::<usize>()
+    };
+    let right_len = |at: usize| {
+        2 + bound(Some(&names[at])) + bound(high) + 8 + names[at..].iter().map(item).sum::<usize>()
+    };
+    let target = names.iter().map(item).sum::<usize>() * quarters / 4;
+    let mut at = 0;
+    let mut bytes = 0;
+    while at < names.len() && bytes + item(&names[at]) <= target {
+        bytes += item(&names[at]);
+        at += 1;
+    }
+    let mut at = at.clamp(1, names.len() - 1);
+    while at > 1 && left_len(at) > PAGE_BYTES && right_len(at - 1) <= PAGE_BYTES {
+        at -= 1;
+    }
+    while at < names.len() - 1 && right_len(at) > PAGE_BYTES && left_len(at + 1) <= PAGE_BYTES {
+        at += 1;
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names of one length created in order, the last leaf splitting each
+    /// time it overflows: every page left behind fits, for short names and
+    /// for names near the 1,024-byte limit (where splitting by count put
+    /// more than a page's bytes in the left part).
+    #[test]
+    fn pages_left_behind_by_names_in_order_fit_whatever_the_names_length() {
+        for len in [10, 100, 500, 809, 900, 1_013, 1_024] {
+            let mut last = IndexPage::Leaf {
+                low: None,
+                high: None,
+                names: Vec::new(),
+            };
+            let mut full = 0;
+            for i in 0..1_000 {
+                let name = format!("{i:04}{}", "n".repeat(len - 4));
+                if let IndexPage::Leaf { names, .. } = &mut last {
+                    names.push(name);
+                }
+                if last.encoded_len() > PAGE_BYTES {
+                    let (_, right) = split_off(&mut last).unwrap();
+                    assert!(last.encoded_len() <= PAGE_BYTES, "names of {len} bytes");
+                    assert!(right.encoded_len() <= PAGE_BYTES, "names of {len} bytes");
+                    full += last.encoded_len();
+                    last = right;
+                }
+            }
+            assert!(full > 0, "names of {len} bytes split");
+        }
+    }
+
+    /// Names of very different lengths: both parts of a split fit when
+    /// some split point makes them.
+    #[test]
+    fn a_leaf_of_names_of_mixed_lengths_splits_into_parts_that_fit() {
+        let mut names: Vec<String> = (0..9).map(|i| format!("a{i}")).collect();
+        names.extend((0..4).map(|i| format!("b{i}{}", "x".repeat(1_022))));
+        for high in [None, Some("c".to_string())] {
+            let mut page = IndexPage::Leaf {
+                low: None,
+                high: high.clone(),
+                names: names.clone(),
+            };
+            assert!(page.encoded_len() > PAGE_BYTES);
+            let (_, right) = split_off(&mut page).unwrap();
+            assert!(page.encoded_len() <= PAGE_BYTES, "high {high:?}");
+            assert!(right.encoded_len() <= PAGE_BYTES, "high {high:?}");
+        }
+    }
 
     #[test]
     fn pages_split_around_their_separator_in_halves_but_the_last_leaf() {
