@@ -1,6 +1,7 @@
 //! The index of names: listings in byte order of the names, prefixes and
 //! cursors against a sorted model, on the memory backend and on redb; many
-//! writers at once; data written before the index; check and repair.
+//! writers at once; how full ordered names leave its pages. Data written
+//! before the index, and check and repair of an index: `index_repair`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +12,6 @@ use tokio::task::JoinSet;
 use super::*;
 use crate::backend::FileBackend;
 use crate::encryption::{hex, random_array};
-use integrity::DamageKind;
 
 struct ScratchFile(PathBuf);
 
@@ -63,7 +63,7 @@ fn random_name(rng: &mut Rng) -> String {
 }
 
 /// Every live name under `prefix`, page by page, as a client would list.
-async fn list_all(p: &Partition, prefix: Option<&str>, page_size: u32) -> Vec<String> {
+pub(super) async fn list_all(p: &Partition, prefix: Option<&str>, page_size: u32) -> Vec<String> {
     let items = every_page(page_size, |cursor| async move {
         p.list_key_metadata(prefix, cursor.as_deref(), page_size)
             .await
@@ -406,117 +406,6 @@ async fn a_write_whose_writer_gave_up_is_counted_if_it_lands() {
     );
 }
 
-/// Deletes every index page and every kept count, as data written before
-/// the index has neither.
-async fn drop_index(backend: &MemoryBackend) {
-    let pages = backend
-        .scan(Shards::ALL, b"n", None, 100_000)
-        .await
-        .unwrap();
-    assert!(!pages.is_empty());
-    let counts = backend
-        .scan(Shards::ALL, b"k", None, 100_000)
-        .await
-        .unwrap();
-    for (key, _) in pages.into_iter().chain(counts) {
-        let mut batch = Batch::new(shard_of(&key));
-        batch.delete(key, Expect::Any);
-        backend.commit(batch).await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn data_written_before_the_index_is_indexed_on_first_use() {
-    let (backend, master) = fresh();
-    let os = open_with(backend.clone(), &master).await;
-    let p = partition(&os, "app", "p").await;
-    for i in (0..300).rev() {
-        p.store(
-            &format!("key-{i:04}"),
-            b"v".to_vec(),
-            StoreOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
-    drop_index(&backend).await;
-    os.flush_stats().await.unwrap();
-    // Not damage: the index is built when the partition is next used.
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    assert!(report.is_clean(), "{:?}", report.damage);
-    let names = list_all(&p, Some("key-01"), 7).await;
-    let expected: Vec<_> = (100..200).map(|i| format!("key-{i:04}")).collect();
-    assert_eq!(names, expected);
-    // And a write that creates a key keeps the built index whole.
-    p.store("key-0100a", b"v".to_vec(), StoreOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(list_all(&p, None, 1000).await.len(), 301);
-    os.flush_stats().await.unwrap();
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    assert!(report.is_clean(), "{:?}", report.damage);
-}
-
-#[tokio::test]
-async fn check_reports_an_index_that_differs_from_the_entries_and_repair_rebuilds_it() {
-    let (backend, master) = fresh();
-    let os = open_with(backend.clone(), &master).await;
-    let p = partition(&os, "app", "p").await;
-    store_keys(&p, 50).await;
-    // An entry lost behind the index's back: its name stays indexed.
-    let entries = backend.scan(Shards::ALL, b"e", None, 1000).await.unwrap();
-    let (lost, _) = entries[10].clone();
-    let mut batch = Batch::new(shard_of(&lost));
-    batch.delete(lost, Expect::Any);
-    backend.commit(batch).await.unwrap();
-    // A listing does not answer short as if whole.
-    assert!(matches!(
-        p.list_keys(None, 1000).await,
-        Err(Error::Integrity)
-    ));
-
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    let kinds: Vec<_> = report.damage.iter().map(|d| d.kind.clone()).collect();
-    assert!(
-        kinds.contains(&DamageKind::IndexMismatch {
-            missing: 0,
-            extra: 1
-        }),
-        "{kinds:?}"
-    );
-    let repaired = integrity::repair(&*backend, &master).await.unwrap();
-    assert!(!repaired.is_clean());
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    assert!(report.is_clean(), "{:?}", report.damage);
-    assert_eq!(list_all(&p, None, 1000).await.len(), 49);
-
-    // An index page lost: the entries it held are missing from the index.
-    let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
-    let (root, sealed) = pages
-        .iter()
-        .find(|(k, _)| k.ends_with(&0u64.to_be_bytes()))
-        .cloned()
-        .unwrap();
-    let mut batch = Batch::new(shard_of(&root));
-    batch.put(
-        root.clone(),
-        sealed[..sealed.len() - 1].to_vec(),
-        Expect::Any,
-    );
-    backend.commit(batch).await.unwrap();
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    assert!(!report.is_clean());
-    integrity::repair(&*backend, &master).await.unwrap();
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    assert!(report.is_clean(), "{:?}", report.damage);
-    // The 49 keys left, the lost one (any of the 50) excepted, by prefix.
-    let all = list_all(&p, None, 1000).await;
-    assert_eq!(all.len(), 49);
-    let want: Vec<_> = all.into_iter().filter(|n| n.starts_with("key-1")).collect();
-    assert!((9..=10).contains(&want.len()), "{want:?}");
-    assert_eq!(list_all(&p, Some("key-1"), 3).await, want);
-}
-
 #[tokio::test]
 async fn deleting_a_partition_or_a_store_leaves_no_index_pages() {
     let (backend, master) = fresh();
@@ -611,7 +500,7 @@ async fn names_created_in_order_fill_their_index_pages() {
 }
 
 /// Stores keys `key-00`, `key-01`, ... up to `n`, each of value `v`.
-async fn store_keys(p: &Partition, n: usize) {
+pub(super) async fn store_keys(p: &Partition, n: usize) {
     for i in 0..n {
         p.store(
             &format!("key-{i:02}"),
@@ -624,7 +513,7 @@ async fn store_keys(p: &Partition, n: usize) {
 }
 
 /// Each name of the partition's entries, as listed.
-async fn keys_of(p: &Partition) -> Vec<String> {
+pub(super) async fn keys_of(p: &Partition) -> Vec<String> {
     list_all(p, None, 1000).await
 }
 
@@ -674,33 +563,4 @@ async fn a_key_created_while_its_store_is_deleted_stays_listed() {
     let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
     assert!(pages.is_empty(), "{} pages left", pages.len());
     assert!(keys_of(&p).await.is_empty());
-}
-
-/// A partition whose counts say its index is built, but with no page left
-/// while it holds keys: `ostore check` reports the keys missing from the
-/// index (a missing root reads as an empty index), and repair rebuilds it.
-#[tokio::test]
-async fn check_reports_a_built_index_whose_pages_are_all_gone() {
-    let (backend, master) = fresh();
-    let os = open_with(backend.clone(), &master).await;
-    let p = partition(&os, "app", "p").await;
-    store_keys(&p, 30).await;
-    let pages = backend.scan(Shards::ALL, b"n", None, 1000).await.unwrap();
-    for (key, _) in pages {
-        let mut batch = Batch::new(shard_of(&key));
-        batch.delete(key, Expect::Any);
-        backend.commit(batch).await.unwrap();
-    }
-    os.flush_stats().await.unwrap();
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    let kinds: Vec<_> = report.damage.iter().map(|d| d.kind.clone()).collect();
-    let missing = DamageKind::IndexMismatch {
-        missing: 30,
-        extra: 0,
-    };
-    assert_eq!(kinds, [missing]);
-    integrity::repair(&*backend, &master).await.unwrap();
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    assert!(report.is_clean(), "{:?}", report.damage);
-    assert_eq!(keys_of(&p).await.len(), 30);
 }

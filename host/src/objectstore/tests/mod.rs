@@ -8,6 +8,7 @@ mod deletion;
 mod faults;
 mod hosts;
 mod index;
+mod index_repair;
 mod kept;
 mod limits;
 mod many;
