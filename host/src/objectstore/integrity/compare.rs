@@ -11,19 +11,16 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::backend::{Backend, BackendError, Shards};
+use crate::backend::{Backend, BackendError};
 use crate::encryption::Tag;
 
 use super::report::{DamageKind, Remedy};
-use super::walk::{Counts, Digest, Walk, open};
+use super::walk::{Counts, Digest, Scanned, Walk, open, scan_in_order};
 use crate::objectstore::Error;
 use crate::objectstore::index::{self, ReadPage, Scope};
 use crate::objectstore::keys::{EntryId, PartitionId, Prefix, RecordKey};
 use crate::objectstore::record::{EntryRecord, IndexPage};
 use crate::objectstore::usage::kept;
-
-/// How many records a second reading of a partition reads per backend call.
-const CHUNK: usize = 1024;
 
 impl Walk<'_> {
     /// Compares the expiry index with the entries, both ways, in the
@@ -38,8 +35,9 @@ impl Walk<'_> {
         }
         let mut found = HashSet::new();
         let prefix = Prefix::Expiries.encode();
-        let read = read_again(backend, &prefix, |key, _| {
-            if let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(key)
+        let read = scan_in_order(backend, &prefix, |record| {
+            if let Scanned::Record(key, _) = record
+                && let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(key)
                 && differing.contains(&entry.partition)
             {
                 found.insert((at, entry));
@@ -202,7 +200,7 @@ impl Walk<'_> {
     }
 
     /// Hands every entry of `partition` that opens to `each`, read again
-    /// from `backend` (see [`read_again`]).
+    /// from `backend` (see [`scan_in_order`]).
     async fn each_entry(
         &self,
         backend: &dyn Backend,
@@ -212,8 +210,9 @@ impl Walk<'_> {
         let Some(keys) = self.apps.get(&partition.app) else {
             return Ok(Ok(()));
         };
-        read_again(backend, &partition.entries().encode(), |key, sealed| {
-            if let Some(RecordKey::Entry(id)) = RecordKey::parse(key)
+        scan_in_order(backend, &partition.entries().encode(), |record| {
+            if let Scanned::Record(key, sealed) = record
+                && let Some(RecordKey::Entry(id)) = RecordKey::parse(key)
                 && let Some(record) = open::<EntryRecord>(&keys.sealer, key, sealed)
             {
                 each(id, record);
@@ -310,39 +309,6 @@ impl Walk<'_> {
                     Remedy::Rebuild,
                 );
             }
-        }
-    }
-}
-
-/// Hands every record under `prefix` to `each`, read as the walk reads
-/// them: from every shard (a record in the wrong one included), skipping a
-/// key out of order (the walk reported it). `Ok(Err(_))`: the engine
-/// cannot read past damage.
-async fn read_again(
-    backend: &dyn Backend,
-    prefix: &[u8],
-    mut each: impl FnMut(&[u8], &[u8]),
-) -> Result<Result<(), String>, Error> {
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let chunk = match backend
-            .scan(Shards::ALL, prefix, after.as_deref(), CHUNK)
-            .await
-        {
-            Ok(chunk) => chunk,
-            Err(BackendError::Damaged(what)) => return Ok(Err(what)),
-            Err(e) => return Err(e.into()),
-        };
-        let ended = chunk.len() < CHUNK;
-        for (key, sealed) in chunk {
-            if after.as_ref().is_some_and(|a| key <= *a) {
-                continue;
-            }
-            each(&key, &sealed);
-            after = Some(key);
-        }
-        if ended {
-            return Ok(Ok(()));
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::backend::{Backend, Shards};
+use crate::backend::{Backend, BackendError, Shards};
 use crate::encryption::{Sealer, Tag, hex};
 
 use super::report::{DamageKind, RecordKind, Remedy};
@@ -20,8 +20,9 @@ use crate::objectstore::record::{
 use crate::objectstore::sealed::SealedTable;
 use crate::objectstore::usage::kept;
 
-/// How many records the walk reads per backend call.
-const WALK_CHUNK: usize = 1024;
+/// How many records the walk, and each second reading, reads per backend
+/// call.
+const SCAN_CHUNK: usize = 1024;
 
 /// An application's keys, as its record holds them.
 pub(super) struct AppKeys {
@@ -241,7 +242,7 @@ impl<'a> Walk<'a> {
         let mut unopened = Vec::new();
         let mut scan = table.scan(Prefix::Apps);
         loop {
-            let chunk = scan.next_chunk_of(WALK_CHUNK).await?;
+            let chunk = scan.next_chunk_of(SCAN_CHUNK).await?;
             if chunk.is_empty() {
                 break;
             }
@@ -302,44 +303,28 @@ impl<'a> Walk<'a> {
 
     /// Reads every record, in key order, checking that order itself.
     async fn read_all(&mut self, backend: &dyn Backend) -> Result<(), Error> {
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let chunk = match backend
-                .scan(Shards::ALL, b"", after.as_deref(), WALK_CHUNK)
-                .await
-            {
-                Ok(chunk) => chunk,
-                Err(crate::backend::BackendError::Damaged(what)) => {
-                    // The walk cannot go on past a damaged page: what it
-                    // has not seen is reported as unknown, never as clean.
-                    self.found(DamageKind::Engine(what), b"", Remedy::None);
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let ended = chunk.len() < WALK_CHUNK;
-            for (key, sealed) in chunk {
-                if after.as_ref().is_some_and(|a| key <= *a) {
-                    self.found(
-                        DamageKind::Engine(format!("key {} is out of order", hex(&key))),
-                        &key,
-                        Remedy::None,
-                    );
-                    continue;
-                }
+        let read = scan_in_order(backend, b"", |record| match record {
+            Scanned::OutOfOrder(key) => self.found(
+                DamageKind::Engine(format!("key {} is out of order", hex(key))),
+                key,
+                Remedy::None,
+            ),
+            Scanned::Record(key, sealed) => {
                 self.records += 1;
-                let parsed = RecordKey::parse(&key);
-                let size = self.sizes.entry(size_kind(parsed, &key)).or_default();
+                let parsed = RecordKey::parse(key);
+                let size = self.sizes.entry(size_kind(parsed, key)).or_default();
                 size.0 += 1;
                 size.1 += (key.len() + sealed.len()) as u64;
-                self.read_one(parsed, &key, &sealed);
-                after = Some(key);
+                self.read_one(parsed, key, sealed);
             }
-            if ended {
-                self.complete = true;
-                return Ok(());
-            }
+        });
+        match read.await? {
+            Ok(()) => self.complete = true,
+            // The walk cannot go on past a damaged page: what it has not
+            // seen is reported as unknown, never as clean.
+            Err(what) => self.found(DamageKind::Engine(what), b"", Remedy::None),
         }
+        Ok(())
     }
 
     fn read_one(&mut self, parsed: Option<RecordKey>, key: &[u8], sealed: &[u8]) {
@@ -560,5 +545,47 @@ fn size_kind(parsed: Option<RecordKey>, key: &[u8]) -> &'static str {
         Some(RecordKey::NamePage { .. }) => "index of store and partition names",
         None if quarantined(key).is_some() => "set aside by repairs",
         None => "malformed keys",
+    }
+}
+
+/// What [`scan_in_order`] hands on: a record, or the key of one that came
+/// out of order (and is skipped).
+pub(super) enum Scanned<'a> {
+    Record(&'a [u8], &'a [u8]),
+    OutOfOrder(&'a [u8]),
+}
+
+/// Hands every record under `prefix` to `each`, in key order, from every
+/// shard (a record in the wrong one included), as the walk and the second
+/// readings read them. A key not above the one before it is handed on as
+/// [`Scanned::OutOfOrder`] and skipped. `Ok(Err(_))`: the engine cannot
+/// read past damage, and `each` has seen the records before it.
+pub(super) async fn scan_in_order(
+    backend: &dyn Backend,
+    prefix: &[u8],
+    mut each: impl FnMut(Scanned<'_>),
+) -> Result<Result<(), String>, Error> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let chunk = match backend
+            .scan(Shards::ALL, prefix, after.as_deref(), SCAN_CHUNK)
+            .await
+        {
+            Ok(chunk) => chunk,
+            Err(BackendError::Damaged(what)) => return Ok(Err(what)),
+            Err(e) => return Err(e.into()),
+        };
+        let ended = chunk.len() < SCAN_CHUNK;
+        for (key, sealed) in chunk {
+            if after.as_ref().is_some_and(|a| key <= *a) {
+                each(Scanned::OutOfOrder(&key));
+                continue;
+            }
+            each(Scanned::Record(&key, &sealed));
+            after = Some(key);
+        }
+        if ended {
+            return Ok(Ok(()));
+        }
     }
 }
