@@ -105,6 +105,8 @@ impl Host {
         let store_config = objectstore::Config {
             limits: config.limits.clone(),
             clock: config.clock.clone(),
+            // The process holds a redb file: no other host writes to it.
+            sole_host: config.backend.is_redb(),
             ..Default::default()
         };
         let objectstore = ObjectStore::open(backend, &config.master_key, store_config)

@@ -461,7 +461,8 @@ impl Partition {
         let after = cursor
             .map(|c| index::decode_cursor(sealer, Scope::Keys(self.id), prefix, c))
             .transpose()?;
-        index::ensure_built(table, &self.inner().index_locks, self.id, Need::Listing).await?;
+        let locks = &self.inner().index_locks;
+        index::ensure_built(table, locks, &self.app().usage, self.id, Need::Listing).await?;
         let map = &map;
         let mut walk = NameWalk::new(table, Scope::Keys(self.id), prefix, after);
         let (items, last) = walk

@@ -4,9 +4,9 @@
 //! so the records hold the sum over hosts: nothing counted twice, nothing
 //! lost on a clean stop. Queries add what this host has not flushed yet.
 //!
-//! The same flush adds this host's key and byte changes to the shared usage
-//! counters and reads every host's totals (see `usage`), before it records
-//! each store's size: the size is the shared total, never a sum of hosts'
+//! The same flush reads every host's totals of keys and bytes (see
+//! `usage`; a sole host knows them already), before it records each
+//! store's size: the size is the shared total, never a sum of hosts'
 //! views.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +26,8 @@ use super::{Error, Inner, MAX_CONFLICT_RETRIES, ObjectStore, Periodic};
 
 impl ObjectStore {
     /// Reads the kept key and byte counts again (what other hosts changed
-    /// since), and adds the request counts gathered since the last flush to
+    /// since; a sole host settles its own changes instead, see
+    /// `usage::counts`), and adds the request counts gathered since the last flush to
     /// the stored per-day counts, with each store's current size. Request
     /// counts whose write fails are kept for the next flush.
     pub async fn flush_stats(&self) -> Result<(), Error> {
@@ -42,7 +43,7 @@ impl ObjectStore {
         for app in apps {
             // A failed read is tried again at the next flush; the request
             // counts are still saved.
-            if let Err(e) = self.inner.sync_usage(&app).await {
+            if let Err(e) = self.inner.refresh_usage(&app).await {
                 usage_failure.get_or_insert(e);
             }
             let _moving = app.usage.flushing.lock().await;

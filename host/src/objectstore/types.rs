@@ -191,6 +191,14 @@ pub struct Config {
     pub default_ttl: Ttl,
     /// Where "now" comes from for TTL, the request rate and statistics.
     pub clock: SharedClock,
+    /// No other host writes to the backend while this one has it open: a
+    /// redb file, which one process holds. Each store's keys and bytes as
+    /// this host knows them are then exact, and the stats flush and the
+    /// quota checks need not read every partition's kept counts again to
+    /// learn other hosts' changes (see `usage::counts`). Set it only when
+    /// that holds; `false` (the default) reads them as for a shared
+    /// backend, which is right in every case.
+    pub sole_host: bool,
 }
 
 impl Default for Config {
@@ -199,6 +207,7 @@ impl Default for Config {
             limits: Limits::default(),
             default_ttl: Ttl::Fixed(DEFAULT_TTL_SECS),
             clock: clock::system(),
+            sole_host: false,
         }
     }
 }

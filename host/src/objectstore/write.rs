@@ -515,7 +515,7 @@ pub(super) async fn commit_deletion(
     let partition = deletion.partition;
     let _guard = locks.lock(&partition).await;
     let counter = locks.counter(&partition);
-    index::ensure_countable(table, partition, counter).await?;
+    index::ensure_countable(table, partition, counter, usage).await?;
     let mut edit = IndexEdit::new(table, Scope::Keys(partition));
     for name in deletion.names {
         if edit.remove(name).await? == Commit::Conflict {

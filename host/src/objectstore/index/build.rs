@@ -10,7 +10,7 @@ use super::{IndexLocks, PAGE_BYTES, ROOT, Scope, new_page_id, page_key};
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::{EntryRecord, IndexPage};
 use crate::objectstore::sealed::{Commit, SealedTable};
-use crate::objectstore::usage::{Counter, Counts, Slots, kept};
+use crate::objectstore::usage::{AppUsage, Counter, Counts, Slots, kept};
 use crate::objectstore::{Error, MAX_CONFLICT_RETRIES};
 
 /// A page built from existing data is filled to half of [`PAGE_BYTES`], so
@@ -41,6 +41,7 @@ pub(crate) enum Need {
 pub(crate) async fn ensure_built(
     table: SealedTable<'_>,
     locks: &IndexLocks,
+    usage: &AppUsage,
     partition: PartitionId,
     need: Need,
 ) -> Result<(), Error> {
@@ -50,7 +51,7 @@ pub(crate) async fn ensure_built(
         return Ok(());
     }
     let _guard = locks.lock(&partition).await;
-    ensure_built_locked(table, partition, need).await
+    ensure_built_locked(table, usage, partition, need).await
 }
 
 /// [`ensure_built`] for a caller that holds the partition's lock. The
@@ -58,9 +59,11 @@ pub(crate) async fn ensure_built(
 /// the batch that writes the index's root (or alone, when there is a root
 /// already or no name to index), so one host's build wins and another's
 /// fails and finds it done. See `usage::kept` for why the base counts each
-/// key once even while hosts write.
+/// key once even while hosts write. A base over keys or slots already there
+/// changes the counts behind `usage`'s back: it loses track.
 pub(crate) async fn ensure_built_locked(
     table: SealedTable<'_>,
+    usage: &AppUsage,
     partition: PartitionId,
     need: Need,
 ) -> Result<(), Error> {
@@ -78,6 +81,9 @@ pub(crate) async fn ensure_built_locked(
             return Ok(());
         }
         let mut last = Batch::new(Shard::Partition(partition).encode());
+        if measured.keys > 0 || slots.any() {
+            usage.lost_track();
+        }
         slots.reset(table, partition, measured, &mut last);
         let outcome = if root {
             if measured.keys > 0 {
@@ -114,11 +120,12 @@ pub(crate) async fn ensure_countable(
     table: SealedTable<'_>,
     partition: PartitionId,
     counter: Counter<'_>,
+    usage: &AppUsage,
 ) -> Result<(), Error> {
     if counter.counted_last(partition) {
         return Ok(());
     }
-    ensure_built_locked(table, partition, Need::Writing).await
+    ensure_built_locked(table, usage, partition, Need::Writing).await
 }
 
 /// The names of every entry of the partition that opens, in byte order,

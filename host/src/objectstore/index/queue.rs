@@ -270,7 +270,7 @@ async fn commit_changes(
             keys.extend(own);
         }
     }
-    ensure_countable(table, partition, counter).await?;
+    ensure_countable(table, partition, counter, usage).await?;
     let mut edit = IndexEdit::new(table, Scope::Keys(partition));
     let mut batch = Batch::new(Shard::Partition(partition).encode());
     for change in changes {

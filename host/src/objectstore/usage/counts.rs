@@ -26,6 +26,22 @@
 //! A write racing the deletion of its store on another host may survive it
 //! (see `write`), and is counted.
 //!
+//! # A sole host
+//!
+//! A host that no other shares its backend with (a redb file:
+//! [`Config::sole_host`](crate::objectstore::Config::sole_host)) knows
+//! every change as it lands, so its view is exact without reading: where a
+//! shared host reads every partition's counts (at each flush, and before a
+//! growing write near a quota), a sole host *settles* instead, taking its
+//! own changes as read, which is what the read would find. It still reads
+//! them when its view may not follow (`AppUsage::lost_track`): after a base
+//! was written over keys or slots already there (data from before the
+//! counts were kept), after a store's counts were deleted (which restarts
+//! this host's slot), or after a counted batch whose outcome it did not
+//! learn (an error, or its writer cancelled while it committed). So an
+//! application with many partitions costs a sole host no reading of them
+//! once a second.
+//!
 //! [`kept`]: super::kept
 
 use std::collections::HashMap;
@@ -282,6 +298,33 @@ impl AppUsage {
             .add(change);
     }
 
+    /// Takes this host's changes since the last read or settling as read:
+    /// what a read of the kept counts would find if no other host changed
+    /// them (a sole host's, see the module doc).
+    fn settle(&self) {
+        let mut known = self.known.lock().expect("usage lock");
+        let known = &mut *known;
+        for (partition, seq, _) in known.unread.drain(..) {
+            let seen = known.seen.entry(partition).or_default();
+            *seen = (*seen).max(seq);
+        }
+        for usage in known.stores.values_mut() {
+            let unshared = std::mem::take(&mut usage.unshared);
+            usage.shared.add(unshared);
+        }
+    }
+
+    /// The highest sequence number of this host's slot of `partition` that
+    /// this host read or committed since its last read (0 if none).
+    pub(crate) fn last_seq(&self, partition: PartitionId) -> u64 {
+        let known = self.known.lock().expect("usage lock");
+        let read = known.seen.get(&partition).copied().unwrap_or(0);
+        (known.unread.iter())
+            .filter(|(p, _, _)| *p == partition)
+            .map(|(_, seq, _)| *seq)
+            .fold(read, u64::max)
+    }
+
     /// Takes `read` as the totals: of this host's changes, only those the
     /// read did not hold stay unshared (stores absent from it hold
     /// nothing).
@@ -361,12 +404,28 @@ impl Inner {
             Err(Refusal::Quota(e)) => return Err(e),
             Err(Refusal::SyncFirst) => {}
         }
-        self.sync_usage(app).await?;
+        self.refresh_usage(app).await?;
         match app.usage.reserve(store, keys, bytes, quota, limits, true) {
             Ok(reservation) => Ok(reservation),
             Err(Refusal::Quota(e)) => Err(e),
             Err(Refusal::SyncFirst) => unreachable!("a reservation after a sync is decided"),
         }
+    }
+
+    /// Brings this host's view of `app`'s counts up to date: on a sole host
+    /// that has not lost track, by settling its own changes; else by
+    /// reading the kept counts (see the module doc).
+    pub(in crate::objectstore) async fn refresh_usage(&self, app: &AppState) -> Result<(), Error> {
+        let usage = &app.usage;
+        if self.config.sole_host && !usage.unfollowed.swap(false, Ordering::SeqCst) {
+            usage.settle();
+            return Ok(());
+        }
+        let read = self.sync_usage(app).await;
+        if read.is_err() {
+            usage.lost_track();
+        }
+        read
     }
 
     /// Reads the kept counts of `app`. If a read begun after this call
@@ -432,7 +491,8 @@ impl Inner {
                 for (key, _) in table.scan(partitions).all().await? {
                     if let Some(RecordKey::Partition(partition)) = RecordKey::parse(&key) {
                         let locks = &self.index_locks;
-                        index::ensure_built(table, locks, partition, Need::Counts).await?;
+                        let usage = &app.usage;
+                        index::ensure_built(table, locks, usage, partition, Need::Counts).await?;
                     }
                 }
             }

@@ -121,8 +121,13 @@ pub(crate) async fn commit_counted(
     change: Counts,
     mut batch: Batch,
 ) -> Result<Commit, Error> {
-    let counted = count(table, partition, counter, change, &mut batch).await?;
+    let counted = count(table, usage, partition, counter, change, &mut batch).await?;
+    // Until the outcome is known, the batch may land unseen: by an error
+    // after it was sent, or by this future's being dropped meanwhile (a
+    // request cut off at its deadline).
+    let unknown = Unfollowed(usage);
     let outcome = table.commit(batch).await?;
+    std::mem::forget(unknown);
     if let (Commit::Done, Some(written)) = (outcome, counted) {
         let seq = written.record.seq;
         *counter.last.0.lock().expect("last written lock") = Some(written);
@@ -131,9 +136,20 @@ pub(crate) async fn commit_counted(
     Ok(outcome)
 }
 
+/// Tells `usage` it lost track of the kept counts when dropped (see
+/// `AppUsage::lost_track`); forgotten once the outcome is known.
+struct Unfollowed<'a>(&'a AppUsage);
+
+impl Drop for Unfollowed<'_> {
+    fn drop(&mut self) {
+        self.0.lost_track();
+    }
+}
+
 /// Adds `change` to this host's slot in `batch` (see [`commit_counted`]).
 async fn count(
     table: SealedTable<'_>,
+    usage: &AppUsage,
     partition: PartitionId,
     counter: Counter<'_>,
     change: Counts,
@@ -151,7 +167,18 @@ async fn count(
         Some(w) => (w.record, Expect::Value(w.sealed)),
         None => match table.get::<CountsRecord>(&key).await? {
             Some(opened) => (opened.record, Expect::Value(opened.sealed)),
-            None => (CountsRecord::default(), Expect::Absent),
+            // A slot made again (its partition's counts were deleted with
+            // its store, or replaced by a base) goes on from the sequence
+            // numbers this host used before, never below: `usage` takes a
+            // change numbered at or below what it last read for the slot
+            // as held by that read.
+            None => (
+                CountsRecord {
+                    seq: usage.last_seq(partition),
+                    ..CountsRecord::default()
+                },
+                Expect::Absent,
+            ),
         },
     };
     record.keys = record.keys.saturating_add(change.keys);
@@ -186,6 +213,14 @@ impl Slots {
             })
             .collect();
         Ok(Self(slots))
+    }
+
+    /// Whether any slot holds a record: a base written over it changes
+    /// what this host's view follows (see `AppUsage::lost_track`).
+    pub fn any(&self) -> bool {
+        self.0
+            .iter()
+            .any(|(_, expect)| !matches!(expect, Expect::Absent))
     }
 
     /// Adds to `batch` the base holding `measured` (expected absent) and

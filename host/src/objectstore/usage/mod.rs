@@ -24,7 +24,7 @@ mod rate;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::clock::day_of;
 use crate::encryption::Tag;
@@ -51,6 +51,11 @@ pub(crate) struct AppUsage {
     /// Reads begun, and the number of the last one that succeeded.
     syncs_begun: AtomicU64,
     last_synced: AtomicU64,
+    /// The kept counts changed in a way this host's view does not follow
+    /// by itself: a base written over counts or slots, counts deleted, or a
+    /// counted batch whose outcome was not learnt. A sole host reads them
+    /// again at its next flush (see `counts`).
+    unfollowed: AtomicBool,
     /// Request counts by (store, day) not yet flushed.
     pending: Mutex<HashMap<(Tag, u32), u64>>,
 }
@@ -77,6 +82,18 @@ impl AppUsage {
         for (k, n) in counts {
             *pending.entry(k).or_default() += n;
         }
+    }
+
+    /// Notes that the kept counts changed in a way the view does not follow
+    /// (see `unfollowed`).
+    pub(crate) fn lost_track(&self) {
+        self.unfollowed.store(true, Ordering::SeqCst);
+    }
+
+    /// How many reads of the kept counts this host began.
+    #[cfg(test)]
+    pub(crate) fn reads(&self) -> u64 {
+        self.syncs_begun.load(Ordering::SeqCst)
     }
 
     /// Counts not yet flushed, by (store, day).
