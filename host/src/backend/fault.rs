@@ -240,6 +240,10 @@ impl Backend for FaultyBackend {
         Box::pin(self.commit_or_fail(batch))
     }
 
+    fn settled(&self) -> BoxFuture<'_, ()> {
+        self.inner.settled()
+    }
+
     fn health(&self) -> Health {
         self.health.health()
     }

@@ -321,6 +321,10 @@ impl Backend for FileBackend {
         Box::pin(self.writer.commit(batch))
     }
 
+    fn settled(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.writer.settled())
+    }
+
     fn health(&self) -> Health {
         self.engine.health.health()
     }

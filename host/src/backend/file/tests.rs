@@ -307,3 +307,24 @@ async fn a_full_disk_releases_the_reserve_and_takes_it_back_once_there_is_room()
     assert_eq!(value(&backend, "k1").await, Some(vec![1; 16 << 10]));
     assert_eq!(value(&backend, "big").await, None);
 }
+
+/// A commit whose caller stops waiting once its batch is handed to the
+/// writer thread still lands; `settled` resolves only after it has, so a
+/// read after it finds the batch.
+#[tokio::test]
+async fn settled_waits_for_a_batch_whose_caller_stopped_waiting() {
+    let dir = TempDir::new("settled");
+    let backend = open_faulty(&dir.0.join("db.redb"), &Faults::new());
+    for i in 0..200 {
+        let mut batch = Batch::new(&b"s"[..]);
+        batch.put(format!("k{i}").into_bytes(), vec![1; 2048], Expect::Any);
+        // Polled once (the batch is queued), then dropped.
+        let mut commit = backend.commit(batch);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = commit.as_mut().poll(&mut context);
+    }
+    backend.settled().await;
+    for i in 0..200 {
+        assert!(value(&backend, &format!("k{i}")).await.is_some(), "k{i}");
+    }
+}

@@ -98,6 +98,17 @@ impl GroupCommitWriter {
         if batch.is_empty() {
             return Ok(());
         }
+        self.send(batch).await
+    }
+
+    /// Resolves once every batch queued before it has been committed or
+    /// has failed: an empty batch goes through the queue behind them, in
+    /// the same group as the last of them or a later one.
+    pub(super) async fn settled(&self) {
+        let _ = self.send(Batch::new(Vec::new())).await;
+    }
+
+    async fn send(&self, batch: Batch) -> Result<(), BackendError> {
         let (reply, done) = oneshot::channel();
         self.queue
             .as_ref()
@@ -169,9 +180,12 @@ impl GroupCommitWriter {
             if let Some(f) = &failing
                 && f.refuses_growth(now)
             {
-                // Only what frees space is tried while writes fail.
-                let (tried, refused): (Vec<_>, Vec<_>) =
-                    group.into_iter().partition(|(b, _)| deletes(b));
+                // Only what frees space is tried while writes fail (and an
+                // empty batch, which must be answered after the group: see
+                // `settled`).
+                let (tried, refused): (Vec<_>, Vec<_>) = group
+                    .into_iter()
+                    .partition(|(b, _)| deletes(b) || b.is_empty());
                 for (_, reply) in refused {
                     let _ = reply.send(Err(f.error.clone()));
                 }

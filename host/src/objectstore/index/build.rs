@@ -10,7 +10,8 @@ use super::{IndexLocks, PAGE_BYTES, ROOT, Scope, new_page_id, page_key};
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
 use crate::objectstore::record::{EntryRecord, IndexPage};
 use crate::objectstore::sealed::{Commit, SealedTable};
-use crate::objectstore::usage::{AppUsage, Counter, Counts, Slots, kept};
+use crate::objectstore::usage::kept::{self, Unfollowed};
+use crate::objectstore::usage::{AppUsage, Counter, Counts, Slots};
 use crate::objectstore::{Error, MAX_CONFLICT_RETRIES};
 
 /// A page built from existing data is filled to half of [`PAGE_BYTES`], so
@@ -81,9 +82,10 @@ pub(crate) async fn ensure_built_locked(
             return Ok(());
         }
         let mut last = Batch::new(Shard::Partition(partition).encode());
-        if measured.keys > 0 || slots.any() {
-            usage.lost_track();
-        }
+        // Once the base's commit is over (or dropped: it may land still),
+        // if it counted keys or emptied slots. (`then`, not `then_some`: a
+        // guard made and dropped at once would mark.)
+        let _unfollowed = (measured.keys > 0 || slots.any()).then(|| Unfollowed(usage));
         slots.reset(table, partition, measured, &mut last);
         let outcome = if root {
             if measured.keys > 0 {

@@ -1,6 +1,6 @@
 //! Kept counts: what a host reads at start equals a recount of the data,
-//! however the hosts before it stopped; and a sole host's view equals one
-//! without reading them.
+//! however the hosts before it stopped, and what a host knows while it runs
+//! follows the data.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,13 +10,13 @@ use super::*;
 use crate::encryption::Tag;
 use crate::objectstore::record::UsageRecord;
 
-const STORES: [&str; 3] = [DEFAULT_STORE, "s1", "s2"];
+pub(super) const STORES: [&str; 3] = [DEFAULT_STORE, "s1", "s2"];
 
 /// A small seeded generator (xorshift), so a failure can be replayed.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -26,7 +26,7 @@ impl Rng {
 
 /// Keys and bytes at rest of each store of application `app`, recounted
 /// from the backend's entries.
-async fn recount(backend: &dyn Backend, app: Tag) -> HashMap<Tag, Footprint> {
+pub(super) async fn recount(backend: &dyn Backend, app: Tag) -> HashMap<Tag, Footprint> {
     let prefix = [&b"e"[..], &app].concat();
     let mut counts: HashMap<Tag, Footprint> = HashMap::new();
     for (key, sealed) in raw(backend, &prefix).await {
@@ -52,7 +52,7 @@ async fn read_at_start(
 
 /// Each store's keys and bytes as `app`'s host knows them, next to a
 /// recount.
-async fn view_and_recount(
+pub(super) async fn view_and_recount(
     backend: &dyn Backend,
     app: &Application,
 ) -> (HashMap<Tag, Footprint>, HashMap<Tag, Footprint>) {
@@ -70,7 +70,7 @@ async fn view_and_recount(
 /// succeeded. Some fail by design (a key absent, a store deleted a moment
 /// before); what matters is what lands. Without `delete_stores`, a store's
 /// deletion gives way to clearing a partition.
-async fn random_op(
+pub(super) async fn random_op(
     os: &ObjectStore,
     clock: &ManualClock,
     rng: &mut Rng,
@@ -269,45 +269,6 @@ async fn a_slot_emptied_behind_a_hosts_back_is_read_again() {
     assert!(report.is_clean(), "{:?}", report.damage);
 }
 
-/// A host whose backend no other shares (a redb file's) with four writers
-/// doing 10,000 random operations, in rounds with a stats flush after
-/// each: no flush reads the kept counts (each settles what the host
-/// committed), and after each the host's own view equals a recount.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sole_hosts_view_equals_a_recount_without_reading_the_counts() {
-    let (backend, master) = fresh();
-    let clock = manual_clock();
-    let os = open_sole(backend.clone(), &master, &clock).await;
-    let app = os.application("app").await.unwrap();
-    let reads = app.state.usage.reads();
-    let mut landed = 0;
-    for round in 0..10u64 {
-        let mut writers = Vec::new();
-        for w in 0..4u64 {
-            let (os, clock) = (os.clone(), clock.clone());
-            writers.push(tokio::spawn(async move {
-                let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (round * 4 + w + 1));
-                let mut landed = 0;
-                for _ in 0..250 {
-                    landed += u32::from(random_op(&os, &clock, &mut rng, false).await);
-                }
-                landed
-            }));
-        }
-        for writer in writers {
-            landed += writer.await.unwrap();
-        }
-        os.flush_stats().await.unwrap();
-        let (view, recounted) = view_and_recount(&*backend, &app).await;
-        assert!(!recounted.is_empty(), "round {round} left keys");
-        assert_eq!(view, recounted, "after round {round}");
-    }
-    assert!(landed > 8_000, "only {landed} of 10,000 operations landed");
-    assert_eq!(app.state.usage.reads(), reads, "a flush read the counts");
-    let report = integrity::check(&*backend, &master).await.unwrap();
-    assert!(report.is_clean(), "{:?}", report.damage);
-}
-
 /// A store deleted and made again, with keys written before a flush: the
 /// deletion took the partition's counts, this host's slot among them, and
 /// the slot made again goes on from the sequence numbers the host used
@@ -351,91 +312,4 @@ async fn a_hosts_view_follows_a_store_deleted_and_made_again() {
         let (view, recounted) = view_and_recount(&*backend, &app).await;
         assert_eq!(view, recounted, "sole host: {sole_host}, after a flush");
     }
-}
-
-/// A partition from before kept counts (here: its counts deleted) beside
-/// one with them: the host's start reads the counted one only, and the
-/// partition's first write counts it, writing its base. That changes the
-/// counts behind the view, so a sole host's next flush reads them, and its
-/// view equals a recount.
-#[tokio::test]
-async fn a_sole_host_reads_its_counts_again_after_counting_a_partition_from_before() {
-    let (backend, master) = fresh();
-    let clock = manual_clock();
-    let os = open_with(backend.clone(), &master).await;
-    for name in ["counted", "from-before"] {
-        let p = partition(&os, "app", name).await;
-        for i in 0..5 {
-            p.store(&format!("k{i}"), vec![b'x'; 30], StoreOptions::default())
-                .await
-                .unwrap();
-        }
-    }
-    let from_before = partition(&os, "app", "from-before").await.id();
-    drop(os);
-    for (key, _) in raw(&*backend, b"k").await {
-        if let Some(keys::RecordKey::Counts { partition, .. }) = keys::RecordKey::parse(&key)
-            && partition == from_before
-        {
-            let mut batch = Batch::new(shard_of(&key));
-            batch.delete(key, Expect::Any);
-            backend.commit(batch).await.unwrap();
-        }
-    }
-
-    let os = open_sole(backend.clone(), &master, &clock).await;
-    let app = os.application("app").await.unwrap();
-    let p = partition(&os, "app", "from-before").await;
-    p.store("one-more", vec![b'y'; 30], StoreOptions::default())
-        .await
-        .unwrap();
-    os.flush_stats().await.unwrap();
-    let (view, recounted) = view_and_recount(&*backend, &app).await;
-    assert_eq!(recounted[&app.state.store_tag(DEFAULT_STORE)].keys, 11);
-    assert_eq!(view, recounted);
-}
-
-/// A write whose commit failed after the backend applied it (an fsync that
-/// failed after the write): a sole host does not know whether it landed,
-/// so its next flush reads the counts, and its view equals a recount.
-#[tokio::test]
-async fn a_sole_host_reads_its_counts_again_after_a_write_of_unknown_outcome() {
-    use crate::backend::StorageFault;
-    use crate::backend::fault::{Faults, FaultyBackend, Stage};
-
-    let (memory, master) = fresh();
-    let faults = Faults::new();
-    let backend = Arc::new(FaultyBackend::new(
-        memory.clone(),
-        faults.clone(),
-        Stage::AfterCommit,
-    ));
-    let os = open_sole(backend, &master, &manual_clock()).await;
-    let p = partition(&os, "app", "p").await;
-    p.store("landed", vec![b'x'; 20], StoreOptions::default())
-        .await
-        .unwrap();
-    faults.fail_now(StorageFault::Io);
-    let unknown = p.store("unknown", vec![b'y'; 20], StoreOptions::default());
-    assert!(unknown.await.is_err(), "the write is reported failed");
-    faults.heal();
-    os.flush_stats().await.unwrap();
-    let app = os.application("app").await.unwrap();
-    let (view, recounted) = view_and_recount(&*memory, &app).await;
-    assert_eq!(recounted[&app.state.store_tag(DEFAULT_STORE)].keys, 2);
-    assert_eq!(view, recounted);
-}
-
-/// An object store told that no other host shares `backend`.
-async fn open_sole(
-    backend: Arc<dyn Backend>,
-    master: &MasterKey,
-    clock: &Arc<ManualClock>,
-) -> ObjectStore {
-    let config = Config {
-        clock: clock.clone(),
-        sole_host: true,
-        ..Config::default()
-    };
-    ObjectStore::open(backend, master, config).await.unwrap()
 }

@@ -13,6 +13,7 @@ mod kept;
 mod limits;
 mod many;
 mod names;
+mod sole;
 mod ttl;
 
 use std::sync::Arc;

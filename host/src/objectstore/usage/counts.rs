@@ -36,11 +36,17 @@
 //! own changes as read, which is what the read would find. It still reads
 //! them when its view may not follow (`AppUsage::lost_track`): after a base
 //! was written over keys or slots already there (data from before the
-//! counts were kept), after a store's counts were deleted (which restarts
-//! this host's slot), or after a counted batch whose outcome it did not
-//! learn (an error, or its writer cancelled while it committed). So an
+//! counts were kept), or after a counted batch whose outcome it did not
+//! learn (an error, or its writer dropped while it committed: the batch
+//! may land later, so the read waits for the backend to have
+//! [`settled`](crate::backend::Backend::settled) first). So an
 //! application with many partitions costs a sole host no reading of them
 //! once a second.
+//!
+//! A read runs while this host writes: a change told while it ran, to a
+//! slot the read did not find, may have made the slot after the read
+//! passed it, and stays unread (a base that emptied the slot meanwhile
+//! has made the host lose track, so the next flush reads again).
 //!
 //! [`kept`]: super::kept
 
@@ -325,18 +331,34 @@ impl AppUsage {
             .fold(read, u64::max)
     }
 
+    /// How many of this host's changes are unread: those after it are
+    /// applied while a read runs (reads and settling take turns).
+    fn unread_len(&self) -> usize {
+        self.known.lock().expect("usage lock").unread.len()
+    }
+
     /// Takes `read` as the totals: of this host's changes, only those the
     /// read did not hold stay unshared (stores absent from it hold
-    /// nothing).
-    fn read_now(&self, read: Read) {
+    /// nothing). The first `before` changes were applied before the read
+    /// began.
+    fn read_now(&self, read: Read, before: usize) {
         let Read { mut totals, seen } = read;
         let mut known = self.known.lock().expect("usage lock");
         let known = &mut *known;
         // A change to a slot the read did not find was held by a base that
         // replaced the slot, or deleted with it: either way, not unread.
-        known
-            .unread
-            .retain(|(partition, seq, _)| seen.get(partition).is_some_and(|read| seq > read));
+        // Unless it was applied while the read ran: its slot may have been
+        // made after the read passed it. (A base written meanwhile makes
+        // the host read again: `lost_track`.)
+        let mut index = 0;
+        known.unread.retain(|(partition, seq, _)| {
+            let during = index >= before;
+            index += 1;
+            match seen.get(partition) {
+                Some(read) => seq > read,
+                None => during,
+            }
+        });
         known.seen = seen;
         for usage in known.stores.values_mut() {
             usage.unshared = Counts::default();
@@ -417,9 +439,14 @@ impl Inner {
     /// reading the kept counts (see the module doc).
     pub(in crate::objectstore) async fn refresh_usage(&self, app: &AppState) -> Result<(), Error> {
         let usage = &app.usage;
-        if self.config.sole_host && !usage.unfollowed.swap(false, Ordering::SeqCst) {
-            usage.settle();
-            return Ok(());
+        if self.config.sole_host {
+            if !usage.unfollowed.swap(false, Ordering::SeqCst) {
+                let _one = usage.syncing.lock().await;
+                usage.settle();
+                return Ok(());
+            }
+            // A batch whose writer was dropped may still be on its way.
+            self.backend.settled().await;
         }
         let read = self.sync_usage(app).await;
         if read.is_err() {
@@ -438,8 +465,9 @@ impl Inner {
             return Ok(());
         }
         let number = usage.syncs_begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let before = usage.unread_len();
         let read = self.read_counts(app).await?;
-        usage.read_now(read);
+        usage.read_now(read, before);
         usage.last_synced.store(number, Ordering::SeqCst);
         Ok(())
     }
@@ -539,10 +567,13 @@ mod tests {
         usage.apply(partition(), 2, one);
         // A read that held the first change of this host's slot, not the
         // second: the store's total then was 1 key.
-        usage.read_now(Read {
-            totals: HashMap::from([([1; 16], one)]),
-            seen: HashMap::from([(partition(), 1)]),
-        });
+        usage.read_now(
+            Read {
+                totals: HashMap::from([([1; 16], one)]),
+                seen: HashMap::from([(partition(), 1)]),
+            },
+            usage.unread_len(),
+        );
         assert_eq!(usage.footprint([1; 16]).keys, 2);
         // A change that landed before the read but is told after it.
         usage.apply(partition(), 1, one);
@@ -551,11 +582,32 @@ mod tests {
         assert_eq!(usage.footprint([1; 16]).keys, 3);
         // A read that found no slot of this host: its changes were held by
         // a base that replaced the slot.
-        usage.read_now(Read {
-            totals: HashMap::from([([1; 16], Counts { keys: 3, bytes: 30 })]),
-            seen: HashMap::new(),
-        });
+        usage.read_now(
+            Read {
+                totals: HashMap::from([([1; 16], Counts { keys: 3, bytes: 30 })]),
+                seen: HashMap::new(),
+            },
+            usage.unread_len(),
+        );
         assert_eq!(usage.footprint([1; 16]).keys, 3);
+    }
+
+    #[test]
+    fn a_change_to_a_slot_made_while_a_read_ran_is_kept() {
+        let usage = AppUsage::default();
+        let one = Counts { keys: 1, bytes: 10 };
+        let before = usage.unread_len();
+        // The read passes the partition before this host's first change to
+        // it lands, and the change is told before the read ends.
+        usage.apply(partition(), 1, one);
+        usage.read_now(
+            Read {
+                totals: HashMap::from([([1; 16], Counts::default())]),
+                seen: HashMap::new(),
+            },
+            before,
+        );
+        assert_eq!(usage.footprint([1; 16]).keys, 1);
     }
 
     #[test]

@@ -137,8 +137,8 @@ pub(crate) async fn commit_counted(
 }
 
 /// Tells `usage` it lost track of the kept counts when dropped (see
-/// `AppUsage::lost_track`); forgotten once the outcome is known.
-struct Unfollowed<'a>(&'a AppUsage);
+/// `AppUsage::lost_track`), unless forgotten first.
+pub(crate) struct Unfollowed<'a>(pub &'a AppUsage);
 
 impl Drop for Unfollowed<'_> {
     fn drop(&mut self) {

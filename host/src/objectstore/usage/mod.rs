@@ -52,9 +52,9 @@ pub(crate) struct AppUsage {
     syncs_begun: AtomicU64,
     last_synced: AtomicU64,
     /// The kept counts changed in a way this host's view does not follow
-    /// by itself: a base written over counts or slots, counts deleted, or a
-    /// counted batch whose outcome was not learnt. A sole host reads them
-    /// again at its next flush (see `counts`).
+    /// by itself: a base written over keys or slots, or a counted batch
+    /// whose outcome was not learnt. A sole host reads them again at its
+    /// next flush (see `counts`).
     unfollowed: AtomicBool,
     /// Request counts by (store, day) not yet flushed.
     pending: Mutex<HashMap<(Tag, u32), u64>>,
