@@ -212,17 +212,18 @@ pub trait Backend: Send + Sync + 'static {
     /// crash after it cannot lose the batch.
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), BackendError>>;
 
-    /// Resolves once every batch whose [`commit`](Backend::commit) was
-    /// called before this call has landed or failed, whether or not its
-    /// caller still waits: a commit future dropped after it handed its
-    /// batch on may still land. A sole host waits for this before it reads
+    /// Resolves once every batch that a [`commit`](Backend::commit) handed
+    /// on (the file backend does at the commit future's first poll) before
+    /// this call has landed or failed, whether or not its caller still
+    /// waits: a commit future dropped after it handed its batch on may
+    /// still land. A sole host waits for this before it reads
     /// its kept counts after losing track of them (`usage::counts`).
     ///
     /// The default resolves at once: right for a backend whose commit does
     /// its work within its own future (the memory backend). The file
     /// backend hands batches to its writer thread, and waits for it. Redis
     /// keeps the default: hosts that share it read their counts every
-    /// second whatever happened.
+    /// second whatever happened. It commits nothing of its own.
     fn settled(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }

@@ -223,6 +223,10 @@ impl Inner {
                 app: app.tag,
                 store,
             };
+            // A read running now may have noted this host's changes to
+            // these partitions and find their slots gone: it would keep
+            // them (see `usage::counts`), so the next flush reads again.
+            let _unfollowed = kept::Unfollowed(&app.usage);
             kept::delete_empty(table, counts).await?;
         }
         // Each round reads the first partitions left, so a batch that meets

@@ -328,3 +328,24 @@ async fn settled_waits_for_a_batch_whose_caller_stopped_waiting() {
         assert!(value(&backend, &format!("k{i}")).await.is_some(), "k{i}");
     }
 }
+
+/// `settled` runs no transaction of its own: alone, or while writes fail,
+/// where one would fail again (and reopen the file) or end the writer's
+/// backoff early.
+#[tokio::test]
+async fn settled_commits_nothing_of_its_own() {
+    let dir = TempDir::new("settled-alone");
+    let faults = Faults::new();
+    let backend = open_faulty(&dir.0.join("db.redb"), &faults);
+    put(&backend, "k", b"v").await.unwrap();
+    let before = backend.commit_stats();
+    backend.settled().await;
+    assert_eq!(backend.commit_stats(), before);
+
+    faults.fail_now(StorageFault::Io);
+    put(&backend, "k2", b"v").await.unwrap_err();
+    let failing = backend.health();
+    assert!(!failing.writable());
+    backend.settled().await;
+    assert_eq!(backend.health(), failing, "no commit tried, none failed");
+}

@@ -102,8 +102,9 @@ impl GroupCommitWriter {
     }
 
     /// Resolves once every batch queued before it has been committed or
-    /// has failed: an empty batch goes through the queue behind them, in
-    /// the same group as the last of them or a later one.
+    /// has failed: an empty batch, a marker, goes through the queue behind
+    /// them and is answered once its group is (with no transaction of its
+    /// own).
     pub(super) async fn settled(&self) {
         let _ = self.send(Batch::new(Vec::new())).await;
     }
@@ -160,6 +161,14 @@ impl GroupCommitWriter {
                     Err(_) => break,
                 }
             }
+            // Markers (see `settled`) are answered once the rest of their
+            // group is: each batch queued before them is then done.
+            let (markers, mut group): (Vec<_>, Vec<_>) =
+                group.into_iter().partition(|(b, _)| b.is_empty());
+            let _answer_markers = AnswerOnDrop(markers);
+            if group.is_empty() {
+                continue;
+            }
             let now = Instant::now();
             if failing
                 .as_ref()
@@ -180,12 +189,9 @@ impl GroupCommitWriter {
             if let Some(f) = &failing
                 && f.refuses_growth(now)
             {
-                // Only what frees space is tried while writes fail (and an
-                // empty batch, which must be answered after the group: see
-                // `settled`).
-                let (tried, refused): (Vec<_>, Vec<_>) = group
-                    .into_iter()
-                    .partition(|(b, _)| deletes(b) || b.is_empty());
+                // Only what frees space is tried while writes fail.
+                let (tried, refused): (Vec<_>, Vec<_>) =
+                    group.into_iter().partition(|(b, _)| deletes(b));
                 for (_, reply) in refused {
                     let _ = reply.send(Err(f.error.clone()));
                 }
@@ -313,6 +319,18 @@ type GroupOutcome = (Vec<Result<(), BackendError>>, u64);
 /// Returns each batch's own outcome (a failed expectation skips only that
 /// batch) and the bytes deleted; an `Err` means the transaction failed and
 /// nothing was written.
+/// Markers of [`GroupCommitWriter::settled`], answered when dropped: at
+/// the end of their group's turn, however it ends.
+struct AnswerOnDrop(Vec<(Batch, Reply)>);
+
+impl Drop for AnswerOnDrop {
+    fn drop(&mut self) {
+        for (_, reply) in self.0.drain(..) {
+            let _ = reply.send(Ok(()));
+        }
+    }
+}
+
 fn apply_group(db: &Database, batches: &[Batch]) -> Result<GroupOutcome, BackendError> {
     let txn = db.begin_write().map_err(storage)?;
     let mut results = Vec::with_capacity(batches.len());

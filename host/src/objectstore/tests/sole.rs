@@ -134,6 +134,15 @@ async fn open_sole(
 /// Which batch a [`Gate`] holds back.
 type Pick = fn(&Batch) -> bool;
 
+/// When a [`Gate`] holds a scan back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Before it reads: it finds what was written while held.
+    BeforeReading,
+    /// After it read: it returns what was there before.
+    AfterReading,
+}
+
 /// A backend over memory that can hold back, once each, the first scan of
 /// an application's kept counts (after it read them) and the first commit
 /// that a test's predicate picks. A held commit has its batch handed on
@@ -142,8 +151,8 @@ type Pick = fn(&Batch) -> bool;
 /// it, as the file backend's does.
 struct Gate {
     memory: Arc<MemoryBackend>,
-    /// The prefix of the scan to hold.
-    hold_scan: Mutex<Option<Vec<u8>>>,
+    /// The prefix of the scan to hold, and when.
+    hold_scan: Mutex<Option<(Vec<u8>, Hold)>>,
     hold_commit: Mutex<Option<Pick>>,
     /// Told when a scan or a commit is held.
     held: Notify,
@@ -185,9 +194,15 @@ impl Backend for Gate {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>> {
         Box::pin(async move {
+            let hold = |when: Hold| {
+                (self.hold_scan.lock().unwrap()).take_if(|(p, w)| p == prefix && *w == when)
+            };
+            if hold(Hold::BeforeReading).is_some() {
+                self.held.notify_one();
+                self.release.notified().await;
+            }
             let pairs = self.memory.scan(shards, prefix, after, limit).await;
-            let held = (self.hold_scan.lock().unwrap()).take_if(|held| held == prefix);
-            if held.is_some() {
+            if hold(Hold::AfterReading).is_some() {
                 self.held.notify_one();
                 self.release.notified().await;
             }
@@ -245,7 +260,8 @@ async fn a_change_to_a_slot_made_while_a_read_runs_is_kept() {
     let app = os.application("app").await.unwrap();
     let new = partition(&os, "app", "new").await;
     app.state.usage.lost_track();
-    *gate.hold_scan.lock().unwrap() = Some(Prefix::Counts(app.state.tag).encode());
+    let counts = Prefix::Counts(app.state.tag).encode();
+    *gate.hold_scan.lock().unwrap() = Some((counts, Hold::AfterReading));
     let flush = tokio::spawn({
         let os = os.clone();
         async move { os.flush_stats().await }
@@ -370,4 +386,46 @@ async fn forget_counts(memory: &MemoryBackend, partition: keys::PartitionId) {
             memory.commit(batch).await.unwrap();
         }
     }
+}
+
+/// A store deleted while a read of the counts runs, its counts deleted
+/// before the read reaches them: the read keeps the deletion's changes as
+/// told while it ran (their slots are gone), so the host reads again, and
+/// after the store is made again and written its view equals a recount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_deleted_while_a_read_runs_is_read_again() {
+    let (memory, gate) = Gate::new();
+    let master = MasterKey::generate();
+    let os = open_sole(gate.clone(), &master, &manual_clock()).await;
+    let app = os.application("app").await.unwrap();
+    let fill = |n: usize| {
+        let app = app.clone();
+        async move {
+            let p = app.store("s1").await.unwrap().partition("p").await.unwrap();
+            for i in 0..n {
+                p.store(&format!("k{i}"), vec![b'x'; 20], StoreOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    fill(8).await;
+    os.flush_stats().await.unwrap();
+    app.state.usage.lost_track();
+    let counts = Prefix::Counts(app.state.tag).encode();
+    *gate.hold_scan.lock().unwrap() = Some((counts, Hold::BeforeReading));
+    let flush = tokio::spawn({
+        let os = os.clone();
+        async move { os.flush_stats().await }
+    });
+    gate.held.notified().await;
+    assert!(app.delete_store("s1").await.unwrap());
+    gate.release.notify_one();
+    flush.await.unwrap().unwrap();
+    os.flush_stats().await.unwrap();
+    fill(3).await;
+    os.flush_stats().await.unwrap();
+    let (view, recounted) = view_and_recount(&*memory, &app).await;
+    assert_eq!(recounted[&app.state.store_tag("s1")].keys, 3);
+    assert_eq!(view, recounted);
 }

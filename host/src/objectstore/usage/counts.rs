@@ -36,8 +36,9 @@
 //! own changes as read, which is what the read would find. It still reads
 //! them when its view may not follow (`AppUsage::lost_track`): after a base
 //! was written over keys or slots already there (data from before the
-//! counts were kept), or after a counted batch whose outcome it did not
-//! learn (an error, or its writer dropped while it committed: the batch
+//! counts were kept), after a store's counts were deleted (a read running
+//! then would keep the deletion's changes, their slots gone), or after a
+//! counted batch whose outcome it did not learn (an error, or its writer dropped while it committed: the batch
 //! may land later, so the read waits for the backend to have
 //! [`settled`](crate::backend::Backend::settled) first). So an
 //! application with many partitions costs a sole host no reading of them
@@ -45,8 +46,9 @@
 //!
 //! A read runs while this host writes: a change told while it ran, to a
 //! slot the read did not find, may have made the slot after the read
-//! passed it, and stays unread (a base that emptied the slot meanwhile
-//! has made the host lose track, so the next flush reads again).
+//! passed it, and stays unread (a base that emptied the slot meanwhile, or
+//! the deletion of its store's counts, makes the host lose track, so the
+//! next flush reads again).
 //!
 //! [`kept`]: super::kept
 

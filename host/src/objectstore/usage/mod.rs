@@ -52,8 +52,8 @@ pub(crate) struct AppUsage {
     syncs_begun: AtomicU64,
     last_synced: AtomicU64,
     /// The kept counts changed in a way this host's view does not follow
-    /// by itself: a base written over keys or slots, or a counted batch
-    /// whose outcome was not learnt. A sole host reads them again at its
+    /// by itself: a base written over keys or slots, a store's counts
+    /// deleted, or a counted batch whose outcome was not learnt. A sole host reads them again at its
     /// next flush (see `counts`).
     unfollowed: AtomicBool,
     /// Request counts by (store, day) not yet flushed.
