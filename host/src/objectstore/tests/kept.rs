@@ -287,21 +287,10 @@ async fn a_hosts_view_follows_a_store_deleted_and_made_again() {
             .await
             .unwrap();
         let app = os.application("app").await.unwrap();
-        let fill = |n: usize| {
-            let app = app.clone();
-            async move {
-                let p = app.store("s1").await.unwrap().partition("p").await.unwrap();
-                for i in 0..n {
-                    p.store(&format!("k{i}"), vec![b'x'; 20], StoreOptions::default())
-                        .await
-                        .unwrap();
-                }
-            }
-        };
-        fill(8).await;
+        fill_s1(&app, 8).await;
         os.flush_stats().await.unwrap();
         assert!(app.delete_store("s1").await.unwrap());
-        fill(3).await;
+        fill_s1(&app, 3).await;
         let (view, recounted) = view_and_recount(&*backend, &app).await;
         assert_eq!(recounted[&app.state.store_tag("s1")].keys, 3);
         assert_eq!(view, recounted, "sole host: {sole_host}");
@@ -312,5 +301,16 @@ async fn a_hosts_view_follows_a_store_deleted_and_made_again() {
         assert_eq!(app.state.usage.reads(), reads + 1, "sole host: {sole_host}");
         let (view, recounted) = view_and_recount(&*backend, &app).await;
         assert_eq!(view, recounted, "sole host: {sole_host}, after a flush");
+    }
+}
+
+/// Creates keys `k0`.. `k{n-1}` (20-byte values) in partition `p` of store
+/// `s1`, making the store if it is not there.
+pub(super) async fn fill_s1(app: &Application, n: usize) {
+    let p = app.store("s1").await.unwrap().partition("p").await.unwrap();
+    for i in 0..n {
+        p.store(&format!("k{i}"), vec![b'x'; 20], StoreOptions::default())
+            .await
+            .unwrap();
     }
 }

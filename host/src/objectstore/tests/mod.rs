@@ -42,6 +42,20 @@ async fn open_at(
     ObjectStore::open(backend, master, config).await.unwrap()
 }
 
+/// An object store told that no other host shares `backend`.
+async fn open_sole(
+    backend: Arc<dyn Backend>,
+    master: &MasterKey,
+    clock: &Arc<ManualClock>,
+) -> ObjectStore {
+    let config = Config {
+        clock: clock.clone(),
+        sole_host: true,
+        ..Config::default()
+    };
+    ObjectStore::open(backend, master, config).await.unwrap()
+}
+
 /// The shard of a record's backend key, to write it directly.
 fn shard_of(key: &[u8]) -> Vec<u8> {
     keys::RecordKey::parse(key)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::damage::raw;
-use super::kept::{Rng, random_op, view_and_recount};
+use super::kept::{Rng, fill_s1, random_op, view_and_recount};
 use super::*;
 use crate::backend::{BackendError, BoxFuture, Pair};
 
@@ -115,20 +115,6 @@ async fn a_sole_host_reads_its_counts_again_after_a_write_of_unknown_outcome() {
     let (view, recounted) = view_and_recount(&*memory, &app).await;
     assert_eq!(recounted[&app.state.store_tag(DEFAULT_STORE)].keys, 2);
     assert_eq!(view, recounted);
-}
-
-/// An object store told that no other host shares `backend`.
-async fn open_sole(
-    backend: Arc<dyn Backend>,
-    master: &MasterKey,
-    clock: &Arc<ManualClock>,
-) -> ObjectStore {
-    let config = Config {
-        clock: clock.clone(),
-        sole_host: true,
-        ..Config::default()
-    };
-    ObjectStore::open(backend, master, config).await.unwrap()
 }
 
 /// Which batch a [`Gate`] holds back.
@@ -262,10 +248,7 @@ async fn a_change_to_a_slot_made_while_a_read_runs_is_kept() {
     app.state.usage.lost_track();
     let counts = Prefix::Counts(app.state.tag).encode();
     *gate.hold_scan.lock().unwrap() = Some((counts, Hold::AfterReading));
-    let flush = tokio::spawn({
-        let os = os.clone();
-        async move { os.flush_stats().await }
-    });
+    let flush = flush_in_background(&os);
     gate.held.notified().await;
     new.store("k", vec![b'x'; 10], StoreOptions::default())
         .await
@@ -362,10 +345,7 @@ async fn a_counted_batch_that_lands_after_its_writer_is_dropped_is_read() {
     }
     // The flush waits for the batch to land before it reads: one that read
     // now would miss it, and the flushes after it would settle.
-    let flush = tokio::spawn({
-        let os = os.clone();
-        async move { os.flush_stats().await }
-    });
+    let flush = flush_in_background(&os);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!flush.is_finished(), "the flush waits for the held batch");
     gate.release.notify_one();
@@ -398,34 +378,26 @@ async fn a_store_deleted_while_a_read_runs_is_read_again() {
     let master = MasterKey::generate();
     let os = open_sole(gate.clone(), &master, &manual_clock()).await;
     let app = os.application("app").await.unwrap();
-    let fill = |n: usize| {
-        let app = app.clone();
-        async move {
-            let p = app.store("s1").await.unwrap().partition("p").await.unwrap();
-            for i in 0..n {
-                p.store(&format!("k{i}"), vec![b'x'; 20], StoreOptions::default())
-                    .await
-                    .unwrap();
-            }
-        }
-    };
-    fill(8).await;
+    fill_s1(&app, 8).await;
     os.flush_stats().await.unwrap();
     app.state.usage.lost_track();
     let counts = Prefix::Counts(app.state.tag).encode();
     *gate.hold_scan.lock().unwrap() = Some((counts, Hold::BeforeReading));
-    let flush = tokio::spawn({
-        let os = os.clone();
-        async move { os.flush_stats().await }
-    });
+    let flush = flush_in_background(&os);
     gate.held.notified().await;
     assert!(app.delete_store("s1").await.unwrap());
     gate.release.notify_one();
     flush.await.unwrap().unwrap();
     os.flush_stats().await.unwrap();
-    fill(3).await;
+    fill_s1(&app, 3).await;
     os.flush_stats().await.unwrap();
     let (view, recounted) = view_and_recount(&*memory, &app).await;
     assert_eq!(recounted[&app.state.store_tag("s1")].keys, 3);
     assert_eq!(view, recounted);
+}
+
+/// A stats flush run by a task of its own, to be held or waited for.
+fn flush_in_background(os: &ObjectStore) -> tokio::task::JoinHandle<Result<(), Error>> {
+    let os = os.clone();
+    tokio::spawn(async move { os.flush_stats().await })
 }
