@@ -139,6 +139,8 @@ struct Gate {
     memory: Arc<MemoryBackend>,
     /// The prefix of the scan to hold, and when.
     hold_scan: Mutex<Option<(Vec<u8>, Hold)>>,
+    /// The prefix of a scan to fail, once.
+    fail_scan: Mutex<Option<Vec<u8>>>,
     hold_commit: Mutex<Option<Pick>>,
     /// Told when a scan or a commit is held.
     held: Notify,
@@ -154,6 +156,7 @@ impl Gate {
         let gate = Arc::new(Gate {
             memory: memory.clone(),
             hold_scan: Mutex::new(None),
+            fail_scan: Mutex::new(None),
             hold_commit: Mutex::new(None),
             held: Notify::new(),
             release: Arc::new(Notify::new()),
@@ -180,6 +183,15 @@ impl Backend for Gate {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Pair>, BackendError>> {
         Box::pin(async move {
+            if (self.fail_scan.lock().unwrap())
+                .take_if(|p| p == prefix)
+                .is_some()
+            {
+                return Err(BackendError::WritesFailing {
+                    fault: crate::backend::StorageFault::Io,
+                    source: Arc::new(std::io::Error::other("a scan failed on purpose")),
+                });
+            }
             let hold = |when: Hold| {
                 (self.hold_scan.lock().unwrap()).take_if(|(p, w)| p == prefix && *w == when)
             };
@@ -400,4 +412,37 @@ async fn a_store_deleted_while_a_read_runs_is_read_again() {
 fn flush_in_background(os: &ObjectStore) -> tokio::task::JoinHandle<Result<(), Error>> {
     let os = os.clone();
     tokio::spawn(async move { os.flush_stats().await })
+}
+
+/// A sole host that lost track (a partition from before kept counts,
+/// counted at its first write) and whose read then fails: the flush says
+/// so, and the next one reads, so the view equals a recount.
+#[tokio::test]
+async fn a_sole_host_whose_read_failed_reads_at_the_next_flush() {
+    let (memory, gate) = Gate::new();
+    let master = MasterKey::generate();
+    let os = open_with(gate.clone(), &master).await;
+    for name in ["counted", "from-before"] {
+        let p = partition(&os, "app", name).await;
+        for i in 0..5 {
+            p.store(&format!("k{i}"), vec![b'x'; 10], StoreOptions::default())
+                .await
+                .unwrap();
+        }
+    }
+    let from_before = partition(&os, "app", "from-before").await.id();
+    drop(os);
+    forget_counts(&memory, from_before).await;
+
+    let os = open_sole(gate.clone(), &master, &manual_clock()).await;
+    let app = os.application("app").await.unwrap();
+    partition(&os, "app", "from-before")
+        .await
+        .store("k5", vec![b'x'; 10], StoreOptions::default())
+        .await
+        .unwrap();
+    *gate.fail_scan.lock().unwrap() = Some(Prefix::Counts(app.state.tag).encode());
+    assert!(os.flush_stats().await.is_err(), "the failed read is told");
+    os.flush_stats().await.unwrap();
+    assert_eq!(default_store_keys(&memory, &app).await, (11, 11));
 }
