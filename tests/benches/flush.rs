@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use ostore::backend::{Backend, BackendConfig};
 use ostore::encryption::MasterKey;
 use ostore::objectstore::{Config, ObjectStore, StoreOptions};
+use ostore_tests::load::{latency_cells, numeric_flags};
 
 /// Concurrent writers of the (untimed) fill.
 const FILLERS: usize = 64;
@@ -32,38 +33,16 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        partitions: 10_000,
-        flushes: 50,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> usize {
-            it.next()
-                .and_then(|v| v.replace('_', "").parse().ok())
-                .unwrap_or_else(|| panic!("{name} takes a number"))
-        };
-        match arg.as_str() {
-            "--partitions" => args.partitions = number("--partitions"),
-            "--flushes" => args.flushes = number("--flushes"),
-            // `cargo bench` passes `--bench`.
-            _ => {}
-        }
+    let [partitions, flushes] = numeric_flags([("--partitions", 10_000), ("--flushes", 50)]);
+    Args {
+        partitions,
+        flushes,
     }
-    args
 }
 
 /// Percentiles of one row, in milliseconds.
-fn row(name: &str, mut times: Vec<Duration>) {
-    times.sort();
-    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
-    println!(
-        "| {name} | {} | {:.3} | {:.3} | {:.3} |",
-        times.len(),
-        at(0.5),
-        at(0.9),
-        at(0.99),
-    );
+fn row(name: &str, times: Vec<Duration>) {
+    println!("| {name} | {} |", latency_cells(times));
 }
 
 async fn open(backend: &Arc<dyn Backend>, master: &MasterKey, sole_host: bool) -> ObjectStore {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use ostore::backend::{Backend, BackendConfig, Batch, Expect};
 use ostore::encryption::MasterKey;
 use ostore::objectstore::{Config, ObjectStore, StoreOptions};
+use ostore_tests::load::{latency_cells, numeric_flags};
 
 /// 100-byte values, as the figures use.
 const VALUE: [u8; 100] = [b'v'; 100];
@@ -37,40 +38,16 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        keys: 10_000,
-        writes: 2_000,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> usize {
-            it.next()
-                .and_then(|v| v.replace('_', "").parse().ok())
-                .unwrap_or_else(|| panic!("{name} takes a number"))
-        };
-        match arg.as_str() {
-            "--keys" => args.keys = number("--keys"),
-            "--writes" => args.writes = number("--writes"),
-            // `cargo bench` passes `--bench`.
-            _ => {}
-        }
-    }
-    args
+    let [keys, writes] = numeric_flags([("--keys", 10_000), ("--writes", 2_000)]);
+    Args { keys, writes }
 }
 
-/// Latency percentiles of one row, in milliseconds.
-fn row(name: &str, mut times: Vec<Duration>) {
-    times.sort();
-    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+/// Latency percentiles of one row, in milliseconds, and operations per
+/// second one after another.
+fn row(name: &str, times: Vec<Duration>) {
     let total: Duration = times.iter().sum();
-    println!(
-        "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.0} |",
-        times.len(),
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        times.len() as f64 / total.as_secs_f64()
-    );
+    let per_second = times.len() as f64 / total.as_secs_f64();
+    println!("| {name} | {} | {per_second:.0} |", latency_cells(times));
 }
 
 /// The `i`th key of a series, spread over the names (so that creations

@@ -139,6 +139,44 @@ pub fn bench_args() -> Vec<String> {
         .collect()
 }
 
+/// A bench's `--flag N` arguments (from [`bench_args`]), each the number
+/// given for one of `defaults`' flags (`10_000` may be written with `_`),
+/// else its default; in the order of `defaults`. Panics with the flags it
+/// takes on any other argument, or a flag without a number.
+pub fn numeric_flags<const N: usize>(defaults: [(&str, usize); N]) -> [usize; N] {
+    let mut values = defaults.map(|(_, default)| default);
+    let takes = || {
+        let flags: Vec<String> = defaults.iter().map(|(f, _)| format!("{f} N")).collect();
+        flags.join(", ")
+    };
+    let args = bench_args();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let Some(at) = defaults.iter().position(|(f, _)| f == flag) else {
+            panic!("unknown argument {flag} (this bench takes {})", takes());
+        };
+        values[at] = args
+            .next()
+            .and_then(|v| v.replace('_', "").parse().ok())
+            .unwrap_or_else(|| panic!("{flag} takes a number"));
+    }
+    values
+}
+
+/// One table row's cells for `times`: how many, then p50, p90 and p99 in
+/// milliseconds with three decimals (`n | p50 | p90 | p99`).
+pub fn latency_cells(mut times: Vec<Duration>) -> String {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    format!(
+        "{} | {:.3} | {:.3} | {:.3}",
+        times.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99)
+    )
+}
+
 /// The arguments of the load benches: `[SECONDS [CONNECTIONS...]]`, with
 /// `default_seconds` per run and 1 and 64 connections unless given.
 pub fn seconds_and_connections(default_seconds: u64) -> (u64, Vec<usize>) {
