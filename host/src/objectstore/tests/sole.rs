@@ -61,18 +61,7 @@ async fn a_sole_hosts_view_equals_a_recount_without_reading_the_counts() {
 async fn a_sole_host_reads_its_counts_again_after_counting_a_partition_from_before() {
     let (backend, master) = fresh();
     let clock = manual_clock();
-    let os = open_with(backend.clone(), &master).await;
-    for name in ["counted", "from-before"] {
-        let p = partition(&os, "app", name).await;
-        for i in 0..5 {
-            p.store(&format!("k{i}"), vec![b'x'; 30], StoreOptions::default())
-                .await
-                .unwrap();
-        }
-    }
-    let from_before = partition(&os, "app", "from-before").await.id();
-    drop(os);
-    forget_counts(&backend, from_before).await;
+    with_a_partition_from_before(backend.clone(), &backend, &master).await;
 
     let os = open_sole(backend.clone(), &master, &clock).await;
     let app = os.application("app").await.unwrap();
@@ -289,18 +278,7 @@ fn writes_a_base(batch: &Batch) -> bool {
 async fn a_base_that_lands_after_a_flush_is_read_at_the_next() {
     let (memory, gate) = Gate::new();
     let master = MasterKey::generate();
-    let os = open_with(gate.clone(), &master).await;
-    for name in ["counted", "from-before"] {
-        let p = partition(&os, "app", name).await;
-        for i in 0..5 {
-            p.store(&format!("k{i}"), vec![b'x'; 10], StoreOptions::default())
-                .await
-                .unwrap();
-        }
-    }
-    let from_before = partition(&os, "app", "from-before").await.id();
-    drop(os);
-    forget_counts(&memory, from_before).await;
+    with_a_partition_from_before(gate.clone(), &memory, &master).await;
 
     let os = open_sole(gate.clone(), &master, &manual_clock()).await;
     let app = os.application("app").await.unwrap();
@@ -366,12 +344,27 @@ async fn a_counted_batch_that_lands_after_its_writer_is_dropped_is_read() {
     assert_eq!(default_store_keys(&memory, &app).await, (0, 0));
 }
 
-/// Deletes every kept count of `partition`, as data from before them has
-/// none.
-async fn forget_counts(memory: &MemoryBackend, partition: keys::PartitionId) {
+/// Data of application `app` in two partitions of five keys each through
+/// `backend` (over `memory`): `counted`, and `from-before`, whose kept
+/// counts are then deleted, as data from before them has none.
+async fn with_a_partition_from_before(
+    backend: Arc<dyn Backend>,
+    memory: &MemoryBackend,
+    master: &MasterKey,
+) {
+    let os = open_with(backend, master).await;
+    for name in ["counted", "from-before"] {
+        let p = partition(&os, "app", name).await;
+        for i in 0..5 {
+            p.store(&format!("k{i}"), vec![b'x'; 10], StoreOptions::default())
+                .await
+                .unwrap();
+        }
+    }
+    let from_before = partition(&os, "app", "from-before").await.id();
     for (key, _) in raw(memory, b"k").await {
-        if let Some(keys::RecordKey::Counts { partition: p, .. }) = keys::RecordKey::parse(&key)
-            && p == partition
+        if let Some(keys::RecordKey::Counts { partition, .. }) = keys::RecordKey::parse(&key)
+            && partition == from_before
         {
             let mut batch = Batch::new(shard_of(&key));
             batch.delete(key, Expect::Any);
@@ -421,18 +414,7 @@ fn flush_in_background(os: &ObjectStore) -> tokio::task::JoinHandle<Result<(), E
 async fn a_sole_host_whose_read_failed_reads_at_the_next_flush() {
     let (memory, gate) = Gate::new();
     let master = MasterKey::generate();
-    let os = open_with(gate.clone(), &master).await;
-    for name in ["counted", "from-before"] {
-        let p = partition(&os, "app", name).await;
-        for i in 0..5 {
-            p.store(&format!("k{i}"), vec![b'x'; 10], StoreOptions::default())
-                .await
-                .unwrap();
-        }
-    }
-    let from_before = partition(&os, "app", "from-before").await.id();
-    drop(os);
-    forget_counts(&memory, from_before).await;
+    with_a_partition_from_before(gate.clone(), &memory, &master).await;
 
     let os = open_sole(gate.clone(), &master, &manual_clock()).await;
     let app = os.application("app").await.unwrap();
