@@ -315,10 +315,6 @@ fn footprint(len: usize) -> u64 {
 /// group deleted.
 type GroupOutcome = (Vec<Result<(), BackendError>>, u64);
 
-/// Applies `batches` in order in one transaction and commits it durably.
-/// Returns each batch's own outcome (a failed expectation skips only that
-/// batch) and the bytes deleted; an `Err` means the transaction failed and
-/// nothing was written.
 /// Markers of [`GroupCommitWriter::settled`], answered when dropped: at
 /// the end of their group's turn, however it ends.
 struct AnswerOnDrop(Vec<(Batch, Reply)>);
@@ -331,6 +327,10 @@ impl Drop for AnswerOnDrop {
     }
 }
 
+/// Applies `batches` in order in one transaction and commits it durably.
+/// Returns each batch's own outcome (a failed expectation skips only that
+/// batch) and the bytes deleted; an `Err` means the transaction failed and
+/// nothing was written.
 fn apply_group(db: &Database, batches: &[Batch]) -> Result<GroupOutcome, BackendError> {
     let txn = db.begin_write().map_err(storage)?;
     let mut results = Vec::with_capacity(batches.len());

@@ -38,9 +38,10 @@
 //! was written over keys or slots already there (data from before the
 //! counts were kept), after a store's counts were deleted (a read running
 //! then would keep the deletion's changes, their slots gone), or after a
-//! counted batch whose outcome it did not learn (an error, or its writer dropped while it committed: the batch
-//! may land later, so the read waits for the backend to have
-//! [`settled`](crate::backend::Backend::settled) first). So an
+//! counted batch whose outcome it did not learn (an error, or its writer
+//! dropped while it committed: the batch may land later, so the read waits
+//! for the backend to have [`settled`](crate::backend::Backend::settled)
+//! first). So an
 //! application with many partitions costs a sole host no reading of them
 //! once a second.
 //!

@@ -53,8 +53,8 @@ pub(crate) struct AppUsage {
     last_synced: AtomicU64,
     /// The kept counts changed in a way this host's view does not follow
     /// by itself: a base written over keys or slots, a store's counts
-    /// deleted, or a counted batch whose outcome was not learnt. A sole host reads them again at its
-    /// next flush (see `counts`).
+    /// deleted, or a counted batch whose outcome was not learnt. A sole
+    /// host reads them again at its next flush (see `counts`).
     unfollowed: AtomicBool,
     /// Request counts by (store, day) not yet flushed.
     pending: Mutex<HashMap<(Tag, u32), u64>>,
