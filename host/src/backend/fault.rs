@@ -138,7 +138,7 @@ impl Faults {
 
 /// The next number of a SplitMix64 sequence: small, seedable, and good
 /// enough to spread faults.
-fn splitmix64(state: &mut u64) -> u64 {
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

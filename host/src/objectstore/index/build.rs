@@ -8,7 +8,7 @@ use crate::backend::{Batch, Expect};
 
 use super::{IndexLocks, PAGE_BYTES, ROOT, Scope, new_page_id, page_key};
 use crate::objectstore::keys::{PartitionId, Prefix, RecordKey, Shard};
-use crate::objectstore::record::{EntryRecord, IndexPage};
+use crate::objectstore::record::{EntryRecord, IndexPage, name_len_after};
 use crate::objectstore::sealed::{Commit, SealedTable};
 use crate::objectstore::usage::kept::{self, Unfollowed};
 use crate::objectstore::usage::{AppUsage, Counter, Counts, Slots};
@@ -178,13 +178,19 @@ pub(super) fn build_pages(names: &[String]) -> Vec<(u64, IndexPage)> {
     let mut groups: Vec<&[String]> = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
-    for (i, name) in names.iter().enumerate() {
-        if bytes + name.len() + 8 > BUILD_FILL && i > start {
+    // What each name takes in its leaf: front-coded after the one before
+    // it, but for a leaf's first.
+    let len_in_leaf = |i: usize, start: usize| {
+        let previous = (i > start).then(|| names[i - 1].as_str());
+        name_len_after(previous, &names[i])
+    };
+    for i in 0..names.len() {
+        if bytes + len_in_leaf(i, start) > BUILD_FILL && i > start {
             groups.push(&names[start..i]);
             start = i;
             bytes = 0;
         }
-        bytes += name.len() + 8;
+        bytes += len_in_leaf(i, start);
     }
     groups.push(&names[start..]);
     for (g, group) in groups.iter().enumerate() {

@@ -8,7 +8,7 @@ use crate::backend::{Batch, Expect};
 use super::Scope;
 use super::{Leaf, MAX_DEPTH, PAGE_BYTES, ROOT, covers, new_page_id, page_key};
 use crate::objectstore::Error;
-use crate::objectstore::record::IndexPage;
+use crate::objectstore::record::{IndexPage, PAGE_HEAD, bound_len, name_len_after, var_len};
 use crate::objectstore::sealed::{Commit, SealedTable};
 
 /// A page as this edit knows it.
@@ -381,35 +381,42 @@ fn split_off(page: &mut IndexPage) -> Option<(String, IndexPage)> {
 /// Where a leaf of two names or more splits: after about `quarters`
 /// fourths of its names' bytes (names differ in length, up to 1,024 bytes),
 /// moved while a part would not fit a page and the other part has room
-/// for the name moved. Either part keeps a name.
+/// for the name moved. Either part keeps a name. Lengths are those of the
+/// compact page, whose names are front-coded: each part's first name is
+/// written whole, each other one after the name before it.
 fn leaf_split_point(
     low: Option<&str>,
     high: Option<&str>,
     names: &[String],
     quarters: usize,
 ) -> usize {
-    let item = |name: &String| 8 + name.len();
-    let bound = |name: Option<&str>| 1 + name.map_or(0, |n| 8 + n.len());
+    let n = names.len();
+    // `after[i]`: what names[..i] take, each after the one before it.
+    let mut after = Vec::with_capacity(n + 1);
+    after.push(0);
+    for (i, name) in names.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| names[p].as_str());
+        after.push(after[i] + name_len_after(previous, name));
+    }
+    let whole = |i: usize| name_len_after(None, &names[i]);
     // A leaf's bytes besides its names: the format byte, the kind, the
     // count and its bounds; each part is bounded by the separator too.
-    let left_len = |at: usize| {
-        2 + bound(low) + bound(Some(&names[at])) + 8 + names[..at].iter().map(item).sum::<usize>()
+    let head = |bound: Option<&str>, other: Option<&str>, count: usize| {
+        PAGE_HEAD + bound_len(bound) + bound_len(other) + var_len(count as u64)
     };
-    let right_len = |at: usize| {
-        2 + bound(Some(&names[at])) + bound(high) + 8 + names[at..].iter().map(item).sum::<usize>()
-    };
-    let target = names.iter().map(item).sum::<usize>() * quarters / 4;
+    let left_len = |at: usize| head(low, Some(&names[at]), at) + after[at];
+    let right_len =
+        |at: usize| head(Some(&names[at]), high, n - at) + whole(at) + after[n] - after[at + 1];
+    let target = after[n] * quarters / 4;
     let mut at = 0;
-    let mut bytes = 0;
-    while at < names.len() && bytes + item(&names[at]) <= target {
-        bytes += item(&names[at]);
+    while at < n && after[at + 1] <= target {
         at += 1;
     }
-    let mut at = at.clamp(1, names.len() - 1);
+    let mut at = at.clamp(1, n - 1);
     while at > 1 && left_len(at) > PAGE_BYTES && right_len(at - 1) <= PAGE_BYTES {
         at -= 1;
     }
-    while at < names.len() - 1 && right_len(at) > PAGE_BYTES && left_len(at + 1) <= PAGE_BYTES {
+    while at < n - 1 && right_len(at) > PAGE_BYTES && left_len(at + 1) <= PAGE_BYTES {
         at += 1;
     }
     at

@@ -342,7 +342,10 @@ mod tests {
     /// read: it never needs the whole tree at once.
     #[tokio::test]
     async fn the_tree_check_reads_one_inner_pages_children_at_a_time() {
-        let pages = read_pages(20_000);
+        // Front-coded, a leaf holds about 500 of these names, and an inner
+        // page about 75 leaves: enough names for two inner pages and more.
+        const NAMES: usize = 100_000;
+        let pages = read_pages(NAMES);
         let inner = (pages.values().flatten())
             .filter(|p| matches!(p, IndexPage::Inner { .. }))
             .count();
@@ -355,7 +358,7 @@ mod tests {
         let mut count = 0;
         let shape = check_tree(pages.len(), read, |_| count += 1).await.unwrap();
         assert_eq!(shape, Ok(()));
-        assert_eq!(count, 20_000);
+        assert_eq!(count, NAMES);
         assert_eq!(
             reads.len(),
             1 + inner,

@@ -24,8 +24,9 @@ mod wire;
 pub(crate) use app::{AppRecord, CredentialRecord, MasterCheck};
 pub(crate) use counts::{CountsRecord, RateLease, RateRecord, StatsRecord, UsageRecord};
 pub(crate) use entry::EntryRecord;
-pub(crate) use page::IndexPage;
+pub(crate) use page::{IndexPage, PAGE_HEAD, bound_len, name_len_after};
 pub(crate) use settings::{PartitionRecord, StoreRecord, StoreTombstone};
+pub(crate) use wire::var_len;
 
 /// A record's plaintext form.
 pub(crate) trait Record: Sized {

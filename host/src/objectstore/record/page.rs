@@ -1,6 +1,6 @@
 //! A page of an index of names (see `index`).
 
-use super::wire::{Reader, Writer};
+use super::wire::{self, Reader, Writer, var_len};
 use super::{Malformed, Record};
 
 /// A page of a partition's ordered index of key names (see `index`).
@@ -26,30 +26,76 @@ pub(crate) enum IndexPage {
 const LEAF: u8 = 1;
 const INNER: u8 = 2;
 
-impl IndexPage {
-    /// The length of [`encode`](Record::encode)'s bytes, without making
-    /// them: an edit asks it after each change, to know when to split.
-    pub(crate) fn encoded_len(&self) -> usize {
-        // The format byte and the kind, then each field as `Writer` puts
-        // it: a u64 is 8 bytes, bytes have their u64 length first, and an
-        // optional name has a byte saying whether it is there.
-        const HEAD: usize = 2;
-        let bytes = |s: &String| 8 + s.len();
-        let name = |n: &Option<String>| 1 + n.as_ref().map_or(0, bytes);
-        match self {
-            IndexPage::Leaf { low, high, names } => {
-                HEAD + name(low) + name(high) + 8 + names.iter().map(bytes).sum::<usize>()
-            }
-            IndexPage::Inner {
-                separators,
-                children,
-            } => HEAD + 8 + separators.iter().map(bytes).sum::<usize>() + 8 * children.len(),
-        }
+/// How many leading bytes `a` and `b` share.
+fn shared_len(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+/// What `name` takes in a compact page after `previous` (`None`: first of
+/// its page): the length of the prefix they share, then the rest of it
+/// with its length first. Names in order share long prefixes, which this
+/// writes once (front coding).
+pub(crate) fn name_len_after(previous: Option<&str>, name: &str) -> usize {
+    let shared = previous.map_or(0, |p| shared_len(p, name));
+    let rest = name.len() - shared;
+    var_len(shared as u64) + var_len(rest as u64) + rest
+}
+
+/// What a page's bound takes: a byte saying whether it is there, then the
+/// name with its length first.
+pub(crate) fn bound_len(name: Option<&str>) -> usize {
+    1 + name.map_or(0, |n| var_len(n.len() as u64) + n.len())
+}
+
+/// The compact encoding's bytes besides the names: the format byte and the
+/// page's kind.
+pub(crate) const PAGE_HEAD: usize = 2;
+
+/// What `names`, in order, take in a compact page.
+fn names_len(names: &[String]) -> usize {
+    let mut previous = None;
+    let mut len = var_len(names.len() as u64);
+    for name in names {
+        len += name_len_after(previous, name);
+        previous = Some(name.as_str());
+    }
+    len
+}
+
+fn write_names(w: &mut Writer, names: &[String]) {
+    w.var(names.len() as u64);
+    let mut previous: Option<&str> = None;
+    for name in names {
+        let shared = previous.map_or(0, |p| shared_len(p, name));
+        w.var(shared as u64).var_bytes(&name.as_bytes()[shared..]);
+        previous = Some(name);
     }
 }
 
-impl Record for IndexPage {
-    fn encode(&self) -> Vec<u8> {
+/// Names as [`write_names`] writes them. Counts are not trusted for an
+/// allocation: each name read checks that its bytes are there.
+fn read_names(r: &mut Reader<'_>) -> Result<Vec<String>, Malformed> {
+    let count = r.var()?;
+    let mut names: Vec<String> = Vec::new();
+    for _ in 0..count {
+        let shared = usize::try_from(r.var()?).map_err(|_| Malformed)?;
+        let rest = r.var_bytes()?;
+        let previous = names.last().map_or(&[][..], |p| p.as_bytes());
+        if shared > previous.len() {
+            return Err(Malformed);
+        }
+        let mut name = previous[..shared].to_vec();
+        name.extend_from_slice(rest);
+        names.push(String::from_utf8(name).map_err(|_| Malformed)?);
+    }
+    Ok(names)
+}
+
+impl IndexPage {
+    /// The page as format 1 wrote it (each name with a u64 length first),
+    /// for tests of data at rest from before the compact format.
+    #[cfg(test)]
+    pub(crate) fn encode_format_1(&self) -> Vec<u8> {
         let mut w = Writer::new();
         match self {
             IndexPage::Leaf { low, high, names } => {
@@ -75,53 +121,140 @@ impl Record for IndexPage {
         w.0
     }
 
+    /// The length of [`encode`](Record::encode)'s bytes, without making
+    /// them: an edit asks it after each change, to know when to split.
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self {
+            IndexPage::Leaf { low, high, names } => {
+                PAGE_HEAD
+                    + bound_len(low.as_deref())
+                    + bound_len(high.as_deref())
+                    + names_len(names)
+            }
+            IndexPage::Inner {
+                separators,
+                children,
+            } => PAGE_HEAD + names_len(separators) + 8 * children.len(),
+        }
+    }
+}
+
+/// Written in the compact format (`wire`): after the kind, a leaf's bounds
+/// and names, or an inner page's separators and then its children's ids
+/// (8 bytes each: they are random). Names are front-coded (see
+/// [`name_len_after`]). Pages of format 1, written before, are still read.
+impl Record for IndexPage {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::compact();
+        match self {
+            IndexPage::Leaf { low, high, names } => {
+                w.u8(LEAF)
+                    .var_name(low.as_deref())
+                    .var_name(high.as_deref());
+                write_names(&mut w, names);
+            }
+            IndexPage::Inner {
+                separators,
+                children,
+            } => {
+                w.u8(INNER);
+                write_names(&mut w, separators);
+                for child in children {
+                    w.u64(*child);
+                }
+            }
+        }
+        w.0
+    }
+
     /// Checks the order the tree relies on: a page whose names are out of
     /// order would send searches astray, so it is malformed like any other.
     fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
-        let mut r = Reader::new(bytes)?;
+        let page = match bytes.first() {
+            Some(&wire::COMPACT) => decode_compact(bytes)?,
+            _ => decode_format_1(bytes)?,
+        };
         let ascending =
             |names: &[String]| names.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes());
-        // Counts are not trusted for an allocation: each item read checks
-        // that its bytes are there.
-        let page = match r.u8()? {
-            LEAF => {
-                let low = r.name()?;
-                let high = r.name()?;
-                let count = r.u64()?;
-                let mut names = Vec::new();
-                for _ in 0..count {
-                    names.push(r.string()?);
-                }
+        match &page {
+            IndexPage::Leaf { low, high, names } => {
                 let in_range = |n: &String| {
                     low.as_ref().is_none_or(|l| l.as_bytes() <= n.as_bytes())
                         && high.as_ref().is_none_or(|h| n.as_bytes() < h.as_bytes())
                 };
-                if !ascending(&names) || !names.iter().all(in_range) {
+                if !ascending(names) || !names.iter().all(in_range) {
                     return Err(Malformed);
                 }
-                IndexPage::Leaf { low, high, names }
             }
-            INNER => {
-                let count = r.u64()?;
-                let mut separators = Vec::new();
-                for _ in 0..count {
-                    separators.push(r.string()?);
-                }
-                let mut children = Vec::new();
-                for _ in 0..=count {
-                    children.push(r.u64()?);
-                }
-                if !ascending(&separators) {
+            IndexPage::Inner { separators, .. } => {
+                if !ascending(separators) {
                     return Err(Malformed);
                 }
-                IndexPage::Inner {
-                    separators,
-                    children,
-                }
             }
-            _ => return Err(Malformed),
-        };
-        r.finish()?;
+        }
         Ok(page)
     }
+}
+
+fn decode_compact(bytes: &[u8]) -> Result<IndexPage, Malformed> {
+    let mut r = Reader::compact(bytes)?;
+    let page = match r.u8()? {
+        LEAF => {
+            let low = r.var_name()?;
+            let high = r.var_name()?;
+            let names = read_names(&mut r)?;
+            IndexPage::Leaf { low, high, names }
+        }
+        INNER => {
+            let separators = read_names(&mut r)?;
+            let mut children = Vec::new();
+            for _ in 0..=separators.len() {
+                children.push(r.u64()?);
+            }
+            IndexPage::Inner {
+                separators,
+                children,
+            }
+        }
+        _ => return Err(Malformed),
+    };
+    r.finish()?;
+    Ok(page)
+}
+
+/// A page as written before the compact format: every name with a u64
+/// length first. Counts are not trusted for an allocation: each item read
+/// checks that its bytes are there.
+fn decode_format_1(bytes: &[u8]) -> Result<IndexPage, Malformed> {
+    let mut r = Reader::new(bytes)?;
+    let page = match r.u8()? {
+        LEAF => {
+            let low = r.name()?;
+            let high = r.name()?;
+            let count = r.u64()?;
+            let mut names = Vec::new();
+            for _ in 0..count {
+                names.push(r.string()?);
+            }
+            IndexPage::Leaf { low, high, names }
+        }
+        INNER => {
+            let count = r.u64()?;
+            let mut separators = Vec::new();
+            for _ in 0..count {
+                separators.push(r.string()?);
+            }
+            let mut children = Vec::new();
+            for _ in 0..=count {
+                children.push(r.u64()?);
+            }
+            IndexPage::Inner {
+                separators,
+                children,
+            }
+        }
+        _ => return Err(Malformed),
+    };
+    r.finish()?;
+    Ok(page)
 }

@@ -1,10 +1,25 @@
-//! The encoding every record is written in: a format byte, then fields of
-//! fixed width (big-endian) or with their length first.
+//! The encodings records are written in: a format byte, then fields.
+//!
+//! - Format 1: fields of fixed width (big-endian), bytes with a u64 length
+//!   first. Every record but a key's entry; entries written before the
+//!   compact format.
+//! - Format 2, compact: unsigned integers (and lengths) as LEB128 varints,
+//!   7 bits a byte. A key's entry, the one record there is one of per key
+//!   (`entry`), is written so.
 
 use super::Malformed;
 use crate::objectstore::types::Ttl;
 
 pub(super) const FORMAT: u8 = 1;
+pub(super) const COMPACT: u8 = 2;
+
+/// The most bytes a u64 takes as a varint: ceil(64 / 7).
+const VAR_MAX: usize = 10;
+
+/// How many bytes [`Writer::var`] writes for `v`.
+pub(crate) fn var_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
+}
 
 #[derive(Default)]
 pub(super) struct Writer(pub(super) Vec<u8>);
@@ -12,6 +27,33 @@ pub(super) struct Writer(pub(super) Vec<u8>);
 impl Writer {
     pub(super) fn new() -> Self {
         Self(vec![FORMAT])
+    }
+    /// A writer of the compact format: its fields go through
+    /// [`var`](Self::var) and [`var_bytes`](Self::var_bytes).
+    pub(super) fn compact() -> Self {
+        Self(vec![COMPACT])
+    }
+    /// `v` as a LEB128 varint: 1 byte below 128, 10 at most.
+    pub(super) fn var(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+        self
+    }
+    pub(super) fn var_bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.var(v.len() as u64);
+        self.0.extend_from_slice(v);
+        self
+    }
+    /// An optional name in the compact format: a byte saying whether it is
+    /// there, then its bytes.
+    pub(super) fn var_name(&mut self, name: Option<&str>) -> &mut Self {
+        match name {
+            None => self.u8(0),
+            Some(n) => self.u8(1).var_bytes(n.as_bytes()),
+        }
     }
     pub(super) fn u8(&mut self, v: u8) -> &mut Self {
         self.0.push(v);
@@ -32,6 +74,7 @@ impl Writer {
             Some(n) => self.u8(1).u64(n),
         }
     }
+    #[cfg(test)]
     pub(super) fn name(&mut self, name: Option<&str>) -> &mut Self {
         match name {
             None => self.u8(0),
@@ -52,8 +95,48 @@ pub(super) struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     pub(super) fn new(bytes: &'a [u8]) -> Result<Self, Malformed> {
+        Self::of_format(FORMAT, bytes)
+    }
+    pub(super) fn compact(bytes: &'a [u8]) -> Result<Self, Malformed> {
+        Self::of_format(COMPACT, bytes)
+    }
+    fn of_format(format: u8, bytes: &'a [u8]) -> Result<Self, Malformed> {
         match bytes.split_first() {
-            Some((&FORMAT, rest)) => Ok(Self(rest)),
+            Some((&first, rest)) if first == format => Ok(Self(rest)),
+            _ => Err(Malformed),
+        }
+    }
+    /// A LEB128 varint as [`Writer::var`] writes it, and only so: one that
+    /// runs past 10 bytes, overflows a u64 or ends in a zero byte after
+    /// the first (another spelling of a shorter one) is malformed.
+    pub(super) fn var(&mut self) -> Result<u64, Malformed> {
+        let mut v = 0u64;
+        for i in 0..VAR_MAX {
+            let byte = self.u8()?;
+            let bits = u64::from(byte & 0x7f);
+            if i == VAR_MAX - 1 && byte > 1 {
+                return Err(Malformed);
+            }
+            v |= bits << (7 * i);
+            if byte & 0x80 == 0 {
+                if byte == 0 && i > 0 {
+                    return Err(Malformed);
+                }
+                return Ok(v);
+            }
+        }
+        Err(Malformed)
+    }
+    pub(super) fn var_bytes(&mut self) -> Result<&'a [u8], Malformed> {
+        let len = usize::try_from(self.var()?).map_err(|_| Malformed)?;
+        self.take(len)
+    }
+    pub(super) fn var_name(&mut self) -> Result<Option<String>, Malformed> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => String::from_utf8(self.var_bytes()?.to_vec())
+                .map(Some)
+                .map_err(|_| Malformed),
             _ => Err(Malformed),
         }
     }

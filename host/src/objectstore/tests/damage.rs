@@ -76,7 +76,7 @@ pub(super) async fn raw(backend: &dyn Backend, prefix: &[u8]) -> Vec<(Vec<u8>, V
     }
 }
 
-async fn put_raw(backend: &dyn Backend, key: Vec<u8>, value: Vec<u8>) {
+pub(super) async fn put_raw(backend: &dyn Backend, key: Vec<u8>, value: Vec<u8>) {
     let mut batch = Batch::new(shard_of(&key));
     batch.put(key, value, Expect::Any);
     backend.commit(batch).await.unwrap();

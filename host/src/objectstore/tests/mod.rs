@@ -6,6 +6,7 @@ mod damage;
 mod data;
 mod deletion;
 mod faults;
+mod formats;
 mod hosts;
 mod index;
 mod index_repair;

@@ -1,0 +1,145 @@
+//! Records at rest in format 1 (fixed-width fields, see `record::wire`),
+//! as hosts wrote every record before the compact format: a new host reads,
+//! lists, changes and checks them like its own, and writes what it changes
+//! compact.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::damage::{put_raw, raw};
+use super::*;
+use crate::objectstore::keys::{PartitionId, RecordKey};
+use crate::objectstore::record::{CountsRecord, EntryRecord, IndexPage};
+use crate::objectstore::sealed::SealedTable;
+
+/// The format byte of the record under `key`, opened.
+fn format_of(table: SealedTable<'_>, key: &[u8], sealed: &[u8]) -> u8 {
+    table.sealer().open(key, sealed).unwrap()[0]
+}
+
+#[tokio::test]
+async fn entries_and_index_pages_of_format_1_read_list_change_and_check_clean() {
+    let (backend, master) = fresh();
+    let os = open_with(backend.clone(), &master).await;
+    let app = os.application("app").await.unwrap();
+    let p = partition(&os, "app", "p").await;
+    for name in ["q", "r"] {
+        let other = partition(&os, "app", name).await;
+        other
+            .store("k", b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    let mut model: BTreeSet<String> = (0..3000).map(|i| format!("key-{i:05}")).collect();
+    for name in &model {
+        p.store(name, name.as_bytes().to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    os.flush_stats().await.unwrap();
+
+    // Every entry and index page (of key names, and of store and partition
+    // names) sealed again in format 1; the counts of bytes at rest follow.
+    let table = app.table();
+    let (mut entries, mut pages) = (0, 0);
+    // What each partition's entries grew by.
+    let mut grown: HashMap<PartitionId, i64> = HashMap::new();
+    for (key, sealed) in raw(&*backend, &[]).await {
+        let old = match RecordKey::parse(&key) {
+            Some(RecordKey::Entry(_)) => {
+                entries += 1;
+                table
+                    .open::<EntryRecord>(&key, &sealed)
+                    .unwrap()
+                    .encode_format_1()
+            }
+            Some(RecordKey::IndexPage { .. } | RecordKey::NamePage { .. }) => {
+                pages += 1;
+                table
+                    .open::<IndexPage>(&key, &sealed)
+                    .unwrap()
+                    .encode_format_1()
+            }
+            _ => continue,
+        };
+        let resealed = table.sealer().seal(&key, &old);
+        if let Some(RecordKey::Entry(entry)) = RecordKey::parse(&key) {
+            *grown.entry(entry.partition).or_default() +=
+                resealed.len() as i64 - sealed.len() as i64;
+        }
+        put_raw(&*backend, key, resealed).await;
+    }
+    assert_eq!(entries, 3002);
+    assert!(pages > 3, "{pages} pages");
+    for (key, sealed) in raw(&*backend, &[]).await {
+        if let Some(RecordKey::Counts { partition, .. }) = RecordKey::parse(&key)
+            && let Some(growth) = grown.remove(&partition)
+        {
+            let mut counts: CountsRecord = table.open(&key, &sealed).unwrap();
+            counts.bytes += growth;
+            put_raw(&*backend, key.clone(), table.seal(&key, &counts)).await;
+        }
+    }
+    assert!(grown.is_empty(), "partitions without counts: {grown:?}");
+    drop((p, app, os));
+
+    // A new host on that data.
+    let os = open_with(backend.clone(), &master).await;
+    let p = partition(&os, "app", "p").await;
+    let listed = every_page(500, |c| {
+        let p = &p;
+        async move { p.list_keys(c.as_deref(), 500).await }
+    })
+    .await;
+    assert!(listed.iter().eq(model.iter()));
+    assert_eq!(p.retrieve("key-01234").await.unwrap().value, b"key-01234");
+    let app = os.application("app").await.unwrap();
+    let store = app.default_store().await.unwrap();
+    let partitions = store.list_partitions(None, 10).await.unwrap().items;
+    assert_eq!(partitions, ["p", "q", "r"]);
+
+    // Changes: an overwrite, creations at both ends and in the middle, a
+    // deletion; each rewrites its entry or pages compact.
+    p.store("key-00042", b"new".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    for name in ["a-first", "key-01500x", "z-last"] {
+        p.store(name, b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+        model.insert(name.to_string());
+    }
+    p.remove("key-00007").await.unwrap();
+    model.remove("key-00007");
+    partition(&os, "app", "o")
+        .await
+        .store("k", b"v".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    let listed = every_page(500, |c| {
+        let p = &p;
+        async move { p.list_keys(c.as_deref(), 500).await }
+    })
+    .await;
+    assert!(listed.iter().eq(model.iter()));
+    assert_eq!(p.retrieve("key-00042").await.unwrap().value, b"new");
+    let partitions = store.list_partitions(None, 10).await.unwrap().items;
+    assert_eq!(partitions, ["o", "p", "q", "r"]);
+
+    // Both formats now lie side by side, and the check finds them whole,
+    // counts included.
+    let formats: BTreeSet<u8> = raw(&*backend, &[])
+        .await
+        .iter()
+        .filter(|(key, _)| {
+            matches!(
+                RecordKey::parse(key),
+                Some(RecordKey::Entry(_) | RecordKey::IndexPage { .. })
+            )
+        })
+        .map(|(key, sealed)| format_of(app.table(), key, sealed))
+        .collect();
+    assert_eq!(formats, BTreeSet::from([1, 2]));
+    os.flush_stats().await.unwrap();
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}
