@@ -72,8 +72,7 @@ fn write_names(w: &mut Writer, names: &[String]) {
     }
 }
 
-/// Names as [`write_names`] writes them. Counts are not trusted for an
-/// allocation: each name read checks that its bytes are there.
+/// Names as [`write_names`] writes them.
 fn read_names(r: &mut Reader<'_>) -> Result<Vec<String>, Malformed> {
     let count = r.var()?;
     let mut names: Vec<String> = Vec::new();
@@ -197,55 +196,41 @@ impl Record for IndexPage {
 }
 
 fn decode_compact(bytes: &[u8]) -> Result<IndexPage, Malformed> {
-    let mut r = Reader::compact(bytes)?;
-    let page = match r.u8()? {
-        LEAF => {
-            let low = r.var_name()?;
-            let high = r.var_name()?;
-            let names = read_names(&mut r)?;
-            IndexPage::Leaf { low, high, names }
-        }
-        INNER => {
-            let separators = read_names(&mut r)?;
-            let mut children = Vec::new();
-            for _ in 0..=separators.len() {
-                children.push(r.u64()?);
-            }
-            IndexPage::Inner {
-                separators,
-                children,
-            }
-        }
-        _ => return Err(Malformed),
-    };
-    r.finish()?;
-    Ok(page)
+    decode_with(Reader::compact(bytes)?, Reader::var_name, read_names)
 }
 
 /// A page as written before the compact format: every name with a u64
-/// length first. Counts are not trusted for an allocation: each item read
-/// checks that its bytes are there.
+/// length first.
 fn decode_format_1(bytes: &[u8]) -> Result<IndexPage, Malformed> {
-    let mut r = Reader::new(bytes)?;
+    decode_with(Reader::new(bytes)?, Reader::name, |r| {
+        let count = r.u64()?;
+        let mut names = Vec::new();
+        for _ in 0..count {
+            names.push(r.string()?);
+        }
+        Ok(names)
+    })
+}
+
+/// A page after its format byte, whose bounds and runs of names the
+/// format's own readers read. Counts are not trusted for an allocation:
+/// each item read checks that its bytes are there.
+fn decode_with<'a>(
+    mut r: Reader<'a>,
+    bound: impl Fn(&mut Reader<'a>) -> Result<Option<String>, Malformed>,
+    names: impl Fn(&mut Reader<'a>) -> Result<Vec<String>, Malformed>,
+) -> Result<IndexPage, Malformed> {
     let page = match r.u8()? {
         LEAF => {
-            let low = r.name()?;
-            let high = r.name()?;
-            let count = r.u64()?;
-            let mut names = Vec::new();
-            for _ in 0..count {
-                names.push(r.string()?);
-            }
+            let low = bound(&mut r)?;
+            let high = bound(&mut r)?;
+            let names = names(&mut r)?;
             IndexPage::Leaf { low, high, names }
         }
         INNER => {
-            let count = r.u64()?;
-            let mut separators = Vec::new();
-            for _ in 0..count {
-                separators.push(r.string()?);
-            }
+            let separators = names(&mut r)?;
             let mut children = Vec::new();
-            for _ in 0..=count {
+            for _ in 0..=separators.len() {
                 children.push(r.u64()?);
             }
             IndexPage::Inner {
