@@ -16,7 +16,7 @@ use crate::objectstore::{Error, MAX_CONFLICT_RETRIES};
 
 /// A page built from existing data is filled to half of [`PAGE_BYTES`], so
 /// that the inserts that follow do not split every page at once.
-const BUILD_FILL: usize = PAGE_BYTES / 2;
+pub(super) const BUILD_FILL: usize = PAGE_BYTES / 2;
 
 /// Whether the scope's index exists (its root page does).
 pub(super) async fn has_root(table: SealedTable<'_>, scope: Scope) -> Result<bool, Error> {
@@ -214,14 +214,20 @@ pub(super) fn build_pages(names: &[String]) -> Vec<(u64, IndexPage)> {
             let mut end = start + 1;
             let mut bytes = 0;
             while end < level.len() {
-                let separator = level[end]
-                    .1
-                    .as_ref()
-                    .expect("only the first node is unbounded");
-                if bytes + separator.len() + 16 > BUILD_FILL && end - start >= 2 {
+                let bounded = |i: usize| {
+                    level[i]
+                        .1
+                        .as_deref()
+                        .expect("only the first node is unbounded")
+                };
+                // A separator, front-coded after the one before it in the
+                // page, and its child's 8-byte id.
+                let previous = (end > start + 1).then(|| bounded(end - 1));
+                let item = name_len_after(previous, bounded(end)) + 8;
+                if bytes + item > BUILD_FILL && end - start >= 2 {
                     break;
                 }
-                bytes += separator.len() + 16;
+                bytes += item;
                 end += 1;
             }
             let group = &level[start..end];

@@ -456,6 +456,64 @@ mod tests {
         }
     }
 
+    /// Leaves that fit, made to overflow by one more name, of random
+    /// lengths up to the 1,024-byte limit and long shared prefixes (a
+    /// two-letter alphabet): whenever a split exists whose two parts fit,
+    /// the split taken is one. The parts' lengths are front-coded, each
+    /// part's first name written whole: a model that front-codes the right
+    /// part's first name too (as if it still followed its neighbour) takes
+    /// a split whose right part is over a page for some of these.
+    #[test]
+    fn a_leaf_that_overflows_by_one_name_splits_into_parts_that_fit() {
+        let mut state = 0x5b17;
+        let mut next =
+            |below: usize| (crate::backend::fault::splitmix64(&mut state) % below as u64) as usize;
+        let lens = [1, 3, 20, 130, 300, 600, 900, 1_000, 1_020, 1_024];
+        let leaf = |low: Option<&str>, high: Option<&str>, names: &[String]| IndexPage::Leaf {
+            low: low.map(String::from),
+            high: high.map(String::from),
+            names: names.to_vec(),
+        };
+        let mut tried = 0;
+        for _ in 0..20_000 {
+            let mut names: Vec<String> = (0..2 + next(14))
+                .map(|_| {
+                    let (len, varied) = (lens[next(lens.len())], 1 + next(4));
+                    let tail = if next(2) == 0 { 'x' } else { 'y' };
+                    (0..len)
+                        .map(|i| match (i < varied, next(2)) {
+                            (true, 0) => 'a',
+                            (true, _) => 'b',
+                            (false, _) => tail,
+                        })
+                        .collect()
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            let (low, high) = ([None, Some("a")][next(2)], [None, Some("c")][next(2)]);
+            let fits = |names: &[String], at: usize| {
+                leaf(low, Some(&names[at]), &names[..at]).encoded_len() <= PAGE_BYTES
+                    && leaf(Some(&names[at]), high, &names[at..]).encoded_len() <= PAGE_BYTES
+            };
+            let overflows_by_one = leaf(low, high, &names).encoded_len() > PAGE_BYTES
+                && (0..names.len()).any(|r| {
+                    let mut fewer = names.clone();
+                    fewer.remove(r);
+                    leaf(low, high, &fewer).encoded_len() <= PAGE_BYTES
+                });
+            if names.len() < 2 || !overflows_by_one || !(1..names.len()).any(|at| fits(&names, at))
+            {
+                continue;
+            }
+            tried += 1;
+            let quarters = if high.is_none() { 3 } else { 2 };
+            let at = leaf_split_point(low, high, &names, quarters);
+            assert!(fits(&names, at), "split at {at} of {names:?}");
+        }
+        assert!(tried > 1_000, "{tried} leaves tried");
+    }
+
     /// Names of very different lengths: both parts of a split fit when
     /// some split point makes them.
     #[test]

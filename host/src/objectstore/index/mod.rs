@@ -250,6 +250,25 @@ mod tests {
         }
     }
 
+    /// A tree built from existing names fills its pages to half of one,
+    /// as front-coded (a model counting each name whole would fill them to
+    /// a fraction of that): every page but the last of each level holds
+    /// within a name and a child's id of half a page.
+    #[test]
+    fn a_built_tree_fills_its_pages_to_half_of_one() {
+        let pages = build_pages(&names(100_000));
+        let levels = 3;
+        let underfilled = (pages.iter())
+            .filter(|(_, page)| page.encoded_len() < build::BUILD_FILL - 32)
+            .count();
+        assert!(pages.len() > 100, "{} pages", pages.len());
+        assert!(
+            underfilled <= levels,
+            "{underfilled} of {} pages",
+            pages.len()
+        );
+    }
+
     #[tokio::test]
     async fn a_tree_with_a_missing_page_or_a_shuffled_leaf_is_reported() {
         let mut pages = read_pages(2_000);
@@ -342,8 +361,8 @@ mod tests {
     /// read: it never needs the whole tree at once.
     #[tokio::test]
     async fn the_tree_check_reads_one_inner_pages_children_at_a_time() {
-        // Front-coded, a leaf holds about 500 of these names, and an inner
-        // page about 75 leaves: enough names for two inner pages and more.
+        // Front-coded, a built leaf holds about 500 of these names, and an
+        // inner page about 150 leaves: enough names for two inner pages.
         const NAMES: usize = 100_000;
         let pages = read_pages(NAMES);
         let inner = (pages.values().flatten())

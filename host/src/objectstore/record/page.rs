@@ -26,9 +26,21 @@ pub(crate) enum IndexPage {
 const LEAF: u8 = 1;
 const INNER: u8 = 2;
 
-/// How many leading bytes `a` and `b` share.
-fn shared_len(a: &str, b: &str) -> usize {
-    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+/// The most bytes a front-coded name takes from the name before it. Each
+/// name then brings at least its length less this in bytes of its own, so
+/// a page decodes to at most 128 times its encoded bytes (a name costs 2
+/// bytes or more), whatever a damaged or hostile page says (unbounded, a
+/// 62 KB page could decode to 210 MB: each name copies the one before).
+const MAX_SHARED: usize = 255;
+
+/// How many leading bytes `name` takes from `previous` in a page: those
+/// they share, at most [`MAX_SHARED`].
+fn shared_len(previous: &str, name: &str) -> usize {
+    (previous.bytes())
+        .zip(name.bytes())
+        .take(MAX_SHARED)
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// What `name` takes in a compact page after `previous` (`None`: first of
@@ -80,7 +92,7 @@ fn read_names(r: &mut Reader<'_>) -> Result<Vec<String>, Malformed> {
         let shared = usize::try_from(r.var()?).map_err(|_| Malformed)?;
         let rest = r.var_bytes()?;
         let previous = names.last().map_or(&[][..], |p| p.as_bytes());
-        if shared > previous.len() {
+        if shared > previous.len() || shared > MAX_SHARED {
             return Err(Malformed);
         }
         let mut name = previous[..shared].to_vec();

@@ -163,6 +163,14 @@ fn entries_are_written_compact_and_entries_from_before_still_read() {
     assert_eq!(compact[0], 2);
     assert_eq!(EntryRecord::decode(&compact).unwrap(), entry);
     assert_eq!(EntryRecord::decode(&old).unwrap(), entry);
+    // A time a millisecond behind the one before it (another host's clock)
+    // costs no more than one equal to it.
+    let behind = EntryRecord {
+        updated: entry.created - 1,
+        ..entry.clone()
+    };
+    assert_eq!(behind.encode().len(), compact.len());
+    assert_eq!(EntryRecord::decode(&behind.encode()).unwrap(), behind);
     for cut in 0..old.len() {
         assert!(EntryRecord::decode(&old[..cut]).is_err(), "cut at {cut}");
     }
@@ -283,6 +291,42 @@ fn index_pages_are_written_front_coded_and_pages_from_before_still_read() {
         let ratio = old.len() as f64 / compact.len() as f64;
         assert!(ratio > shrinks, "{} {}", compact.len(), old.len());
     }
+}
+
+#[test]
+fn long_shared_prefixes_are_counted_and_bounded() {
+    // Names sharing 200 bytes (a two-byte count), and 600 (of which a page
+    // takes 255 from the name before, the most it takes).
+    for shared in [200, 600] {
+        let names: Vec<String> = (0..20)
+            .map(|i| format!("{}{i:03}", "p".repeat(shared)))
+            .collect();
+        let page = IndexPage::Leaf {
+            low: None,
+            high: None,
+            names,
+        };
+        let bytes = page.encode();
+        assert_eq!(page.encoded_len(), bytes.len(), "sharing {shared}");
+        assert_eq!(IndexPage::decode(&bytes).unwrap(), page);
+    }
+    // A page whose second name says it takes 256 bytes of the first is
+    // refused, whatever the first is.
+    let first = "q".repeat(300);
+    let mut w = vec![2u8, 1, 0, 0, 2, 0, 0xac, 0x02];
+    w.extend(first.as_bytes());
+    w.extend([0x80, 0x02, 1, b'r']);
+    assert!(IndexPage::decode(&w).is_err());
+    let last = w.len() - 4;
+    w[last..last + 2].copy_from_slice(&[0xff, 0x01]);
+    assert_eq!(
+        IndexPage::decode(&w).unwrap(),
+        IndexPage::Leaf {
+            low: None,
+            high: None,
+            names: vec![first.clone(), format!("{}r", &first[..255])],
+        }
+    );
 }
 
 #[test]

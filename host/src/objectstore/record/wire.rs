@@ -1,11 +1,12 @@
 //! The encodings records are written in: a format byte, then fields.
 //!
 //! - Format 1: fields of fixed width (big-endian), bytes with a u64 length
-//!   first. Every record but a key's entry; entries written before the
-//!   compact format.
+//!   first. Every record but a key's entry and an index page; those two
+//!   as written before the compact format.
 //! - Format 2, compact: unsigned integers (and lengths) as LEB128 varints,
-//!   7 bits a byte. A key's entry, the one record there is one of per key
-//!   (`entry`), is written so.
+//!   7 bits a byte. The records there are many of, a key's entry (one per
+//!   key, `entry`) and an index page (its names front-coded, `page`), are
+//!   written so.
 
 use super::Malformed;
 use crate::objectstore::types::Ttl;
