@@ -565,3 +565,37 @@ async fn a_key_created_while_its_store_is_deleted_stays_listed() {
     assert!(pages.is_empty(), "{} pages left", pages.len());
     assert!(keys_of(&p).await.is_empty());
 }
+
+/// Names as long as `--max-key-bytes` allows (64 KiB), far past what an
+/// index page holds: each leaf then holds what it must, and every name
+/// lists, in order, and is checked.
+#[tokio::test]
+async fn names_of_64_kib_list_in_order() {
+    let (backend, master) = fresh();
+    let mut config = Config::default();
+    config.limits.max_key_bytes = 65_536;
+    let os = ObjectStore::open(backend.clone(), &master, config)
+        .await
+        .unwrap();
+    let p = partition(&os, "app", "p").await;
+    let mut model = std::collections::BTreeSet::new();
+    for (i, len) in [65_536, 5_000, 60_000, 4_000, 65_000, 300, 9_000]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("{}{}", ["a", "b", "c"][i % 3], "n".repeat(len - 1));
+        p.store(&name, b"v".to_vec(), StoreOptions::default())
+            .await
+            .unwrap();
+        model.insert(name);
+    }
+    let listed = every_page(2, |c| {
+        let p = &p;
+        async move { p.list_keys(c.as_deref(), 2).await }
+    })
+    .await;
+    assert!(listed.iter().eq(model.iter()));
+    os.flush_stats().await.unwrap();
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}
