@@ -185,12 +185,14 @@ pub(super) fn build_pages(names: &[String]) -> Vec<(u64, IndexPage)> {
         name_len_after(previous, &names[i])
     };
     for i in 0..names.len() {
-        if bytes + len_in_leaf(i, start) > BUILD_FILL && i > start {
+        let mut len = len_in_leaf(i, start);
+        if bytes + len > BUILD_FILL && i > start {
             groups.push(&names[start..i]);
             start = i;
             bytes = 0;
+            len = len_in_leaf(i, start);
         }
-        bytes += len_in_leaf(i, start);
+        bytes += len;
     }
     groups.push(&names[start..]);
     for (g, group) in groups.iter().enumerate() {

@@ -8,7 +8,9 @@ use crate::backend::{Batch, Expect};
 use super::Scope;
 use super::{Leaf, MAX_DEPTH, PAGE_BYTES, ROOT, covers, new_page_id, page_key};
 use crate::objectstore::Error;
-use crate::objectstore::record::{IndexPage, PAGE_HEAD, bound_len, name_len_after, var_len};
+use crate::objectstore::record::{
+    IndexPage, PAGE_HEAD, bound_len, name_len_after, name_lens, var_len,
+};
 use crate::objectstore::sealed::{Commit, SealedTable};
 
 /// A page as this edit knows it.
@@ -394,9 +396,8 @@ fn leaf_split_point(
     // `after[i]`: what names[..i] take, each after the one before it.
     let mut after = Vec::with_capacity(n + 1);
     after.push(0);
-    for (i, name) in names.iter().enumerate() {
-        let previous = i.checked_sub(1).map(|p| names[p].as_str());
-        after.push(after[i] + name_len_after(previous, name));
+    for len in name_lens(names) {
+        after.push(after[after.len() - 1] + len);
     }
     let whole = |i: usize| name_len_after(None, &names[i]);
     // A leaf's bytes besides its names: the format byte, the kind, the

@@ -135,7 +135,7 @@ fn decode_compact(bytes: &[u8]) -> Result<EntryRecord, Malformed> {
         return Err(Malformed);
     }
     let kind = ValueKind::from_u8(flags & KIND_BITS).ok_or(Malformed)?;
-    let key = String::from_utf8(r.var_bytes()?.to_vec()).map_err(|_| Malformed)?;
+    let key = r.var_string()?;
     let created = r.var()?;
     let updated = undelta(created, r.var()?);
     let expires = match flags & EXPIRES {

@@ -24,7 +24,7 @@ mod wire;
 pub(crate) use app::{AppRecord, CredentialRecord, MasterCheck};
 pub(crate) use counts::{CountsRecord, RateLease, RateRecord, StatsRecord, UsageRecord};
 pub(crate) use entry::EntryRecord;
-pub(crate) use page::{IndexPage, PAGE_HEAD, bound_len, name_len_after};
+pub(crate) use page::{IndexPage, PAGE_HEAD, bound_len, name_len_after, name_lens};
 pub(crate) use settings::{PartitionRecord, StoreRecord, StoreTombstone};
 pub(crate) use wire::var_len;
 

@@ -63,15 +63,16 @@ pub(crate) fn bound_len(name: Option<&str>) -> usize {
 /// page's kind.
 pub(crate) const PAGE_HEAD: usize = 2;
 
-/// What `names`, in order, take in a compact page.
+/// What each of `names`, in order, takes in a compact page: the first
+/// whole, each other after the one before it.
+pub(crate) fn name_lens(names: &[String]) -> impl Iterator<Item = usize> + '_ {
+    (names.iter().enumerate())
+        .map(|(i, name)| name_len_after(i.checked_sub(1).map(|p| names[p].as_str()), name))
+}
+
+/// What `names`, in order, take in a compact page, their count included.
 fn names_len(names: &[String]) -> usize {
-    let mut previous = None;
-    let mut len = var_len(names.len() as u64);
-    for name in names {
-        len += name_len_after(previous, name);
-        previous = Some(name.as_str());
-    }
-    len
+    var_len(names.len() as u64) + name_lens(names).sum::<usize>()
 }
 
 fn write_names(w: &mut Writer, names: &[String]) {

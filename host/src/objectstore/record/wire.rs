@@ -132,12 +132,13 @@ impl<'a> Reader<'a> {
         let len = usize::try_from(self.var()?).map_err(|_| Malformed)?;
         self.take(len)
     }
+    pub(super) fn var_string(&mut self) -> Result<String, Malformed> {
+        String::from_utf8(self.var_bytes()?.to_vec()).map_err(|_| Malformed)
+    }
     pub(super) fn var_name(&mut self) -> Result<Option<String>, Malformed> {
         match self.u8()? {
             0 => Ok(None),
-            1 => String::from_utf8(self.var_bytes()?.to_vec())
-                .map(Some)
-                .map_err(|_| Malformed),
+            1 => Ok(Some(self.var_string()?)),
             _ => Err(Malformed),
         }
     }
