@@ -89,7 +89,7 @@ use std::sync::Arc;
 
 pub use file::{
     CommitStats, DEFAULT_CACHE_SIZE, DISK_RESERVE, FileBackend, MIN_CACHE_SIZE, RedbConfig,
-    ballast_path,
+    ballast_path, journal_path,
 };
 pub use file_check::{FileIntegrity, FileUsage, check_file, file_usage, repair_file};
 pub(crate) use health::HealthMonitor;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::size::ByteSize;
 
+use super::journal::{Journal, journal_path};
 use super::reserve::Reserve;
 use super::{BackendError, DISK_RESERVE, FileBackend};
 
@@ -71,6 +72,11 @@ impl RedbConfig {
             hint: " (cannot make the file private)",
             source: Arc::new(e),
         })?;
+        let journal = Journal::open(&journal_path(path)).map_err(|e| BackendError::Open {
+            path: path.display().to_string(),
+            hint: " (cannot open its journal)",
+            source: Arc::new(e),
+        })?;
         let file = path.to_path_buf();
         // Saturates on 32-bit targets, where no cache can be that large.
         let cache = usize::try_from(self.cache_size.0).unwrap_or(usize::MAX);
@@ -88,6 +94,7 @@ impl RedbConfig {
         FileBackend::start(
             &path.display().to_string(),
             Box::new(move || redb::Builder::new().set_cache_size(cache).create(&file)),
+            Some(journal),
             reserve,
         )
     }

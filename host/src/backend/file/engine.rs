@@ -2,10 +2,11 @@
 //! by readers and the writer, and reopening it when redb latches an I/O
 //! error (see the parent module's "A full disk, an I/O error").
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use redb::Database;
 
+use super::journal::Journal;
 use super::{BackendError, HealthMonitor, Opener, storage};
 
 /// The database of a [`FileBackend`](super::FileBackend), and how to open
@@ -18,6 +19,10 @@ use super::{BackendError, HealthMonitor, Opener, storage};
 pub(super) struct Engine {
     pub(super) db: RwLock<Opened>,
     pub(super) open: Opener,
+    /// Where groups become durable, if the database has a journal (see
+    /// [`journal`](super::journal)); without one, each group's commit is
+    /// durable by itself.
+    pub(super) journal: Option<Mutex<Journal>>,
     pub(super) health: HealthMonitor,
 }
 
@@ -82,11 +87,32 @@ impl Engine {
         // The file stays locked until the old database is dropped.
         drop(opened.db.take());
         opened.generation += 1;
-        match (self.open)() {
+        // Reopening rolls redb back to its last durable commit: the groups
+        // acknowledged since are in the journal, and come back from it.
+        let reopened = (self.open)()
+            .map_err(storage)
+            .and_then(|db| self.replay(&db).map(|_| db));
+        match reopened {
             Ok(db) => opened.db = Some(db),
             // Logged at debug only: the health monitor has logged the
             // failing state, and the next operation tries again.
             Err(e) => tracing::debug!("reopening the database failed: {e}"),
+        }
+    }
+
+    /// The journal, if the database has one.
+    pub(super) fn journal(&self) -> Option<MutexGuard<'_, Journal>> {
+        self.journal
+            .as_ref()
+            .map(|j| j.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Applies the journal to `db`, just opened, and empties it (see
+    /// [`Journal::replay`]); returns how many groups it held.
+    pub(super) fn replay(&self, db: &Database) -> Result<usize, BackendError> {
+        match self.journal() {
+            Some(mut journal) => journal.replay(db),
+            None => Ok(0),
         }
     }
 
@@ -100,6 +126,14 @@ impl Engine {
         let Some(db) = opened.db.as_mut() else {
             return;
         };
+        // A compaction rewrites what is durable: the journal's groups are
+        // made so first.
+        let checkpoint = self.journal().map(|mut journal| journal.checkpoint(db));
+        if let Some(Err(e)) = checkpoint {
+            tracing::warn!("a checkpoint before compacting the database failed: {e}");
+            self.reopen_locked(&mut opened);
+            return;
+        }
         match db.compact() {
             Ok(_) => tracing::info!(
                 "compacted the database file to give space deletes freed back to the disk"

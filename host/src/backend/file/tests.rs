@@ -247,6 +247,7 @@ fn open_faulty_with_reserve(path: &Path, faults: &Arc<Faults>, size: u64) -> Fil
         Box::new(move || {
             redb::Builder::new().create_with_backend(FaultyStorage::open(&file, faults.clone())?)
         }),
+        None,
         reserve,
     )
     .unwrap()

@@ -4,15 +4,17 @@
 //! parent module's "A full disk, an I/O error" and "Deletes on a full
 //! disk").
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable};
+use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::engine::Engine;
+use super::journal::{Journal, journal_fault};
 use super::reserve::Reserve;
 use super::{BackendError, Batch, RECORDS, RETRY_INTERVAL, StorageFault, storage};
 
@@ -132,17 +134,34 @@ impl GroupCommitWriter {
         loop {
             // While reclaiming, the writer wakes by itself to look at the
             // disk, so that writes (and `/readyz`) recover without a client
-            // write once space returns.
-            let first = match failing.as_ref().filter(|f| f.reclaiming) {
-                Some(f) => {
-                    let wait = f.retry_at.saturating_duration_since(Instant::now());
-                    match pending.recv_timeout(wait) {
+            // write once space returns; and while the journal holds groups,
+            // to checkpoint them in time when no write comes.
+            let reclaim_at = failing
+                .as_ref()
+                .filter(|f| f.reclaiming)
+                .map(|f| f.retry_at);
+            let checkpoint_at = engine.journal().and_then(|j| j.checkpoint_at());
+            let wake_at = reclaim_at.into_iter().chain(checkpoint_at).min();
+            let first = match wake_at {
+                Some(at) => {
+                    match pending.recv_timeout(at.saturating_duration_since(Instant::now())) {
                         Ok(first) => first,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
-                            Self::reclaim(engine, &mut reserve, &mut failing);
+                            if reclaim_at.is_some_and(|at| Instant::now() >= at) {
+                                Self::reclaim(engine, &mut reserve, &mut failing);
+                            }
+                            Self::checkpoint(engine, &mut reserve, &mut failing, Instant::now());
                             continue;
                         }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            Self::checkpoint(
+                                engine,
+                                &mut reserve,
+                                &mut failing,
+                                Instant::now() + CLOSING,
+                            );
+                            return;
+                        }
                     }
                 }
                 None => match pending.recv() {
@@ -202,7 +221,25 @@ impl GroupCommitWriter {
             }
             let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
             let count = batches.len() as u64;
-            let (outcome, generation) = engine.once(&|db| apply_group(db, &batches));
+            // An append that failed leaves redb as it was (its transaction
+            // is dropped): there is nothing to reopen.
+            let journal_failed = Cell::new(false);
+            let (outcome, generation) = engine.once(&|db| match engine.journal() {
+                // While writes fail, groups are committed durably: a reopen
+                // then has no journal to apply, which would need room too.
+                Some(mut journal) if failing.is_none() && journaled(&batches) => {
+                    apply_group(db, Some(&mut journal), &batches, &journal_failed)
+                }
+                Some(mut journal) => {
+                    // A durable commit must follow every group the journal
+                    // holds, or a replay would put them back over it.
+                    if journal.checkpoint_at().is_some() {
+                        journal.checkpoint(db)?;
+                    }
+                    apply_group(db, None, &batches, &journal_failed)
+                }
+                None => apply_group(db, None, &batches, &journal_failed),
+            });
             match outcome {
                 Ok((results, deleted)) => {
                     match &mut failing {
@@ -219,40 +256,73 @@ impl GroupCommitWriter {
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(result);
                     }
+                    Self::checkpoint(engine, &mut reserve, &mut failing, Instant::now());
                 }
                 Err(e) => {
-                    match e.fault() {
-                        Some(fault) => {
-                            engine.health.failed(fault, &e);
-                            let reclaiming =
-                                fault == StorageFault::DiskFull && reserve.configured();
-                            if reclaiming && reserve.held() {
-                                // Before the reopen, whose repair may
-                                // need room too.
-                                reserve.release();
-                            }
-                            // A failed commit latches the database: every
-                            // later read and write would fail until it is
-                            // reopened.
-                            engine.reopen(generation);
-                            let deleted = match &failing {
-                                Some(f) if f.reclaiming && reclaiming => f.deleted,
-                                _ => 0,
-                            };
-                            failing = Some(Failing {
-                                error: e.clone(),
-                                retry_at: Instant::now() + RETRY_INTERVAL,
-                                reclaiming,
-                                deleted,
-                            });
-                        }
-                        None => tracing::error!("group commit failed: {e}"),
-                    }
+                    let reopen = (!journal_failed.get()).then_some(generation);
+                    Self::failed(engine, &mut reserve, &mut failing, &e, reopen);
                     for reply in replies {
                         let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
+        }
+    }
+
+    /// A commit or a checkpoint failed with `e`. For a storage fault,
+    /// writes fail from now on (see the parent module): the health monitor
+    /// hears of it, the reserve is let go on a full disk, and, if the
+    /// failure came from redb (which latches it: every later read and write
+    /// would fail until it is reopened), the database opened on
+    /// `reopen` is reopened.
+    fn failed(
+        engine: &Engine,
+        reserve: &mut Reserve,
+        failing: &mut Option<Failing>,
+        e: &BackendError,
+        reopen: Option<u64>,
+    ) {
+        let Some(fault) = e.fault() else {
+            tracing::error!("group commit failed: {e}");
+            return;
+        };
+        engine.health.failed(fault, e);
+        let reclaiming = fault == StorageFault::DiskFull && reserve.configured();
+        if reclaiming && reserve.held() {
+            // Before the reopen, whose repair may need room too.
+            reserve.release();
+        }
+        if let Some(generation) = reopen {
+            engine.reopen(generation);
+        }
+        let deleted = match failing {
+            Some(f) if f.reclaiming && reclaiming => f.deleted,
+            _ => 0,
+        };
+        *failing = Some(Failing {
+            error: e.clone(),
+            retry_at: Instant::now() + RETRY_INTERVAL,
+            reclaiming,
+            deleted,
+        });
+    }
+
+    /// Checkpoints the journal if one is due by `now` (see
+    /// [`journal`](super::journal)). A failed checkpoint is a failed
+    /// commit: the database is reopened, which applies the journal again,
+    /// and writes fail until that works.
+    fn checkpoint(
+        engine: &Engine,
+        reserve: &mut Reserve,
+        failing: &mut Option<Failing>,
+        now: Instant,
+    ) {
+        let (outcome, generation) = engine.once(&|db| match engine.journal() {
+            Some(mut journal) if journal.checkpoint_due(now) => journal.checkpoint(db),
+            _ => Ok(()),
+        });
+        if let Err(e) = outcome {
+            Self::failed(engine, reserve, failing, &e, Some(generation));
         }
     }
 
@@ -327,12 +397,46 @@ impl Drop for AnswerOnDrop {
     }
 }
 
-/// Applies `batches` in order in one transaction and commits it durably.
-/// Returns each batch's own outcome (a failed expectation skips only that
-/// batch) and the bytes deleted; an `Err` means the transaction failed and
-/// nothing was written.
-fn apply_group(db: &Database, batches: &[Batch]) -> Result<GroupOutcome, BackendError> {
-    let txn = db.begin_write().map_err(storage)?;
+/// The most writes a group may hold to be made durable by the journal:
+/// more, and it is committed durably by redb itself.
+///
+/// The journal makes a lone write's commit cheaper (an append and its
+/// fdatasync instead of redb's page writes and fsync), but each checkpoint
+/// then writes every page that the groups since the last one changed, and
+/// holds the writer meanwhile. Under load, when many changes share each
+/// commit anyway (the object store's own group commit puts a partition's
+/// waiting changes in one batch), those pauses cost more than the journal
+/// saves (docs/BENCHMARKS.md, "The journal"). A lone key's creation is a
+/// handful of writes (its entry, its expiry entry, an index page, the
+/// partition's counts).
+const JOURNALED_WRITES: usize = 16;
+
+/// Whether `batches` are few enough writes to be journaled.
+fn journaled(batches: &[Batch]) -> bool {
+    batches.iter().map(|b| b.writes.len()).sum::<usize>() <= JOURNALED_WRITES
+}
+
+/// When the writer closes, how far ahead it looks for a due checkpoint:
+/// far enough that any group still in the journal is checkpointed, so that
+/// the next start has nothing to replay.
+const CLOSING: Duration = Duration::from_secs(3600);
+
+/// Applies `batches` in order in one transaction and makes it durable: by
+/// appending what the batches that hold write to `journal`, then
+/// committing redb without an fsync of its own; or, without a journal, by
+/// redb's durable commit. Returns each batch's own outcome (a failed
+/// expectation skips only that batch) and the bytes deleted; an `Err`
+/// means the transaction failed and nothing was written.
+fn apply_group(
+    db: &Database,
+    journal: Option<&mut Journal>,
+    batches: &[Batch],
+    journal_failed: &Cell<bool>,
+) -> Result<GroupOutcome, BackendError> {
+    let mut txn = db.begin_write().map_err(storage)?;
+    if journal.is_some() {
+        txn.set_durability(Durability::None).map_err(storage)?;
+    }
     let mut results = Vec::with_capacity(batches.len());
     let mut deleted = 0u64;
     {
@@ -362,7 +466,28 @@ fn apply_group(db: &Database, batches: &[Batch]) -> Result<GroupOutcome, Backend
             results.push(Ok(()));
         }
     }
-    // Durability::Immediate is redb's default: commit returns after fsync.
-    txn.commit().map_err(storage)?;
+    let Some(journal) = journal else {
+        // Durability::Immediate is redb's default: commit returns after
+        // fsync.
+        txn.commit().map_err(storage)?;
+        return Ok((results, deleted));
+    };
+    if results.iter().any(Result::is_ok) {
+        let applied = batches
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result.is_ok())
+            .flat_map(|(batch, _)| &batch.writes);
+        if let Err(e) = journal.append(applied) {
+            let _ = txn.abort();
+            journal_failed.set(true);
+            return Err(journal_fault(journal.path(), e));
+        }
+    }
+    if let Err(e) = txn.commit() {
+        // Not applied, so not to be replayed either.
+        journal.retract();
+        return Err(storage(e));
+    }
     Ok((results, deleted))
 }

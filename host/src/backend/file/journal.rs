@@ -1,0 +1,356 @@
+//! The journal: where a lone write's group becomes durable, so that redb's
+//! commit of it needs no fsync of its own.
+//!
+//! redb makes a commit durable by writing every page the commit changed and
+//! then fsyncing the file: most of a lone write's time (0.24 ms of 0.30 at
+//! 2 M keys, docs/BENCHMARKS.md), more as the tree deepens. Appending the
+//! group's own writes to a file and fdatasyncing it costs less. So for a
+//! small group (see the writer's `JOURNALED_WRITES`) the writer appends its
+//! writes here and fdatasyncs them, then commits redb with
+//! [`Durability::None`] (readers see it at once; redb keeps its pages in
+//! memory and writes nothing), and only then acknowledges the group. A
+//! *checkpoint* commits redb durably (each page that the groups since the
+//! last one changed is written once) and then empties the journal: once it
+//! holds [`CHECKPOINT_BYTES`], once the oldest group in it is
+//! [`CHECKPOINT_INTERVAL`] old, and before any group that redb commits
+//! durably itself (so that the journal only ever holds the groups since
+//! redb's last durable commit).
+//!
+//! Opening the database (at start, and again after an I/O error, which
+//! rolls redb back to its last durable commit) *replays* the journal: its
+//! groups are applied in order and made durable, and the journal is
+//! emptied. A group that redb already holds (a crash between a checkpoint's
+//! commit and the emptying of the journal) is applied again harmlessly:
+//! every write sets a key to a value or removes it outright, so replaying
+//! them in their order leaves each key at its last write, whatever of them
+//! redb held before.
+//!
+//! The journal holds what redb holds, byte for byte: record keys (tags,
+//! never names) and sealed records. Nothing in it is plaintext.
+//!
+//! # Format
+//!
+//! A sequence of records, one per group, each:
+//!
+//! | bytes | what |
+//! |---|---|
+//! | 4 | length of the payload (little-endian) |
+//! | 8 | sequence number: 0 for the first record after the journal was emptied, then one more each |
+//! | 4 | CRC-32 of the sequence number and the payload |
+//! | length | the payload: for each write, its key's length (4 bytes) and key, then 0 for a removal, or 1, the value's length (4 bytes) and the value |
+//!
+//! A replay stops at the first record that is cut short, fails its CRC or
+//! is out of sequence: the tail of an append that a crash interrupted,
+//! which was never acknowledged (an append is acknowledged once its
+//! fdatasync returns).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use redb::{Database, Durability};
+
+use super::{BackendError, RECORDS, storage};
+use crate::backend::Write;
+
+/// The journal's size past which a checkpoint empties it: about what a
+/// start after a crash applies at most, and what the journal takes of the
+/// disk beside the database (a group that passes it is still appended
+/// whole).
+pub(super) const CHECKPOINT_BYTES: u64 = 1 << 20;
+
+/// How long a group waits in the journal at most before a checkpoint makes
+/// redb hold it durably. Between checkpoints redb cannot reuse the pages
+/// its commits free, so the file grows by what the groups of one interval
+/// touch; and a checkpoint writes them all while writers wait. A quarter
+/// of a second gave lone writes most of the gain (docs/BENCHMARKS.md, "The
+/// journal").
+pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A record's header: the payload's length, the sequence number, the CRC.
+const HEADER: usize = 4 + 8 + 4;
+
+const REMOVE: u8 = 0;
+const PUT: u8 = 1;
+
+/// The journal file beside a database, and where the next record goes.
+pub(super) struct Journal {
+    file: File,
+    path: PathBuf,
+    /// The bytes of records appended since the journal was last emptied.
+    len: u64,
+    /// The sequence number of the next record.
+    next: u64,
+    /// Where the last record appended begins.
+    last: u64,
+    /// When the oldest record still in the journal was appended.
+    oldest: Option<Instant>,
+    /// A record being encoded, kept to spare an allocation per group.
+    buffer: Vec<u8>,
+}
+
+/// The journal's path beside the database at `database`.
+pub fn journal_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+impl Journal {
+    /// Opens (or creates, readable by its owner only) the journal at
+    /// `path`. What it holds is applied by [`replay`](Self::replay).
+    pub(super) fn open(path: &Path) -> io::Result<Self> {
+        crate::fs::make_private(path)?;
+        let file = File::options().read(true).write(true).open(path)?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            len: 0,
+            next: 0,
+            last: 0,
+            oldest: None,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Where the journal is.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// When the next checkpoint is due, if a group is waiting for one.
+    pub(super) fn checkpoint_at(&self) -> Option<Instant> {
+        self.oldest.map(|oldest| oldest + CHECKPOINT_INTERVAL)
+    }
+
+    /// Whether a checkpoint is due now.
+    pub(super) fn checkpoint_due(&self, now: Instant) -> bool {
+        self.len >= CHECKPOINT_BYTES || self.checkpoint_at().is_some_and(|at| now >= at)
+    }
+
+    /// Appends `writes` as one record and makes it durable. On an error
+    /// the journal is cut back to where it was, so that the group (which
+    /// its caller then abandons) is not replayed.
+    pub(super) fn append<'a>(&mut self, writes: impl Iterator<Item = &'a Write>) -> io::Result<()> {
+        let mut record = std::mem::take(&mut self.buffer);
+        record.clear();
+        record.resize(HEADER, 0);
+        for write in writes {
+            put_bytes(&mut record, &write.key)?;
+            match &write.value {
+                Some(value) => {
+                    record.push(PUT);
+                    put_bytes(&mut record, value)?;
+                }
+                None => record.push(REMOVE),
+            }
+        }
+        let payload = u32::try_from(record.len() - HEADER).map_err(|_| too_long())?;
+        record[..4].copy_from_slice(&payload.to_le_bytes());
+        record[4..12].copy_from_slice(&self.next.to_le_bytes());
+        let crc = crc(&record[4..12], &record[HEADER..]);
+        record[12..16].copy_from_slice(&crc.to_le_bytes());
+        let written = self
+            .file
+            .write_all_at(&record, self.len)
+            .and_then(|()| self.file.sync_data());
+        self.buffer = record;
+        if let Err(e) = written {
+            // Best effort: a torn or unsynced record left behind fails its
+            // CRC or its sequence at replay, or is written over by the next.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.last = self.len;
+        self.len += self.buffer.len() as u64;
+        self.next += 1;
+        self.oldest.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// Takes back the record just appended, whose group redb then failed
+    /// to commit: it must not be replayed. Best effort, as the failure
+    /// that makes it needed may fail it too.
+    pub(super) fn retract(&mut self) {
+        if self.next == 0 {
+            return;
+        }
+        match self
+            .file
+            .set_len(self.last)
+            .and_then(|()| self.file.sync_data())
+        {
+            Ok(()) => {
+                self.len = self.last;
+                self.next -= 1;
+                if self.next == 0 {
+                    self.oldest = None;
+                }
+            }
+            Err(e) => tracing::warn!(
+                "{}: cannot take back a group that was not committed ({e}); \
+                 it will be applied when the journal is next replayed",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// Makes everything redb was given durable with a durable commit, then
+    /// empties the journal.
+    pub(super) fn checkpoint(&mut self, db: &Database) -> Result<(), BackendError> {
+        let mut txn = db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::Immediate).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        self.empty()
+    }
+
+    /// Applies every whole record of the journal to `db` in one durable
+    /// transaction, then empties the journal. Returns how many records
+    /// were applied.
+    pub(super) fn replay(&mut self, db: &Database) -> Result<usize, BackendError> {
+        let mut bytes = Vec::new();
+        self.file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| self.file.read_to_end(&mut bytes))
+            .map_err(|e| journal_fault(&self.path, e))?;
+        let (records, whole) = decode(&bytes);
+        if !records.is_empty() {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut table = txn.open_table(RECORDS).map_err(storage)?;
+                for writes in &records {
+                    for (key, value) in writes {
+                        match value {
+                            Some(value) => {
+                                table.insert(*key, *value).map_err(storage)?;
+                            }
+                            None => {
+                                table.remove(*key).map_err(storage)?;
+                            }
+                        }
+                    }
+                }
+            }
+            txn.commit().map_err(storage)?;
+        }
+        if whole < bytes.len() {
+            tracing::info!(
+                "{}: dropped {} bytes at the journal's end, an append that a crash cut off \
+                 (never acknowledged)",
+                self.path.display(),
+                bytes.len() - whole
+            );
+        }
+        self.empty()?;
+        Ok(records.len())
+    }
+
+    /// Empties the journal, durably: no record in it may be replayed over
+    /// writes made after it.
+    fn empty(&mut self) -> Result<(), BackendError> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| journal_fault(&self.path, e))?;
+        self.len = 0;
+        self.next = 0;
+        self.last = 0;
+        self.oldest = None;
+        Ok(())
+    }
+}
+
+/// One write as a record holds it: a key, and its value or `None` for a
+/// removal.
+type Replayed<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// The records at the start of `bytes` that are whole, in sequence and
+/// pass their CRC, each as its writes; and how many bytes they take.
+fn decode(bytes: &[u8]) -> (Vec<Vec<Replayed<'_>>>, usize) {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let seq = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
+        let expected = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        if seq != records.len() as u64 || crc(&header[4..12], payload) != expected {
+            break;
+        }
+        let Some(writes) = decode_writes(payload) else {
+            // A record that passed its CRC yet does not parse was not
+            // written by this code: stop as at any damage.
+            break;
+        };
+        records.push(writes);
+        at += HEADER + len;
+    }
+    (records, at)
+}
+
+fn decode_writes(mut payload: &[u8]) -> Option<Vec<Replayed<'_>>> {
+    let mut writes = Vec::new();
+    while !payload.is_empty() {
+        let key = take_bytes(&mut payload)?;
+        let (&kind, rest) = payload.split_first()?;
+        payload = rest;
+        let value = match kind {
+            PUT => Some(take_bytes(&mut payload)?),
+            REMOVE => None,
+            _ => return None,
+        };
+        writes.push((key, value));
+    }
+    Some(writes)
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(|_| too_long())?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, rest) = input.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return None;
+    }
+    let (bytes, rest) = rest.split_at(len);
+    *input = rest;
+    Some(bytes)
+}
+
+fn crc(seq: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(seq);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+fn too_long() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a group of writes too large for one journal record (4 GiB)",
+    )
+}
+
+/// An I/O error of the journal as a backend error, naming the file.
+pub(super) fn journal_fault(path: &Path, e: io::Error) -> BackendError {
+    let fault = crate::backend::StorageFault::of_io(&e);
+    BackendError::WritesFailing {
+        fault,
+        source: std::sync::Arc::new(io::Error::new(
+            e.kind(),
+            format!("journal {}: {e}", path.display()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
