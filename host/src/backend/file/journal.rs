@@ -18,12 +18,22 @@
 //!
 //! Opening the database (at start, and again after an I/O error, which
 //! rolls redb back to its last durable commit) *replays* the journal: its
-//! groups are applied in order and made durable, and the journal is
-//! emptied. A group that redb already holds (a crash between a checkpoint's
-//! commit and the emptying of the journal) is applied again harmlessly:
-//! every write sets a key to a value or removes it outright, so replaying
-//! them in their order leaves each key at its last write, whatever of them
-//! redb held before.
+//! groups are applied in order and made durable.
+//!
+//! # Epochs
+//!
+//! Every durable commit of redb (a checkpoint, a group redb commits
+//! durably itself, a replay) writes a fresh random *epoch* into the
+//! database, in its own table, in the same transaction; every record of
+//! the journal carries the epoch that redb held durably when it was
+//! appended, and after each durable commit the journal starts again at its
+//! first byte under the new epoch. A replay applies only the records of
+//! the epoch the database holds. So the journal never applies a group that
+//! a durable commit already holds, nor one over writes made after it: a
+//! journal left behind by a checkpoint whose emptying a crash cut off, one
+//! beside a database file restored from a backup, or a record whose append
+//! failed and which a durable commit followed, all belong to an earlier
+//! epoch and are ignored. Emptying the journal needs no fsync of its own.
 //!
 //! The journal holds what redb holds, byte for byte: record keys (tags,
 //! never names) and sealed records. Nothing in it is plaintext.
@@ -35,14 +45,15 @@
 //! | bytes | what |
 //! |---|---|
 //! | 4 | length of the payload (little-endian) |
-//! | 8 | sequence number: 0 for the first record after the journal was emptied, then one more each |
-//! | 4 | CRC-32 of the sequence number and the payload |
+//! | 8 | the epoch |
+//! | 8 | sequence number: 0 for the epoch's first record, then one more each |
+//! | 4 | CRC-32 of the epoch, the sequence number and the payload |
 //! | length | the payload: for each write, its key's length (4 bytes) and key, then 0 for a removal, or 1, the value's length (4 bytes) and the value |
 //!
-//! A replay stops at the first record that is cut short, fails its CRC or
-//! is out of sequence: the tail of an append that a crash interrupted,
-//! which was never acknowledged (an append is acknowledged once its
-//! fdatasync returns).
+//! A replay stops at the first record that is cut short, fails its CRC, is
+//! of another epoch or is out of sequence: the tail of an append that a
+//! crash interrupted (never acknowledged: an append is acknowledged once
+//! its fdatasync returns), or what is left of an earlier epoch.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -50,7 +61,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability};
+use redb::{Database, Durability, ReadableDatabase, TableDefinition, WriteTransaction};
 
 use super::{BackendError, RECORDS, storage};
 use crate::backend::Write;
@@ -69,8 +80,13 @@ pub(super) const CHECKPOINT_BYTES: u64 = 1 << 20;
 /// journal").
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
-/// A record's header: the payload's length, the sequence number, the CRC.
-const HEADER: usize = 4 + 8 + 4;
+/// Where the database keeps the epoch of its last durable commit.
+const EPOCH: TableDefinition<&str, u64> = TableDefinition::new("journal");
+const EPOCH_KEY: &str = "epoch";
+
+/// A record's header: the payload's length, the epoch, the sequence
+/// number, the CRC.
+const HEADER: usize = 4 + 8 + 8 + 4;
 
 const REMOVE: u8 = 0;
 const PUT: u8 = 1;
@@ -79,13 +95,16 @@ const PUT: u8 = 1;
 pub(super) struct Journal {
     file: File,
     path: PathBuf,
-    /// The bytes of records appended since the journal was last emptied.
+    /// The epoch of the database's last durable commit, which the records
+    /// appended now carry (0 until the first replay stamps one).
+    epoch: u64,
+    /// The bytes of this epoch's records.
     len: u64,
     /// The sequence number of the next record.
     next: u64,
     /// Where the last record appended begins.
     last: u64,
-    /// When the oldest record still in the journal was appended.
+    /// When the oldest record of this epoch was appended.
     oldest: Option<Instant>,
     /// A record being encoded, kept to spare an allocation per group.
     buffer: Vec<u8>,
@@ -102,11 +121,17 @@ impl Journal {
     /// Opens (or creates, readable by its owner only) the journal at
     /// `path`. What it holds is applied by [`replay`](Self::replay).
     pub(super) fn open(path: &Path) -> io::Result<Self> {
+        let created = !path.exists();
         crate::fs::make_private(path)?;
         let file = File::options().read(true).write(true).open(path)?;
+        if created && let Some(dir) = path.parent() {
+            // The new file's name must survive a crash too.
+            File::open(dir).and_then(|d| d.sync_all())?;
+        }
         Ok(Self {
             file,
             path: path.to_path_buf(),
+            epoch: 0,
             len: 0,
             next: 0,
             last: 0,
@@ -131,8 +156,9 @@ impl Journal {
     }
 
     /// Appends `writes` as one record and makes it durable. On an error
-    /// the journal is cut back to where it was, so that the group (which
-    /// its caller then abandons) is not replayed.
+    /// the journal is cut back to where it was (best effort: a record
+    /// left behind is replayed only if no durable commit follows it, and
+    /// the writer commits durably while writes fail).
     pub(super) fn append<'a>(&mut self, writes: impl Iterator<Item = &'a Write>) -> io::Result<()> {
         let mut record = std::mem::take(&mut self.buffer);
         record.clear();
@@ -149,18 +175,20 @@ impl Journal {
         }
         let payload = u32::try_from(record.len() - HEADER).map_err(|_| too_long())?;
         record[..4].copy_from_slice(&payload.to_le_bytes());
-        record[4..12].copy_from_slice(&self.next.to_le_bytes());
-        let crc = crc(&record[4..12], &record[HEADER..]);
-        record[12..16].copy_from_slice(&crc.to_le_bytes());
+        record[4..12].copy_from_slice(&self.epoch.to_le_bytes());
+        record[12..20].copy_from_slice(&self.next.to_le_bytes());
+        let crc = crc(&record[4..20], &record[HEADER..]);
+        record[20..24].copy_from_slice(&crc.to_le_bytes());
         let written = self
             .file
             .write_all_at(&record, self.len)
             .and_then(|()| self.file.sync_data());
         self.buffer = record;
         if let Err(e) = written {
-            // Best effort: a torn or unsynced record left behind fails its
-            // CRC or its sequence at replay, or is written over by the next.
-            let _ = self.file.set_len(self.len);
+            let _ = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
             return Err(e);
         }
         self.last = self.len;
@@ -197,88 +225,118 @@ impl Journal {
         }
     }
 
+    /// Writes a fresh epoch into `txn`, a durable commit's transaction;
+    /// once it is committed, [`begin`](Self::begin) the journal anew with
+    /// it.
+    pub(super) fn stamp(txn: &WriteTransaction) -> Result<u64, BackendError> {
+        let epoch = u64::from_le_bytes(crate::encryption::random_array());
+        let mut table = txn.open_table(EPOCH).map_err(storage)?;
+        table.insert(EPOCH_KEY, epoch).map_err(storage)?;
+        Ok(epoch)
+    }
+
+    /// Starts the journal again at its first byte under `epoch`, which a
+    /// durable commit has just written: the records before it are all
+    /// held durably by then. Cutting the file is only to give its space
+    /// back, so it needs no fsync (what is left is of an earlier epoch).
+    pub(super) fn begin(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.len = 0;
+        self.next = 0;
+        self.last = 0;
+        self.oldest = None;
+        if let Err(e) = self.file.set_len(0) {
+            tracing::debug!("{}: cannot empty the journal: {e}", self.path.display());
+        }
+    }
+
     /// Makes everything redb was given durable with a durable commit, then
-    /// empties the journal.
+    /// begins the journal anew.
     pub(super) fn checkpoint(&mut self, db: &Database) -> Result<(), BackendError> {
         let mut txn = db.begin_write().map_err(storage)?;
         txn.set_durability(Durability::Immediate).map_err(storage)?;
+        let epoch = Self::stamp(&txn)?;
         txn.commit().map_err(storage)?;
-        self.empty()
+        self.begin(epoch);
+        Ok(())
     }
 
-    /// Applies every whole record of the journal to `db` in one durable
-    /// transaction, then empties the journal. Returns how many records
-    /// were applied.
+    /// Applies the journal's records of the database's epoch to `db`, in
+    /// one durable transaction (which stamps a new epoch), then begins the
+    /// journal anew. Returns how many records were applied.
     pub(super) fn replay(&mut self, db: &Database) -> Result<usize, BackendError> {
         let mut bytes = Vec::new();
         self.file
             .seek(SeekFrom::Start(0))
             .and_then(|_| self.file.read_to_end(&mut bytes))
             .map_err(|e| journal_fault(&self.path, e))?;
-        let (records, whole) = decode(&bytes);
-        if !records.is_empty() {
-            let txn = db.begin_write().map_err(storage)?;
-            {
-                let mut table = txn.open_table(RECORDS).map_err(storage)?;
-                for writes in &records {
-                    for (key, value) in writes {
-                        match value {
-                            Some(value) => {
-                                table.insert(*key, *value).map_err(storage)?;
-                            }
-                            None => {
-                                table.remove(*key).map_err(storage)?;
-                            }
+        let (records, whole) = decode(&bytes, durable_epoch(db)?);
+        let mut txn = db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::Immediate).map_err(storage)?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(storage)?;
+            for writes in &records {
+                for (key, value) in writes {
+                    match value {
+                        Some(value) => {
+                            table.insert(*key, *value).map_err(storage)?;
+                        }
+                        None => {
+                            table.remove(*key).map_err(storage)?;
                         }
                     }
                 }
             }
-            txn.commit().map_err(storage)?;
         }
+        let epoch = Self::stamp(&txn)?;
+        txn.commit().map_err(storage)?;
         if whole < bytes.len() {
             tracing::info!(
-                "{}: dropped {} bytes at the journal's end, an append that a crash cut off \
-                 (never acknowledged)",
+                "{}: left {} bytes at the journal's end unapplied: an append that a crash \
+                 cut off (never acknowledged), or groups an earlier durable commit holds",
                 self.path.display(),
                 bytes.len() - whole
             );
         }
-        self.empty()?;
+        self.begin(epoch);
         Ok(records.len())
     }
+}
 
-    /// Empties the journal, durably: no record in it may be replayed over
-    /// writes made after it.
-    fn empty(&mut self) -> Result<(), BackendError> {
-        self.file
-            .set_len(0)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| journal_fault(&self.path, e))?;
-        self.len = 0;
-        self.next = 0;
-        self.last = 0;
-        self.oldest = None;
-        Ok(())
-    }
+/// The epoch of the database's last durable commit, if one was stamped.
+fn durable_epoch(db: &Database) -> Result<Option<u64>, BackendError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let table = match txn.open_table(EPOCH) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(storage(e)),
+    };
+    Ok(table.get(EPOCH_KEY).map_err(storage)?.map(|v| v.value()))
 }
 
 /// One write as a record holds it: a key, and its value or `None` for a
 /// removal.
 type Replayed<'a> = (&'a [u8], Option<&'a [u8]>);
 
-/// The records at the start of `bytes` that are whole, in sequence and
-/// pass their CRC, each as its writes; and how many bytes they take.
-fn decode(bytes: &[u8]) -> (Vec<Vec<Replayed<'_>>>, usize) {
+/// The records at the start of `bytes` of `epoch` that are whole, in
+/// sequence and pass their CRC, each as its writes; and how many bytes
+/// they take. None without an epoch: the database has never been
+/// committed under a journal.
+fn decode(bytes: &[u8], epoch: Option<u64>) -> (Vec<Vec<Replayed<'_>>>, usize) {
     let mut records = Vec::new();
     let mut at = 0;
+    let Some(epoch) = epoch else {
+        return (records, at);
+    };
     while let Some(header) = bytes.get(at..at + HEADER) {
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let seq = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
-        let expected = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+        let of = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
+        let seq = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+        let expected = u32::from_le_bytes(header[20..24].try_into().expect("4 bytes"));
         let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
             break;
         };
-        if seq != records.len() as u64 || crc(&header[4..12], payload) != expected {
+        if of != epoch || seq != records.len() as u64 || crc(&header[4..20], payload) != expected {
             break;
         }
         let Some(writes) = decode_writes(payload) else {
@@ -326,9 +384,9 @@ fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(bytes)
 }
 
-fn crc(seq: &[u8], payload: &[u8]) -> u32 {
+fn crc(epoch_and_seq: &[u8], payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(seq);
+    hasher.update(epoch_and_seq);
     hasher.update(payload);
     hasher.finalize()
 }

@@ -140,7 +140,12 @@ impl GroupCommitWriter {
                 .as_ref()
                 .filter(|f| f.reclaiming)
                 .map(|f| f.retry_at);
-            let checkpoint_at = engine.journal().and_then(|j| j.checkpoint_at());
+            // While writes fail, a checkpoint is tried at most once per
+            // RETRY_INTERVAL, as groups are.
+            let checkpoint_at = engine
+                .journal()
+                .and_then(|j| j.checkpoint_at())
+                .map(|at| failing.as_ref().map_or(at, |f| at.max(f.retry_at)));
             let wake_at = reclaim_at.into_iter().chain(checkpoint_at).min();
             let first = match wake_at {
                 Some(at) => {
@@ -224,21 +229,18 @@ impl GroupCommitWriter {
             // An append that failed leaves redb as it was (its transaction
             // is dropped): there is nothing to reopen.
             let journal_failed = Cell::new(false);
-            let (outcome, generation) = engine.once(&|db| match engine.journal() {
-                // While writes fail, groups are committed durably: a reopen
-                // then has no journal to apply, which would need room too.
-                Some(mut journal) if failing.is_none() && journaled(&batches) => {
-                    apply_group(db, Some(&mut journal), &batches, &journal_failed)
-                }
-                Some(mut journal) => {
-                    // A durable commit must follow every group the journal
-                    // holds, or a replay would put them back over it.
-                    if journal.checkpoint_at().is_some() {
-                        journal.checkpoint(db)?;
+            let (outcome, generation) = engine.once(&|db| {
+                let mut journal = engine.journal();
+                let durable = match journal.as_deref_mut() {
+                    // While writes fail, groups are committed durably: a
+                    // reopen then has no journal to apply, which would
+                    // need room too.
+                    Some(journal) if failing.is_none() && journaled(&batches) => {
+                        Durable::Journal(journal)
                     }
-                    apply_group(db, None, &batches, &journal_failed)
-                }
-                None => apply_group(db, None, &batches, &journal_failed),
+                    journal => Durable::Commit(journal),
+                };
+                apply_group(db, durable, &batches, &journal_failed)
             });
             match outcome {
                 Ok((results, deleted)) => {
@@ -321,8 +323,21 @@ impl GroupCommitWriter {
             Some(mut journal) if journal.checkpoint_due(now) => journal.checkpoint(db),
             _ => Ok(()),
         });
-        if let Err(e) = outcome {
-            Self::failed(engine, reserve, failing, &e, Some(generation));
+        match outcome {
+            Ok(()) => {}
+            Err(e) if e.fault().is_none() => {
+                // Not a storage fault (redb refusing for a reason of its
+                // own): writes go on, committed durably, and the
+                // checkpoint is tried again after the interval.
+                tracing::error!("checkpoint failed: {e}");
+                *failing = Some(Failing {
+                    error: e,
+                    retry_at: Instant::now() + RETRY_INTERVAL,
+                    reclaiming: false,
+                    deleted: 0,
+                });
+            }
+            Err(e) => Self::failed(engine, reserve, failing, &e, Some(generation)),
         }
     }
 
@@ -411,9 +426,15 @@ impl Drop for AnswerOnDrop {
 /// partition's counts).
 const JOURNALED_WRITES: usize = 16;
 
-/// Whether `batches` are few enough writes to be journaled.
+/// The most key and value bytes a group may hold to be made durable by the
+/// journal: a larger value would be written twice (to the journal, then
+/// by the checkpoint) for little gain, and the journal stays small.
+const JOURNALED_BYTES: usize = 256 << 10;
+
+/// Whether `batches` are few and small enough to be journaled.
 fn journaled(batches: &[Batch]) -> bool {
     batches.iter().map(|b| b.writes.len()).sum::<usize>() <= JOURNALED_WRITES
+        && batches.iter().map(Batch::bytes).sum::<usize>() <= JOURNALED_BYTES
 }
 
 /// When the writer closes, how far ahead it looks for a due checkpoint:
@@ -421,20 +442,29 @@ fn journaled(batches: &[Batch]) -> bool {
 /// the next start has nothing to replay.
 const CLOSING: Duration = Duration::from_secs(3600);
 
-/// Applies `batches` in order in one transaction and makes it durable: by
-/// appending what the batches that hold write to `journal`, then
-/// committing redb without an fsync of its own; or, without a journal, by
-/// redb's durable commit. Returns each batch's own outcome (a failed
-/// expectation skips only that batch) and the bytes deleted; an `Err`
-/// means the transaction failed and nothing was written.
+/// How a group becomes durable.
+enum Durable<'a> {
+    /// Its writes are appended to the journal, then redb commits without
+    /// an fsync of its own.
+    Journal(&'a mut Journal),
+    /// redb commits it durably; with a journal, the commit stamps a new
+    /// epoch, and the journal begins anew (see [`journal`](super::journal)).
+    Commit(Option<&'a mut Journal>),
+}
+
+/// Applies `batches` in order in one transaction and makes it durable as
+/// `durable` says. Returns each batch's own outcome (a failed expectation
+/// skips only that batch) and the bytes deleted; an `Err` means the
+/// transaction failed and nothing was written (`journal_failed` is set
+/// when the failure was the journal's, and redb is as it was).
 fn apply_group(
     db: &Database,
-    journal: Option<&mut Journal>,
+    durable: Durable<'_>,
     batches: &[Batch],
     journal_failed: &Cell<bool>,
 ) -> Result<GroupOutcome, BackendError> {
     let mut txn = db.begin_write().map_err(storage)?;
-    if journal.is_some() {
+    if matches!(durable, Durable::Journal(_)) {
         txn.set_durability(Durability::None).map_err(storage)?;
     }
     let mut results = Vec::with_capacity(batches.len());
@@ -466,13 +496,24 @@ fn apply_group(
             results.push(Ok(()));
         }
     }
-    let Some(journal) = journal else {
-        // Durability::Immediate is redb's default: commit returns after
-        // fsync.
-        txn.commit().map_err(storage)?;
-        return Ok((results, deleted));
+    let journal = match durable {
+        Durable::Commit(journal) => {
+            let epoch = match journal {
+                Some(_) => Some(Journal::stamp(&txn)?),
+                None => None,
+            };
+            // Durability::Immediate is redb's default: commit returns after
+            // fsync.
+            txn.commit().map_err(storage)?;
+            if let (Some(journal), Some(epoch)) = (journal, epoch) {
+                journal.begin(epoch);
+            }
+            return Ok((results, deleted));
+        }
+        Durable::Journal(journal) => journal,
     };
-    if results.iter().any(Result::is_ok) {
+    let appended = results.iter().any(Result::is_ok);
+    if appended {
         let applied = batches
             .iter()
             .zip(&results)
@@ -486,7 +527,9 @@ fn apply_group(
     }
     if let Err(e) = txn.commit() {
         // Not applied, so not to be replayed either.
-        journal.retract();
+        if appended {
+            journal.retract();
+        }
         return Err(storage(e));
     }
     Ok((results, deleted))
