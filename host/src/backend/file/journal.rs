@@ -156,9 +156,10 @@ impl Journal {
     }
 
     /// Appends `writes` as one record and makes it durable. On an error
-    /// the journal is cut back to where it was (best effort: a record
-    /// left behind is replayed only if no durable commit follows it, and
-    /// the writer commits durably while writes fail).
+    /// the journal is cut back to where it was, and a checkpoint is made
+    /// due: a record that the cut may have left behind is replayed only if
+    /// the host stops before any durable commit (which begins a new
+    /// epoch), as a write reported failed may land after a failed fsync.
     pub(super) fn append<'a>(&mut self, writes: impl Iterator<Item = &'a Write>) -> io::Result<()> {
         let mut record = std::mem::take(&mut self.buffer);
         record.clear();
@@ -189,6 +190,7 @@ impl Journal {
                 .file
                 .set_len(self.len)
                 .and_then(|()| self.file.sync_data());
+            self.oldest.get_or_insert_with(Instant::now);
             return Err(e);
         }
         self.last = self.len;
@@ -205,23 +207,27 @@ impl Journal {
         if self.next == 0 {
             return;
         }
-        match self
-            .file
-            .set_len(self.last)
-            .and_then(|()| self.file.sync_data())
-        {
-            Ok(()) => {
-                self.len = self.last;
-                self.next -= 1;
-                if self.next == 0 {
-                    self.oldest = None;
-                }
-            }
-            Err(e) => tracing::warn!(
+        if let Err(e) = self.file.set_len(self.last) {
+            tracing::warn!(
                 "{}: cannot take back a group that was not committed ({e}); \
                  it will be applied when the journal is next replayed",
                 self.path.display()
-            ),
+            );
+            return;
+        }
+        // The file is cut now, in the page cache at least: the next record
+        // goes where this one began, whether or not the cut is durable yet.
+        self.len = self.last;
+        self.next -= 1;
+        if self.next == 0 {
+            self.oldest = None;
+        }
+        if let Err(e) = self.file.sync_data() {
+            tracing::warn!(
+                "{}: a group that was not committed may yet be applied, if the host stops \
+                 before the journal is next emptied ({e})",
+                self.path.display()
+            );
         }
     }
 

@@ -330,12 +330,19 @@ impl GroupCommitWriter {
                 // own): writes go on, committed durably, and the
                 // checkpoint is tried again after the interval.
                 tracing::error!("checkpoint failed: {e}");
-                *failing = Some(Failing {
-                    error: e,
-                    retry_at: Instant::now() + RETRY_INTERVAL,
-                    reclaiming: false,
-                    deleted: 0,
-                });
+                let retry_at = Instant::now() + RETRY_INTERVAL;
+                match failing {
+                    // A full disk stays what it was.
+                    Some(f) => f.retry_at = retry_at,
+                    None => {
+                        *failing = Some(Failing {
+                            error: e,
+                            retry_at,
+                            reclaiming: false,
+                            deleted: 0,
+                        })
+                    }
+                }
             }
             Err(e) => Self::failed(engine, reserve, failing, &e, Some(generation)),
         }
