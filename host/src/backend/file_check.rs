@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use redb::backends::FileBackend as RedbFile;
-use redb::{Builder, Database, DatabaseError, StorageBackend};
+use redb::{Builder, Database, DatabaseError, ReadableTableMetadata, StorageBackend};
 
 use super::BackendError;
 
@@ -78,6 +78,14 @@ pub fn file_usage(path: &Path) -> Result<FileUsage, BackendError> {
     let db = open_unchanged(path)?.map_err(BackendError::Damaged)?;
     let txn = db.begin_write().map_err(BackendError::storage)?;
     let stats = txn.stats().map_err(BackendError::storage)?;
+    // The journal's epoch (see `file::journal`) is redb-side bookkeeping,
+    // counted with redb's own tables rather than with the records. (Opening
+    // the table in this transaction makes it if it is missing, in the
+    // view's overlay, and the transaction is dropped.)
+    let epoch = txn
+        .open_table(super::file::JOURNAL_EPOCH)
+        .and_then(|table| Ok(table.stats()?.stored_bytes()))
+        .map_err(BackendError::storage)?;
     txn.abort().map_err(BackendError::storage)?;
     let file = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
     Ok(FileUsage {
@@ -85,8 +93,8 @@ pub fn file_usage(path: &Path) -> Result<FileUsage, BackendError> {
         // `st_blocks` counts 512-byte units whatever the file system's
         // block size.
         disk_bytes: file.blocks() * 512,
-        stored_bytes: stats.stored_bytes(),
-        overhead_bytes: stats.metadata_bytes(),
+        stored_bytes: stats.stored_bytes() - epoch,
+        overhead_bytes: stats.metadata_bytes() + epoch,
         unused_bytes: stats.fragmented_bytes(),
         leaf_pages: stats.leaf_pages(),
         branch_pages: stats.branch_pages(),

@@ -81,7 +81,7 @@ pub(super) const CHECKPOINT_BYTES: u64 = 1 << 20;
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the database keeps the epoch of its last durable commit.
-const EPOCH: TableDefinition<&str, u64> = TableDefinition::new("journal");
+pub(crate) const EPOCH: TableDefinition<&str, u64> = TableDefinition::new("journal");
 const EPOCH_KEY: &str = "epoch";
 
 /// A record's header: the payload's length, the epoch, the sequence

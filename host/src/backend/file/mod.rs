@@ -78,6 +78,7 @@ use reserve::Reserve;
 use writer::GroupCommitWriter;
 
 pub use config::{DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE, RedbConfig};
+pub(crate) use journal::EPOCH as JOURNAL_EPOCH;
 pub use journal::journal_path;
 pub use reserve::{DISK_RESERVE, ballast_path};
 

@@ -9,11 +9,12 @@ use super::*;
 use crate::backend::fault::{Faults, FaultyStorage};
 use crate::backend::{Expect, StorageFault};
 
-/// A directory of one test's own, removed when the test ends.
-struct TempDir(PathBuf);
+/// A directory of one test's own, removed when the test ends (the
+/// journal's tests use it too).
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> Self {
+    pub(super) fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("ostore-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

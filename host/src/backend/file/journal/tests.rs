@@ -5,26 +5,8 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase};
 
 use super::*;
+use crate::backend::file::tests::TempDir;
 use crate::backend::{Batch, Expect};
-
-/// A directory of one test's own, removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("ostore-journal-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn database(path: &Path) -> Database {
     let db = Database::create(path).unwrap();
@@ -111,7 +93,7 @@ fn replay_copy(db: &Path, bytes: &[u8], name: &str) -> (Database, usize) {
 
 #[test]
 fn a_replay_applies_every_group_in_order_and_begins_the_journal_anew() {
-    let dir = TempDir::new("order");
+    let dir = TempDir::new("journal-order");
     let (db, mut journal, path) = stamped(&dir.0);
     append_all(&mut journal, &three_groups());
     assert!(journal.checkpoint_at().is_some());
@@ -139,7 +121,7 @@ fn a_journal_of_an_earlier_epoch_is_not_applied() {
     // A checkpoint's commit landed and the journal's emptying did not (or
     // the database was restored from a backup beside a newer journal):
     // its records are of an epoch the database no longer holds.
-    let dir = TempDir::new("epoch");
+    let dir = TempDir::new("journal-epoch");
     let (db, mut journal, path) = stamped(&dir.0);
     append_all(&mut journal, &three_groups());
     let before = std::fs::read(&path).unwrap();
@@ -165,7 +147,7 @@ fn a_journal_of_an_earlier_epoch_is_not_applied() {
 
 #[test]
 fn a_record_cut_off_anywhere_is_dropped_and_those_before_it_are_applied() {
-    let dir = TempDir::new("torn");
+    let dir = TempDir::new("journal-torn");
     let (db, whole, ends) = journaled_three(&dir.0);
     let (before, last) = (ends[1] as usize, ends[2] as usize);
     assert_eq!(whole.len(), last);
@@ -186,7 +168,7 @@ fn a_record_cut_off_anywhere_is_dropped_and_those_before_it_are_applied() {
 
 #[test]
 fn a_replay_stops_at_a_record_that_fails_its_crc_or_is_out_of_sequence() {
-    let dir = TempDir::new("crc");
+    let dir = TempDir::new("journal-crc");
     let (db, whole, ends) = journaled_three(&dir.0);
 
     // A bit flipped in the second record's value.
@@ -208,7 +190,7 @@ fn a_replay_stops_at_a_record_that_fails_its_crc_or_is_out_of_sequence() {
 
 #[test]
 fn a_retracted_group_is_not_replayed_and_the_next_one_takes_its_place() {
-    let dir = TempDir::new("retract");
+    let dir = TempDir::new("journal-retract");
     let (db, mut journal, path) = stamped(&dir.0);
     let groups = three_groups();
     append_all(&mut journal, &groups[..2]);
@@ -223,7 +205,7 @@ fn a_retracted_group_is_not_replayed_and_the_next_one_takes_its_place() {
 
 #[test]
 fn a_checkpoint_is_due_by_size_or_by_the_age_of_the_oldest_group() {
-    let dir = TempDir::new("due");
+    let dir = TempDir::new("journal-due");
     let (db, mut journal, path) = stamped(&dir.0);
     let now = Instant::now();
     assert!(!journal.checkpoint_due(now + CHECKPOINT_INTERVAL * 10));
@@ -250,7 +232,7 @@ fn a_checkpoint_is_due_by_size_or_by_the_age_of_the_oldest_group() {
 #[tokio::test]
 async fn acknowledged_groups_survive_a_copy_of_the_files_taken_before_a_checkpoint() {
     use crate::backend::{Backend, FileBackend};
-    let dir = TempDir::new("copy");
+    let dir = TempDir::new("journal-copy");
     let db = dir.0.join("ostore.redb");
     let backend = FileBackend::open(&db).unwrap();
     // A first group and its checkpoint, once the interval has passed.
