@@ -11,14 +11,16 @@
 //! memory and writes nothing), and only then acknowledges the group. A
 //! *checkpoint* commits redb durably (each page that the groups since the
 //! last one changed is written once) and then empties the journal: once it
-//! holds [`CHECKPOINT_BYTES`], once the oldest group in it is
-//! [`CHECKPOINT_INTERVAL`] old, and before any group that redb commits
-//! durably itself (so that the journal only ever holds the groups since
-//! redb's last durable commit).
+//! holds [`CHECKPOINT_BYTES`], and once the oldest group in it is
+//! [`CHECKPOINT_INTERVAL`] old. A group that redb commits durably itself
+//! makes the journal's groups durable with it, and so ends the journal's
+//! epoch as a checkpoint does (below).
 //!
 //! Opening the database (at start, and again after an I/O error, which
 //! rolls redb back to its last durable commit) *replays* the journal: its
-//! groups are applied in order and made durable.
+//! groups are applied in order and made durable. With none to apply, the
+//! journal takes up the epoch the database holds, and the database is not
+//! written.
 //!
 //! # Epochs
 //!
@@ -231,19 +233,24 @@ impl Journal {
         }
     }
 
-    /// Writes a fresh epoch into `txn`, a durable commit's transaction;
-    /// once it is committed, [`begin`](Self::begin) the journal anew with
-    /// it.
-    pub(super) fn stamp(txn: &WriteTransaction) -> Result<u64, BackendError> {
+    /// Commits `txn` durably with a fresh epoch written into it, then
+    /// [`begin`](Self::begin)s the journal anew under that epoch: every
+    /// group the journal holds is then in redb's durable state. Every
+    /// durable commit of a database with a journal goes through here.
+    pub(super) fn commit(&mut self, mut txn: WriteTransaction) -> Result<(), BackendError> {
+        txn.set_durability(Durability::Immediate).map_err(storage)?;
         let epoch = u64::from_le_bytes(crate::encryption::random_array());
-        let mut table = txn.open_table(EPOCH).map_err(storage)?;
-        table.insert(EPOCH_KEY, epoch).map_err(storage)?;
-        Ok(epoch)
+        txn.open_table(EPOCH)
+            .and_then(|mut table| table.insert(EPOCH_KEY, epoch).map(drop).map_err(Into::into))
+            .map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        self.begin(epoch);
+        Ok(())
     }
 
-    /// Starts the journal again at its first byte under `epoch`, which a
-    /// durable commit has just written: the records before it are all
-    /// held durably by then. Cutting the file is only to give its space
+    /// Starts the journal again at its first byte under `epoch`, the
+    /// database's durable one: the records before it are all held durably
+    /// by then. Cutting the file is only to give its space
     /// back, so it needs no fsync (what is left is of an earlier epoch).
     pub(super) fn begin(&mut self, epoch: u64) {
         self.epoch = epoch;
@@ -259,26 +266,35 @@ impl Journal {
     /// Makes everything redb was given durable with a durable commit, then
     /// begins the journal anew.
     pub(super) fn checkpoint(&mut self, db: &Database) -> Result<(), BackendError> {
-        let mut txn = db.begin_write().map_err(storage)?;
-        txn.set_durability(Durability::Immediate).map_err(storage)?;
-        let epoch = Self::stamp(&txn)?;
-        txn.commit().map_err(storage)?;
-        self.begin(epoch);
-        Ok(())
+        self.commit(db.begin_write().map_err(storage)?)
     }
 
     /// Applies the journal's records of the database's epoch to `db`, in
     /// one durable transaction (which stamps a new epoch), then begins the
-    /// journal anew. Returns how many records were applied.
+    /// journal anew; with none to apply, begins it under the database's
+    /// epoch without writing the database (a database never stamped is
+    /// stamped). Returns how many records were applied.
     pub(super) fn replay(&mut self, db: &Database) -> Result<usize, BackendError> {
         let mut bytes = Vec::new();
         self.file
             .seek(SeekFrom::Start(0))
             .and_then(|_| self.file.read_to_end(&mut bytes))
             .map_err(|e| journal_fault(&self.path, e))?;
-        let (records, whole) = decode(&bytes, durable_epoch(db)?);
-        let mut txn = db.begin_write().map_err(storage)?;
-        txn.set_durability(Durability::Immediate).map_err(storage)?;
+        let durable = durable_epoch(db)?;
+        let (records, whole) = decode(&bytes, durable);
+        if whole < bytes.len() {
+            tracing::info!(
+                "{}: left {} bytes at the journal's end unapplied: an append that a crash \
+                 cut off (never acknowledged), or groups an earlier durable commit holds",
+                self.path.display(),
+                bytes.len() - whole
+            );
+        }
+        if let (true, Some(epoch)) = (records.is_empty(), durable) {
+            self.begin(epoch);
+            return Ok(0);
+        }
+        let txn = db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(RECORDS).map_err(storage)?;
             for writes in &records {
@@ -294,17 +310,7 @@ impl Journal {
                 }
             }
         }
-        let epoch = Self::stamp(&txn)?;
-        txn.commit().map_err(storage)?;
-        if whole < bytes.len() {
-            tracing::info!(
-                "{}: left {} bytes at the journal's end unapplied: an append that a crash \
-                 cut off (never acknowledged), or groups an earlier durable commit holds",
-                self.path.display(),
-                bytes.len() - whole
-            );
-        }
-        self.begin(epoch);
+        self.commit(txn)?;
         Ok(records.len())
     }
 }

@@ -504,17 +504,14 @@ fn apply_group(
         }
     }
     let journal = match durable {
-        Durable::Commit(journal) => {
-            let epoch = match journal {
-                Some(_) => Some(Journal::stamp(&txn)?),
-                None => None,
-            };
+        Durable::Commit(Some(journal)) => {
+            journal.commit(txn)?;
+            return Ok((results, deleted));
+        }
+        Durable::Commit(None) => {
             // Durability::Immediate is redb's default: commit returns after
             // fsync.
             txn.commit().map_err(storage)?;
-            if let (Some(journal), Some(epoch)) = (journal, epoch) {
-                journal.begin(epoch);
-            }
             return Ok((results, deleted));
         }
         Durable::Journal(journal) => journal,

@@ -112,8 +112,23 @@ fn a_replay_applies_every_group_in_order_and_begins_the_journal_anew() {
         .append(group(&[("d", Some("5"))]).writes.iter())
         .unwrap();
     drop(journal);
-    assert_eq!(Journal::open(&path).unwrap().replay(&db).unwrap(), 1);
+    let before = durable_epoch(&db).unwrap().expect("stamped");
+    let mut journal = Journal::open(&path).unwrap();
+    assert_eq!(journal.replay(&db).unwrap(), 1);
     assert_eq!(value(&db, "d").as_deref(), Some(&b"5"[..]));
+    let after = durable_epoch(&db).unwrap().expect("stamped");
+    assert_ne!(after, before, "applying a group begins a new epoch");
+
+    // An empty journal applies nothing and leaves the database unwritten:
+    // the journal takes up its epoch, and its groups are applied later.
+    assert_eq!(journal.replay(&db).unwrap(), 0);
+    assert_eq!(durable_epoch(&db).unwrap(), Some(after));
+    journal
+        .append(group(&[("e", Some("6"))]).writes.iter())
+        .unwrap();
+    drop(journal);
+    assert_eq!(Journal::open(&path).unwrap().replay(&db).unwrap(), 1);
+    assert_eq!(value(&db, "e").as_deref(), Some(&b"6"[..]));
 }
 
 #[test]
