@@ -95,7 +95,7 @@ const PUT: u8 = 1;
 
 /// The journal file beside a database, and where the next record goes.
 pub(super) struct Journal {
-    file: File,
+    file: JournalFile,
     path: PathBuf,
     /// The epoch of the database's last durable commit, which the records
     /// appended now carry (0 until the first replay stamps one).
@@ -131,7 +131,11 @@ impl Journal {
             File::open(dir).and_then(|d| d.sync_all())?;
         }
         Ok(Self {
-            file,
+            file: JournalFile {
+                file,
+                #[cfg(test)]
+                faults: None,
+            },
             path: path.to_path_buf(),
             epoch: 0,
             len: 0,
@@ -140,6 +144,19 @@ impl Journal {
             oldest: None,
             buffer: Vec::new(),
         })
+    }
+
+    /// The journal at `path` whose writes, fsyncs and cuts obey `faults`,
+    /// as redb's file does under
+    /// [`FaultyStorage`](crate::backend::fault::FaultyStorage).
+    #[cfg(test)]
+    pub(super) fn open_faulty(
+        path: &Path,
+        faults: std::sync::Arc<crate::backend::fault::Faults>,
+    ) -> io::Result<Self> {
+        let mut journal = Self::open(path)?;
+        journal.file.faults = Some(faults);
+        Ok(journal)
     }
 
     /// Where the journal is.
@@ -275,11 +292,7 @@ impl Journal {
     /// epoch without writing the database (a database never stamped is
     /// stamped). Returns how many records were applied.
     pub(super) fn replay(&mut self, db: &Database) -> Result<usize, BackendError> {
-        let mut bytes = Vec::new();
-        self.file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| self.file.read_to_end(&mut bytes))
-            .map_err(|e| journal_fault(&self.path, e))?;
+        let bytes = (self.file.read_all()).map_err(|e| journal_fault(&self.path, e))?;
         let durable = durable_epoch(db)?;
         let (records, whole) = decode(&bytes, durable);
         if whole < bytes.len() {
@@ -312,6 +325,48 @@ impl Journal {
         }
         self.commit(txn)?;
         Ok(records.len())
+    }
+}
+
+/// The journal's file: in tests, one whose writes, fsyncs and cuts may
+/// fail as a fault plan says.
+struct JournalFile {
+    file: File,
+    #[cfg(test)]
+    faults: Option<std::sync::Arc<crate::backend::fault::Faults>>,
+}
+
+impl JournalFile {
+    /// The fault the next write, fsync or cut meets, if any.
+    fn fault(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(fault) = self.faults.as_ref().and_then(|f| f.next()) {
+            return Err(crate::backend::fault::io_error(fault));
+        }
+        Ok(())
+    }
+
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        self.fault()?;
+        self.file.write_all_at(bytes, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.fault()?;
+        self.file.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.fault()?;
+        self.file.set_len(len)
+    }
+
+    /// The whole file.
+    fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.file.seek(SeekFrom::Start(0))?;
+        self.file.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 }
 

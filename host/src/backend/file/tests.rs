@@ -1,9 +1,10 @@
-//! The file backend on a full or failing disk: redb's own storage with
-//! faults injected under a real [`FileBackend`].
+//! The file backend on a full or failing disk: redb's own storage, and its
+//! journal's file, with faults injected under a real [`FileBackend`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::journal::Journal;
 use super::reserve::Reserve;
 use super::*;
 use crate::backend::fault::{Faults, FaultyStorage};
@@ -350,4 +351,110 @@ async fn settled_commits_nothing_of_its_own() {
     assert!(!failing.writable());
     backend.settled().await;
     assert_eq!(backend.health(), failing, "no commit tried, none failed");
+}
+
+/// A file backend at `path` with its journal beside it: redb's file obeys
+/// `faults`, the journal's `journal_faults`.
+fn open_faulty_journaled(
+    path: &Path,
+    faults: &Arc<Faults>,
+    journal_faults: &Arc<Faults>,
+) -> FileBackend {
+    let journal = Journal::open_faulty(&journal_path(path), journal_faults.clone()).unwrap();
+    let (path, faults) = (path.to_path_buf(), faults.clone());
+    let open = move || {
+        redb::Builder::new().create_with_backend(FaultyStorage::open(&path, faults.clone())?)
+    };
+    FileBackend::start(
+        "test database",
+        Box::new(open),
+        Some(journal),
+        Reserve::none(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_be_written_fails_its_group_and_redb_commits_the_next_durably() {
+    let dir = TempDir::new("journal-fails");
+    let path = dir.0.join("db.redb");
+    let (faults, journal_faults) = (Faults::new(), Faults::new());
+    let backend = open_faulty_journaled(&path, &faults, &journal_faults);
+    put(&backend, "a", b"1").await.unwrap();
+    assert!(
+        std::fs::metadata(journal_path(&path)).unwrap().len() > 0,
+        "a lone write goes through the journal"
+    );
+    journal_faults.fail_now(StorageFault::DiskFull);
+    let refused = put(&backend, "b", b"2").await.unwrap_err();
+    assert_eq!(refused.fault(), Some(StorageFault::DiskFull), "{refused}");
+    assert!(refused.to_string().contains("journal"), "{refused}");
+    assert_eq!(value(&backend, "b").await, None);
+    // The journal still fails (nor can it be emptied): once the retry
+    // interval is over, redb commits a group durably itself.
+    put_once_writable(&backend, "a", b"3").await;
+    drop(backend);
+
+    // a's first record is still in the journal, of an epoch that a's
+    // durable overwrite ended: it is not applied over it.
+    journal_faults.heal();
+    let reopened = open_faulty_journaled(&path, &faults, &journal_faults);
+    assert_eq!(value(&reopened, "a").await.as_deref(), Some(&b"3"[..]));
+    assert_eq!(value(&reopened, "b").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_fails_on_eio_keeps_the_journals_groups_for_a_restart() {
+    use super::journal::CHECKPOINT_INTERVAL;
+    use std::time::Duration;
+
+    let dir = TempDir::new("checkpoint-eio");
+    let path = dir.0.join("db.redb");
+    let (faults, journal_faults) = (Faults::new(), Faults::new());
+    let backend = open_faulty_journaled(&path, &faults, &journal_faults);
+    // Journaled: redb holds it in memory only, until a checkpoint.
+    put(&backend, "a", b"1").await.unwrap();
+    faults.fail_now(StorageFault::Io);
+    // The checkpoint falls due and fails, and so does the reopen after it
+    // (its replay must commit).
+    tokio::time::sleep(CHECKPOINT_INTERVAL + Duration::from_millis(500)).await;
+    let refused = put(&backend, "b", b"2").await.unwrap_err();
+    assert_eq!(refused.fault(), Some(StorageFault::Io), "{refused}");
+
+    // A crash now leaves the files as they are: the database alone lacks
+    // a, and its journal brings it back.
+    let copy = dir.0.join("copy.redb");
+    std::fs::copy(journal_path(&path), journal_path(&copy)).unwrap();
+    std::fs::copy(&path, &copy).unwrap();
+    let bare = dir.0.join("bare.redb");
+    std::fs::copy(&copy, &bare).unwrap();
+    {
+        let bare = Database::create(&bare).unwrap();
+        let txn = bare.begin_read().unwrap();
+        let table = txn.open_table(RECORDS).unwrap();
+        assert!(
+            table.get(&b"a"[..]).unwrap().is_none(),
+            "a is in the journal only"
+        );
+    }
+    let restarted = FileBackend::open(&copy).unwrap();
+    assert_eq!(value(&restarted, "a").await.as_deref(), Some(&b"1"[..]));
+    assert_eq!(value(&restarted, "b").await, None);
+    drop(restarted);
+
+    // Or the disk heals: the running backend applies its journal and
+    // writes again.
+    faults.heal();
+    put_once_writable(&backend, "c", b"3").await;
+    assert_eq!(value(&backend, "a").await.as_deref(), Some(&b"1"[..]));
+    assert_eq!(value(&backend, "b").await, None);
+    drop(backend);
+    let reopened = open_faulty_journaled(&path, &faults, &journal_faults);
+    for (key, expected) in [("a", Some("1")), ("b", None), ("c", Some("3"))] {
+        assert_eq!(
+            value(&reopened, key).await.as_deref(),
+            expected.map(str::as_bytes),
+            "{key}"
+        );
+    }
 }
