@@ -195,7 +195,7 @@ async fn check_reports_damage_and_fails_and_repair_leaves_clean_readable_data(da
         write(backend, malformed, Some(b"junk".to_vec())).await;
         // An index entry of an entry left intact.
         let touched: Vec<&[u8]> = entries[4..=6].iter().map(|(k, _)| &k[1..]).collect();
-        let expiries = backend.scan(Shards::ALL, b"x", None, 100).await.unwrap();
+        let expiries = backend.scan(Shards::ALL, b"y", None, 100).await.unwrap();
         let (expiry, _) = expiries
             .into_iter()
             .find(|(k, _)| !touched.contains(&&k[9..]))

@@ -953,7 +953,7 @@ async fn a_store_deletion_cut_off_half_way_on_a_cluster_is_finished_by_another_h
 
     // Host 2's sweep finishes the job on every master.
     assert_eq!(host2.finish_deletions().await.unwrap(), 1);
-    for kind in [&b"e"[..], b"x", b"p", b"t"] {
+    for kind in [&b"e"[..], b"y", b"x", b"p", b"t"] {
         assert_eq!(records(kind).await, 0, "records {:?} left", kind[0] as char);
     }
 }

@@ -100,9 +100,10 @@ mod tests {
         let sealer = Sealer::new(&[7; 32], &[9; 32]);
         vec![
             ("key-entry", RecordKey::Entry(entry_id).encode()),
+            ("key-expiry", RecordKey::expiry(5_000, entry_id).encode()),
             (
-                "key-expiry",
-                RecordKey::Expiry {
+                "key-expiry-legacy",
+                RecordKey::LegacyExpiry {
                     at: 5,
                     entry: entry_id,
                 }

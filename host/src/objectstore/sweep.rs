@@ -1,5 +1,5 @@
-//! The sweep: deletes keys whose expiry has passed, in expiry order, from
-//! the expiry index (expired keys are invisible at once; the sweep only
+//! The sweep: deletes keys whose expiry has passed, by the second they
+//! expired in, from the expiry index (expired keys are invisible at once; the sweep only
 //! reclaims their space), and finishes store deletions cut off half-way.
 
 use std::time::Duration;
@@ -16,18 +16,32 @@ impl ObjectStore {
     /// Deletes every key whose expiry has passed and returns how many were
     /// deleted.
     pub async fn sweep_expired(&self) -> Result<u64, Error> {
+        let now = self.inner.now_ms();
+        let mut deleted = 0;
+        // The entries earlier versions wrote, then this version's: the
+        // former drain as their keys expire or change.
+        for index in [Prefix::LegacyExpiries, Prefix::Expiries] {
+            deleted += self.sweep_index(index, now).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Sweeps one layout of the expiry index: every second that has begun
+    /// by `now`, in order. A key that expires later within the second that
+    /// holds `now` is left for a later sweep.
+    async fn sweep_index(&self, prefix: Prefix, now: u64) -> Result<u64, Error> {
         let inner = &self.inner;
-        let now = inner.now_ms();
         let index = inner.master_table();
         let mut deleted = 0;
-        let mut scan = index.scan(Prefix::Expiries);
+        let mut scan = index.scan(prefix);
         loop {
             let due = scan.next_chunk().await?;
             if due.is_empty() {
                 return Ok(deleted);
             }
             for (index_key, _) in due {
-                let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(&index_key) else {
+                let Some((second, entry)) = RecordKey::parse(&index_key).and_then(|k| k.expiring())
+                else {
                     tracing::warn!("dropping a malformed expiry index entry");
                     // A malformed key has no shard; it is deleted alone.
                     let mut batch = Batch::new(Vec::new());
@@ -35,7 +49,7 @@ impl ObjectStore {
                     inner.backend.commit(batch).await?;
                     continue;
                 };
-                if at > now {
+                if second.saturating_mul(1000) > now {
                     return Ok(deleted);
                 }
                 let shard = Shard::Partition(entry.partition).encode();
@@ -47,11 +61,15 @@ impl ObjectStore {
                 if let Some(sealed) = inner.backend.get(&shard, &entry_key).await? {
                     let app = inner.app_state(entry.partition.app, None).await?;
                     match inner.table(&app).open::<EntryRecord>(&entry_key, &sealed) {
-                        Ok(record) if record.expires == Some(at) => {
-                            expired = Some((app, record.key, sealed));
-                        }
-                        // Rewritten since: only the index entry is stale.
-                        Ok(_) => {}
+                        Ok(record) => match record.expires {
+                            Some(at) if at / 1000 == second && at <= now => {
+                                expired = Some((app, record.key, sealed));
+                            }
+                            // Later in this second: its index entry stays.
+                            Some(at) if at / 1000 == second => continue,
+                            // Rewritten since: only the index entry is stale.
+                            _ => {}
+                        },
                         // A damaged record must not stop the sweep of all
                         // others; it stays for an operator to see.
                         Err(e) => tracing::warn!("expiry sweep skips a damaged record: {e}"),

@@ -278,8 +278,9 @@ fn entry_writes(table: SealedTable<'_>, change: &EntryChange<'_>, batch: &mut Ba
         .and_then(|p| p.record.as_ref())
         .and_then(|r| r.expires)
     {
-        let expiry = RecordKey::Expiry { at, entry };
-        batch.delete(expiry.encode(), Expect::Any);
+        for expiry in RecordKey::expiries(at, entry) {
+            batch.delete(expiry.encode(), Expect::Any);
+        }
     }
     let footprint = |sealed: &[u8]| (key.len() + sealed.len()) as i64;
     let old_bytes = previous.map_or(0, |p| footprint(&p.sealed));
@@ -292,7 +293,7 @@ fn entry_writes(table: SealedTable<'_>, change: &EntryChange<'_>, batch: &mut Ba
             );
             batch.put(key, sealed, expect);
             if let Some(at) = record.expires {
-                let expiry = RecordKey::Expiry { at, entry };
+                let expiry = RecordKey::expiry(at, entry);
                 batch.put(expiry.encode(), Vec::new(), Expect::Any);
             }
             delta
@@ -437,8 +438,9 @@ fn deletion_of(
     let (counts, name) = match table.open::<EntryRecord>(key, sealed) {
         Ok(record) => {
             if let Some(at) = record.expires {
-                let expiry = RecordKey::Expiry { at, entry: *entry }.encode();
-                batch.delete(expiry, Expect::Any);
+                for expiry in RecordKey::expiries(at, *entry) {
+                    batch.delete(expiry.encode(), Expect::Any);
+                }
             }
             (record.is_live_at(now), Some(record.key))
         }

@@ -33,25 +33,18 @@ impl Walk<'_> {
         if differing.is_empty() {
             return Ok(());
         }
-        let mut found = HashSet::new();
-        let prefix = Prefix::Expiries.encode();
-        let read = scan_in_order(backend, &prefix, |record| {
-            if let Scanned::Record(key, _) = record
-                && let Some(RecordKey::Expiry { at, entry }) = RecordKey::parse(key)
-                && differing.contains(&entry.partition)
-            {
-                found.insert((at, entry));
-            }
-        });
-        if let Err(what) = read.await? {
-            self.found(DamageKind::Engine(what), b"", Remedy::None);
-            return Ok(());
-        }
-        let mut expected = HashSet::new();
-        for partition in &differing {
-            let read = self.each_entry(backend, *partition, |id, record| {
-                if let Some(at) = record.expires {
-                    expected.insert((at, id));
+        // Either layout's entries stand for the second they name (see
+        // `RecordKey::expiring`); a stale one is deleted in its own layout.
+        let mut found = Vec::new();
+        for prefix in [Prefix::Expiries, Prefix::LegacyExpiries] {
+            let prefix = prefix.encode();
+            let read = scan_in_order(backend, &prefix, |record| {
+                if let Scanned::Record(key, _) = record
+                    && let Some(index_key) = RecordKey::parse(key)
+                    && let Some((second, entry)) = index_key.expiring()
+                    && differing.contains(&entry.partition)
+                {
+                    found.push((second, entry, index_key));
                 }
             });
             if let Err(what) = read.await? {
@@ -59,17 +52,32 @@ impl Walk<'_> {
                 return Ok(());
             }
         }
-        let mut missing: Vec<_> = expected.difference(&found).copied().collect();
-        let mut stale: Vec<_> = found.difference(&expected).copied().collect();
+        let mut expected = HashSet::new();
+        for partition in &differing {
+            let read = self.each_entry(backend, *partition, |id, record| {
+                if let Some(at) = record.expires {
+                    expected.insert((at / 1000, id));
+                }
+            });
+            if let Err(what) = read.await? {
+                self.found(DamageKind::Engine(what), b"", Remedy::None);
+                return Ok(());
+            }
+        }
+        let indexed: HashSet<_> = found.iter().map(|&(s, e, _)| (s, e)).collect();
+        let mut missing: Vec<_> = expected.difference(&indexed).copied().collect();
+        let mut stale: Vec<_> = (found.into_iter())
+            .filter(|(second, entry, _)| !expected.contains(&(*second, *entry)))
+            .map(|(_, _, key)| key)
+            .collect();
         missing.sort();
-        stale.sort();
-        for &(at, entry) in &missing {
-            let key = RecordKey::Expiry { at, entry }.encode();
+        stale.sort_by_key(RecordKey::encode);
+        for &(second, entry) in &missing {
+            let key = RecordKey::Expiry { second, entry }.encode();
             self.found(DamageKind::MissingExpiry, &key, Remedy::Rebuild);
         }
-        for &(at, entry) in &stale {
-            let key = RecordKey::Expiry { at, entry }.encode();
-            self.found(DamageKind::StaleExpiry, &key, Remedy::Rebuild);
+        for key in &stale {
+            self.found(DamageKind::StaleExpiry, &key.encode(), Remedy::Rebuild);
         }
         self.missing_expiries = missing;
         self.stale_expiries = stale;

@@ -29,14 +29,13 @@ impl Walk<'_> {
             // `Walk::complete`).
             return Ok(());
         }
-        for &(at, entry) in &self.missing_expiries {
-            let key = RecordKey::Expiry { at, entry };
+        for &(second, entry) in &self.missing_expiries {
+            let key = RecordKey::Expiry { second, entry };
             let mut batch = Batch::new(key.shard().encode());
             batch.put(key.encode(), Vec::new(), Expect::Any);
             backend.commit(batch).await?;
         }
-        for &(at, entry) in &self.stale_expiries {
-            let key = RecordKey::Expiry { at, entry };
+        for key in &self.stale_expiries {
             let mut batch = Batch::new(key.shard().encode());
             batch.delete(key.encode(), Expect::Any);
             backend.commit(batch).await?;

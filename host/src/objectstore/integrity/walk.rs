@@ -53,6 +53,10 @@ impl Place {
             | Some(RecordKey::Expiry {
                 entry: EntryId { partition: id, .. },
                 ..
+            })
+            | Some(RecordKey::LegacyExpiry {
+                entry: EntryId { partition: id, .. },
+                ..
             }) => (Some(id.app), Some(id.store), Some(id)),
             _ => (None, None, None),
         };
@@ -139,9 +143,10 @@ pub(super) struct Walk<'a> {
     /// bytes each (see [`Seen`]).
     pub(super) seen: BTreeMap<PartitionId, Seen>,
     /// The expiry index records that the entries call for and are not
-    /// there, and those there that no entry calls for.
+    /// there (by the second each key expires in), and those there that no
+    /// entry calls for (in either layout).
     pub(super) missing_expiries: Vec<(u64, EntryId)>,
-    pub(super) stale_expiries: Vec<(u64, EntryId)>,
+    pub(super) stale_expiries: Vec<RecordKey>,
     /// Per partition: every entry there is, and those that stay after
     /// repair.
     pub(super) counted_all: BTreeMap<PartitionId, Counts>,
@@ -429,15 +434,18 @@ impl<'a> Walk<'a> {
                     let seen = self.seen.entry(id.partition).or_default();
                     seen.names.add(r.key.as_bytes());
                     if let Some(at) = r.expires {
-                        let expiry = RecordKey::Expiry { at, entry: id }.encode();
+                        let expiry = RecordKey::expiry(at, id).encode();
                         seen.expected_expiries.add(&expiry);
                     }
                 }
             }
-            RecordKey::Expiry { at, entry } => {
-                let expiry = RecordKey::Expiry { at, entry }.encode();
-                let seen = self.seen.entry(entry.partition).or_default();
-                seen.expiries.add(&expiry);
+            RecordKey::Expiry { .. } | RecordKey::LegacyExpiry { .. } => {
+                // Either layout, as the entry this version would write.
+                if let Some((second, entry)) = record_key.expiring() {
+                    let expiry = RecordKey::Expiry { second, entry }.encode();
+                    let seen = self.seen.entry(entry.partition).or_default();
+                    seen.expiries.add(&expiry);
+                }
             }
             RecordKey::IndexPage { partition, .. } => {
                 // Pages are derived: an unreadable one is rebuilt with its
@@ -540,7 +548,7 @@ fn size_kind(parsed: Option<RecordKey>, key: &[u8]) -> &'static str {
         Some(RecordKey::Counts { .. }) => "kept counts",
         Some(RecordKey::RateBucket(_)) => "rate buckets",
         Some(RecordKey::Entry(_)) => "entries",
-        Some(RecordKey::Expiry { .. }) => "expiry index",
+        Some(RecordKey::Expiry { .. } | RecordKey::LegacyExpiry { .. }) => "expiry index",
         Some(RecordKey::IndexPage { .. }) => "index of key names",
         Some(RecordKey::NamePage { .. }) => "index of store and partition names",
         None if quarantined(key).is_some() => "set aside by repairs",

@@ -54,8 +54,13 @@ impl RecordKey {
                 out.push(ENTRY);
                 push_entry(&mut out, id);
             }
-            RecordKey::Expiry { at, entry } => {
+            RecordKey::Expiry { second, entry } => {
                 out.push(EXPIRY);
+                out.extend_from_slice(&second.to_be_bytes());
+                push_entry(&mut out, entry);
+            }
+            RecordKey::LegacyExpiry { at, entry } => {
+                out.push(LEGACY_EXPIRY);
                 out.extend_from_slice(&at.to_be_bytes());
                 push_entry(&mut out, entry);
             }
@@ -116,6 +121,10 @@ impl Prefix {
             }
             Prefix::Expiries => {
                 out.push(EXPIRY);
+                [None; 3]
+            }
+            Prefix::LegacyExpiries => {
+                out.push(LEGACY_EXPIRY);
                 [None; 3]
             }
             Prefix::Stores(app) => {

@@ -14,16 +14,23 @@
 //! | partition counts | `k` app store partition slot | keys and bytes the partition holds: slot 0 as measured when they were first kept, each other slot what the hosts writing in it changed since | partition |
 //! | rate bucket | `r` app | the application's request-rate bucket and its recent leases | application |
 //! | entry | `e` app store partition key | name, value, metadata | partition |
-//! | expiry | `x` expires app store partition key | empty | partition |
+//! | expiry | `y` second app store partition key | empty | partition |
+//! | legacy expiry | `x` expires app store partition key | empty: written by versions before the expiry index was kept by the second; read, swept and deleted, never written | partition |
 //! | index page | `n` app store partition page | a page of the partition's ordered index of key names (see `index`) | partition |
 //! | name page | `o` app `s` page, or `o` app `p` store page | a page of the ordered index of the application's store names (`s`), or of a store's partition names (`p`) | application |
 //! | set aside | `q` original key | the original bytes, as found | `q` |
 //!
 //! Each name is replaced by its 16-byte tag (see
 //! [`encryption`](crate::encryption)); `day` is big-endian days since the
-//! epoch, `expires` big-endian milliseconds. The expiry index keeps the
-//! expiry time in clear so the sweep finds due keys in order without opening
-//! every record: it reveals when keys expire, never what they are.
+//! epoch, `second` big-endian seconds and `expires` big-endian
+//! milliseconds. The expiry index keeps the second a key expires in, in
+//! clear, so the sweep finds due keys in order without opening every
+//! record: it reveals when keys expire (to the second), never what they
+//! are. Within a second the entries sort by their tags, which are random:
+//! keys written together land all over that second's run of the index
+//! instead of at its end, so the engine's pages fill as they do for random
+//! inserts (about 69 %) and not to half, as appends at the end do (see
+//! docs/BENCHMARKS.md, "The expiry index by the second").
 //!
 //! A record's *shard* is the unit a batch may touch: every batch the object
 //! store commits writes records of one shard only, so that a backend which
@@ -48,7 +55,8 @@ const STORE: u8 = b's';
 const PARTITION: u8 = b'p';
 const STATS: u8 = b'c';
 const ENTRY: u8 = b'e';
-const EXPIRY: u8 = b'x';
+const EXPIRY: u8 = b'y';
+const LEGACY_EXPIRY: u8 = b'x';
 const USAGE: u8 = b'u';
 const RATE_BUCKET: u8 = b'r';
 const CREDENTIAL: u8 = b'i';
@@ -104,8 +112,13 @@ pub(crate) enum RecordKey {
     Stats { app: Tag, store: Tag, day: u32 },
     /// A key with its value and metadata.
     Entry(EntryId),
-    /// The expiry index: `entry` expires at `at` (milliseconds).
-    Expiry { at: u64, entry: EntryId },
+    /// The expiry index: `entry` expires within `second` (seconds since
+    /// the epoch; see [`RecordKey::expiry`]).
+    Expiry { second: u64, entry: EntryId },
+    /// The expiry index as earlier versions wrote it: `entry` expires at
+    /// `at` (milliseconds). Swept, checked and deleted like an
+    /// [`Expiry`](RecordKey::Expiry) of `at`'s second; never written.
+    LegacyExpiry { at: u64, entry: EntryId },
     /// A store's key and byte counts as an earlier version kept them:
     /// only read (and deleted) when counts begin to be kept per partition.
     Usage { app: Tag, store: Tag },
@@ -148,8 +161,10 @@ pub(crate) enum Shard {
 pub(crate) enum Prefix {
     /// Every application's record.
     Apps,
-    /// The whole expiry index, in expiry order.
+    /// The whole expiry index, by the second keys expire in.
     Expiries,
+    /// The whole legacy expiry index, in expiry order.
+    LegacyExpiries,
     /// An application's stores.
     Stores(Tag),
     /// A store's partitions.
@@ -179,6 +194,37 @@ pub(crate) enum Prefix {
     /// The pages of the index of an application's store names (`store:
     /// None`), or of one store's partition names.
     NamePages { app: Tag, store: Option<Tag> },
+}
+
+impl RecordKey {
+    /// The expiry index entry of `entry`, which expires at `at`
+    /// (milliseconds since the epoch).
+    pub fn expiry(at: u64, entry: EntryId) -> RecordKey {
+        RecordKey::Expiry {
+            second: at / 1000,
+            entry,
+        }
+    }
+
+    /// Every expiry index entry `entry` may have if it expires at `at`:
+    /// the one this version writes, and the one earlier versions wrote.
+    /// Changing or deleting the entry deletes both.
+    pub fn expiries(at: u64, entry: EntryId) -> [RecordKey; 2] {
+        [
+            RecordKey::expiry(at, entry),
+            RecordKey::LegacyExpiry { at, entry },
+        ]
+    }
+
+    /// For an expiry index entry of either layout, the second its key
+    /// expires in and the key.
+    pub fn expiring(&self) -> Option<(u64, EntryId)> {
+        match *self {
+            RecordKey::Expiry { second, entry } => Some((second, entry)),
+            RecordKey::LegacyExpiry { at, entry } => Some((at / 1000, entry)),
+            _ => None,
+        }
+    }
 }
 
 impl PartitionId {

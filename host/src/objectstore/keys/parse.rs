@@ -86,6 +86,10 @@ impl RecordKey {
             },
             ENTRY => RecordKey::Entry(f.entry()?),
             EXPIRY => RecordKey::Expiry {
+                second: f.u64()?,
+                entry: f.entry()?,
+            },
+            LEGACY_EXPIRY => RecordKey::LegacyExpiry {
                 at: f.u64()?,
                 entry: f.entry()?,
             },

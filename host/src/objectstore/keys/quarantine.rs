@@ -35,7 +35,7 @@ pub(crate) fn probable_shards(key: &[u8]) -> Vec<Vec<u8>> {
                 f.tag().map(Shard::App)
             }
             ENTRY | INDEX_PAGE | COUNTS => f.partition().map(Shard::Partition),
-            EXPIRY => f.u64().and_then(|_| f.partition()).map(Shard::Partition),
+            EXPIRY | LEGACY_EXPIRY => f.u64().and_then(|_| f.partition()).map(Shard::Partition),
             CREDENTIAL => Some(Shard::Host),
             _ => None,
         };

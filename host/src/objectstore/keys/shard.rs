@@ -47,9 +47,9 @@ impl RecordKey {
             | RecordKey::Usage { app, .. }
             | RecordKey::RateBucket(app)
             | RecordKey::NamePage { app, .. } => Shard::App(*app),
-            RecordKey::Entry(id) | RecordKey::Expiry { entry: id, .. } => {
-                Shard::Partition(id.partition)
-            }
+            RecordKey::Entry(id)
+            | RecordKey::Expiry { entry: id, .. }
+            | RecordKey::LegacyExpiry { entry: id, .. } => Shard::Partition(id.partition),
             RecordKey::IndexPage { partition, .. } | RecordKey::Counts { partition, .. } => {
                 Shard::Partition(*partition)
             }
@@ -91,7 +91,7 @@ impl Prefix {
         match self {
             Prefix::Apps | Prefix::StoreTombstones => ShardSpan::StartingWith(vec![SHARD_APP]),
             Prefix::Credentials => ShardSpan::One(Shard::Host.encode()),
-            Prefix::Expiries => partitions_of(&[]),
+            Prefix::Expiries | Prefix::LegacyExpiries => partitions_of(&[]),
             Prefix::Stores(app)
             | Prefix::Partitions { app, .. }
             | Prefix::Stats { app, .. }

@@ -43,7 +43,8 @@ fn every_key_round_trips_and_starts_with_its_prefixes() {
             day: 20_000,
         },
         RecordKey::Entry(entry),
-        RecordKey::Expiry { at: 7, entry },
+        RecordKey::Expiry { second: 7, entry },
+        RecordKey::LegacyExpiry { at: 7, entry },
         RecordKey::Credential(tag(5)),
         RecordKey::IndexPage { partition, page: 9 },
         RecordKey::NamePage {
@@ -74,10 +75,14 @@ fn every_key_round_trips_and_starts_with_its_prefixes() {
     // The layout of the module doc, byte for byte: existing data stays
     // readable.
     assert_eq!(RecordKey::MasterCheck.encode(), b"m/master-check");
-    let expiry = RecordKey::Expiry { at: 7, entry }.encode();
+    let expiry = RecordKey::expiry(7_999, entry).encode();
     assert_eq!(expiry.len(), 1 + 8 + 4 * TAG_LEN);
-    assert_eq!(&expiry[..9], b"x\0\0\0\0\0\0\0\x07");
+    assert_eq!(&expiry[..9], b"y\0\0\0\0\0\0\0\x07");
     assert_eq!(&expiry[9..], &RecordKey::Entry(entry).encode()[1..]);
+    let legacy = RecordKey::LegacyExpiry { at: 7, entry }.encode();
+    assert_eq!(legacy.len(), 1 + 8 + 4 * TAG_LEN);
+    assert_eq!(&legacy[..9], b"x\0\0\0\0\0\0\0\x07");
+    assert_eq!(&legacy[9..], &RecordKey::Entry(entry).encode()[1..]);
 
     let entry_key = RecordKey::Entry(entry).encode();
     for prefix in [
@@ -145,7 +150,15 @@ fn every_prefix_names_the_shards_of_its_records() {
             store: None,
         },
     );
-    in_span(RecordKey::Expiry { at: 5, entry }, Prefix::Expiries);
+    in_span(RecordKey::Expiry { second: 5, entry }, Prefix::Expiries);
+    in_span(
+        RecordKey::LegacyExpiry { at: 5, entry },
+        Prefix::LegacyExpiries,
+    );
+    assert!(
+        !(RecordKey::Expiry { second: 5, entry }.encode())
+            .starts_with(&Prefix::LegacyExpiries.encode())
+    );
     let usage = RecordKey::Usage {
         app: tag(1),
         store: tag(2),
@@ -244,10 +257,9 @@ fn in_one_shard(key: RecordKey, prefix: Prefix) {
 #[test]
 fn entries_and_their_expiries_share_the_partitions_shard() {
     let (partition, entry) = ids();
-    assert_eq!(
-        RecordKey::Entry(entry).shard(),
-        RecordKey::Expiry { at: 1, entry }.shard()
-    );
+    for expiry in RecordKey::expiries(1, entry) {
+        assert_eq!(RecordKey::Entry(entry).shard(), expiry.shard());
+    }
     assert_eq!(
         RecordKey::Partition(partition).shard(),
         RecordKey::App(tag(1)).shard()
@@ -303,8 +315,36 @@ fn credentials_are_host_records_under_their_own_prefix() {
         RecordKey::App(tag(1)),
         RecordKey::Partition(partition),
         RecordKey::Entry(entry),
-        RecordKey::Expiry { at: 7, entry },
+        RecordKey::Expiry { second: 7, entry },
+        RecordKey::LegacyExpiry { at: 7, entry },
     ] {
         assert!(!other.encode().starts_with(&Prefix::Credentials.encode()));
     }
+}
+
+#[test]
+fn the_expiry_index_sorts_by_the_second_then_by_the_tags() {
+    let (partition, _) = ids();
+    let entry = |key| EntryId {
+        partition,
+        key: tag(key),
+    };
+    // Within a second by the key's tag, whatever the milliseconds: keys
+    // written together spread over their second's run of the index.
+    let late_small_tag = RecordKey::expiry(5_900, entry(1)).encode();
+    let early_large_tag = RecordKey::expiry(5_100, entry(2)).encode();
+    let next_second = RecordKey::expiry(6_000, entry(0)).encode();
+    assert!(late_small_tag < early_large_tag);
+    assert!(early_large_tag < next_second);
+    assert_eq!(
+        RecordKey::parse(&late_small_tag).and_then(|k| k.expiring()),
+        Some((5, entry(1)))
+    );
+    // A legacy entry stands for the second of its milliseconds.
+    let legacy = RecordKey::LegacyExpiry {
+        at: 5_900,
+        entry: entry(1),
+    };
+    assert_eq!(legacy.expiring(), Some((5, entry(1))));
+    assert_eq!(RecordKey::Entry(entry(1)).expiring(), None);
 }

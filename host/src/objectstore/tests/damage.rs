@@ -109,7 +109,7 @@ async fn damage_four_ways(backend: &dyn Backend, os: &ObjectStore) -> Vec<String
 
     // 3. An expiry index entry gone (key-12 has a TTL).
     let entry = p.entry_id("key-12").unwrap();
-    let expiry = raw(backend, b"x")
+    let expiry = raw(backend, b"y")
         .await
         .into_iter()
         .map(|(k, _)| k)
@@ -246,7 +246,7 @@ async fn damage_in_one_partition_is_reported_exactly_and_its_neighbours_not() {
     let p = partition(&os, "shop", "p").await;
     let expiry_of = async |name: &str| {
         let entry = p.entry_id(name).unwrap();
-        raw(&*backend, b"x")
+        raw(&*backend, b"y")
             .await
             .into_iter()
             .map(|(k, _)| k)
@@ -257,7 +257,7 @@ async fn damage_in_one_partition_is_reported_exactly_and_its_neighbours_not() {
     let gone = expiry_of("key-04").await.expect("key-04 expires");
     delete_raw(&*backend, gone.clone()).await;
     let planted = keys::RecordKey::Expiry {
-        at: 12_345,
+        second: 12,
         entry: p.entry_id("key-01").unwrap(),
     }
     .encode();

@@ -530,7 +530,7 @@ async fn stores_are_listed_configured_and_deleted_with_their_data() {
     );
     assert!(
         backend
-            .scan(Shards::ALL, b"x", None, 10)
+            .scan(Shards::ALL, b"y", None, 10)
             .await
             .unwrap()
             .is_empty()

@@ -84,7 +84,7 @@ async fn a_store_deletion_cut_off_half_way_shows_nothing_and_the_sweep_finishes_
 
     // Its sweep finishes the job: nothing of the store is left.
     assert_eq!(host2.finish_deletions().await.unwrap(), 1);
-    for kind in [b"e", b"x", b"p", b"t"] {
+    for kind in [b"e", b"y", b"x", b"p", b"t"] {
         assert_eq!(
             records(&backend, kind).await,
             0,

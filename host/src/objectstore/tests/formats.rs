@@ -1,13 +1,15 @@
 //! Records at rest in format 1 (fixed-width fields, see `record::wire`),
 //! as hosts wrote every record before the compact format: a new host reads,
 //! lists, changes and checks them like its own, and writes what it changes
-//! compact.
+//! compact. And expiry index entries at the millisecond (`x`), as hosts
+//! wrote them before the index was kept by the second.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use super::damage::{put_raw, raw};
 use super::*;
-use crate::objectstore::keys::{PartitionId, RecordKey};
+use crate::objectstore::keys::{EntryId, PartitionId, RecordKey};
 use crate::objectstore::record::{CountsRecord, EntryRecord, IndexPage};
 use crate::objectstore::sealed::SealedTable;
 
@@ -140,6 +142,83 @@ async fn entries_and_index_pages_of_format_1_read_list_change_and_check_clean() 
         .collect();
     assert_eq!(formats, BTreeSet::from([1, 2]));
     os.flush_stats().await.unwrap();
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+}
+
+/// The keys' expiry index entries: `x` at the millisecond, as written
+/// before the index was kept by the second, for the index's keys now.
+async fn to_legacy_expiries(backend: &dyn Backend, at: &HashMap<EntryId, u64>) {
+    for (key, _) in raw(backend, b"y").await {
+        let Some(RecordKey::Expiry { entry, .. }) = RecordKey::parse(&key) else {
+            panic!("not an expiry index entry");
+        };
+        let mut batch = Batch::new(shard_of(&key));
+        batch.delete(key, Expect::Any);
+        let legacy = RecordKey::LegacyExpiry {
+            at: at[&entry],
+            entry,
+        };
+        batch.put(legacy.encode(), Vec::new(), Expect::Any);
+        backend.commit(batch).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn expiry_entries_of_the_millisecond_layout_are_swept_replaced_and_check_clean() {
+    let (backend, master) = fresh();
+    let clock = manual_clock();
+    let os = open_at(backend.clone(), &master, &clock).await;
+    let p = partition(&os, "app", "p").await;
+    let one_second = StoreOptions {
+        ttl: Some(Ttl::Fixed(1)),
+        ..Default::default()
+    };
+    let mut at = HashMap::new();
+    for name in ["swept", "rewritten", "deleted"] {
+        let meta = p.store(name, b"v".to_vec(), one_second).await.unwrap();
+        at.insert(p.entry_id(name).unwrap(), meta.expires.unwrap());
+    }
+    to_legacy_expiries(&*backend, &at).await;
+    assert_eq!(raw(&*backend, b"x").await.len(), 3);
+    assert!(raw(&*backend, b"y").await.is_empty());
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+
+    // A change replaces the old entry, a deletion deletes it.
+    p.store("rewritten", b"w".to_vec(), StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(p.delete("deleted").await.unwrap());
+    let legacy = raw(&*backend, b"x").await;
+    assert_eq!(legacy.len(), 1, "only swept's is left");
+    let rewritten = RecordKey::parse(&raw(&*backend, b"y").await[0].0);
+    assert!(
+        matches!(rewritten, Some(RecordKey::Expiry { entry, .. }) if entry == p.entry_id("rewritten").unwrap())
+    );
+
+    // The sweep reclaims a key by its legacy entry once it is due.
+    assert_eq!(os.sweep_expired().await.unwrap(), 0);
+    clock.advance(Duration::from_millis(1100));
+    assert_eq!(os.sweep_expired().await.unwrap(), 1);
+    assert!(raw(&*backend, b"x").await.is_empty());
+    let entries = raw(&*backend, b"e").await;
+    assert_eq!(entries.len(), 1, "rewritten is left");
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.damage);
+
+    // A legacy entry whose key is gone is stale: the check says so, and
+    // repair deletes it.
+    let gone = RecordKey::LegacyExpiry {
+        at: 5,
+        entry: p.entry_id("deleted").unwrap(),
+    };
+    put_raw(&*backend, gone.encode(), Vec::new()).await;
+    let report = integrity::check(&*backend, &master).await.unwrap();
+    let found: Vec<_> = report.damage.iter().map(|d| d.kind.clone()).collect();
+    assert_eq!(found, [integrity::DamageKind::StaleExpiry]);
+    integrity::repair(&*backend, &master).await.unwrap();
+    assert!(raw(&*backend, b"x").await.is_empty());
     let report = integrity::check(&*backend, &master).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.damage);
 }

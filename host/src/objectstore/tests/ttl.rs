@@ -41,7 +41,7 @@ async fn expired_keys_vanish_and_are_swept() {
     );
     assert_eq!(
         backend
-            .scan(Shards::ALL, b"x", None, 10)
+            .scan(Shards::ALL, b"y", None, 10)
             .await
             .unwrap()
             .len(),
@@ -171,4 +171,53 @@ async fn a_counter_keeps_its_own_ttl() {
     p.store("n", b"1".to_vec(), forever).await.unwrap();
     p.increment("n", 1).await.unwrap();
     assert_eq!(p.retrieve("n").await.unwrap().metadata.expires, None);
+}
+
+#[tokio::test]
+async fn the_sweep_takes_what_is_due_within_the_current_second_and_leaves_the_rest() {
+    let (backend, master) = fresh();
+    let clock = manual_clock();
+    // Half past a second, so that the keys below expire within one second.
+    clock.advance(Duration::from_millis(
+        (1_500 - clock.now_ms() % 1_000) % 1_000,
+    ));
+    let os = open_at(backend.clone(), &master, &clock).await;
+    let p = partition(&os, "app", "P").await;
+    let one_second = StoreOptions {
+        ttl: Some(Ttl::Fixed(1)),
+        ..Default::default()
+    };
+    // Many keys, so that the later ones sort before earlier ones by their
+    // tags as well as after.
+    let names: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let mut expires = Vec::new();
+    for name in &names {
+        let meta = p.store(name, b"v".to_vec(), one_second).await.unwrap();
+        expires.push(meta.expires.unwrap());
+        clock.advance(Duration::from_millis(20));
+    }
+    // The first expires at .500, the last at .880 of one second.
+    assert_eq!(expires[0] / 1_000, expires[19] / 1_000);
+    let now = |clock: &ManualClock| clock.now_ms();
+    clock.advance(Duration::from_millis(expires[10] - now(&clock)));
+    // k0 to k10 are due; k11 to k19 expire later in this second.
+    assert_eq!(os.sweep_expired().await.unwrap(), 11);
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(p.contains(name).await.unwrap(), i > 10, "{name}");
+    }
+    let left = |prefix: &'static [u8]| {
+        let backend = backend.clone();
+        async move {
+            (backend.scan(Shards::ALL, prefix, None, 100).await)
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(left(b"e").await, 9);
+    assert_eq!(left(b"y").await, 9, "their index entries stay");
+    assert_eq!(os.sweep_expired().await.unwrap(), 0);
+    clock.advance(Duration::from_millis(expires[19] - now(&clock)));
+    assert_eq!(os.sweep_expired().await.unwrap(), 9);
+    assert_eq!(left(b"e").await, 0);
+    assert_eq!(left(b"y").await, 0);
 }
