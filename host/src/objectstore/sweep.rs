@@ -1,4 +1,4 @@
-//! The sweep: deletes keys whose expiry has passed, by the second they
+//! The sweep: deletes keys whose expiry has passed, by the tick they
 //! expired in, from the expiry index (expired keys are invisible at once; the sweep only
 //! reclaims their space), and finishes store deletions cut off half-way.
 
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::backend::{Batch, Expect};
 
-use super::keys::{Prefix, RecordKey, Shard};
+use super::keys::{Prefix, RecordKey, Shard, tick_of, tick_start};
 use super::record::EntryRecord;
 use super::sealed::Commit;
 use super::write::{Deletion, commit_deletion, freed_by};
@@ -26,9 +26,9 @@ impl ObjectStore {
         Ok(deleted)
     }
 
-    /// Sweeps one layout of the expiry index: every second that has begun
-    /// by `now`, in order. A key that expires later within the second that
-    /// holds `now` is left for a later sweep.
+    /// Sweeps one layout of the expiry index: every tick that has begun by
+    /// `now`, in order. A key that expires later within the tick that holds
+    /// `now` is left for a later sweep.
     async fn sweep_index(&self, prefix: Prefix, now: u64) -> Result<u64, Error> {
         let inner = &self.inner;
         let index = inner.master_table();
@@ -40,7 +40,7 @@ impl ObjectStore {
                 return Ok(deleted);
             }
             for (index_key, _) in due {
-                let Some((second, entry)) = RecordKey::parse(&index_key).and_then(|k| k.expiring())
+                let Some((tick, entry)) = RecordKey::parse(&index_key).and_then(|k| k.expiring())
                 else {
                     tracing::warn!("dropping a malformed expiry index entry");
                     // A malformed key has no shard; it is deleted alone.
@@ -49,7 +49,7 @@ impl ObjectStore {
                     inner.backend.commit(batch).await?;
                     continue;
                 };
-                if second.saturating_mul(1000) > now {
+                if tick_start(tick) > now {
                     return Ok(deleted);
                 }
                 let shard = Shard::Partition(entry.partition).encode();
@@ -62,11 +62,11 @@ impl ObjectStore {
                     let app = inner.app_state(entry.partition.app, None).await?;
                     match inner.table(&app).open::<EntryRecord>(&entry_key, &sealed) {
                         Ok(record) => match record.expires {
-                            Some(at) if at / 1000 == second && at <= now => {
+                            Some(at) if tick_of(at) == tick && at <= now => {
                                 expired = Some((app, record.key, sealed));
                             }
-                            // Later in this second: its index entry stays.
-                            Some(at) if at / 1000 == second => continue,
+                            // Later in this tick: its index entry stays.
+                            Some(at) if tick_of(at) == tick => continue,
                             // Rewritten since: only the index entry is stale.
                             _ => {}
                         },

@@ -18,7 +18,7 @@ use super::report::{DamageKind, Remedy};
 use super::walk::{Counts, Digest, Scanned, Walk, open, scan_in_order};
 use crate::objectstore::Error;
 use crate::objectstore::index::{self, ReadPage, Scope};
-use crate::objectstore::keys::{EntryId, PartitionId, Prefix, RecordKey};
+use crate::objectstore::keys::{EntryId, PartitionId, Prefix, RecordKey, tick_of};
 use crate::objectstore::record::{EntryRecord, IndexPage};
 use crate::objectstore::usage::kept;
 
@@ -33,7 +33,7 @@ impl Walk<'_> {
         if differing.is_empty() {
             return Ok(());
         }
-        // Either layout's entries stand for the second they name (see
+        // Either layout's entries stand for the tick they name (see
         // `RecordKey::expiring`); a stale one is deleted in its own layout.
         let mut found = Vec::new();
         for prefix in [Prefix::Expiries, Prefix::LegacyExpiries] {
@@ -41,10 +41,10 @@ impl Walk<'_> {
             let read = scan_in_order(backend, &prefix, |record| {
                 if let Scanned::Record(key, _) = record
                     && let Some(index_key) = RecordKey::parse(key)
-                    && let Some((second, entry)) = index_key.expiring()
+                    && let Some((tick, entry)) = index_key.expiring()
                     && differing.contains(&entry.partition)
                 {
-                    found.push((second, entry, index_key));
+                    found.push((tick, entry, index_key));
                 }
             });
             if let Err(what) = read.await? {
@@ -56,7 +56,7 @@ impl Walk<'_> {
         for partition in &differing {
             let read = self.each_entry(backend, *partition, |id, record| {
                 if let Some(at) = record.expires {
-                    expected.insert((at / 1000, id));
+                    expected.insert((tick_of(at), id));
                 }
             });
             if let Err(what) = read.await? {
@@ -64,16 +64,16 @@ impl Walk<'_> {
                 return Ok(());
             }
         }
-        let indexed: HashSet<_> = found.iter().map(|&(s, e, _)| (s, e)).collect();
+        let indexed: HashSet<_> = found.iter().map(|&(t, e, _)| (t, e)).collect();
         let mut missing: Vec<_> = expected.difference(&indexed).copied().collect();
         let mut stale: Vec<_> = (found.into_iter())
-            .filter(|(second, entry, _)| !expected.contains(&(*second, *entry)))
+            .filter(|(tick, entry, _)| !expected.contains(&(*tick, *entry)))
             .map(|(_, _, key)| key)
             .collect();
         missing.sort();
         stale.sort_by_key(RecordKey::encode);
-        for &(second, entry) in &missing {
-            let key = RecordKey::Expiry { second, entry }.encode();
+        for &(tick, entry) in &missing {
+            let key = RecordKey::Expiry { tick, entry }.encode();
             self.found(DamageKind::MissingExpiry, &key, Remedy::Rebuild);
         }
         for key in &stale {

@@ -29,8 +29,8 @@ impl Walk<'_> {
             // `Walk::complete`).
             return Ok(());
         }
-        for &(second, entry) in &self.missing_expiries {
-            let key = RecordKey::Expiry { second, entry };
+        for &(tick, entry) in &self.missing_expiries {
+            let key = RecordKey::Expiry { tick, entry };
             let mut batch = Batch::new(key.shard().encode());
             batch.put(key.encode(), Vec::new(), Expect::Any);
             backend.commit(batch).await?;

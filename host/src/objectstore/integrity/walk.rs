@@ -143,7 +143,7 @@ pub(super) struct Walk<'a> {
     /// bytes each (see [`Seen`]).
     pub(super) seen: BTreeMap<PartitionId, Seen>,
     /// The expiry index records that the entries call for and are not
-    /// there (by the second each key expires in), and those there that no
+    /// there (by the tick each key expires in), and those there that no
     /// entry calls for (in either layout).
     pub(super) missing_expiries: Vec<(u64, EntryId)>,
     pub(super) stale_expiries: Vec<RecordKey>,
@@ -441,8 +441,8 @@ impl<'a> Walk<'a> {
             }
             RecordKey::Expiry { .. } | RecordKey::LegacyExpiry { .. } => {
                 // Either layout, as the entry this version would write.
-                if let Some((second, entry)) = record_key.expiring() {
-                    let expiry = RecordKey::Expiry { second, entry }.encode();
+                if let Some((tick, entry)) = record_key.expiring() {
+                    let expiry = RecordKey::Expiry { tick, entry }.encode();
                     let seen = self.seen.entry(entry.partition).or_default();
                     seen.expiries.add(&expiry);
                 }

@@ -54,9 +54,9 @@ impl RecordKey {
                 out.push(ENTRY);
                 push_entry(&mut out, id);
             }
-            RecordKey::Expiry { second, entry } => {
+            RecordKey::Expiry { tick, entry } => {
                 out.push(EXPIRY);
-                out.extend_from_slice(&second.to_be_bytes());
+                out.extend_from_slice(&tick.to_be_bytes());
                 push_entry(&mut out, entry);
             }
             RecordKey::LegacyExpiry { at, entry } => {

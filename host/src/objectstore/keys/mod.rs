@@ -14,23 +14,25 @@
 //! | partition counts | `k` app store partition slot | keys and bytes the partition holds: slot 0 as measured when they were first kept, each other slot what the hosts writing in it changed since | partition |
 //! | rate bucket | `r` app | the application's request-rate bucket and its recent leases | application |
 //! | entry | `e` app store partition key | name, value, metadata | partition |
-//! | expiry | `y` second app store partition key | empty | partition |
-//! | legacy expiry | `x` expires app store partition key | empty: written by versions before the expiry index was kept by the second; read, swept and deleted, never written | partition |
+//! | expiry | `y` tick app store partition key | empty | partition |
+//! | legacy expiry | `x` expires app store partition key | empty: written by versions before the expiry index was kept by the tick; read, swept and deleted, never written | partition |
 //! | index page | `n` app store partition page | a page of the partition's ordered index of key names (see `index`) | partition |
 //! | name page | `o` app `s` page, or `o` app `p` store page | a page of the ordered index of the application's store names (`s`), or of a store's partition names (`p`) | application |
 //! | set aside | `q` original key | the original bytes, as found | `q` |
 //!
 //! Each name is replaced by its 16-byte tag (see
 //! [`encryption`](crate::encryption)); `day` is big-endian days since the
-//! epoch, `second` big-endian seconds and `expires` big-endian
-//! milliseconds. The expiry index keeps the second a key expires in, in
-//! clear, so the sweep finds due keys in order without opening every
-//! record: it reveals when keys expire (to the second), never what they
-//! are. Within a second the entries sort by their tags, which are random:
-//! keys written together land all over that second's run of the index
-//! instead of at its end, so the engine's pages fill as they do for random
-//! inserts (about 69 %) and not to half, as appends at the end do (see
-//! docs/BENCHMARKS.md, "The expiry index by the second").
+//! epoch, `expires` big-endian milliseconds, and `tick` big-endian
+//! [`EXPIRY_TICK_MS`] since the epoch. The expiry index keeps the tick a
+//! key expires in, in clear, so the sweep finds due keys in order without
+//! opening every record: it reveals when keys expire (to the tick), never
+//! what they are. Within a tick the entries sort by their tags, which are
+//! random: keys written together land all over their tick's run of the
+//! index instead of at its end, so the engine's pages fill as they do for
+//! random inserts, and not to half, as appends at the end do; and a tick
+//! is short, so that a group commit of many writes still changes few of
+//! the index's pages (see docs/BENCHMARKS.md, "The expiry index by the
+//! tick").
 //!
 //! A record's *shard* is the unit a batch may touch: every batch the object
 //! store commits writes records of one shard only, so that a backend which
@@ -112,12 +114,12 @@ pub(crate) enum RecordKey {
     Stats { app: Tag, store: Tag, day: u32 },
     /// A key with its value and metadata.
     Entry(EntryId),
-    /// The expiry index: `entry` expires within `second` (seconds since
-    /// the epoch; see [`RecordKey::expiry`]).
-    Expiry { second: u64, entry: EntryId },
+    /// The expiry index: `entry` expires within `tick` (see
+    /// [`RecordKey::expiry`]).
+    Expiry { tick: u64, entry: EntryId },
     /// The expiry index as earlier versions wrote it: `entry` expires at
     /// `at` (milliseconds). Swept, checked and deleted like an
-    /// [`Expiry`](RecordKey::Expiry) of `at`'s second; never written.
+    /// [`Expiry`](RecordKey::Expiry) of `at`'s tick; never written.
     LegacyExpiry { at: u64, entry: EntryId },
     /// A store's key and byte counts as an earlier version kept them:
     /// only read (and deleted) when counts begin to be kept per partition.
@@ -161,7 +163,7 @@ pub(crate) enum Shard {
 pub(crate) enum Prefix {
     /// Every application's record.
     Apps,
-    /// The whole expiry index, by the second keys expire in.
+    /// The whole expiry index, by the tick keys expire in.
     Expiries,
     /// The whole legacy expiry index, in expiry order.
     LegacyExpiries,
@@ -196,12 +198,30 @@ pub(crate) enum Prefix {
     NamePages { app: Tag, store: Option<Tag> },
 }
 
+/// The expiry index's unit of time, in milliseconds. A tick's entries are
+/// in random order, so its length weighs two costs (docs/BENCHMARKS.md,
+/// "The expiry index by the tick"): too short, and keys written one after
+/// another append at the index's end, which leaves its pages half full; too
+/// long, and each group commit's writes land on as many pages of the index
+/// as there are writes, each a page redb writes again.
+pub(crate) const EXPIRY_TICK_MS: u64 = 32;
+
+/// The tick holding the instant `at` (milliseconds since the epoch).
+pub(crate) fn tick_of(at: u64) -> u64 {
+    at / EXPIRY_TICK_MS
+}
+
+/// When `tick` begins, in milliseconds since the epoch.
+pub(crate) fn tick_start(tick: u64) -> u64 {
+    tick.saturating_mul(EXPIRY_TICK_MS)
+}
+
 impl RecordKey {
     /// The expiry index entry of `entry`, which expires at `at`
     /// (milliseconds since the epoch).
     pub fn expiry(at: u64, entry: EntryId) -> RecordKey {
         RecordKey::Expiry {
-            second: at / 1000,
+            tick: tick_of(at),
             entry,
         }
     }
@@ -216,12 +236,12 @@ impl RecordKey {
         ]
     }
 
-    /// For an expiry index entry of either layout, the second its key
+    /// For an expiry index entry of either layout, the tick its key
     /// expires in and the key.
     pub fn expiring(&self) -> Option<(u64, EntryId)> {
         match *self {
-            RecordKey::Expiry { second, entry } => Some((second, entry)),
-            RecordKey::LegacyExpiry { at, entry } => Some((at / 1000, entry)),
+            RecordKey::Expiry { tick, entry } => Some((tick, entry)),
+            RecordKey::LegacyExpiry { at, entry } => Some((tick_of(at), entry)),
             _ => None,
         }
     }

@@ -86,7 +86,7 @@ impl RecordKey {
             },
             ENTRY => RecordKey::Entry(f.entry()?),
             EXPIRY => RecordKey::Expiry {
-                second: f.u64()?,
+                tick: f.u64()?,
                 entry: f.entry()?,
             },
             LEGACY_EXPIRY => RecordKey::LegacyExpiry {

@@ -43,7 +43,7 @@ fn every_key_round_trips_and_starts_with_its_prefixes() {
             day: 20_000,
         },
         RecordKey::Entry(entry),
-        RecordKey::Expiry { second: 7, entry },
+        RecordKey::Expiry { tick: 7, entry },
         RecordKey::LegacyExpiry { at: 7, entry },
         RecordKey::Credential(tag(5)),
         RecordKey::IndexPage { partition, page: 9 },
@@ -75,7 +75,7 @@ fn every_key_round_trips_and_starts_with_its_prefixes() {
     // The layout of the module doc, byte for byte: existing data stays
     // readable.
     assert_eq!(RecordKey::MasterCheck.encode(), b"m/master-check");
-    let expiry = RecordKey::expiry(7_999, entry).encode();
+    let expiry = RecordKey::expiry(7 * EXPIRY_TICK_MS + 31, entry).encode();
     assert_eq!(expiry.len(), 1 + 8 + 4 * TAG_LEN);
     assert_eq!(&expiry[..9], b"y\0\0\0\0\0\0\0\x07");
     assert_eq!(&expiry[9..], &RecordKey::Entry(entry).encode()[1..]);
@@ -150,13 +150,13 @@ fn every_prefix_names_the_shards_of_its_records() {
             store: None,
         },
     );
-    in_span(RecordKey::Expiry { second: 5, entry }, Prefix::Expiries);
+    in_span(RecordKey::Expiry { tick: 5, entry }, Prefix::Expiries);
     in_span(
         RecordKey::LegacyExpiry { at: 5, entry },
         Prefix::LegacyExpiries,
     );
     assert!(
-        !(RecordKey::Expiry { second: 5, entry }.encode())
+        !(RecordKey::Expiry { tick: 5, entry }.encode())
             .starts_with(&Prefix::LegacyExpiries.encode())
     );
     let usage = RecordKey::Usage {
@@ -315,7 +315,7 @@ fn credentials_are_host_records_under_their_own_prefix() {
         RecordKey::App(tag(1)),
         RecordKey::Partition(partition),
         RecordKey::Entry(entry),
-        RecordKey::Expiry { second: 7, entry },
+        RecordKey::Expiry { tick: 7, entry },
         RecordKey::LegacyExpiry { at: 7, entry },
     ] {
         assert!(!other.encode().starts_with(&Prefix::Credentials.encode()));
@@ -323,28 +323,33 @@ fn credentials_are_host_records_under_their_own_prefix() {
 }
 
 #[test]
-fn the_expiry_index_sorts_by_the_second_then_by_the_tags() {
+fn the_expiry_index_sorts_by_the_tick_then_by_the_tags() {
     let (partition, _) = ids();
     let entry = |key| EntryId {
         partition,
         key: tag(key),
     };
-    // Within a second by the key's tag, whatever the milliseconds: keys
-    // written together spread over their second's run of the index.
-    let late_small_tag = RecordKey::expiry(5_900, entry(1)).encode();
-    let early_large_tag = RecordKey::expiry(5_100, entry(2)).encode();
-    let next_second = RecordKey::expiry(6_000, entry(0)).encode();
+    let ms = |tick: u64, within: u64| tick * EXPIRY_TICK_MS + within;
+    assert_eq!(tick_of(ms(5, EXPIRY_TICK_MS - 1)), 5);
+    assert_eq!(tick_start(5), ms(5, 0));
+    // Within a tick by the key's tag, whatever the milliseconds: keys
+    // written together spread over their tick's run of the index.
+    let late_small_tag = RecordKey::expiry(ms(5, EXPIRY_TICK_MS - 1), entry(1)).encode();
+    let early_large_tag = RecordKey::expiry(ms(5, 0), entry(2)).encode();
+    let next_tick = RecordKey::expiry(ms(6, 0), entry(0)).encode();
     assert!(late_small_tag < early_large_tag);
-    assert!(early_large_tag < next_second);
+    assert!(early_large_tag < next_tick);
     assert_eq!(
         RecordKey::parse(&late_small_tag).and_then(|k| k.expiring()),
         Some((5, entry(1)))
     );
-    // A legacy entry stands for the second of its milliseconds.
+    // A legacy entry stands for the tick of its milliseconds.
     let legacy = RecordKey::LegacyExpiry {
-        at: 5_900,
+        at: ms(5, 3),
         entry: entry(1),
     };
     assert_eq!(legacy.expiring(), Some((5, entry(1))));
     assert_eq!(RecordKey::Entry(entry(1)).expiring(), None);
+    // A tick past the last millisecond is no overflow.
+    assert_eq!(tick_start(u64::MAX), u64::MAX);
 }

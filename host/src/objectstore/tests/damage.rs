@@ -257,7 +257,7 @@ async fn damage_in_one_partition_is_reported_exactly_and_its_neighbours_not() {
     let gone = expiry_of("key-04").await.expect("key-04 expires");
     delete_raw(&*backend, gone.clone()).await;
     let planted = keys::RecordKey::Expiry {
-        second: 12,
+        tick: 12,
         entry: p.entry_id("key-01").unwrap(),
     }
     .encode();

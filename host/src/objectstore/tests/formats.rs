@@ -2,7 +2,7 @@
 //! as hosts wrote every record before the compact format: a new host reads,
 //! lists, changes and checks them like its own, and writes what it changes
 //! compact. And expiry index entries at the millisecond (`x`), as hosts
-//! wrote them before the index was kept by the second.
+//! wrote them before the index was kept by the tick.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -147,7 +147,7 @@ async fn entries_and_index_pages_of_format_1_read_list_change_and_check_clean() 
 }
 
 /// The keys' expiry index entries: `x` at the millisecond, as written
-/// before the index was kept by the second, for the index's keys now.
+/// before the index was kept by the tick, for the index's keys now.
 async fn to_legacy_expiries(backend: &dyn Backend, at: &HashMap<EntryId, u64>) {
     for (key, _) in raw(backend, b"y").await {
         let Some(RecordKey::Expiry { entry, .. }) = RecordKey::parse(&key) else {

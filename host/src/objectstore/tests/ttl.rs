@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::objectstore::keys::{EXPIRY_TICK_MS, tick_of};
 
 #[tokio::test]
 async fn expired_keys_vanish_and_are_swept() {
@@ -174,19 +175,19 @@ async fn a_counter_keeps_its_own_ttl() {
 }
 
 #[tokio::test]
-async fn the_sweep_takes_what_is_due_within_the_current_second_and_leaves_the_rest() {
+async fn the_sweep_takes_what_is_due_within_the_current_tick_and_leaves_the_rest() {
     let (backend, master) = fresh();
     let clock = manual_clock();
-    // Half past a second, so that the keys below expire within one second.
-    clock.advance(Duration::from_millis(
-        (1_500 - clock.now_ms() % 1_000) % 1_000,
-    ));
-    let os = open_at(backend.clone(), &master, &clock).await;
-    let p = partition(&os, "app", "P").await;
     let one_second = StoreOptions {
         ttl: Some(Ttl::Fixed(1)),
         ..Default::default()
     };
+    // So that keys written now expire at the start of a tick of the expiry
+    // index, and those written in the next 20 ms within that tick.
+    let to_tick = EXPIRY_TICK_MS - (clock.now_ms() + 1_000) % EXPIRY_TICK_MS;
+    clock.advance(Duration::from_millis(to_tick % EXPIRY_TICK_MS));
+    let os = open_at(backend.clone(), &master, &clock).await;
+    let p = partition(&os, "app", "P").await;
     // Many keys, so that the later ones sort before earlier ones by their
     // tags as well as after.
     let names: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
@@ -194,13 +195,12 @@ async fn the_sweep_takes_what_is_due_within_the_current_second_and_leaves_the_re
     for name in &names {
         let meta = p.store(name, b"v".to_vec(), one_second).await.unwrap();
         expires.push(meta.expires.unwrap());
-        clock.advance(Duration::from_millis(20));
+        clock.advance(Duration::from_millis(1));
     }
-    // The first expires at .500, the last at .880 of one second.
-    assert_eq!(expires[0] / 1_000, expires[19] / 1_000);
+    assert_eq!(tick_of(expires[0]), tick_of(expires[19]));
     let now = |clock: &ManualClock| clock.now_ms();
     clock.advance(Duration::from_millis(expires[10] - now(&clock)));
-    // k0 to k10 are due; k11 to k19 expire later in this second.
+    // k0 to k10 are due; k11 to k19 expire later in this tick.
     assert_eq!(os.sweep_expired().await.unwrap(), 11);
     for (i, name) in names.iter().enumerate() {
         assert_eq!(p.contains(name).await.unwrap(), i > 10, "{name}");
