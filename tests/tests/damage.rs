@@ -94,7 +94,7 @@ async fn fill(os: &ObjectStore) {
 fn shard_of(key: &[u8]) -> Vec<u8> {
     let tags = match key[0] {
         b'e' => &key[1..49],
-        b'x' => &key[9..57],
+        b'x' | b'y' => &key[9..57],
         other => panic!("no shard for kind {other}"),
     };
     [&b"p"[..], tags].concat()

@@ -116,6 +116,10 @@ struct Inner {
     key_locks: write::KeyLocks,
     /// Queues the index changes of one partition within this host.
     index_locks: index::IndexLocks,
+    /// Set once a sweep found no expiry index entry of the old layout
+    /// (which this version never writes): later sweeps scan only the new
+    /// one.
+    legacy_expiries_gone: std::sync::atomic::AtomicBool,
 }
 
 impl ObjectStore {
@@ -144,6 +148,7 @@ impl ObjectStore {
                 config,
                 apps: Mutex::new(HashMap::new()),
                 key_locks: write::KeyLocks::new(),
+                legacy_expiries_gone: Default::default(),
                 index_locks: index::IndexLocks::new(),
             }),
         })

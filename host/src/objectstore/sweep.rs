@@ -1,7 +1,9 @@
 //! The sweep: deletes keys whose expiry has passed, by the tick they
-//! expired in, from the expiry index (expired keys are invisible at once; the sweep only
-//! reclaims their space), and finishes store deletions cut off half-way.
+//! expired in, from the expiry index (expired keys are invisible at once;
+//! the sweep only reclaims their space), and finishes store deletions cut
+//! off half-way.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::backend::{Batch, Expect};
@@ -19,25 +21,30 @@ impl ObjectStore {
         let now = self.inner.now_ms();
         let mut deleted = 0;
         // The entries earlier versions wrote, then this version's: the
-        // former drain as their keys expire or change.
-        for index in [Prefix::LegacyExpiries, Prefix::Expiries] {
-            deleted += self.sweep_index(index, now).await?;
+        // former drain as their keys expire or change, and once none is
+        // left (this version writes none) they are not looked for again.
+        let legacy_gone = &self.inner.legacy_expiries_gone;
+        if !legacy_gone.load(Ordering::Relaxed) {
+            let (swept, left) = self.sweep_index(Prefix::LegacyExpiries, now).await?;
+            deleted += swept;
+            legacy_gone.store(!left, Ordering::Relaxed);
         }
-        Ok(deleted)
+        Ok(deleted + self.sweep_index(Prefix::Expiries, now).await?.0)
     }
 
     /// Sweeps one layout of the expiry index: every tick that has begun by
     /// `now`, in order. A key that expires later within the tick that holds
-    /// `now` is left for a later sweep.
-    async fn sweep_index(&self, prefix: Prefix, now: u64) -> Result<u64, Error> {
+    /// `now` is left for a later sweep. Returns how many keys it deleted,
+    /// and whether it left any entry in the index.
+    async fn sweep_index(&self, prefix: Prefix, now: u64) -> Result<(u64, bool), Error> {
         let inner = &self.inner;
         let index = inner.master_table();
-        let mut deleted = 0;
+        let (mut deleted, mut left) = (0, false);
         let mut scan = index.scan(prefix);
         loop {
             let due = scan.next_chunk().await?;
             if due.is_empty() {
-                return Ok(deleted);
+                return Ok((deleted, left));
             }
             for (index_key, _) in due {
                 let Some((tick, entry)) = RecordKey::parse(&index_key).and_then(|k| k.expiring())
@@ -50,7 +57,7 @@ impl ObjectStore {
                     continue;
                 };
                 if tick_start(tick) > now {
-                    return Ok(deleted);
+                    return Ok((deleted, true));
                 }
                 let shard = Shard::Partition(entry.partition).encode();
                 let entry_key = RecordKey::Entry(entry).encode();
@@ -66,7 +73,10 @@ impl ObjectStore {
                                 expired = Some((app, record.key, sealed));
                             }
                             // Later in this tick: its index entry stays.
-                            Some(at) if tick_of(at) == tick => continue,
+                            Some(at) if tick_of(at) == tick => {
+                                left = true;
+                                continue;
+                            }
                             // Rewritten since: only the index entry is stale.
                             _ => {}
                         },
@@ -98,6 +108,8 @@ impl ObjectStore {
                     commit_deletion(table, &inner.index_locks, &app.usage, gone, batch).await?;
                 if outcome == Commit::Done {
                     deleted += 1;
+                } else {
+                    left = true;
                 }
             }
         }

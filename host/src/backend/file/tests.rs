@@ -376,31 +376,45 @@ fn open_faulty_journaled(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_that_cannot_be_written_fails_its_group_and_redb_commits_the_next_durably() {
-    let dir = TempDir::new("journal-fails");
-    let path = dir.0.join("db.redb");
-    let (faults, journal_faults) = (Faults::new(), Faults::new());
-    let backend = open_faulty_journaled(&path, &faults, &journal_faults);
-    put(&backend, "a", b"1").await.unwrap();
-    assert!(
-        std::fs::metadata(journal_path(&path)).unwrap().len() > 0,
-        "a lone write goes through the journal"
-    );
-    journal_faults.fail_now(StorageFault::DiskFull);
-    let refused = put(&backend, "b", b"2").await.unwrap_err();
-    assert_eq!(refused.fault(), Some(StorageFault::DiskFull), "{refused}");
-    assert!(refused.to_string().contains("journal"), "{refused}");
-    assert_eq!(value(&backend, "b").await, None);
-    // The journal still fails (nor can it be emptied): once the retry
-    // interval is over, redb commits a group durably itself.
-    put_once_writable(&backend, "a", b"3").await;
-    drop(backend);
+    // The journal's write fails, or the write lands and its fdatasync
+    // fails (a cut of the file, which fails too, leaves the record there).
+    for (what, ops) in [("write", 0), ("fdatasync", 1)] {
+        let dir = TempDir::new(&format!("journal-fails-{what}"));
+        let path = dir.0.join("db.redb");
+        let (faults, journal_faults) = (Faults::new(), Faults::new());
+        let backend = open_faulty_journaled(&path, &faults, &journal_faults);
+        let journal_len = || std::fs::metadata(journal_path(&path)).unwrap().len();
+        put(&backend, "a", b"1").await.unwrap();
+        let one_record = journal_len();
+        assert!(one_record > 0, "a lone write goes through the journal");
+        journal_faults.fail_after(ops, StorageFault::DiskFull);
+        let refused = put(&backend, "b", b"2").await.unwrap_err();
+        assert_eq!(
+            refused.fault(),
+            Some(StorageFault::DiskFull),
+            "{what}: {refused}"
+        );
+        assert!(refused.to_string().contains("journal"), "{what}: {refused}");
+        assert_eq!(value(&backend, "b").await, None, "{what}");
+        assert_eq!(journal_len() > one_record, ops == 1, "{what}: b's record");
+        // The journal still fails (nor can it be emptied): once the retry
+        // interval is over, redb commits a group durably itself.
+        put_once_writable(&backend, "a", b"3").await;
+        drop(backend);
 
-    // a's first record is still in the journal, of an epoch that a's
-    // durable overwrite ended: it is not applied over it.
-    journal_faults.heal();
-    let reopened = open_faulty_journaled(&path, &faults, &journal_faults);
-    assert_eq!(value(&reopened, "a").await.as_deref(), Some(&b"3"[..]));
-    assert_eq!(value(&reopened, "b").await, None);
+        // a's first record (and b's, if its write landed) are still in
+        // the journal, of an epoch that a's durable overwrite ended: they
+        // are not applied over it.
+        assert!(journal_len() >= one_record, "{what}");
+        journal_faults.heal();
+        let reopened = open_faulty_journaled(&path, &faults, &journal_faults);
+        assert_eq!(
+            value(&reopened, "a").await.as_deref(),
+            Some(&b"3"[..]),
+            "{what}"
+        );
+        assert_eq!(value(&reopened, "b").await, None, "{what}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,7 +66,8 @@ pub enum DamageKind {
     /// An entry that expires has no expiry index entry: the sweep would
     /// never reclaim it.
     MissingExpiry,
-    /// An expiry index entry whose entry is gone or expires at another time.
+    /// An expiry index entry whose entry is gone or expires in another
+    /// tick (see `keys::EXPIRY_TICK_MS`).
     StaleExpiry,
     /// A partition's kept counts differ from a recount of its entries.
     UsageMismatch {

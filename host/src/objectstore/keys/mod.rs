@@ -22,8 +22,9 @@
 //!
 //! Each name is replaced by its 16-byte tag (see
 //! [`encryption`](crate::encryption)); `day` is big-endian days since the
-//! epoch, `expires` big-endian milliseconds, and `tick` big-endian
-//! [`EXPIRY_TICK_MS`] since the epoch. The expiry index keeps the tick a
+//! epoch, `expires` big-endian milliseconds, and `tick` the big-endian
+//! count of ticks of [`EXPIRY_TICK_MS`] (32 ms) since the epoch. The
+//! expiry index keeps the tick a
 //! key expires in, in clear, so the sweep finds due keys in order without
 //! opening every record: it reveals when keys expire (to the tick), never
 //! what they are. Within a tick the entries sort by their tags, which are

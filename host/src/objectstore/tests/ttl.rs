@@ -221,3 +221,40 @@ async fn the_sweep_takes_what_is_due_within_the_current_tick_and_leaves_the_rest
     assert_eq!(left(b"e").await, 0);
     assert_eq!(left(b"y").await, 0);
 }
+
+#[tokio::test]
+async fn a_key_written_twice_within_a_tick_has_one_expiry_entry_and_is_swept() {
+    let (backend, master) = fresh();
+    let clock = manual_clock();
+    let one_second = StoreOptions {
+        ttl: Some(Ttl::Fixed(1)),
+        ..Default::default()
+    };
+    // So that keys written now expire at the start of a tick.
+    let to_tick = EXPIRY_TICK_MS - (clock.now_ms() + 1_000) % EXPIRY_TICK_MS;
+    clock.advance(Duration::from_millis(to_tick % EXPIRY_TICK_MS));
+    let os = open_at(backend.clone(), &master, &clock).await;
+    let p = partition(&os, "app", "P").await;
+    let expiries = || async {
+        (backend.scan(Shards::ALL, b"y", None, 10).await)
+            .unwrap()
+            .len()
+    };
+    // The same expiry, so the same index entry, deleted and put again in
+    // one batch; then another instant of the same tick.
+    let first = p.store("k", b"1".to_vec(), one_second).await.unwrap();
+    let again = p.store("k", b"2".to_vec(), one_second).await.unwrap();
+    assert_eq!(first.expires, again.expires);
+    assert_eq!(expiries().await, 1);
+    clock.advance(Duration::from_millis(1));
+    let later = p.store("k", b"3".to_vec(), one_second).await.unwrap();
+    assert_eq!(
+        tick_of(later.expires.unwrap()),
+        tick_of(first.expires.unwrap())
+    );
+    assert_eq!(expiries().await, 1);
+    clock.advance(Duration::from_millis(1_100));
+    assert_eq!(os.sweep_expired().await.unwrap(), 1);
+    assert_eq!(expiries().await, 0);
+    assert!(!p.contains("k").await.unwrap());
+}
