@@ -34,7 +34,10 @@ impl Walk<'_> {
             return Ok(());
         }
         // Either layout's entries stand for the tick they name (see
-        // `RecordKey::expiring`); a stale one is deleted in its own layout.
+        // `RecordKey::expiring`), this version's first: an entry is stale
+        // if no key expires in its tick, or if another entry (of this
+        // layout, or the first found) already stands for that key and
+        // tick. A stale one is deleted in its own layout.
         let mut found = Vec::new();
         for prefix in [Prefix::Expiries, Prefix::LegacyExpiries] {
             let prefix = prefix.encode();
@@ -64,12 +67,14 @@ impl Walk<'_> {
                 return Ok(());
             }
         }
-        let indexed: HashSet<_> = found.iter().map(|&(t, e, _)| (t, e)).collect();
+        let mut indexed = HashSet::new();
+        let mut stale = Vec::new();
+        for (tick, entry, key) in found {
+            if !expected.contains(&(tick, entry)) || !indexed.insert((tick, entry)) {
+                stale.push(key);
+            }
+        }
         let mut missing: Vec<_> = expected.difference(&indexed).copied().collect();
-        let mut stale: Vec<_> = (found.into_iter())
-            .filter(|(tick, entry, _)| !expected.contains(&(*tick, *entry)))
-            .map(|(_, _, key)| key)
-            .collect();
         missing.sort();
         stale.sort_by_key(RecordKey::encode);
         for &(tick, entry) in &missing {

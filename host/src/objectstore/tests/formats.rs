@@ -186,7 +186,8 @@ async fn expiry_entries_of_the_millisecond_layout_are_swept_replaced_and_check_c
     assert!(report.is_clean(), "{:?}", report.damage);
 
     // A change replaces the old entry, a deletion deletes it.
-    p.store("rewritten", b"w".to_vec(), StoreOptions::default())
+    let rewritten_meta = p
+        .store("rewritten", b"w".to_vec(), StoreOptions::default())
         .await
         .unwrap();
     assert!(p.delete("deleted").await.unwrap());
@@ -207,18 +208,27 @@ async fn expiry_entries_of_the_millisecond_layout_are_swept_replaced_and_check_c
     let report = integrity::check(&*backend, &master).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.damage);
 
-    // A legacy entry whose key is gone is stale: the check says so, and
-    // repair deletes it.
+    // A legacy entry whose key is gone is stale, and so is one beside the
+    // entry this version wrote for the same key and tick: the check says
+    // so, and repair deletes them, leaving this version's.
     let gone = RecordKey::LegacyExpiry {
         at: 5,
         entry: p.entry_id("deleted").unwrap(),
     };
-    put_raw(&*backend, gone.encode(), Vec::new()).await;
+    let twice = RecordKey::LegacyExpiry {
+        at: rewritten_meta.expires.unwrap(),
+        entry: p.entry_id("rewritten").unwrap(),
+    };
+    for planted in [gone, twice] {
+        put_raw(&*backend, planted.encode(), Vec::new()).await;
+    }
     let report = integrity::check(&*backend, &master).await.unwrap();
     let found: Vec<_> = report.damage.iter().map(|d| d.kind.clone()).collect();
-    assert_eq!(found, [integrity::DamageKind::StaleExpiry]);
+    let stale = integrity::DamageKind::StaleExpiry;
+    assert_eq!(found, [stale.clone(), stale]);
     integrity::repair(&*backend, &master).await.unwrap();
     assert!(raw(&*backend, b"x").await.is_empty());
+    assert_eq!(raw(&*backend, b"y").await.len(), 1, "rewritten's stays");
     let report = integrity::check(&*backend, &master).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.damage);
 }
