@@ -174,18 +174,24 @@ async fn a_counter_keeps_its_own_ttl() {
     assert_eq!(p.retrieve("n").await.unwrap().metadata.expires, None);
 }
 
-#[tokio::test]
-async fn the_sweep_takes_what_is_due_within_the_current_tick_and_leaves_the_rest() {
-    let (backend, master) = fresh();
+/// A clock set so that a key written now with a TTL of one second (the
+/// options returned) expires at the start of a tick of the expiry index.
+fn a_second_before_a_tick() -> (Arc<ManualClock>, StoreOptions) {
     let clock = manual_clock();
+    let to_tick = EXPIRY_TICK_MS - (clock.now_ms() + 1_000) % EXPIRY_TICK_MS;
+    clock.advance(Duration::from_millis(to_tick % EXPIRY_TICK_MS));
     let one_second = StoreOptions {
         ttl: Some(Ttl::Fixed(1)),
         ..Default::default()
     };
-    // So that keys written now expire at the start of a tick of the expiry
-    // index, and those written in the next 20 ms within that tick.
-    let to_tick = EXPIRY_TICK_MS - (clock.now_ms() + 1_000) % EXPIRY_TICK_MS;
-    clock.advance(Duration::from_millis(to_tick % EXPIRY_TICK_MS));
+    (clock, one_second)
+}
+
+#[tokio::test]
+async fn the_sweep_takes_what_is_due_within_the_current_tick_and_leaves_the_rest() {
+    let (backend, master) = fresh();
+    // Keys written in the first 20 ms expire within one tick.
+    let (clock, one_second) = a_second_before_a_tick();
     let os = open_at(backend.clone(), &master, &clock).await;
     let p = partition(&os, "app", "P").await;
     // Many keys, so that the later ones sort before earlier ones by their
@@ -225,14 +231,7 @@ async fn the_sweep_takes_what_is_due_within_the_current_tick_and_leaves_the_rest
 #[tokio::test]
 async fn a_key_written_twice_within_a_tick_has_one_expiry_entry_and_is_swept() {
     let (backend, master) = fresh();
-    let clock = manual_clock();
-    let one_second = StoreOptions {
-        ttl: Some(Ttl::Fixed(1)),
-        ..Default::default()
-    };
-    // So that keys written now expire at the start of a tick.
-    let to_tick = EXPIRY_TICK_MS - (clock.now_ms() + 1_000) % EXPIRY_TICK_MS;
-    clock.advance(Duration::from_millis(to_tick % EXPIRY_TICK_MS));
+    let (clock, one_second) = a_second_before_a_tick();
     let os = open_at(backend.clone(), &master, &clock).await;
     let p = partition(&os, "app", "P").await;
     let expiries = || async {
