@@ -29,13 +29,18 @@ impl Drop for TempDir {
     }
 }
 
-/// A file backend at `path` whose file obeys `faults`.
-fn open_faulty(path: &Path, faults: &Arc<Faults>) -> FileBackend {
+/// Opens the database at `path` over a file that obeys `faults`, at
+/// start and at each reopen.
+fn faulty_opener(path: &Path, faults: &Arc<Faults>) -> Opener {
     let (path, faults) = (path.to_path_buf(), faults.clone());
-    FileBackend::open_with("test database", move || {
+    Box::new(move || {
         redb::Builder::new().create_with_backend(FaultyStorage::open(&path, faults.clone())?)
     })
-    .unwrap()
+}
+
+/// A file backend at `path` whose file obeys `faults`.
+fn open_faulty(path: &Path, faults: &Arc<Faults>) -> FileBackend {
+    FileBackend::open_with("test database", faulty_opener(path, faults)).unwrap()
 }
 
 async fn put(b: &FileBackend, key: &str, value: &[u8]) -> Result<(), BackendError> {
@@ -243,16 +248,7 @@ async fn a_read_error_fails_reads_typed_and_they_work_again_once_healed() {
 fn open_faulty_with_reserve(path: &Path, faults: &Arc<Faults>, size: u64) -> FileBackend {
     let mut reserve = Reserve::beside(path, size);
     reserve.take().unwrap();
-    let (file, faults) = (path.to_path_buf(), faults.clone());
-    FileBackend::start(
-        "test database",
-        Box::new(move || {
-            redb::Builder::new().create_with_backend(FaultyStorage::open(&file, faults.clone())?)
-        }),
-        None,
-        reserve,
-    )
-    .unwrap()
+    FileBackend::start("test database", faulty_opener(path, faults), None, reserve).unwrap()
 }
 
 /// Waits (a bounded time) until `done` holds; panics naming `what` if it
@@ -361,13 +357,9 @@ fn open_faulty_journaled(
     journal_faults: &Arc<Faults>,
 ) -> FileBackend {
     let journal = Journal::open_faulty(&journal_path(path), journal_faults.clone()).unwrap();
-    let (path, faults) = (path.to_path_buf(), faults.clone());
-    let open = move || {
-        redb::Builder::new().create_with_backend(FaultyStorage::open(&path, faults.clone())?)
-    };
     FileBackend::start(
         "test database",
-        Box::new(open),
+        faulty_opener(path, faults),
         Some(journal),
         Reserve::none(),
     )

@@ -33,11 +33,11 @@ impl Walk<'_> {
         if differing.is_empty() {
             return Ok(());
         }
-        // Either layout's entries stand for the tick they name (see
-        // `RecordKey::expiring`), this version's first: an entry is stale
-        // if no key expires in its tick, or if another entry (of this
-        // layout, or the first found) already stands for that key and
-        // tick. A stale one is deleted in its own layout.
+        // Either layout's entries stand for the key and tick they name (see
+        // `RecordKey::expiring`). An entry is stale if that key does not
+        // expire in that tick, or if an entry read before it (this
+        // version's layout is read first) already stands for both. A stale
+        // one is deleted in its own layout.
         let mut found = Vec::new();
         for prefix in [Prefix::Expiries, Prefix::LegacyExpiries] {
             let prefix = prefix.encode();

@@ -24,10 +24,9 @@
 //! [`encryption`](crate::encryption)); `day` is big-endian days since the
 //! epoch, `expires` big-endian milliseconds, and `tick` the big-endian
 //! count of ticks of [`EXPIRY_TICK_MS`] (32 ms) since the epoch. The
-//! expiry index keeps the tick a
-//! key expires in, in clear, so the sweep finds due keys in order without
-//! opening every record: it reveals when keys expire (to the tick), never
-//! what they are. Within a tick the entries sort by their tags, which are
+//! expiry index keeps the tick a key expires in, in clear, so the sweep
+//! finds due keys in order without opening every record: it reveals when
+//! keys expire (to the tick), never what they are. Within a tick the entries sort by their tags, which are
 //! random: keys written together land all over their tick's run of the
 //! index instead of at its end, so the engine's pages fill as they do for
 //! random inserts, and not to half, as appends at the end do; and a tick
